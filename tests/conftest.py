@@ -1,0 +1,25 @@
+"""Shared test setup.
+
+Tests that need an optional tool (torch, pdflatex, matplotlib) skip with a stated reason when it
+is missing on a developer's machine; in CI (CI=true) a missing tool is a failure instead, so a
+skipped check can never be reported as passing there.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def require(module: str, why: str):
+    """Import an optional module, or skip (locally) / fail (CI) with the reason."""
+    if os.environ.get("CI") == "true":
+        return importlib.import_module(module)  # an ImportError here fails the test in CI
+    return pytest.importorskip(module, reason=why)
