@@ -26,9 +26,9 @@ derivation writes them in (d(o_t) d(sigma'(s_t)) d(s_{t-1}) d(f'_t)).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterable, Iterator
 
 from .spec import Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref
 

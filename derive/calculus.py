@@ -14,8 +14,8 @@ The chain rule is the plain matrix product of :func:`~derive.algebra.mul`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .algebra import (
     ZERO,
@@ -172,13 +172,14 @@ def derive_jacobian(spec: CellSpec, order: FactorOrder) -> dict[str, dict[str, S
 class Reverse:
     """Reverse mode (BPTT, seed 002) for one time step t.
 
-    ``assignments``: ordered (node, Sum) pairs; \\bar u_t = sum of adjoint terms, each term a product
-    ending in an :class:`Adj` vector. The output state gets d l_t / d h_t, every state its carried
-    adjoint delta u_t from step t+1. ``carries[v]``: delta v_{t-1}. ``grads[A]``: the step-t
-    contribution to dL/dA (dL/dA = sum_t of it); matrix parameters end in an :class:`Outer`
-    factor (a v^T). ``inputs``: the adjoint of x_t (to stack layers). ``stacks``: the stacked
-    form of seed 002, one per input vector v: Theta_v = [P_1; P_2; ...] (all matrices acting on
-    v), \\bar a_v = [projection adjoints], dL/dTheta_v = sum_t \\bar a_v v^T.
+    ``assignments``: ordered (node, Sum) pairs; \\bar u_t is a sum of adjoint terms, each a
+    product ending in an :class:`Adj` vector. The output state gets d l_t / d h_t, every
+    state its carried adjoint delta u_t from step t+1. ``carries[v]``: delta v_{t-1}.
+    ``grads[A]``: the step-t contribution to dL/dA (dL/dA = sum_t of it); a matrix
+    parameter's ends in an :class:`Outer` factor (a v^T). ``inputs``: the adjoint of x_t (to
+    stack layers). ``stacks``: the stacked form of seed 002, one per input vector v:
+    Theta_v = [P_1; P_2; ...] (all matrices acting on v), \\bar a_v = [projection adjoints],
+    dL/dTheta_v = sum_t \\bar a_v v^T.
     """
 
     assignments: list[tuple[str, Sum]]

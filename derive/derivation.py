@@ -14,9 +14,10 @@ views on the :class:`Derivation`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any
 
 from .algebra import FactorOrder, Rec, Sum, add, single
 from .calculus import Forward, Reverse, derive_forward, derive_jacobian, derive_reverse

@@ -11,8 +11,9 @@ gives seed 001's form (d(\\sigma(s_t)) d(o'_t) W_o + d(o_t) d(\\sigma'(s_t)) (\\
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .activations import ACTIVATIONS
 from .algebra import Adj, Diag, Diag2, Factor, Ident, Mat, Outer, Rec, Sum, Term
@@ -147,7 +148,7 @@ def _groups(terms: list[Term], names: Names) -> list[tuple[Fraction, str]]:
     for t in terms:
         groups.setdefault(t.factors[0], []).append(t)
     out: list[tuple[Fraction, str]] = []
-    for head, ts in groups.items():
+    for ts in groups.values():
         if len(ts) == 1:
             t = ts[0]
             out.append((t.coef, product(t.factors, names)))

@@ -11,7 +11,8 @@ functions, which is how the tests compare with ``sympy.Matrix.jacobian``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,10 @@ class Step:
         self.x = np.asarray(x)
         self.prev = {k: np.asarray(v) for k, v in prev.items()}
         self.values: dict[str, np.ndarray] = {}
+        with_readout = all(p in self.params for p in spec.readout_params)
         for name, node in spec.nodes.items():
+            if node.role == "readout" and not with_readout:
+                continue
             self.values[name] = self.vec(node.expr)
 
     def vec(self, e: Expr) -> np.ndarray:
@@ -103,9 +107,13 @@ class Step:
         return len(self.values[self.spec.states[0]])
 
     def evaluate(self, s: Sum, rec: Mapping[tuple, Any] | None = None,
-                 adj: Mapping[tuple, Any] | None = None) -> np.ndarray:
+                 adj: Mapping[tuple, Any] | None = None,
+                 shape: tuple[int, ...] | None = None) -> np.ndarray:
         """Instantiate a derived expression. ``rec[(state, wrt, lag)]`` gives the recursion
-        symbols d state_{t-lag}/d wrt, ``adj[(name, kind)]`` the adjoint vectors."""
+        symbols d state_{t-lag}/d wrt, ``adj[(name, kind)]`` the adjoint vectors; ``shape`` is
+        the result's shape when the sum is empty (zero)."""
+        if not s and shape is not None:
+            return np.zeros(shape, dtype=object if self.x.dtype == object else float)
         n = self.n()
         total: Any = None
         for term in s:

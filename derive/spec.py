@@ -15,9 +15,10 @@ seed-001 factor d(g'_t), and reverse mode exposes the pre-activation adjoint of 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from .activations import ACTIVATIONS
 
@@ -95,7 +96,9 @@ class Mul(Expr):
 
 # ----------------------------------------------------------------------------- parser
 
-_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[-+*@()]))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[-+*@()]))"
+)
 
 
 def _tokenize(text: str) -> list[tuple[str, str, int]]:
@@ -263,7 +266,8 @@ class CellSpec:
         if not self.states:
             raise self.error("needs at least one state (the output h first)")
         node_items = list(nodes.items()) if isinstance(nodes, Mapping) else list(nodes)
-        readout_items = list(readout.items()) if isinstance(readout, Mapping) else list(readout or [])
+        readout_items = (list(readout.items()) if isinstance(readout, Mapping)
+                         else list(readout or []))
         self.nodes: dict[str, Node] = {}
         self._build(node_items, readout_items)
         self.latex_names = {n: _auto_latex(n) for n in [*self.params, *self.nodes, INPUT]}
@@ -279,7 +283,8 @@ class CellSpec:
         unknown = sorted(set(data) - known)
         name = data.get("name", "<unnamed>")
         if unknown:
-            raise SpecError(f"cell {name!r}: unknown key(s) {unknown}; expected some of {sorted(known)}")
+            raise SpecError(f"cell {name!r}: unknown key(s) {unknown}; "
+                            f"expected some of {sorted(known)}")
         for key in ("params", "nodes", "states"):
             if key not in data:
                 raise SpecError(f"cell {name!r}: missing key {key!r}")
@@ -300,12 +305,14 @@ class CellSpec:
     def _add_param(self, pname: str, shape: Sequence[str], readout: bool) -> None:
         if pname in self.params:
             raise self.error(f"duplicate parameter name {pname!r}")
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", pname) or pname.endswith(PREV) or HAT in pname:
+        bad = not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", pname)
+        if bad or pname.endswith(PREV) or HAT in pname:
             raise self.error(f"bad parameter name {pname!r}")
         shape = tuple(shape) if not isinstance(shape, str) else (shape,)
         if len(shape) not in (1, 2) or any(d not in DIMS for d in shape):
             raise self.error(
-                f"parameter {pname!r} has shape {shape}; expected 1 or 2 of the dimension names {DIMS}"
+                f"parameter {pname!r} has shape {shape}; expected 1 or 2 of the dimension "
+                f"names {DIMS}"
             )
         self.params[pname] = Param(pname, shape, readout)
 
@@ -314,7 +321,8 @@ class CellSpec:
         for group, items in (("node", node_items), ("readout", readout_items)):
             for item in items:
                 if not (isinstance(item, (tuple, list)) and len(item) == 2):
-                    raise self.error(f"each {group} must be a (name, expression) pair, got {item!r}")
+                    raise self.error(
+                        f"each {group} must be a (name, expression) pair, got {item!r}")
                 nname, text = item
                 if nname in raw:
                     raise self.error(f"duplicate node name {nname!r}")
@@ -347,10 +355,12 @@ class CellSpec:
             if nname in self.states and dim != "hidden":
                 raise self.error(f"state {nname!r} has size {dim}; states must have size hidden")
             dims[nname] = dim
-            role = "readout" if group == "readout" else ("state" if nname in self.states else "node")
+            role = ("readout" if group == "readout"
+                    else "state" if nname in self.states else "node")
             if isinstance(e, Call):
                 hat = nname + HAT
-                self.nodes[hat] = Node(hat, e.arg, dim, "hat", text)
+                self.nodes[hat] = Node(hat, e.arg, dim, "readout" if role == "readout" else "hat",
+                                       text)
                 self.nodes[nname] = Node(nname, Call(e.fn, Ref(hat)), dim,
                                          "gate" if role == "node" else role, text)
             else:
@@ -384,7 +394,8 @@ class CellSpec:
                 if n in self.params:
                     p = self.params[n]
                     if p.is_matrix:
-                        raise self.error(f"node {where!r}: matrix parameter {n!r} must be used as {n} @ v")
+                        raise self.error(
+                            f"node {where!r}: matrix parameter {n!r} must be used as {n} @ v")
                     if p.readout != (group == "readout"):
                         raise self.error(f"node {where!r}: parameter {n!r} belongs to the "
                                          f"{'readout' if p.readout else 'cell'}")
@@ -396,7 +407,8 @@ class CellSpec:
                     return Ref(n, 0, "node")
                 raise self.error(
                     f"node {where!r}: undefined name {n!r}; known names: x, "
-                    f"{', '.join(s + PREV for s in self.states)}, parameters {sorted(self.params)}, "
+                    f"{', '.join(s + PREV for s in self.states)}, "
+                    f"parameters {sorted(self.params)}, "
                     f"nodes {sorted(raw)}"
                 )
             if isinstance(e, Const):
@@ -502,7 +514,7 @@ class CellSpec:
 
     @property
     def readout_nodes(self) -> list[str]:
-        return [n for n, v in self.nodes.items() if v.role == "readout"]
+        return [n for n, v in self.nodes.items() if v.role == "readout" and not n.endswith(HAT)]
 
     def __repr__(self) -> str:
         return f"CellSpec({self.name!r}, states={self.states}, params={list(self.params)})"

@@ -74,7 +74,7 @@ class Diag2Of(MatrixExpr):
 class Elementwise(MatrixExpr):
     """act(v) or act'(v) applied entrywise (``fn`` is 'sigmoid', 'tanh', "sigmoid'", "tanh'")."""
 
-    def __new__(cls, fn: "str | sp.Symbol", v: MatrixExpr):
+    def __new__(cls, fn: str | sp.Symbol, v: MatrixExpr):
         return MatrixExpr.__new__(cls, sp.Symbol(str(fn)), v)
 
     @property
