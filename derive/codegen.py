@@ -1,0 +1,598 @@
+"""NumPy kernel printer: the derivation, printed as code through ``templates/numpy/``.
+
+One :class:`KernelPlan` describes what to generate for a cell (SymForce style); the Jinja
+template only lays out the module, and this printer prints every expression. Nothing here knows a
+cell by name: the forward step is the spec's node expressions, the backward step is
+``Derivation.reverse`` (one line per adjoint assignment), RTRL and the state Jacobian are
+``Derivation.jacobian`` and ``forward[A].V``.
+
+Structure the printer exploits (never materialising d(x) or d_2(x)):
+
+* d(v) Y  ->  ``v * Y`` (vectors) or ``v[:, :, None] * Y`` (matrices);
+* matrices that act on the same vector are stacked, Theta_v = [P_1; P_2; ...] (seed 002): one
+  matmul per step for h_{t-1}, one matmul over all steps for x_t, and weight gradients
+  dL/dTheta_v = sum_t \\bar a_{v,t} v_t^T as one matmul over all steps;
+* P d_2(v) and d(u) d_2(v) become outer products written straight into the RTRL sensitivities.
+"""
+
+from __future__ import annotations
+
+import keyword
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import jinja2
+
+from .activations import ACTIVATIONS
+from .algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Sum, Term
+from .derivation import Derivation, derive
+from .latex import expanded, names_for, node_symbol
+from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+RESERVED = {"np", "t", "xs", "params", "cache", "state", "state0", "dhs", "grads", "x_t",
+            "steps", "batch", "n_hidden", "n_in", "dtype", "sens", "dstate", "values", "rows",
+            "cols", "out"}
+SIZE = {"hidden": "n_hidden", "input": "n_in", "output": "n_out"}
+
+
+def _ident(name: str) -> str:
+    return name + "_" if name in RESERVED or keyword.iskeyword(name) else name
+
+
+def _num(c: Fraction) -> str:
+    return repr(c.numerator / c.denominator) if c.denominator != 1 else f"{c.numerator}.0"
+
+
+@dataclass
+class Stack:
+    """Matrices acting on one vector, stacked: Theta_v = [P_1; P_2; ...]."""
+
+    vec: Ref
+    params: list[str]
+    name: str  # W_stack_x, W_stack_h ...
+    adj: dict[str, Sum] = field(default_factory=dict)  # P -> projection adjoint \bar a_P
+    buffer: str = ""  # dA_x ...
+
+
+class KernelPlan:
+    """Everything the NumPy template needs for one cell, printed as lines of code."""
+
+    def __init__(self, d: Derivation):
+        self.d = d
+        self.spec = d.spec
+        self.names = names_for(d)
+        self.params = d.params
+        self.states = list(d.states)
+        self.var = {n: _ident(n) for n in self.spec.nodes}
+        rev = d.reverse
+        # --- stacks: matrices acting directly on x or on a previous state
+        self.stacks: list[Stack] = []
+        for v, plist in rev.stacks:
+            if v.kind == "input" or (v.kind == "node" and v.lag == 1):
+                tag = "x" if v.kind == "input" else v.name
+                st = Stack(v, [p for p, _ in plist], f"W_stack_{tag}")
+                st.adj = dict(plist)
+                st.buffer = f"dA_{tag}"
+                self.stacks.append(st)
+        self.stacked = {p: st for st in self.stacks for p in st.params}
+        # two stacks whose projection adjoints are the same share one buffer (LSTM: x and h)
+        for i, st in enumerate(self.stacks):
+            for other in self.stacks[:i]:
+                if [st.adj[p].key() for p in st.params] == \
+                        [other.adj[p].key() for p in other.params]:
+                    st.buffer = other.buffer
+                    break
+        # --- vectors the backward pass needs
+        self.needed: list[Expr] = []
+        sums = [s for _, s in rev.assignments] + list(rev.carries.values()) + \
+            list(rev.grads.values()) + [rev.inputs]
+        for s in sums:
+            for t in s:
+                for f in t.factors:
+                    if isinstance(f, (Diag, Outer, Diag2)):
+                        self._need(f.v)
+        for u in self.states:
+            for v in self.states:
+                for t in d.jacobian[u][v]:
+                    for f in t.factors:
+                        if isinstance(f, (Diag, Diag2)):
+                            self._need(f.v)
+        for p in self.params:
+            for u in self.states:
+                for t in d.forward[p].raw.V[u]:
+                    for f in t.factors:
+                        if isinstance(f, (Diag, Diag2)):
+                            self._need(f.v)
+        self.temps: dict[Expr, str] = {}
+        for e in self.needed:
+            if isinstance(e, (Call, Add, Mul, MatVec)) and self._in_forward(e):
+                self.temps[e] = self._temp_name(e)
+        self.cached_nodes = [n for n in self.spec.nodes if self.spec.nodes[n].role
+                             not in ("hat", "readout") and n not in self.states
+                             and self._node_needed(n)]
+
+    # ------------------------------------------------------------------ analysis helpers
+    def _need(self, e: Expr) -> None:
+        if isinstance(e, DerivAt):
+            if isinstance(e.arg, Ref) and e.arg.name.endswith(HAT):
+                self._need(Ref(e.arg.name[: -len(HAT)]))
+            else:
+                self._need(Call(e.fn, e.arg))
+            return
+        if e not in self.needed:
+            self.needed.append(e)
+        if isinstance(e, (Add, Mul)) and not self._in_forward(e):
+            for part in ([t for _, t in e.terms] if isinstance(e, Add) else e.factors):
+                self._need(part)
+
+    def _in_forward(self, e: Expr) -> bool:
+        def has(x: Expr) -> bool:
+            if x == e:
+                return True
+            if isinstance(x, (Call, DerivAt, MatVec)):
+                return has(x.arg)
+            if isinstance(x, Add):
+                return any(has(t) for _, t in x.terms)
+            if isinstance(x, Mul):
+                return any(has(f) for f in x.factors)
+            return False
+
+        return any(has(n.expr) for n in self.spec.nodes.values() if n.role != "readout")
+
+    def _temp_name(self, e: Expr) -> str:
+        if isinstance(e, Call) and isinstance(e.arg, Ref):
+            return _ident(f"{e.fn}_{e.arg.name}" + ("_prev" if e.arg.lag else ""))
+        return f"s{len(self.temps)}"
+
+    def _node_needed(self, n: str) -> bool:
+        def uses(x: Expr) -> bool:
+            if isinstance(x, Ref):
+                return x.kind == "node" and x.lag == 0 and x.name == n
+            if isinstance(x, (Call, DerivAt, MatVec)):
+                return uses(x.arg)
+            if isinstance(x, Add):
+                return any(uses(t) for _, t in x.terms)
+            if isinstance(x, Mul):
+                return any(uses(f) for f in x.factors)
+            return False
+
+        return any(uses(e) for e in self.needed)
+
+    # ------------------------------------------------------------------ expression printing
+    def vec(self, e: Expr, ctx: str, lines: list[str] | None = None) -> str:
+        """NumPy code of a vector expression, batch-leading (B, size).
+
+        ``ctx`` is 'fwd' (inside the forward step: stacked projections are slices of
+        A_x / A_<state>, needed subexpressions are assigned to temps) or 'bwd' (cached values).
+        """
+        if ctx == "fwd" and e in self.temps and lines is not None:
+            name = self.temps[e]
+            if not any(line.startswith(f"{name} = ") for line in lines):
+                lines.append(f"{name} = {self.vec(e, 'fwd-inner', lines)}")
+            return name
+        if ctx == "bwd" and e in self.temps:
+            return self.temps[e]
+        sub = "fwd" if ctx.startswith("fwd") else ctx
+        if isinstance(e, Ref):
+            if e.kind == "input":
+                return "x_t"
+            if e.kind == "param":
+                return _ident(e.name)
+            if e.lag == 1:
+                return f"{e.name}_prev"
+            return self.var[e.name]
+        if isinstance(e, Const):
+            return _num(e.value)
+        if isinstance(e, Call):
+            arg = self.vec(e.arg, sub, lines)
+            return "_sigmoid(" + arg + ")" if e.fn == "sigmoid" else f"np.tanh({arg})"
+        if isinstance(e, DerivAt):
+            if isinstance(e.arg, Ref) and e.arg.name.endswith(HAT):
+                y = self.var[e.arg.name[: -len(HAT)]]
+            else:
+                y = self.vec(Call(e.fn, e.arg), sub, lines)
+            return "(" + ACTIVATIONS[e.fn].deriv_from_output.format(y=y) + ")"
+        if isinstance(e, MatVec):
+            st = self.stacked.get(e.param)
+            if sub == "fwd" and st is not None and e.arg == st.vec:
+                k = st.params.index(e.param)
+                src = "A_x[t]" if st.vec.kind == "input" else f"A_{st.vec.name}"
+                return f"{src}[:, {k} * n_hidden:{k + 1} * n_hidden]"
+            arg = self.vec(e.arg, sub, lines)
+            return f"({arg}) @ {_ident(e.param)}.T"
+        if isinstance(e, Add):
+            out = ""
+            for i, (s, t) in enumerate(e.terms):
+                txt = self.vec(t, sub, lines)
+                if isinstance(t, Add):
+                    txt = f"({txt})"
+                out += (("-" if s < 0 else "") + txt) if i == 0 else \
+                    ((" - " if s < 0 else " + ") + txt)
+            return out
+        if isinstance(e, Mul):
+            parts = []
+            for f in e.factors:
+                txt = self.vec(f, sub, lines)
+                parts.append(f"({txt})" if isinstance(f, Add) else txt)
+            return " * ".join(parts)
+        raise TypeError(e)
+
+    def comment(self, lhs: str, s: Sum | Expr) -> str:
+        rhs = expanded(s, self.names) if isinstance(s, Sum) else _latex_vec(s, self.names)
+        return f"# {lhs} = {rhs}"
+
+    # ------------------------------------------------------------------ forward step
+    def forward_lines(self) -> list[str]:
+        """One forward step: every node in topological order (gates from their
+        pre-activation, which is never stored)."""
+        lines: list[str] = []
+        for st in self.stacks:
+            if st.vec.kind == "node":
+                lines.append(f"# A_{st.vec.name} = [{'; '.join(st.params)}] "
+                             f"{node_symbol(self.names, st.vec.name, 1)}: one matmul")
+                lines.append(f"A_{st.vec.name} = {st.vec.name}_prev @ {st.name}.T")
+        for name, node in self.spec.nodes.items():
+            if node.role in ("hat", "readout"):
+                continue
+            e = node.expr
+            if isinstance(e, Call) and isinstance(e.arg, Ref) and e.arg.name.endswith(HAT):
+                e = Call(e.fn, self.spec.nodes[e.arg.name].expr)
+            lines.append(f"# {node_symbol(self.names, name)} = {_latex_vec(e, self.names)}")
+            rhs = self.vec(e, "fwd-inner", lines)
+            lines.append(f"{self.var[name]} = {rhs}")
+        return lines
+
+    # ------------------------------------------------------------------ backward step
+    def bwd_term(self, t: Term) -> str:
+        """Apply a product of factors (right to left) to the adjoint vector that ends it."""
+        fs = list(t.factors)
+        last = fs.pop()
+        assert isinstance(last, Adj)
+        y = self.adj_var(last)
+        scal: list[str] = []
+        for f in reversed(fs):
+            if isinstance(f, Diag):
+                scal.append(self._wrap(self.vec(f.v, "bwd")))
+            elif isinstance(f, Mat):
+                y = " * ".join([*reversed(scal), y]) if scal else y
+                scal = []
+                y = f"({y}) @ {_ident(f.name)}" + ("" if f.transposed else ".T")
+            elif isinstance(f, Ident):
+                continue
+            else:
+                raise TypeError(f)
+        body = " * ".join([*reversed(scal), y]) if scal else y
+        return body
+
+    def _wrap(self, code: str) -> str:
+        return code if code.replace("_", "").replace(".", "").isalnum() or code.startswith("(") \
+            else f"({code})"
+
+    def adj_var(self, a: Adj) -> str:
+        if a.kind == "loss":
+            return "dhs[t]"
+        if a.kind == "carry":
+            return f"d_{a.name}_next"
+        base = a.name[: -len(HAT)] + "_hat" if a.name.endswith(HAT) else a.name
+        return f"d_{base}"
+
+    def bwd_sum(self, s: Sum) -> str:
+        out = ""
+        for i, t in enumerate(s):
+            body = self.bwd_term(t)
+            c = t.coef
+            mag = "" if abs(c) == 1 else _num(abs(c)) + " * "
+            if i == 0:
+                out = ("-" if c < 0 else "") + mag + body
+            else:
+                out += (" - " if c < 0 else " + ") + mag + body
+        return out or "0.0"
+
+    def backward_lines(self) -> list[str]:
+        rev = self.d.reverse
+        lines: list[str] = []
+        for u, s in rev.assignments:
+            lines.append(self.comment(_latex_adj(self.names, u), s))
+            lines.append(f"{self.adj_var(Adj(u, 'bar'))} = {self.bwd_sum(s)}")
+        # projection adjoints of the stacked matrices, into the per-step buffers
+        done: set[tuple[str, int]] = set()
+        for st in self.stacks:
+            for k, p in enumerate(st.params):
+                if (st.buffer, k) in done:
+                    continue
+                done.add((st.buffer, k))
+                lines.append(f"# \\bar{{a}}_{{{p}}} (projection adjoint; dL/d{p} = "
+                             f"sum_t of it times {_latex_vec(st.vec, self.names)}^T)")
+                lines.append(f"{st.buffer}[t, :, {k} * n_hidden:{k + 1} * n_hidden] = "
+                             f"{self.bwd_sum(st.adj[p])}")
+        # carried adjoints delta v_{t-1}: stacked part as one matmul, the rest term by term
+        new_carry: list[str] = []
+        for v, s in rev.carries.items():
+            stack = next((st for st in self.stacks if st.vec == Ref(v, 1, "node")), None)
+            rest = self._unstacked(s, stack)
+            parts = [f"{stack.buffer}[t] @ {stack.name}"] if stack else []
+            if rest:
+                parts.append(self.bwd_sum(rest))
+            lines.append(self.comment(rf"\delta {node_symbol(self.names, v, 1)}", s))
+            lines.append(f"d_{v}_new = {' + '.join(parts) if parts else '0.0'}")
+            new_carry.append(v)
+        for v in new_carry:
+            lines.append(f"d_{v}_next = d_{v}_new")
+        # per-step accumulations of gradients that are not stacked projections
+        for p in self.params:
+            kind, code = self.grad_plan(p)
+            if kind == "acc":
+                lines.append(self.comment(rf"\partial L / \partial {p} \mathrel{{+}}=", rev.grads[p]))
+                lines.append(f"g_{p} += {code}")
+        x_rest = self._unstacked(rev.inputs, self._x_stack())
+        if x_rest:
+            lines.append(f"dxs_rest[t] = {self.bwd_sum(x_rest)}")
+        return lines
+
+    def _x_stack(self) -> Stack | None:
+        return next((st for st in self.stacks if st.vec.kind == "input"), None)
+
+    def _unstacked(self, s: Sum, stack: Stack | None) -> Sum:
+        """The terms of a carry / input adjoint not covered by the stack's one matmul; checks
+        that the covered terms are exactly P^T \\bar a_P for every stacked P."""
+        if stack is None:
+            return s
+        covered, rest = [], []
+        for t in s:
+            f0 = t.factors[0]
+            if isinstance(f0, Mat) and f0.transposed and f0.name in stack.params:
+                covered.append((f0.name, Term(t.coef, t.factors[1:])))
+            else:
+                rest.append(t)
+        for p in stack.params:
+            mine = [t for q, t in covered if q == p]
+            want = stack.adj[p]
+            got = Sum(tuple(mine), s.order)
+            if got.key() != want.key():
+                raise AssertionError(f"{self.spec.name}: stacked adjoint of {p} does not match")
+        return Sum(tuple(rest), s.order)
+
+    def grad_plan(self, p: str) -> tuple[str, str]:
+        """How dL/dP is assembled: 'stack' (rows of one matmul), 'sum' (a buffer slice summed
+        over steps and batch) or 'acc' (accumulated per step)."""
+        g = self.d.reverse.grads[p]
+        if p in self.stacked:
+            return "stack", ""
+        # a bias whose step term equals a stacked projection adjoint: sum that buffer slice
+        for st in self.stacks:
+            for k, q in enumerate(st.params):
+                if st.adj[q].key() == g.key():
+                    return "sum", f"{st.buffer}[:, :, {k} * n_hidden:{k + 1} * n_hidden]"
+        if all(not isinstance(t.last, Outer) for t in g):
+            return "acc", f"({self.bwd_sum(g)}).sum(axis=0)"
+        # an unstacked matrix: sum_t (\bar a) v^T
+        terms = []
+        for t in g:
+            inner = Term(t.coef, t.factors[:-1])
+            v = self.vec(t.last.v, "bwd")
+            terms.append(f"({self.bwd_sum(Sum((inner,), g.order))}).T @ ({v})")
+        return "acc", " + ".join(terms)
+
+    # ------------------------------------------------------------------ Jacobian / RTRL
+    def matrix_code(self, t: Term) -> tuple[str, str]:
+        """A product of d(.) and W factors as ('diag', vector code) or ('dense', (B|1, n, n)).
+
+        Runs of d(.) factors merge into one vector first (d(a) d(b) = d(a * b)), so a term
+        costs one broadcast per matrix factor, never a materialised diag."""
+        kind, code = "ident", ""
+        pending: list[str] = []
+
+        def flush() -> None:
+            nonlocal kind, code
+            if not pending:
+                return
+            u = " * ".join(reversed(pending))
+            pending.clear()
+            if kind == "ident":
+                kind, code = "diag", u
+            elif kind == "diag":
+                code = f"{u} * {code}"
+            else:
+                code = f"({u})[..., None] * {code}"
+
+        for f in reversed(t.factors):
+            if isinstance(f, Ident):
+                continue
+            if isinstance(f, Diag):
+                pending.append(self._wrap(self.vec(f.v, "bwd")))
+            elif isinstance(f, Mat):
+                flush()
+                m = _ident(f.name) + (".T" if f.transposed else "")
+                if kind == "ident":
+                    kind, code = "dense", m
+                elif kind == "diag":
+                    kind, code = "dense", f"{m} * ({code})[..., None, :]"
+                else:
+                    code = f"{m} @ ({code})"
+            else:
+                raise TypeError(f)
+        flush()
+        if kind == "ident":
+            kind, code = "diag", "1.0"
+        c = t.coef
+        if c != 1:
+            code = f"{_num(c)} * ({code})"
+        return kind, code
+
+    def jacobian_lines(self) -> list[str]:
+        """J[u][v] = d u_t / d v_{t-1} as a diagonal part (vector) plus a dense part."""
+        lines: list[str] = []
+        for u in self.states:
+            for v in self.states:
+                s = self.d.jacobian[u][v]
+                lhs = rf"\partial {node_symbol(self.names, u)} / \partial " \
+                      rf"{node_symbol(self.names, v, 1)}"
+                lines.append(f"# {lhs} = {expanded(s, self.names)}")
+                diag, dense = [], []
+                for t in s:
+                    kind, code = self.matrix_code(t)
+                    (diag if kind == "diag" else dense).append(code)
+                lines.append(f"Jd_{u}_{v} = {' + '.join(diag) if diag else 'None'}")
+                lines.append(f"JM_{u}_{v} = {' + '.join(dense) if dense else 'None'}")
+        return lines
+
+    def rtrl_lines(self) -> list[str]:
+        """S_u <- sum_v J[u][v] S_v + V_u^A for every parameter A at once (S stacks all A)."""
+        lines: list[str] = []
+        for u in self.states:
+            parts = []
+            for v in self.states:
+                parts.append(f"_apply(JM_{u}_{v}, Jd_{u}_{v}, S_{v})")
+            lines.append(f"# S_{u} = sum_v (d {u}_t / d v_(t-1)) S_v + V_{u}")
+            lines.append(f"new_{u} = {' + '.join(parts)}")
+        for u in self.states:
+            for p in self.params:
+                V = self.d.forward[p].raw.V[u]
+                if not V:
+                    continue
+                lines.append(f"# V_{u}^{p} = {expanded(V, self.names)}")
+                for t in V:
+                    lines.extend(self._v_term(u, p, t))
+        for u in self.states:
+            lines.append(f"S_{u} = new_{u}")
+        return lines
+
+    def _v_term(self, u: str, p: str, t: Term) -> list[str]:
+        last = t.factors[-1]
+        prefix = Term(t.coef, t.factors[:-1] or (Ident(),))
+        kind, pre = self.matrix_code(prefix)
+        sl = f"off['{p}']"
+        tgt = f"new_{u}"
+        if isinstance(last, Diag2):
+            v = self._wrap(self.vec(last.v, "bwd"))
+            k = SIZE[self._dim(last.v)]
+            if kind == "diag":
+                return [f"{tgt}[:, idx_rows['{p}'], idx_cols['{p}']] += "
+                        f"({pre} * ones)[..., None] * {v}[..., None, :]).reshape(batch, -1)"
+                        .replace("+= (", "+= ((", 1)]
+            return [f"{tgt}[:, :, {sl}[0]:{sl}[1]] += ((({pre}) * ones[..., None])"
+                    f"[..., None] * {v}[..., None, None, :]).reshape(batch, n_hidden, -1)"]
+        vec = "1.0"
+        if isinstance(last, Diag):  # an elementwise parameter: P d(v)
+            vec = self._wrap(self.vec(last.v, "bwd"))
+        elif not isinstance(last, Ident):
+            raise TypeError(f"unexpected last factor {last!r} of V")
+        if kind == "diag":
+            return [f"{tgt}[:, idx_rows['{p}'], idx_cols['{p}']] += {pre} * {vec} * ones"]
+        scale = f" * {vec}[..., None, :]" if vec != "1.0" else ""
+        return [f"{tgt}[:, :, {sl}[0]:{sl}[1]] += ({pre}){scale} * ones[..., None]"]
+
+    def _dim(self, e: Expr) -> str:
+        if isinstance(e, Ref):
+            if e.kind == "input":
+                return "input"
+            if e.kind == "param":
+                return self.spec.params[e.name].shape[0]
+            return "hidden" if e.lag else self.spec.nodes[e.name].dim
+        if isinstance(e, (Call, DerivAt)):
+            return self._dim(e.arg)
+        if isinstance(e, MatVec):
+            return self.spec.params[e.param].shape[0]
+        if isinstance(e, Add):
+            return next(self._dim(t) for _, t in e.terms if not isinstance(t, Const))
+        if isinstance(e, Mul):
+            return next(self._dim(f) for f in e.factors if not isinstance(f, Const))
+        raise TypeError(e)
+
+    # ------------------------------------------------------------------ template context
+    def context(self, template: str) -> dict:
+        spec = self.spec
+        rev = self.d.reverse
+        x_stack = self._x_stack()
+        grads = []
+        for p in self.params:
+            kind, code = self.grad_plan(p)
+            entry = {"name": p, "kind": kind, "code": code}
+            if kind == "stack":
+                st = self.stacked[p]
+                entry["stack"] = st.name
+                entry["row"] = st.params.index(p)
+                entry["buffer"] = st.buffer
+                entry["vec"] = ("xs" if st.vec.kind == "input" else f"S_{st.vec.name}[:-1]")
+            grads.append(entry)
+        return {
+            "cell": spec.name,
+            "title": spec.title,
+            "template": template,
+            "params": [(p, tuple(SIZE[s] for s in spec.params[p].shape)) for p in self.params],
+            "unpack": [(p, _ident(p)) for p in self.params] +
+                      [(st.name, st.name) for st in self.stacks],
+            "vector_params": [p for p in self.params if not spec.params[p].is_matrix],
+            "matrix_params": [p for p in self.params if spec.params[p].is_matrix
+                              and p not in self.stacked],
+            "states": self.states,
+            "stacks": [{"name": st.name, "params": st.params, "buffer": st.buffer,
+                        "vec": st.vec.name if st.vec.kind == "node" else "x",
+                        "input": st.vec.kind == "input"} for st in self.stacks],
+            "buffers": sorted({(st.buffer, len(st.params)) for st in self.stacks}),
+            "x_stack": x_stack.name if x_stack else None,
+            "x_buffer": x_stack.buffer if x_stack else None,
+            "x_rest": bool(self._unstacked(rev.inputs, x_stack)),
+            "forward_lines": self.forward_lines(),
+            "cached_nodes": [self.var[n] for n in self.cached_nodes],
+            "temps": list(self.temps.values()),
+            "backward_lines": self.backward_lines(),
+            "grads": grads,
+            "jacobian_lines": self.jacobian_lines(),
+            "rtrl_lines": self.rtrl_lines(),
+            "equations": self.equations(),
+        }
+
+    def equations(self) -> list[str]:
+        out = []
+        for name, node in self.spec.nodes.items():
+            if node.role in ("hat", "readout"):
+                continue
+            out.append(f"{name} = {node.source}")
+        return out
+
+
+def _latex_vec(e: Expr, names) -> str:
+    from .latex import vec
+
+    return vec(e, names)
+
+
+def _latex_adj(names, u: str) -> str:
+    from .latex import adjoint_symbol
+
+    return adjoint_symbol(names, u)
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def render_kernel(cell: str) -> str:
+    """The text of ``generated/<cell>.py``."""
+    template = "numpy/kernel.py.j2"
+    plan = KernelPlan(derive(cell))
+    return environment().get_template(template).render(**plan.context(template))
+
+
+def kernel_files(cell: str) -> dict[str, str]:
+    """Files of generated/ for one cell's NumPy kernel."""
+    return {f"{cell}.py": render_kernel(cell)}
+
+
+def package_files(cells: list[str]) -> dict[str, str]:
+    """generated/__init__.py, listing the kernels."""
+    template = "numpy/package_init.py.j2"
+    text = environment().get_template(template).render(cells=list(cells), template=template)
+    return {"__init__.py": text}

@@ -1,0 +1,533 @@
+# generated from numpy/kernel.py.j2 by derive; do not edit.
+# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
+# or the template. Cell: lstm.
+"""LSTM (torch.nn.LSTM): forward, BPTT, RTRL and state Jacobians, derived by derive.
+
+Forward equations (the cell spec; x is x_t, <state>_prev the state at t-1):
+    i = sigmoid(W_xi @ x + W_hi @ h_prev + b_i)
+    f = sigmoid(W_xf @ x + W_hf @ h_prev + b_f)
+    g = tanh(W_xg @ x + W_hg @ h_prev + b_g)
+    o = sigmoid(W_xo @ x + W_ho @ h_prev + b_o)
+    c = f * c_prev + i * g
+    h = o * tanh(c)
+
+API (numpy only; every array keeps the parameters' floating dtype):
+
+PARAMS
+    parameter name -> shape in terms of n_hidden and n_in, in the order used everywhere.
+STATE
+    the state names; the first is the output h.
+init_params(n_in, n_hidden, *, seed=0, dtype=np.float64) -> dict
+    uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)) like torch.
+forward(params, xs, state0=None) -> (hs, cache)
+    xs (T, B, n_in) -> hs (T, B, n_hidden); state0 maps each state name to (B, n_hidden)
+    (zeros when None). cache["state"] holds the final state.
+backward(params, cache, dhs, *, dstate=None, input_grad=False) -> grads
+    dhs = dL/dh_t for every t, (T, B, n_hidden); dstate optionally maps state names to dL/d(final
+    state). grads[name] for every parameter (same shape and dtype), grads["<state>0"] = dL/d(initial
+    state) for every state, and grads["xs"] = dL/dxs when input_grad=True.
+rtrl(params, xs, state0=None) -> dict
+    forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape).
+rtrl_step(params, x_t, state, sens=None) -> (state, sens)
+    one online step; sens[s][A] = d s_t / dA, shape (B, n_hidden, *A.shape) (zeros when None).
+state_jacobian(params, x_t, state) -> ndarray
+    d(all states at t)/d(all states at t-1), (B, S, S), states concatenated in STATE order.
+"""
+
+import numpy as np
+
+PARAMS = {
+    "W_xi": ("n_hidden", "n_in"),
+    "W_xf": ("n_hidden", "n_in"),
+    "W_xg": ("n_hidden", "n_in"),
+    "W_xo": ("n_hidden", "n_in"),
+    "W_hi": ("n_hidden", "n_hidden"),
+    "W_hf": ("n_hidden", "n_hidden"),
+    "W_hg": ("n_hidden", "n_hidden"),
+    "W_ho": ("n_hidden", "n_hidden"),
+    "b_i": ("n_hidden",),
+    "b_f": ("n_hidden",),
+    "b_g": ("n_hidden",),
+    "b_o": ("n_hidden",),
+}
+STATE = ("h", "c")
+
+
+def _sigmoid(z):
+    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype."""
+    return 0.5 * np.tanh(0.5 * z) + 0.5
+
+
+def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
+    """Parameters drawn uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)), as torch initialises."""
+    if int(n_in) < 1 or int(n_hidden) < 1:
+        raise ValueError(f"n_in and n_hidden must be positive, got n_in={n_in}, "
+                         f"n_hidden={n_hidden}")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    rng = np.random.default_rng(seed)
+    k = 1.0 / np.sqrt(n_hidden)
+    sizes = {"n_in": int(n_in), "n_hidden": int(n_hidden)}
+    return {name: rng.uniform(-k, k, size=tuple(sizes[s] for s in shape)).astype(dtype)
+            for name, shape in PARAMS.items()}
+
+
+def _sizes(params):
+    """Validate a parameter dict; returns (n_hidden, n_in, dtype)."""
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a dict of arrays, got {type(params).__name__}")
+    missing = [p for p in PARAMS if p not in params]
+    extra = [p for p in params if p not in PARAMS]
+    if missing or extra:
+        raise ValueError(f"params: missing {missing}, unexpected {extra}; "
+                         f"expected exactly {list(PARAMS)}")
+    first = np.asarray(params[next(iter(PARAMS))])
+    n_hidden = first.shape[0] if first.ndim else -1
+    n_in = None
+    dtype = first.dtype
+    for name, shape in PARAMS.items():
+        a = params[name]
+        if not isinstance(a, np.ndarray):
+            raise ValueError(f"params[{name!r}] must be a numpy array, got {type(a).__name__}")
+        if a.dtype.kind != "f" or a.dtype != dtype:
+            raise ValueError(f"params[{name!r}] has dtype {a.dtype}; expected {dtype} (all "
+                             f"parameters must share one floating dtype)")
+        if a.ndim != len(shape):
+            raise ValueError(f"params[{name!r}] has shape {a.shape}; expected {shape}")
+        for size, dim in zip(a.shape, shape):
+            if dim == "n_in":
+                n_in = size if n_in is None else n_in
+                ok = size == n_in
+            else:
+                ok = size == n_hidden
+            if not ok:
+                want = tuple(n_hidden if d == "n_hidden" else n_in for d in shape)
+                raise ValueError(f"params[{name!r}] has shape {a.shape}; expected {want} "
+                                 f"for {shape} with n_hidden={n_hidden}, n_in={n_in}")
+    if dtype.kind != "f":
+        raise ValueError(f"parameters must have a floating dtype, got {dtype}")
+    return n_hidden, n_in, dtype
+
+
+def _check_array(name, a, shape, dtype):
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ValueError(f"{name} has dtype {a.dtype}; expected {dtype} (the parameters' dtype)")
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {a.shape}; expected {tuple(shape)}")
+    return a
+
+
+def _check_state(state, batch, n_hidden, dtype, what="state0"):
+    if state is None:
+        return {s: np.zeros((batch, n_hidden), dtype) for s in STATE}
+    if not isinstance(state, dict) or set(state) != set(STATE):
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{what} must map exactly the states {list(STATE)}, got {got}")
+    return {s: _check_array(f"{what}[{s!r}]", state[s], (batch, n_hidden), dtype) for s in STATE}
+
+
+def _check_xs(xs, n_in, dtype):
+    if not isinstance(xs, np.ndarray) or xs.ndim != 3:
+        got = xs.shape if isinstance(xs, np.ndarray) else type(xs).__name__
+        raise ValueError(f"xs must be an array of shape (T, B, n_in={n_in}), got {got}")
+    if xs.shape[0] < 1 or xs.shape[1] < 1:
+        raise ValueError(f"xs must have T >= 1 and B >= 1, got shape {xs.shape}")
+    return _check_array("xs", xs, (xs.shape[0], xs.shape[1], n_in), dtype)
+
+
+def _unpack(params):
+    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    P = dict(params)
+    # W_stack_x = [W_xi; W_xf; W_xg; W_xo] acts on x
+    P["W_stack_x"] = np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0)
+    # W_stack_h = [W_hi; W_hf; W_hg; W_ho] acts on h
+    P["W_stack_h"] = np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0)
+    return P
+
+
+def forward(params, xs, state0=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    state = _check_state(state0, batch, n_hidden, dtype)
+    P = _unpack(params)
+    W_xi = P["W_xi"]
+    W_xf = P["W_xf"]
+    W_xg = P["W_xg"]
+    W_xo = P["W_xo"]
+    W_hi = P["W_hi"]
+    W_hf = P["W_hf"]
+    W_hg = P["W_hg"]
+    W_ho = P["W_ho"]
+    b_i = P["b_i"]
+    b_f = P["b_f"]
+    b_g = P["b_g"]
+    b_o = P["b_o"]
+    W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
+    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
+    A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
+    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_h[0] = state["h"]
+    S_c = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_c[0] = state["c"]
+    C_i = np.empty((steps, batch, n_hidden), dtype)
+    C_f = np.empty((steps, batch, n_hidden), dtype)
+    C_g = np.empty((steps, batch, n_hidden), dtype)
+    C_o = np.empty((steps, batch, n_hidden), dtype)
+    C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
+    for t in range(steps):
+        x_t = xs[t]
+        h_prev = S_h[t]
+        c_prev = S_c[t]
+        # A_h = [W_hi; W_hf; W_hg; W_ho] h_{t-1}: one matmul
+        A_h = h_prev @ W_stack_h.T
+        # i_t = \sigma(W_{xi} x_t + W_{hi} h_{t-1} + b_i)
+        i = _sigmoid(A_x[t][:, 0 * n_hidden:1 * n_hidden] + A_h[:, 0 * n_hidden:1 * n_hidden] + b_i)
+        # f_t = \sigma(W_{xf} x_t + W_{hf} h_{t-1} + b_f)
+        f = _sigmoid(A_x[t][:, 1 * n_hidden:2 * n_hidden] + A_h[:, 1 * n_hidden:2 * n_hidden] + b_f)
+        # g_t = \tanh(W_{xg} x_t + W_{hg} h_{t-1} + b_g)
+        g = np.tanh(A_x[t][:, 2 * n_hidden:3 * n_hidden] + A_h[:, 2 * n_hidden:3 * n_hidden] + b_g)
+        # o_t = \sigma(W_{xo} x_t + W_{ho} h_{t-1} + b_o)
+        o = _sigmoid(A_x[t][:, 3 * n_hidden:4 * n_hidden] + A_h[:, 3 * n_hidden:4 * n_hidden] + b_o)
+        # c_t = f_t \odot c_{t-1} + i_t \odot g_t
+        c = f * c_prev + i * g
+        # h_t = o_t \odot \tanh(c_t)
+        tanh_c = np.tanh(c)
+        h = o * tanh_c
+        S_h[t + 1] = h
+        S_c[t + 1] = c
+        C_i[t] = i
+        C_f[t] = f
+        C_g[t] = g
+        C_o[t] = o
+        C_tanh_c[t] = tanh_c
+    cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_c, ))}}
+    cache["S_h"] = S_h
+    cache["S_c"] = S_c
+    cache["i"] = C_i
+    cache["f"] = C_f
+    cache["g"] = C_g
+    cache["o"] = C_o
+    cache["tanh_c"] = C_tanh_c
+    return S_h[1:], cache
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if xs.shape[2] != n_in or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    P = _unpack(params)
+    W_xi = P["W_xi"]
+    W_xf = P["W_xf"]
+    W_xg = P["W_xg"]
+    W_xo = P["W_xo"]
+    W_hi = P["W_hi"]
+    W_hf = P["W_hf"]
+    W_hg = P["W_hg"]
+    W_ho = P["W_ho"]
+    b_i = P["b_i"]
+    b_f = P["b_f"]
+    b_g = P["b_g"]
+    b_o = P["b_o"]
+    W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
+    S_h = cache["S_h"]
+    d_h_next = carry["h"]
+    S_c = cache["S_c"]
+    d_c_next = carry["c"]
+    dA_x = np.empty((steps, batch, 4 * n_hidden), dtype)
+    for t in range(steps - 1, -1, -1):
+        x_t = xs[t]
+        h_prev = S_h[t]
+        h = S_h[t + 1]
+        c_prev = S_c[t]
+        c = S_c[t + 1]
+        i = cache["i"][t]
+        f = cache["f"][t]
+        g = cache["g"][t]
+        o = cache["o"][t]
+        tanh_c = cache["tanh_c"][t]
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+        d_h = dhs[t] + d_h_next
+        # \bar{c}_t = \delta c_t + d(o_t) d(\tanh'(c_t)) \bar{h}_t
+        d_c = d_c_next + o * (1.0 - tanh_c * tanh_c) * d_h
+        # \bar{o}_t = d(\tanh(c_t)) \bar{h}_t
+        d_o = tanh_c * d_h
+        # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
+        d_o_hat = (o * (1.0 - o)) * d_o
+        # \bar{g}_t = d(i_t) \bar{c}_t
+        d_g = i * d_c
+        # \bar{\hat{g}}_t = d(g'_t) \bar{g}_t
+        d_g_hat = (1.0 - g * g) * d_g
+        # \bar{f}_t = d(c_{t-1}) \bar{c}_t
+        d_f = c_prev * d_c
+        # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
+        d_f_hat = (f * (1.0 - f)) * d_f
+        # \bar{i}_t = d(g_t) \bar{c}_t
+        d_i = g * d_c
+        # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
+        d_i_hat = (i * (1.0 - i)) * d_i
+        # \bar{a}_{W_xi} (projection adjoint; dL/dW_xi = sum_t of it times x_t^T)
+        dA_x[t, :, 0 * n_hidden:1 * n_hidden] = d_i_hat
+        # \bar{a}_{W_xf} (projection adjoint; dL/dW_xf = sum_t of it times x_t^T)
+        dA_x[t, :, 1 * n_hidden:2 * n_hidden] = d_f_hat
+        # \bar{a}_{W_xg} (projection adjoint; dL/dW_xg = sum_t of it times x_t^T)
+        dA_x[t, :, 2 * n_hidden:3 * n_hidden] = d_g_hat
+        # \bar{a}_{W_xo} (projection adjoint; dL/dW_xo = sum_t of it times x_t^T)
+        dA_x[t, :, 3 * n_hidden:4 * n_hidden] = d_o_hat
+        # \delta h_{t-1} = W_{hi}^\top \bar{\hat{i}}_t + W_{hf}^\top \bar{\hat{f}}_t + W_{hg}^\top \bar{\hat{g}}_t + W_{ho}^\top \bar{\hat{o}}_t
+        d_h_new = dA_x[t] @ W_stack_h
+        # \delta c_{t-1} = d(f_t) \bar{c}_t
+        d_c_new = f * d_c
+        d_h_next = d_h_new
+        d_c_next = d_c_new
+    grads = {}
+    # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+    G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    G_W_stack_h = dA_x.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W_xi"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
+    grads["W_xf"] = G_W_stack_x[1 * n_hidden:2 * n_hidden]
+    grads["W_xg"] = G_W_stack_x[2 * n_hidden:3 * n_hidden]
+    grads["W_xo"] = G_W_stack_x[3 * n_hidden:4 * n_hidden]
+    grads["W_hi"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
+    grads["W_hf"] = G_W_stack_h[1 * n_hidden:2 * n_hidden]
+    grads["W_hg"] = G_W_stack_h[2 * n_hidden:3 * n_hidden]
+    grads["W_ho"] = G_W_stack_h[3 * n_hidden:4 * n_hidden]
+    grads["b_i"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    grads["b_f"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
+    grads["b_g"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
+    grads["b_o"] = dA_x[:, :, 3 * n_hidden:4 * n_hidden].sum(axis=(0, 1))
+    grads["h0"] = d_h_next
+    grads["c0"] = d_c_next
+    if input_grad:
+        grads["xs"] = dA_x @ W_stack_x
+    return grads
+
+
+def _apply(JM, Jd, S):
+    """(dense part) @ S + (diagonal part) * S of one state-Jacobian block."""
+    out = None
+    if JM is not None:
+        out = JM @ S
+    if Jd is not None:
+        term = Jd[..., None] * S if isinstance(Jd, np.ndarray) else Jd * S
+        out = term if out is None else out + term
+    return out if out is not None else np.zeros_like(S)
+
+
+def _layout(n_hidden, n_in):
+    """Column offsets of every parameter in the stacked sensitivities, and the index arrays of
+    the diagonal structure of V (d(u) d_2(v) has entries only at (i, i*k + l))."""
+    sizes = {"n_in": n_in, "n_hidden": n_hidden}
+    off, rows, cols, at = {}, {}, {}, 0
+    ar = np.arange(n_hidden)
+    for name, shape in PARAMS.items():
+        dims = [sizes[s] for s in shape]
+        size = int(np.prod(dims))
+        off[name] = (at, at + size)
+        if len(dims) == 2:
+            rows[name] = np.repeat(ar, dims[1])
+            cols[name] = at + np.arange(size)
+        else:
+            rows[name] = ar
+            cols[name] = at + ar
+        at += size
+    return off, rows, cols, at
+
+
+def _local_step(params, x_t, prev, S=None, layout=None):
+    """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update."""
+    P = _unpack(params)
+    W_xi = P["W_xi"]
+    W_xf = P["W_xf"]
+    W_xg = P["W_xg"]
+    W_xo = P["W_xo"]
+    W_hi = P["W_hi"]
+    W_hf = P["W_hf"]
+    W_hg = P["W_hg"]
+    W_ho = P["W_ho"]
+    b_i = P["b_i"]
+    b_f = P["b_f"]
+    b_g = P["b_g"]
+    b_o = P["b_o"]
+    W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
+    batch, n_hidden = x_t.shape[0], prev["h"].shape[1]
+    A_x = (x_t @ W_stack_x.T)[None]
+    t = 0
+    h_prev = prev["h"]
+    c_prev = prev["c"]
+    # A_h = [W_hi; W_hf; W_hg; W_ho] h_{t-1}: one matmul
+    A_h = h_prev @ W_stack_h.T
+    # i_t = \sigma(W_{xi} x_t + W_{hi} h_{t-1} + b_i)
+    i = _sigmoid(A_x[t][:, 0 * n_hidden:1 * n_hidden] + A_h[:, 0 * n_hidden:1 * n_hidden] + b_i)
+    # f_t = \sigma(W_{xf} x_t + W_{hf} h_{t-1} + b_f)
+    f = _sigmoid(A_x[t][:, 1 * n_hidden:2 * n_hidden] + A_h[:, 1 * n_hidden:2 * n_hidden] + b_f)
+    # g_t = \tanh(W_{xg} x_t + W_{hg} h_{t-1} + b_g)
+    g = np.tanh(A_x[t][:, 2 * n_hidden:3 * n_hidden] + A_h[:, 2 * n_hidden:3 * n_hidden] + b_g)
+    # o_t = \sigma(W_{xo} x_t + W_{ho} h_{t-1} + b_o)
+    o = _sigmoid(A_x[t][:, 3 * n_hidden:4 * n_hidden] + A_h[:, 3 * n_hidden:4 * n_hidden] + b_o)
+    # c_t = f_t \odot c_{t-1} + i_t \odot g_t
+    c = f * c_prev + i * g
+    # h_t = o_t \odot \tanh(c_t)
+    tanh_c = np.tanh(c)
+    h = o * tanh_c
+    # \partial h_t / \partial h_{t-1} = d(\tanh(c_t)) d(o'_t) W_{ho} + d(o_t) d(\tanh'(c_t)) d(c_{t-1}) d(f'_t) W_{hf} + d(o_t) d(\tanh'(c_t)) d(g_t) d(i'_t) W_{hi} + d(o_t) d(\tanh'(c_t)) d(i_t) d(g'_t) W_{hg}
+    Jd_h_h = None
+    JM_h_h = (tanh_c * (o * (1.0 - o)))[..., None] * W_ho + (o * (1.0 - tanh_c * tanh_c) * c_prev * (f * (1.0 - f)))[..., None] * W_hf + (o * (1.0 - tanh_c * tanh_c) * g * (i * (1.0 - i)))[..., None] * W_hi + (o * (1.0 - tanh_c * tanh_c) * i * (1.0 - g * g))[..., None] * W_hg
+    # \partial h_t / \partial c_{t-1} = d(o_t) d(\tanh'(c_t)) d(f_t)
+    Jd_h_c = o * (1.0 - tanh_c * tanh_c) * f
+    JM_h_c = None
+    # \partial c_t / \partial h_{t-1} = d(c_{t-1}) d(f'_t) W_{hf} + d(g_t) d(i'_t) W_{hi} + d(i_t) d(g'_t) W_{hg}
+    Jd_c_h = None
+    JM_c_h = (c_prev * (f * (1.0 - f)))[..., None] * W_hf + (g * (i * (1.0 - i)))[..., None] * W_hi + (i * (1.0 - g * g))[..., None] * W_hg
+    # \partial c_t / \partial c_{t-1} = d(f_t)
+    Jd_c_c = f
+    JM_c_c = None
+    J = {
+        ("h", "h"): (JM_h_h, Jd_h_h),
+        ("h", "c"): (JM_h_c, Jd_h_c),
+        ("c", "h"): (JM_c_h, Jd_c_h),
+        ("c", "c"): (JM_c_c, Jd_c_c),
+    }
+    new_state = { "h": h, "c": c }
+    if S is None:
+        return new_state, J, None
+    off, idx_rows, idx_cols, _ = layout
+    ones = np.ones((batch, n_hidden), x_t.dtype)
+    S_h = S["h"]
+    S_c = S["c"]
+    # S_h = sum_v (d h_t / d v_(t-1)) S_v + V_h
+    new_h = _apply(JM_h_h, Jd_h_h, S_h) + _apply(JM_h_c, Jd_h_c, S_c)
+    # S_c = sum_v (d c_t / d v_(t-1)) S_v + V_c
+    new_c = _apply(JM_c_h, Jd_c_h, S_h) + _apply(JM_c_c, Jd_c_c, S_c)
+    # V_h^W_xi = d(o_t) d(\tanh'(c_t)) d(g_t) d(i'_t) d_2(x_t)
+    new_h[:, idx_rows['W_xi'], idx_cols['W_xi']] += ((o * (1.0 - tanh_c * tanh_c) * g * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_h^W_xf = d(o_t) d(\tanh'(c_t)) d(c_{t-1}) d(f'_t) d_2(x_t)
+    new_h[:, idx_rows['W_xf'], idx_cols['W_xf']] += ((o * (1.0 - tanh_c * tanh_c) * c_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_h^W_xg = d(o_t) d(\tanh'(c_t)) d(i_t) d(g'_t) d_2(x_t)
+    new_h[:, idx_rows['W_xg'], idx_cols['W_xg']] += ((o * (1.0 - tanh_c * tanh_c) * i * (1.0 - g * g) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_h^W_xo = d(\tanh(c_t)) d(o'_t) d_2(x_t)
+    new_h[:, idx_rows['W_xo'], idx_cols['W_xo']] += ((tanh_c * (o * (1.0 - o)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_h^W_hi = d(o_t) d(\tanh'(c_t)) d(g_t) d(i'_t) d_2(h_{t-1})
+    new_h[:, idx_rows['W_hi'], idx_cols['W_hi']] += ((o * (1.0 - tanh_c * tanh_c) * g * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_h^W_hf = d(o_t) d(\tanh'(c_t)) d(c_{t-1}) d(f'_t) d_2(h_{t-1})
+    new_h[:, idx_rows['W_hf'], idx_cols['W_hf']] += ((o * (1.0 - tanh_c * tanh_c) * c_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_h^W_hg = d(o_t) d(\tanh'(c_t)) d(i_t) d(g'_t) d_2(h_{t-1})
+    new_h[:, idx_rows['W_hg'], idx_cols['W_hg']] += ((o * (1.0 - tanh_c * tanh_c) * i * (1.0 - g * g) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_h^W_ho = d(\tanh(c_t)) d(o'_t) d_2(h_{t-1})
+    new_h[:, idx_rows['W_ho'], idx_cols['W_ho']] += ((tanh_c * (o * (1.0 - o)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_h^b_i = d(o_t) d(\tanh'(c_t)) d(g_t) d(i'_t)
+    new_h[:, idx_rows['b_i'], idx_cols['b_i']] += o * (1.0 - tanh_c * tanh_c) * g * (i * (1.0 - i)) * ones
+    # V_h^b_f = d(o_t) d(\tanh'(c_t)) d(c_{t-1}) d(f'_t)
+    new_h[:, idx_rows['b_f'], idx_cols['b_f']] += o * (1.0 - tanh_c * tanh_c) * c_prev * (f * (1.0 - f)) * ones
+    # V_h^b_g = d(o_t) d(\tanh'(c_t)) d(i_t) d(g'_t)
+    new_h[:, idx_rows['b_g'], idx_cols['b_g']] += o * (1.0 - tanh_c * tanh_c) * i * (1.0 - g * g) * ones
+    # V_h^b_o = d(\tanh(c_t)) d(o'_t)
+    new_h[:, idx_rows['b_o'], idx_cols['b_o']] += tanh_c * (o * (1.0 - o)) * ones
+    # V_c^W_xi = d(g_t) d(i'_t) d_2(x_t)
+    new_c[:, idx_rows['W_xi'], idx_cols['W_xi']] += ((g * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_c^W_xf = d(c_{t-1}) d(f'_t) d_2(x_t)
+    new_c[:, idx_rows['W_xf'], idx_cols['W_xf']] += ((c_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_c^W_xg = d(i_t) d(g'_t) d_2(x_t)
+    new_c[:, idx_rows['W_xg'], idx_cols['W_xg']] += ((i * (1.0 - g * g) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_c^W_hi = d(g_t) d(i'_t) d_2(h_{t-1})
+    new_c[:, idx_rows['W_hi'], idx_cols['W_hi']] += ((g * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_c^W_hf = d(c_{t-1}) d(f'_t) d_2(h_{t-1})
+    new_c[:, idx_rows['W_hf'], idx_cols['W_hf']] += ((c_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_c^W_hg = d(i_t) d(g'_t) d_2(h_{t-1})
+    new_c[:, idx_rows['W_hg'], idx_cols['W_hg']] += ((i * (1.0 - g * g) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_c^b_i = d(g_t) d(i'_t)
+    new_c[:, idx_rows['b_i'], idx_cols['b_i']] += g * (i * (1.0 - i)) * ones
+    # V_c^b_f = d(c_{t-1}) d(f'_t)
+    new_c[:, idx_rows['b_f'], idx_cols['b_f']] += c_prev * (f * (1.0 - f)) * ones
+    # V_c^b_g = d(i_t) d(g'_t)
+    new_c[:, idx_rows['b_g'], idx_cols['b_g']] += i * (1.0 - g * g) * ones
+    S_h = new_h
+    S_c = new_c
+    return new_state, J, { "h": S_h, "c": S_c }
+
+
+def _check_step(params, x_t, state):
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(x_t, np.ndarray) or x_t.ndim != 2:
+        got = x_t.shape if isinstance(x_t, np.ndarray) else type(x_t).__name__
+        raise ValueError(f"x_t must be an array of shape (B, n_in={n_in}), got {got}")
+    x_t = _check_array("x_t", x_t, (x_t.shape[0], n_in), dtype)
+    state = _check_state(state, x_t.shape[0], n_hidden, dtype, "state")
+    return n_hidden, n_in, dtype, x_t, state
+
+
+def rtrl_step(params, x_t, state, sens=None):
+    """One step of real-time recurrent learning: d s_t/dA = sum_v J[s][v] d v_(t-1)/dA + V_s^A."""
+    n_hidden, n_in, dtype, x_t, state = _check_step(params, x_t, state)
+    batch = x_t.shape[0]
+    layout = _layout(n_hidden, n_in)
+    off, total = layout[0], layout[3]
+    S = {}
+    for s in STATE:
+        S[s] = np.zeros((batch, n_hidden, total), dtype)
+        if sens is not None:
+            if not isinstance(sens, dict) or s not in sens:
+                raise ValueError(f"sens must map each state in {list(STATE)} to a dict of "
+                                 f"per-parameter sensitivities")
+            for name, shape in PARAMS.items():
+                a, b = off[name]
+                want = (batch, n_hidden) + tuple(params[name].shape)
+                arr = _check_array(f"sens[{s!r}][{name!r}]", sens[s].get(name), want, dtype) \
+                    if isinstance(sens[s].get(name), np.ndarray) else None
+                if arr is None:
+                    raise ValueError(f"sens[{s!r}] is missing {name!r} (expected shape {want})")
+                S[s][:, :, a:b] = arr.reshape(batch, n_hidden, -1)
+    new_state, _, S = _local_step(params, x_t, state, S, layout)
+    out = {s: {name: S[s][:, :, off[name][0]:off[name][1]].reshape(
+        (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS} for s in STATE}
+    return new_state, out
+
+
+def rtrl(params, xs, state0=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape)."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    state = _check_state(state0, batch, n_hidden, dtype)
+    layout = _layout(n_hidden, n_in)
+    off, total = layout[0], layout[3]
+    S = {s: np.zeros((batch, n_hidden, total), dtype) for s in STATE}
+    for t in range(steps):
+        state, _, S = _local_step(params, xs[t], state, S, layout)
+    h = S[STATE[0]]
+    return {name: h[:, :, off[name][0]:off[name][1]].reshape(
+        (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS}
+
+
+def state_jacobian(params, x_t, state):
+    """d(all states at t)/d(all states at t-1), shape (B, S, S), states in STATE order."""
+    n_hidden, n_in, dtype, x_t, state = _check_step(params, x_t, state)
+    batch = x_t.shape[0]
+    _, J, _ = _local_step(params, x_t, state)
+    k = len(STATE)
+    out = np.zeros((batch, k * n_hidden, k * n_hidden), dtype)
+    ar = np.arange(n_hidden)
+    for a, u in enumerate(STATE):
+        for b, v in enumerate(STATE):
+            JM, Jd = J[(u, v)]
+            block = out[:, a * n_hidden:(a + 1) * n_hidden, b * n_hidden:(b + 1) * n_hidden]
+            if JM is not None:
+                block += JM
+            if Jd is not None:
+                block[:, ar, ar] += Jd
+    return out

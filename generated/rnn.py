@@ -1,0 +1,353 @@
+# generated from numpy/kernel.py.j2 by derive; do not edit.
+# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
+# or the template. Cell: rnn.
+"""Vanilla RNN of seed 004 (torch.nn.RNN, tanh) with readout y_t: forward, BPTT, RTRL and state Jacobians, derived by derive.
+
+Forward equations (the cell spec; x is x_t, <state>_prev the state at t-1):
+    h = tanh(W @ x + U @ h_prev + b_h)
+
+API (numpy only; every array keeps the parameters' floating dtype):
+
+PARAMS
+    parameter name -> shape in terms of n_hidden and n_in, in the order used everywhere.
+STATE
+    the state names; the first is the output h.
+init_params(n_in, n_hidden, *, seed=0, dtype=np.float64) -> dict
+    uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)) like torch.
+forward(params, xs, state0=None) -> (hs, cache)
+    xs (T, B, n_in) -> hs (T, B, n_hidden); state0 maps each state name to (B, n_hidden)
+    (zeros when None). cache["state"] holds the final state.
+backward(params, cache, dhs, *, dstate=None, input_grad=False) -> grads
+    dhs = dL/dh_t for every t, (T, B, n_hidden); dstate optionally maps state names to dL/d(final
+    state). grads[name] for every parameter (same shape and dtype), grads["<state>0"] = dL/d(initial
+    state) for every state, and grads["xs"] = dL/dxs when input_grad=True.
+rtrl(params, xs, state0=None) -> dict
+    forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape).
+rtrl_step(params, x_t, state, sens=None) -> (state, sens)
+    one online step; sens[s][A] = d s_t / dA, shape (B, n_hidden, *A.shape) (zeros when None).
+state_jacobian(params, x_t, state) -> ndarray
+    d(all states at t)/d(all states at t-1), (B, S, S), states concatenated in STATE order.
+"""
+
+import numpy as np
+
+PARAMS = {
+    "W": ("n_hidden", "n_in"),
+    "U": ("n_hidden", "n_hidden"),
+    "b_h": ("n_hidden",),
+}
+STATE = ("h",)
+
+
+def _sigmoid(z):
+    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype."""
+    return 0.5 * np.tanh(0.5 * z) + 0.5
+
+
+def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
+    """Parameters drawn uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)), as torch initialises."""
+    if int(n_in) < 1 or int(n_hidden) < 1:
+        raise ValueError(f"n_in and n_hidden must be positive, got n_in={n_in}, "
+                         f"n_hidden={n_hidden}")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    rng = np.random.default_rng(seed)
+    k = 1.0 / np.sqrt(n_hidden)
+    sizes = {"n_in": int(n_in), "n_hidden": int(n_hidden)}
+    return {name: rng.uniform(-k, k, size=tuple(sizes[s] for s in shape)).astype(dtype)
+            for name, shape in PARAMS.items()}
+
+
+def _sizes(params):
+    """Validate a parameter dict; returns (n_hidden, n_in, dtype)."""
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a dict of arrays, got {type(params).__name__}")
+    missing = [p for p in PARAMS if p not in params]
+    extra = [p for p in params if p not in PARAMS]
+    if missing or extra:
+        raise ValueError(f"params: missing {missing}, unexpected {extra}; "
+                         f"expected exactly {list(PARAMS)}")
+    first = np.asarray(params[next(iter(PARAMS))])
+    n_hidden = first.shape[0] if first.ndim else -1
+    n_in = None
+    dtype = first.dtype
+    for name, shape in PARAMS.items():
+        a = params[name]
+        if not isinstance(a, np.ndarray):
+            raise ValueError(f"params[{name!r}] must be a numpy array, got {type(a).__name__}")
+        if a.dtype.kind != "f" or a.dtype != dtype:
+            raise ValueError(f"params[{name!r}] has dtype {a.dtype}; expected {dtype} (all "
+                             f"parameters must share one floating dtype)")
+        if a.ndim != len(shape):
+            raise ValueError(f"params[{name!r}] has shape {a.shape}; expected {shape}")
+        for size, dim in zip(a.shape, shape):
+            if dim == "n_in":
+                n_in = size if n_in is None else n_in
+                ok = size == n_in
+            else:
+                ok = size == n_hidden
+            if not ok:
+                want = tuple(n_hidden if d == "n_hidden" else n_in for d in shape)
+                raise ValueError(f"params[{name!r}] has shape {a.shape}; expected {want} "
+                                 f"for {shape} with n_hidden={n_hidden}, n_in={n_in}")
+    if dtype.kind != "f":
+        raise ValueError(f"parameters must have a floating dtype, got {dtype}")
+    return n_hidden, n_in, dtype
+
+
+def _check_array(name, a, shape, dtype):
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ValueError(f"{name} has dtype {a.dtype}; expected {dtype} (the parameters' dtype)")
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {a.shape}; expected {tuple(shape)}")
+    return a
+
+
+def _check_state(state, batch, n_hidden, dtype, what="state0"):
+    if state is None:
+        return {s: np.zeros((batch, n_hidden), dtype) for s in STATE}
+    if not isinstance(state, dict) or set(state) != set(STATE):
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{what} must map exactly the states {list(STATE)}, got {got}")
+    return {s: _check_array(f"{what}[{s!r}]", state[s], (batch, n_hidden), dtype) for s in STATE}
+
+
+def _check_xs(xs, n_in, dtype):
+    if not isinstance(xs, np.ndarray) or xs.ndim != 3:
+        got = xs.shape if isinstance(xs, np.ndarray) else type(xs).__name__
+        raise ValueError(f"xs must be an array of shape (T, B, n_in={n_in}), got {got}")
+    if xs.shape[0] < 1 or xs.shape[1] < 1:
+        raise ValueError(f"xs must have T >= 1 and B >= 1, got shape {xs.shape}")
+    return _check_array("xs", xs, (xs.shape[0], xs.shape[1], n_in), dtype)
+
+
+def _unpack(params):
+    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    P = dict(params)
+    # W_stack_x = [W] acts on x
+    P["W_stack_x"] = np.concatenate([params["W"]], axis=0)
+    # W_stack_h = [U] acts on h
+    P["W_stack_h"] = np.concatenate([params["U"]], axis=0)
+    return P
+
+
+def forward(params, xs, state0=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    state = _check_state(state0, batch, n_hidden, dtype)
+    P = _unpack(params)
+    W = P["W"]
+    U = P["U"]
+    b_h = P["b_h"]
+    W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
+    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
+    A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
+    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_h[0] = state["h"]
+    for t in range(steps):
+        x_t = xs[t]
+        h_prev = S_h[t]
+        # A_h = [U] h_{t-1}: one matmul
+        A_h = h_prev @ W_stack_h.T
+        # h_t = \tanh(W x_t + U h_{t-1} + b_h)
+        h = np.tanh(A_x[t][:, 0 * n_hidden:1 * n_hidden] + A_h[:, 0 * n_hidden:1 * n_hidden] + b_h)
+        S_h[t + 1] = h
+    cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
+    cache["S_h"] = S_h
+    return S_h[1:], cache
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if xs.shape[2] != n_in or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    P = _unpack(params)
+    W = P["W"]
+    U = P["U"]
+    b_h = P["b_h"]
+    W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
+    S_h = cache["S_h"]
+    d_h_next = carry["h"]
+    dA_x = np.empty((steps, batch, 1 * n_hidden), dtype)
+    for t in range(steps - 1, -1, -1):
+        x_t = xs[t]
+        h_prev = S_h[t]
+        h = S_h[t + 1]
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+        d_h = dhs[t] + d_h_next
+        # \bar{\hat{h}}_t = d(h'_t) \bar{h}_t
+        d_h_hat = (1.0 - h * h) * d_h
+        # \bar{a}_{W} (projection adjoint; dL/dW = sum_t of it times x_t^T)
+        dA_x[t, :, 0 * n_hidden:1 * n_hidden] = d_h_hat
+        # \delta h_{t-1} = U^\top \bar{\hat{h}}_t
+        d_h_new = dA_x[t] @ W_stack_h
+        d_h_next = d_h_new
+    grads = {}
+    # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+    G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    G_W_stack_h = dA_x.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
+    grads["U"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
+    grads["b_h"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    grads["h0"] = d_h_next
+    if input_grad:
+        grads["xs"] = dA_x @ W_stack_x
+    return grads
+
+
+def _apply(JM, Jd, S):
+    """(dense part) @ S + (diagonal part) * S of one state-Jacobian block."""
+    out = None
+    if JM is not None:
+        out = JM @ S
+    if Jd is not None:
+        term = Jd[..., None] * S if isinstance(Jd, np.ndarray) else Jd * S
+        out = term if out is None else out + term
+    return out if out is not None else np.zeros_like(S)
+
+
+def _layout(n_hidden, n_in):
+    """Column offsets of every parameter in the stacked sensitivities, and the index arrays of
+    the diagonal structure of V (d(u) d_2(v) has entries only at (i, i*k + l))."""
+    sizes = {"n_in": n_in, "n_hidden": n_hidden}
+    off, rows, cols, at = {}, {}, {}, 0
+    ar = np.arange(n_hidden)
+    for name, shape in PARAMS.items():
+        dims = [sizes[s] for s in shape]
+        size = int(np.prod(dims))
+        off[name] = (at, at + size)
+        if len(dims) == 2:
+            rows[name] = np.repeat(ar, dims[1])
+            cols[name] = at + np.arange(size)
+        else:
+            rows[name] = ar
+            cols[name] = at + ar
+        at += size
+    return off, rows, cols, at
+
+
+def _local_step(params, x_t, prev, S=None, layout=None):
+    """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update."""
+    P = _unpack(params)
+    W = P["W"]
+    U = P["U"]
+    b_h = P["b_h"]
+    W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
+    batch, n_hidden = x_t.shape[0], prev["h"].shape[1]
+    A_x = (x_t @ W_stack_x.T)[None]
+    t = 0
+    h_prev = prev["h"]
+    # A_h = [U] h_{t-1}: one matmul
+    A_h = h_prev @ W_stack_h.T
+    # h_t = \tanh(W x_t + U h_{t-1} + b_h)
+    h = np.tanh(A_x[t][:, 0 * n_hidden:1 * n_hidden] + A_h[:, 0 * n_hidden:1 * n_hidden] + b_h)
+    # \partial h_t / \partial h_{t-1} = d(h'_t) U
+    Jd_h_h = None
+    JM_h_h = ((1.0 - h * h))[..., None] * U
+    J = {
+        ("h", "h"): (JM_h_h, Jd_h_h),
+    }
+    new_state = { "h": h }
+    if S is None:
+        return new_state, J, None
+    off, idx_rows, idx_cols, _ = layout
+    ones = np.ones((batch, n_hidden), x_t.dtype)
+    S_h = S["h"]
+    # S_h = sum_v (d h_t / d v_(t-1)) S_v + V_h
+    new_h = _apply(JM_h_h, Jd_h_h, S_h)
+    # V_h^W = d(h'_t) d_2(x_t)
+    new_h[:, idx_rows['W'], idx_cols['W']] += (((1.0 - h * h) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_h^U = d(h'_t) d_2(h_{t-1})
+    new_h[:, idx_rows['U'], idx_cols['U']] += (((1.0 - h * h) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_h^b_h = d(h'_t)
+    new_h[:, idx_rows['b_h'], idx_cols['b_h']] += 1.0 * (1.0 - h * h) * ones
+    S_h = new_h
+    return new_state, J, { "h": S_h }
+
+
+def _check_step(params, x_t, state):
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(x_t, np.ndarray) or x_t.ndim != 2:
+        got = x_t.shape if isinstance(x_t, np.ndarray) else type(x_t).__name__
+        raise ValueError(f"x_t must be an array of shape (B, n_in={n_in}), got {got}")
+    x_t = _check_array("x_t", x_t, (x_t.shape[0], n_in), dtype)
+    state = _check_state(state, x_t.shape[0], n_hidden, dtype, "state")
+    return n_hidden, n_in, dtype, x_t, state
+
+
+def rtrl_step(params, x_t, state, sens=None):
+    """One step of real-time recurrent learning: d s_t/dA = sum_v J[s][v] d v_(t-1)/dA + V_s^A."""
+    n_hidden, n_in, dtype, x_t, state = _check_step(params, x_t, state)
+    batch = x_t.shape[0]
+    layout = _layout(n_hidden, n_in)
+    off, total = layout[0], layout[3]
+    S = {}
+    for s in STATE:
+        S[s] = np.zeros((batch, n_hidden, total), dtype)
+        if sens is not None:
+            if not isinstance(sens, dict) or s not in sens:
+                raise ValueError(f"sens must map each state in {list(STATE)} to a dict of "
+                                 f"per-parameter sensitivities")
+            for name, shape in PARAMS.items():
+                a, b = off[name]
+                want = (batch, n_hidden) + tuple(params[name].shape)
+                arr = _check_array(f"sens[{s!r}][{name!r}]", sens[s].get(name), want, dtype) \
+                    if isinstance(sens[s].get(name), np.ndarray) else None
+                if arr is None:
+                    raise ValueError(f"sens[{s!r}] is missing {name!r} (expected shape {want})")
+                S[s][:, :, a:b] = arr.reshape(batch, n_hidden, -1)
+    new_state, _, S = _local_step(params, x_t, state, S, layout)
+    out = {s: {name: S[s][:, :, off[name][0]:off[name][1]].reshape(
+        (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS} for s in STATE}
+    return new_state, out
+
+
+def rtrl(params, xs, state0=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape)."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    state = _check_state(state0, batch, n_hidden, dtype)
+    layout = _layout(n_hidden, n_in)
+    off, total = layout[0], layout[3]
+    S = {s: np.zeros((batch, n_hidden, total), dtype) for s in STATE}
+    for t in range(steps):
+        state, _, S = _local_step(params, xs[t], state, S, layout)
+    h = S[STATE[0]]
+    return {name: h[:, :, off[name][0]:off[name][1]].reshape(
+        (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS}
+
+
+def state_jacobian(params, x_t, state):
+    """d(all states at t)/d(all states at t-1), shape (B, S, S), states in STATE order."""
+    n_hidden, n_in, dtype, x_t, state = _check_step(params, x_t, state)
+    batch = x_t.shape[0]
+    _, J, _ = _local_step(params, x_t, state)
+    k = len(STATE)
+    out = np.zeros((batch, k * n_hidden, k * n_hidden), dtype)
+    ar = np.arange(n_hidden)
+    for a, u in enumerate(STATE):
+        for b, v in enumerate(STATE):
+            JM, Jd = J[(u, v)]
+            block = out[:, a * n_hidden:(a + 1) * n_hidden, b * n_hidden:(b + 1) * n_hidden]
+            if JM is not None:
+                block += JM
+            if Jd is not None:
+                block[:, ar, ar] += Jd
+    return out

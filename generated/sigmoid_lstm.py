@@ -1,0 +1,533 @@
+# generated from numpy/kernel.py.j2 by derive; do not edit.
+# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
+# or the template. Cell: sigmoid_lstm.
+"""LSTM of seed 001, eqs (1)-(6): sigmoid candidate and h_t = o_t * sigma(s_t): forward, BPTT, RTRL and state Jacobians, derived by derive.
+
+Forward equations (the cell spec; x is x_t, <state>_prev the state at t-1):
+    o = sigmoid(W_o @ h_prev + U_o @ x + b_o)
+    i = sigmoid(W_i @ h_prev + U_i @ x + b_i)
+    f = sigmoid(W_f @ h_prev + U_f @ x + b_f)
+    s_tilde = sigmoid(W @ h_prev + U @ x + b)
+    s = f * s_prev + i * s_tilde
+    h = o * sigmoid(s)
+
+API (numpy only; every array keeps the parameters' floating dtype):
+
+PARAMS
+    parameter name -> shape in terms of n_hidden and n_in, in the order used everywhere.
+STATE
+    the state names; the first is the output h.
+init_params(n_in, n_hidden, *, seed=0, dtype=np.float64) -> dict
+    uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)) like torch.
+forward(params, xs, state0=None) -> (hs, cache)
+    xs (T, B, n_in) -> hs (T, B, n_hidden); state0 maps each state name to (B, n_hidden)
+    (zeros when None). cache["state"] holds the final state.
+backward(params, cache, dhs, *, dstate=None, input_grad=False) -> grads
+    dhs = dL/dh_t for every t, (T, B, n_hidden); dstate optionally maps state names to dL/d(final
+    state). grads[name] for every parameter (same shape and dtype), grads["<state>0"] = dL/d(initial
+    state) for every state, and grads["xs"] = dL/dxs when input_grad=True.
+rtrl(params, xs, state0=None) -> dict
+    forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape).
+rtrl_step(params, x_t, state, sens=None) -> (state, sens)
+    one online step; sens[s][A] = d s_t / dA, shape (B, n_hidden, *A.shape) (zeros when None).
+state_jacobian(params, x_t, state) -> ndarray
+    d(all states at t)/d(all states at t-1), (B, S, S), states concatenated in STATE order.
+"""
+
+import numpy as np
+
+PARAMS = {
+    "W": ("n_hidden", "n_hidden"),
+    "W_i": ("n_hidden", "n_hidden"),
+    "W_f": ("n_hidden", "n_hidden"),
+    "W_o": ("n_hidden", "n_hidden"),
+    "U": ("n_hidden", "n_in"),
+    "U_i": ("n_hidden", "n_in"),
+    "U_f": ("n_hidden", "n_in"),
+    "U_o": ("n_hidden", "n_in"),
+    "b": ("n_hidden",),
+    "b_i": ("n_hidden",),
+    "b_f": ("n_hidden",),
+    "b_o": ("n_hidden",),
+}
+STATE = ("h", "s")
+
+
+def _sigmoid(z):
+    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype."""
+    return 0.5 * np.tanh(0.5 * z) + 0.5
+
+
+def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
+    """Parameters drawn uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)), as torch initialises."""
+    if int(n_in) < 1 or int(n_hidden) < 1:
+        raise ValueError(f"n_in and n_hidden must be positive, got n_in={n_in}, "
+                         f"n_hidden={n_hidden}")
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    rng = np.random.default_rng(seed)
+    k = 1.0 / np.sqrt(n_hidden)
+    sizes = {"n_in": int(n_in), "n_hidden": int(n_hidden)}
+    return {name: rng.uniform(-k, k, size=tuple(sizes[s] for s in shape)).astype(dtype)
+            for name, shape in PARAMS.items()}
+
+
+def _sizes(params):
+    """Validate a parameter dict; returns (n_hidden, n_in, dtype)."""
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a dict of arrays, got {type(params).__name__}")
+    missing = [p for p in PARAMS if p not in params]
+    extra = [p for p in params if p not in PARAMS]
+    if missing or extra:
+        raise ValueError(f"params: missing {missing}, unexpected {extra}; "
+                         f"expected exactly {list(PARAMS)}")
+    first = np.asarray(params[next(iter(PARAMS))])
+    n_hidden = first.shape[0] if first.ndim else -1
+    n_in = None
+    dtype = first.dtype
+    for name, shape in PARAMS.items():
+        a = params[name]
+        if not isinstance(a, np.ndarray):
+            raise ValueError(f"params[{name!r}] must be a numpy array, got {type(a).__name__}")
+        if a.dtype.kind != "f" or a.dtype != dtype:
+            raise ValueError(f"params[{name!r}] has dtype {a.dtype}; expected {dtype} (all "
+                             f"parameters must share one floating dtype)")
+        if a.ndim != len(shape):
+            raise ValueError(f"params[{name!r}] has shape {a.shape}; expected {shape}")
+        for size, dim in zip(a.shape, shape):
+            if dim == "n_in":
+                n_in = size if n_in is None else n_in
+                ok = size == n_in
+            else:
+                ok = size == n_hidden
+            if not ok:
+                want = tuple(n_hidden if d == "n_hidden" else n_in for d in shape)
+                raise ValueError(f"params[{name!r}] has shape {a.shape}; expected {want} "
+                                 f"for {shape} with n_hidden={n_hidden}, n_in={n_in}")
+    if dtype.kind != "f":
+        raise ValueError(f"parameters must have a floating dtype, got {dtype}")
+    return n_hidden, n_in, dtype
+
+
+def _check_array(name, a, shape, dtype):
+    if not isinstance(a, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise ValueError(f"{name} has dtype {a.dtype}; expected {dtype} (the parameters' dtype)")
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {a.shape}; expected {tuple(shape)}")
+    return a
+
+
+def _check_state(state, batch, n_hidden, dtype, what="state0"):
+    if state is None:
+        return {s: np.zeros((batch, n_hidden), dtype) for s in STATE}
+    if not isinstance(state, dict) or set(state) != set(STATE):
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"{what} must map exactly the states {list(STATE)}, got {got}")
+    return {s: _check_array(f"{what}[{s!r}]", state[s], (batch, n_hidden), dtype) for s in STATE}
+
+
+def _check_xs(xs, n_in, dtype):
+    if not isinstance(xs, np.ndarray) or xs.ndim != 3:
+        got = xs.shape if isinstance(xs, np.ndarray) else type(xs).__name__
+        raise ValueError(f"xs must be an array of shape (T, B, n_in={n_in}), got {got}")
+    if xs.shape[0] < 1 or xs.shape[1] < 1:
+        raise ValueError(f"xs must have T >= 1 and B >= 1, got shape {xs.shape}")
+    return _check_array("xs", xs, (xs.shape[0], xs.shape[1], n_in), dtype)
+
+
+def _unpack(params):
+    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    P = dict(params)
+    # W_stack_h = [W; W_i; W_f; W_o] acts on h
+    P["W_stack_h"] = np.concatenate([params["W"], params["W_i"], params["W_f"], params["W_o"]], axis=0)
+    # W_stack_x = [U; U_i; U_f; U_o] acts on x
+    P["W_stack_x"] = np.concatenate([params["U"], params["U_i"], params["U_f"], params["U_o"]], axis=0)
+    return P
+
+
+def forward(params, xs, state0=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    state = _check_state(state0, batch, n_hidden, dtype)
+    P = _unpack(params)
+    W = P["W"]
+    W_i = P["W_i"]
+    W_f = P["W_f"]
+    W_o = P["W_o"]
+    U = P["U"]
+    U_i = P["U_i"]
+    U_f = P["U_f"]
+    U_o = P["U_o"]
+    b = P["b"]
+    b_i = P["b_i"]
+    b_f = P["b_f"]
+    b_o = P["b_o"]
+    W_stack_h = P["W_stack_h"]
+    W_stack_x = P["W_stack_x"]
+    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
+    A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
+    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_h[0] = state["h"]
+    S_s = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_s[0] = state["s"]
+    C_o = np.empty((steps, batch, n_hidden), dtype)
+    C_i = np.empty((steps, batch, n_hidden), dtype)
+    C_f = np.empty((steps, batch, n_hidden), dtype)
+    C_s_tilde = np.empty((steps, batch, n_hidden), dtype)
+    C_sigmoid_s = np.empty((steps, batch, n_hidden), dtype)
+    for t in range(steps):
+        x_t = xs[t]
+        h_prev = S_h[t]
+        s_prev = S_s[t]
+        # A_h = [W; W_i; W_f; W_o] h_{t-1}: one matmul
+        A_h = h_prev @ W_stack_h.T
+        # o_t = \sigma(W_o h_{t-1} + U_o x_t + b_o)
+        o = _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden] + A_x[t][:, 3 * n_hidden:4 * n_hidden] + b_o)
+        # i_t = \sigma(W_i h_{t-1} + U_i x_t + b_i)
+        i = _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden] + A_x[t][:, 1 * n_hidden:2 * n_hidden] + b_i)
+        # f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f)
+        f = _sigmoid(A_h[:, 2 * n_hidden:3 * n_hidden] + A_x[t][:, 2 * n_hidden:3 * n_hidden] + b_f)
+        # \tilde{s}_t = \sigma(W h_{t-1} + U x_t + b)
+        s_tilde = _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden] + A_x[t][:, 0 * n_hidden:1 * n_hidden] + b)
+        # s_t = f_t \odot s_{t-1} + i_t \odot \tilde{s}_t
+        s = f * s_prev + i * s_tilde
+        # h_t = o_t \odot \sigma(s_t)
+        sigmoid_s = _sigmoid(s)
+        h = o * sigmoid_s
+        S_h[t + 1] = h
+        S_s[t + 1] = s
+        C_o[t] = o
+        C_i[t] = i
+        C_f[t] = f
+        C_s_tilde[t] = s_tilde
+        C_sigmoid_s[t] = sigmoid_s
+    cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_s, ))}}
+    cache["S_h"] = S_h
+    cache["S_s"] = S_s
+    cache["o"] = C_o
+    cache["i"] = C_i
+    cache["f"] = C_f
+    cache["s_tilde"] = C_s_tilde
+    cache["sigmoid_s"] = C_sigmoid_s
+    return S_h[1:], cache
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if xs.shape[2] != n_in or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    P = _unpack(params)
+    W = P["W"]
+    W_i = P["W_i"]
+    W_f = P["W_f"]
+    W_o = P["W_o"]
+    U = P["U"]
+    U_i = P["U_i"]
+    U_f = P["U_f"]
+    U_o = P["U_o"]
+    b = P["b"]
+    b_i = P["b_i"]
+    b_f = P["b_f"]
+    b_o = P["b_o"]
+    W_stack_h = P["W_stack_h"]
+    W_stack_x = P["W_stack_x"]
+    S_h = cache["S_h"]
+    d_h_next = carry["h"]
+    S_s = cache["S_s"]
+    d_s_next = carry["s"]
+    dA_h = np.empty((steps, batch, 4 * n_hidden), dtype)
+    for t in range(steps - 1, -1, -1):
+        x_t = xs[t]
+        h_prev = S_h[t]
+        h = S_h[t + 1]
+        s_prev = S_s[t]
+        s = S_s[t + 1]
+        o = cache["o"][t]
+        i = cache["i"][t]
+        f = cache["f"][t]
+        s_tilde = cache["s_tilde"][t]
+        sigmoid_s = cache["sigmoid_s"][t]
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+        d_h = dhs[t] + d_h_next
+        # \bar{s}_t = \delta s_t + d(o_t) d(\sigma'(s_t)) \bar{h}_t
+        d_s = d_s_next + o * (sigmoid_s * (1.0 - sigmoid_s)) * d_h
+        # \bar{\tilde{s}}_t = d(i_t) \bar{s}_t
+        d_s_tilde = i * d_s
+        # \bar{\hat{\tilde{s}}}_t = d(\tilde{s}'_t) \bar{\tilde{s}}_t
+        d_s_tilde_hat = (s_tilde * (1.0 - s_tilde)) * d_s_tilde
+        # \bar{f}_t = d(s_{t-1}) \bar{s}_t
+        d_f = s_prev * d_s
+        # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
+        d_f_hat = (f * (1.0 - f)) * d_f
+        # \bar{i}_t = d(\tilde{s}_t) \bar{s}_t
+        d_i = s_tilde * d_s
+        # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
+        d_i_hat = (i * (1.0 - i)) * d_i
+        # \bar{o}_t = d(\sigma(s_t)) \bar{h}_t
+        d_o = sigmoid_s * d_h
+        # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
+        d_o_hat = (o * (1.0 - o)) * d_o
+        # \bar{a}_{W} (projection adjoint; dL/dW = sum_t of it times h_{t-1}^T)
+        dA_h[t, :, 0 * n_hidden:1 * n_hidden] = d_s_tilde_hat
+        # \bar{a}_{W_i} (projection adjoint; dL/dW_i = sum_t of it times h_{t-1}^T)
+        dA_h[t, :, 1 * n_hidden:2 * n_hidden] = d_i_hat
+        # \bar{a}_{W_f} (projection adjoint; dL/dW_f = sum_t of it times h_{t-1}^T)
+        dA_h[t, :, 2 * n_hidden:3 * n_hidden] = d_f_hat
+        # \bar{a}_{W_o} (projection adjoint; dL/dW_o = sum_t of it times h_{t-1}^T)
+        dA_h[t, :, 3 * n_hidden:4 * n_hidden] = d_o_hat
+        # \delta h_{t-1} = W_o^\top \bar{\hat{o}}_t + W_i^\top \bar{\hat{i}}_t + W_f^\top \bar{\hat{f}}_t + W^\top \bar{\hat{\tilde{s}}}_t
+        d_h_new = dA_h[t] @ W_stack_h
+        # \delta s_{t-1} = d(f_t) \bar{s}_t
+        d_s_new = f * d_s
+        d_h_next = d_h_new
+        d_s_next = d_s_new
+    grads = {}
+    # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+    G_W_stack_h = dA_h.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    G_W_stack_x = dA_h.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    grads["W"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
+    grads["W_i"] = G_W_stack_h[1 * n_hidden:2 * n_hidden]
+    grads["W_f"] = G_W_stack_h[2 * n_hidden:3 * n_hidden]
+    grads["W_o"] = G_W_stack_h[3 * n_hidden:4 * n_hidden]
+    grads["U"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
+    grads["U_i"] = G_W_stack_x[1 * n_hidden:2 * n_hidden]
+    grads["U_f"] = G_W_stack_x[2 * n_hidden:3 * n_hidden]
+    grads["U_o"] = G_W_stack_x[3 * n_hidden:4 * n_hidden]
+    grads["b"] = dA_h[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    grads["b_i"] = dA_h[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
+    grads["b_f"] = dA_h[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
+    grads["b_o"] = dA_h[:, :, 3 * n_hidden:4 * n_hidden].sum(axis=(0, 1))
+    grads["h0"] = d_h_next
+    grads["s0"] = d_s_next
+    if input_grad:
+        grads["xs"] = dA_h @ W_stack_x
+    return grads
+
+
+def _apply(JM, Jd, S):
+    """(dense part) @ S + (diagonal part) * S of one state-Jacobian block."""
+    out = None
+    if JM is not None:
+        out = JM @ S
+    if Jd is not None:
+        term = Jd[..., None] * S if isinstance(Jd, np.ndarray) else Jd * S
+        out = term if out is None else out + term
+    return out if out is not None else np.zeros_like(S)
+
+
+def _layout(n_hidden, n_in):
+    """Column offsets of every parameter in the stacked sensitivities, and the index arrays of
+    the diagonal structure of V (d(u) d_2(v) has entries only at (i, i*k + l))."""
+    sizes = {"n_in": n_in, "n_hidden": n_hidden}
+    off, rows, cols, at = {}, {}, {}, 0
+    ar = np.arange(n_hidden)
+    for name, shape in PARAMS.items():
+        dims = [sizes[s] for s in shape]
+        size = int(np.prod(dims))
+        off[name] = (at, at + size)
+        if len(dims) == 2:
+            rows[name] = np.repeat(ar, dims[1])
+            cols[name] = at + np.arange(size)
+        else:
+            rows[name] = ar
+            cols[name] = at + ar
+        at += size
+    return off, rows, cols, at
+
+
+def _local_step(params, x_t, prev, S=None, layout=None):
+    """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update."""
+    P = _unpack(params)
+    W = P["W"]
+    W_i = P["W_i"]
+    W_f = P["W_f"]
+    W_o = P["W_o"]
+    U = P["U"]
+    U_i = P["U_i"]
+    U_f = P["U_f"]
+    U_o = P["U_o"]
+    b = P["b"]
+    b_i = P["b_i"]
+    b_f = P["b_f"]
+    b_o = P["b_o"]
+    W_stack_h = P["W_stack_h"]
+    W_stack_x = P["W_stack_x"]
+    batch, n_hidden = x_t.shape[0], prev["h"].shape[1]
+    A_x = (x_t @ W_stack_x.T)[None]
+    t = 0
+    h_prev = prev["h"]
+    s_prev = prev["s"]
+    # A_h = [W; W_i; W_f; W_o] h_{t-1}: one matmul
+    A_h = h_prev @ W_stack_h.T
+    # o_t = \sigma(W_o h_{t-1} + U_o x_t + b_o)
+    o = _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden] + A_x[t][:, 3 * n_hidden:4 * n_hidden] + b_o)
+    # i_t = \sigma(W_i h_{t-1} + U_i x_t + b_i)
+    i = _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden] + A_x[t][:, 1 * n_hidden:2 * n_hidden] + b_i)
+    # f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f)
+    f = _sigmoid(A_h[:, 2 * n_hidden:3 * n_hidden] + A_x[t][:, 2 * n_hidden:3 * n_hidden] + b_f)
+    # \tilde{s}_t = \sigma(W h_{t-1} + U x_t + b)
+    s_tilde = _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden] + A_x[t][:, 0 * n_hidden:1 * n_hidden] + b)
+    # s_t = f_t \odot s_{t-1} + i_t \odot \tilde{s}_t
+    s = f * s_prev + i * s_tilde
+    # h_t = o_t \odot \sigma(s_t)
+    sigmoid_s = _sigmoid(s)
+    h = o * sigmoid_s
+    # \partial h_t / \partial h_{t-1} = d(\sigma(s_t)) d(o'_t) W_o + d(o_t) d(\sigma'(s_t)) d(s_{t-1}) d(f'_t) W_f + d(o_t) d(\sigma'(s_t)) d(\tilde{s}_t) d(i'_t) W_i + d(o_t) d(\sigma'(s_t)) d(i_t) d(\tilde{s}'_t) W
+    Jd_h_h = None
+    JM_h_h = (sigmoid_s * (o * (1.0 - o)))[..., None] * W_o + (o * (sigmoid_s * (1.0 - sigmoid_s)) * s_prev * (f * (1.0 - f)))[..., None] * W_f + (o * (sigmoid_s * (1.0 - sigmoid_s)) * s_tilde * (i * (1.0 - i)))[..., None] * W_i + (o * (sigmoid_s * (1.0 - sigmoid_s)) * i * (s_tilde * (1.0 - s_tilde)))[..., None] * W
+    # \partial h_t / \partial s_{t-1} = d(o_t) d(\sigma'(s_t)) d(f_t)
+    Jd_h_s = o * (sigmoid_s * (1.0 - sigmoid_s)) * f
+    JM_h_s = None
+    # \partial s_t / \partial h_{t-1} = d(s_{t-1}) d(f'_t) W_f + d(\tilde{s}_t) d(i'_t) W_i + d(i_t) d(\tilde{s}'_t) W
+    Jd_s_h = None
+    JM_s_h = (s_prev * (f * (1.0 - f)))[..., None] * W_f + (s_tilde * (i * (1.0 - i)))[..., None] * W_i + (i * (s_tilde * (1.0 - s_tilde)))[..., None] * W
+    # \partial s_t / \partial s_{t-1} = d(f_t)
+    Jd_s_s = f
+    JM_s_s = None
+    J = {
+        ("h", "h"): (JM_h_h, Jd_h_h),
+        ("h", "s"): (JM_h_s, Jd_h_s),
+        ("s", "h"): (JM_s_h, Jd_s_h),
+        ("s", "s"): (JM_s_s, Jd_s_s),
+    }
+    new_state = { "h": h, "s": s }
+    if S is None:
+        return new_state, J, None
+    off, idx_rows, idx_cols, _ = layout
+    ones = np.ones((batch, n_hidden), x_t.dtype)
+    S_h = S["h"]
+    S_s = S["s"]
+    # S_h = sum_v (d h_t / d v_(t-1)) S_v + V_h
+    new_h = _apply(JM_h_h, Jd_h_h, S_h) + _apply(JM_h_s, Jd_h_s, S_s)
+    # S_s = sum_v (d s_t / d v_(t-1)) S_v + V_s
+    new_s = _apply(JM_s_h, Jd_s_h, S_h) + _apply(JM_s_s, Jd_s_s, S_s)
+    # V_h^W = d(o_t) d(\sigma'(s_t)) d(i_t) d(\tilde{s}'_t) d_2(h_{t-1})
+    new_h[:, idx_rows['W'], idx_cols['W']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_h^W_i = d(o_t) d(\sigma'(s_t)) d(\tilde{s}_t) d(i'_t) d_2(h_{t-1})
+    new_h[:, idx_rows['W_i'], idx_cols['W_i']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * s_tilde * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_h^W_f = d(o_t) d(\sigma'(s_t)) d(s_{t-1}) d(f'_t) d_2(h_{t-1})
+    new_h[:, idx_rows['W_f'], idx_cols['W_f']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * s_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_h^W_o = d(\sigma(s_t)) d(o'_t) d_2(h_{t-1})
+    new_h[:, idx_rows['W_o'], idx_cols['W_o']] += ((sigmoid_s * (o * (1.0 - o)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_h^U = d(o_t) d(\sigma'(s_t)) d(i_t) d(\tilde{s}'_t) d_2(x_t)
+    new_h[:, idx_rows['U'], idx_cols['U']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_h^U_i = d(o_t) d(\sigma'(s_t)) d(\tilde{s}_t) d(i'_t) d_2(x_t)
+    new_h[:, idx_rows['U_i'], idx_cols['U_i']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * s_tilde * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_h^U_f = d(o_t) d(\sigma'(s_t)) d(s_{t-1}) d(f'_t) d_2(x_t)
+    new_h[:, idx_rows['U_f'], idx_cols['U_f']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * s_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_h^U_o = d(\sigma(s_t)) d(o'_t) d_2(x_t)
+    new_h[:, idx_rows['U_o'], idx_cols['U_o']] += ((sigmoid_s * (o * (1.0 - o)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_h^b = d(o_t) d(\sigma'(s_t)) d(i_t) d(\tilde{s}'_t)
+    new_h[:, idx_rows['b'], idx_cols['b']] += o * (sigmoid_s * (1.0 - sigmoid_s)) * i * (s_tilde * (1.0 - s_tilde)) * ones
+    # V_h^b_i = d(o_t) d(\sigma'(s_t)) d(\tilde{s}_t) d(i'_t)
+    new_h[:, idx_rows['b_i'], idx_cols['b_i']] += o * (sigmoid_s * (1.0 - sigmoid_s)) * s_tilde * (i * (1.0 - i)) * ones
+    # V_h^b_f = d(o_t) d(\sigma'(s_t)) d(s_{t-1}) d(f'_t)
+    new_h[:, idx_rows['b_f'], idx_cols['b_f']] += o * (sigmoid_s * (1.0 - sigmoid_s)) * s_prev * (f * (1.0 - f)) * ones
+    # V_h^b_o = d(\sigma(s_t)) d(o'_t)
+    new_h[:, idx_rows['b_o'], idx_cols['b_o']] += sigmoid_s * (o * (1.0 - o)) * ones
+    # V_s^W = d(i_t) d(\tilde{s}'_t) d_2(h_{t-1})
+    new_s[:, idx_rows['W'], idx_cols['W']] += ((i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_s^W_i = d(\tilde{s}_t) d(i'_t) d_2(h_{t-1})
+    new_s[:, idx_rows['W_i'], idx_cols['W_i']] += ((s_tilde * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_s^W_f = d(s_{t-1}) d(f'_t) d_2(h_{t-1})
+    new_s[:, idx_rows['W_f'], idx_cols['W_f']] += ((s_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    # V_s^U = d(i_t) d(\tilde{s}'_t) d_2(x_t)
+    new_s[:, idx_rows['U'], idx_cols['U']] += ((i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_s^U_i = d(\tilde{s}_t) d(i'_t) d_2(x_t)
+    new_s[:, idx_rows['U_i'], idx_cols['U_i']] += ((s_tilde * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_s^U_f = d(s_{t-1}) d(f'_t) d_2(x_t)
+    new_s[:, idx_rows['U_f'], idx_cols['U_f']] += ((s_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    # V_s^b = d(i_t) d(\tilde{s}'_t)
+    new_s[:, idx_rows['b'], idx_cols['b']] += i * (s_tilde * (1.0 - s_tilde)) * ones
+    # V_s^b_i = d(\tilde{s}_t) d(i'_t)
+    new_s[:, idx_rows['b_i'], idx_cols['b_i']] += s_tilde * (i * (1.0 - i)) * ones
+    # V_s^b_f = d(s_{t-1}) d(f'_t)
+    new_s[:, idx_rows['b_f'], idx_cols['b_f']] += s_prev * (f * (1.0 - f)) * ones
+    S_h = new_h
+    S_s = new_s
+    return new_state, J, { "h": S_h, "s": S_s }
+
+
+def _check_step(params, x_t, state):
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(x_t, np.ndarray) or x_t.ndim != 2:
+        got = x_t.shape if isinstance(x_t, np.ndarray) else type(x_t).__name__
+        raise ValueError(f"x_t must be an array of shape (B, n_in={n_in}), got {got}")
+    x_t = _check_array("x_t", x_t, (x_t.shape[0], n_in), dtype)
+    state = _check_state(state, x_t.shape[0], n_hidden, dtype, "state")
+    return n_hidden, n_in, dtype, x_t, state
+
+
+def rtrl_step(params, x_t, state, sens=None):
+    """One step of real-time recurrent learning: d s_t/dA = sum_v J[s][v] d v_(t-1)/dA + V_s^A."""
+    n_hidden, n_in, dtype, x_t, state = _check_step(params, x_t, state)
+    batch = x_t.shape[0]
+    layout = _layout(n_hidden, n_in)
+    off, total = layout[0], layout[3]
+    S = {}
+    for s in STATE:
+        S[s] = np.zeros((batch, n_hidden, total), dtype)
+        if sens is not None:
+            if not isinstance(sens, dict) or s not in sens:
+                raise ValueError(f"sens must map each state in {list(STATE)} to a dict of "
+                                 f"per-parameter sensitivities")
+            for name, shape in PARAMS.items():
+                a, b = off[name]
+                want = (batch, n_hidden) + tuple(params[name].shape)
+                arr = _check_array(f"sens[{s!r}][{name!r}]", sens[s].get(name), want, dtype) \
+                    if isinstance(sens[s].get(name), np.ndarray) else None
+                if arr is None:
+                    raise ValueError(f"sens[{s!r}] is missing {name!r} (expected shape {want})")
+                S[s][:, :, a:b] = arr.reshape(batch, n_hidden, -1)
+    new_state, _, S = _local_step(params, x_t, state, S, layout)
+    out = {s: {name: S[s][:, :, off[name][0]:off[name][1]].reshape(
+        (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS} for s in STATE}
+    return new_state, out
+
+
+def rtrl(params, xs, state0=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape)."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    state = _check_state(state0, batch, n_hidden, dtype)
+    layout = _layout(n_hidden, n_in)
+    off, total = layout[0], layout[3]
+    S = {s: np.zeros((batch, n_hidden, total), dtype) for s in STATE}
+    for t in range(steps):
+        state, _, S = _local_step(params, xs[t], state, S, layout)
+    h = S[STATE[0]]
+    return {name: h[:, :, off[name][0]:off[name][1]].reshape(
+        (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS}
+
+
+def state_jacobian(params, x_t, state):
+    """d(all states at t)/d(all states at t-1), shape (B, S, S), states in STATE order."""
+    n_hidden, n_in, dtype, x_t, state = _check_step(params, x_t, state)
+    batch = x_t.shape[0]
+    _, J, _ = _local_step(params, x_t, state)
+    k = len(STATE)
+    out = np.zeros((batch, k * n_hidden, k * n_hidden), dtype)
+    ar = np.arange(n_hidden)
+    for a, u in enumerate(STATE):
+        for b, v in enumerate(STATE):
+            JM, Jd = J[(u, v)]
+            block = out[:, a * n_hidden:(a + 1) * n_hidden, b * n_hidden:(b + 1) * n_hidden]
+            if JM is not None:
+                block += JM
+            if Jd is not None:
+                block[:, ar, ar] += Jd
+    return out

@@ -1,0 +1,220 @@
+"""Generated NumPy kernels (generated/<cell>.py) against numeric autodiff, torch and each other.
+
+* complex-step differences of an independent NumPy reference (tests/reference.py), float64,
+  <= 1e-7 relative (complex step is exact to rounding, so the bound has room to spare);
+* torch.autograd / torch.func on a hand-written torch version of every cell, <= 1e-9;
+* torch.nn.LSTM / GRU / RNN through derive.interop (in tests/test_kernels_torch.py).
+"""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import reference
+
+CELLS = reference.CELLS
+N, M, T, B = 3, 2, 4, 2
+H = 1e-30  # complex step
+
+
+def kernel(cell: str):
+    return importlib.import_module(f"generated.{cell}")
+
+
+def setup(cell: str, seed: int = 0, scale: float = 2.0):
+    mod = kernel(cell)
+    rng = np.random.default_rng(seed)
+    P = {k: v * scale for k, v in mod.init_params(M, N, seed=seed + 1).items()}
+    xs = rng.normal(size=(T, B, M))
+    s0 = {s: 0.5 * rng.normal(size=(B, N)) for s in mod.STATE}
+    return mod, P, xs, s0, rng
+
+
+def ref_run(cell, P, xs, s0):
+    st, hs = dict(s0), []
+    for t in range(xs.shape[0]):
+        st = reference.numpy_step(cell, P, xs[t], st)
+        hs.append(st["h"])
+    return np.array(hs), st
+
+
+def cstep(f, a: np.ndarray) -> np.ndarray:
+    """d f / d a by complex step; f returns an array, a any shape; result (*f.shape, *a.shape)."""
+    out = []
+    for k in range(a.size):
+        e = np.zeros(a.size, complex)
+        e[k] = 1j * H
+        out.append(np.imag(f(a.astype(complex) + e.reshape(a.shape))) / H)
+    return np.moveaxis(np.array(out), 0, -1).reshape(np.shape(out[0]) + a.shape)
+
+
+def rel(got, want) -> float:
+    return float(np.abs(np.asarray(got) - want).max() / max(np.abs(want).max(), 1e-300))
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_forward_matches_reference(cell):
+    mod, P, xs, s0, _ = setup(cell)
+    hs, cache = mod.forward(P, xs, s0)
+    want, final = ref_run(cell, P, xs, s0)
+    assert hs.shape == (T, B, N) and hs.dtype == np.float64
+    assert rel(hs, want) <= 1e-14
+    for s in mod.STATE:
+        assert rel(cache["state"][s], final[s]) <= 1e-14
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_matches_complex_step(cell):
+    mod, P, xs, s0, rng = setup(cell)
+    R = rng.normal(size=(T, B, N))
+    Rs = {s: rng.normal(size=(B, N)) for s in mod.STATE}  # a loss on the final state too
+    _, cache = mod.forward(P, xs, s0)
+    g = mod.backward(P, cache, R, dstate=Rs, input_grad=True)
+
+    def loss(P=P, xs=xs, s0=s0):
+        hs, fin = ref_run(cell, P, xs, s0)
+        return np.sum(hs * R) + sum(np.sum(fin[s] * Rs[s]) for s in mod.STATE)
+
+    assert set(g) == set(P) | {f"{s}0" for s in mod.STATE} | {"xs"}
+    for A in P:
+        assert g[A].shape == P[A].shape and g[A].dtype == P[A].dtype
+        assert rel(g[A], cstep(lambda a, A=A: loss(P={**P, A: a}), P[A])) <= 1e-7, A
+    for s in mod.STATE:
+        assert rel(g[f"{s}0"], cstep(lambda a, s=s: loss(s0={**s0, s: a}), s0[s])) <= 1e-7, s
+    assert rel(g["xs"], cstep(lambda a: loss(xs=a), xs)) <= 1e-7
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_rtrl_and_rtrl_step_match_complex_step(cell):
+    mod, P, xs, s0, _ = setup(cell)
+    sens = mod.rtrl(P, xs, s0)
+    state, online = dict(s0), None
+    for t in range(T):
+        state, online = mod.rtrl_step(P, xs[t], state, online)
+    for A in P:
+        want = cstep(lambda a, A=A: ref_run(cell, {**P, A: a}, xs, s0)[1]["h"], P[A])
+        assert sens[A].shape == (B, N) + P[A].shape
+        assert rel(sens[A], want) <= 1e-7, A
+        assert rel(online["h"][A], want) <= 1e-7, A
+        for s in mod.STATE[1:]:  # the other states' sensitivities, from rtrl_step
+            want_s = cstep(lambda a, A=A, s=s: ref_run(cell, {**P, A: a}, xs, s0)[1][s], P[A])
+            assert rel(online[s][A], want_s) <= 1e-7, (s, A)
+    _, final = ref_run(cell, P, xs, s0)
+    for s in mod.STATE:
+        assert rel(state[s], final[s]) <= 1e-14
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_state_jacobian_matches_complex_step(cell):
+    mod, P, xs, s0, _ = setup(cell)
+    J = mod.state_jacobian(P, xs[0], s0)
+    k = len(mod.STATE)
+    assert J.shape == (B, k * N, k * N)
+    for b in range(B):
+        flat = np.concatenate([s0[s][b] for s in mod.STATE])
+
+        def step(v, b=b):
+            prev = {s: v[i * N:(i + 1) * N] for i, s in enumerate(mod.STATE)}
+            out = reference.numpy_step(cell, P, xs[0][b], prev)
+            return np.concatenate([out[s] for s in mod.STATE])
+
+        assert rel(J[b], cstep(step, flat)) <= 1e-7
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_float32_in_float32_out_close_to_float64(cell):
+    mod, P, xs, s0, rng = setup(cell, scale=1.0)
+    R = rng.normal(size=(T, B, N))
+    P32 = {k: v.astype(np.float32) for k, v in P.items()}
+    xs32, s032 = xs.astype(np.float32), {s: v.astype(np.float32) for s, v in s0.items()}
+    hs64, c64 = mod.forward(P, xs, s0)
+    hs32, c32 = mod.forward(P32, xs32, s032)
+    g64 = mod.backward(P, c64, R, input_grad=True)
+    g32 = mod.backward(P32, c32, R.astype(np.float32), input_grad=True)
+    assert hs32.dtype == np.float32 and rel(hs32, hs64) <= 1e-4
+    for k in g64:
+        assert g32[k].dtype == np.float32, k
+        assert rel(g32[k], g64[k]) <= 1e-4, k
+    sens32 = mod.rtrl(P32, xs32, s032)
+    sens64 = mod.rtrl(P, xs, s0)
+    for k in sens64:
+        assert sens32[k].dtype == np.float32 and rel(sens32[k], sens64[k]) <= 1e-4, k
+    J32 = mod.state_jacobian(P32, xs32[0], s032)
+    assert J32.dtype == np.float32
+    assert rel(J32, mod.state_jacobian(P, xs[0], s0)) <= 1e-4
+
+
+def test_state0_defaults_to_zeros():
+    mod, P, xs, s0, _ = setup("lstm")
+    zeros = {s: np.zeros_like(v) for s, v in s0.items()}
+    assert np.array_equal(mod.forward(P, xs)[0], mod.forward(P, xs, zeros)[0])
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_importing_a_kernel_does_not_import_sympy(cell):
+    code = (f"import sys, generated.{cell} as k; "
+            "bad = [m for m in ('sympy', 'jinja2', 'derive') if m in sys.modules]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_init_params_shapes_dtype_and_seed():
+    mod = kernel("gru")
+    p = mod.init_params(3, 5, seed=4, dtype=np.float32)
+    assert list(p) == list(mod.PARAMS)
+    assert p["W_xr"].shape == (5, 3) and p["W_hn"].shape == (5, 5) and p["b_hn"].shape == (5,)
+    assert all(v.dtype == np.float32 for v in p.values())
+    assert np.abs(p["W_hr"]).max() <= 1 / np.sqrt(5)
+    assert np.array_equal(p["W_xr"], mod.init_params(3, 5, seed=4, dtype=np.float32)["W_xr"])
+
+
+BAD = [
+    (lambda P, xs, s0: ({k: v for k, v in P.items() if k != "b_i"}, xs, s0),
+     ["missing ['b_i']"]),
+    (lambda P, xs, s0: ({**P, "W_zz": P["b_i"]}, xs, s0), ["unexpected ['W_zz']"]),
+    (lambda P, xs, s0: ({**P, "W_hi": P["W_hi"][:, :2]}, xs, s0),
+     ["params['W_hi'] has shape (3, 2)", "expected (3, 3)"]),
+    (lambda P, xs, s0: ({**P, "b_f": P["b_f"].astype(np.float32)}, xs, s0),
+     ["params['b_f'] has dtype float32", "expected float64"]),
+    (lambda P, xs, s0: (P, xs[0], s0), ["xs must be an array of shape (T, B, n_in=2)", "(2, 2)"]),
+    (lambda P, xs, s0: (P, xs[:, :, :1], s0), ["xs has shape (4, 2, 1)", "expected (4, 2, 2)"]),
+    (lambda P, xs, s0: (P, xs.astype(np.float32), s0), ["xs has dtype float32"]),
+    (lambda P, xs, s0: (P, xs, {"h": s0["h"]}), ["state0 must map exactly the states ['h', 'c']"]),
+    (lambda P, xs, s0: (P, xs, {**s0, "c": s0["c"][:1]}),
+     ["state0['c'] has shape (1, 3)", "expected (2, 3)"]),
+]
+
+
+@pytest.mark.parametrize("make, needles", BAD)
+def test_bad_input_is_a_clear_value_error(make, needles):
+    mod, P, xs, s0, _ = setup("lstm")
+    args = make(P, xs, s0)
+    with pytest.raises(ValueError) as err:
+        mod.forward(*args)
+    for needle in needles:
+        assert needle in str(err.value), (needle, str(err.value))
+
+
+def test_backward_rejects_inconsistent_t_or_b():
+    mod, P, xs, s0, _ = setup("gru")
+    _, cache = mod.forward(P, xs, s0)
+    with pytest.raises(ValueError, match=r"dhs has shape \(3, 2, 3\); expected \(4, 2, 3\)"):
+        mod.backward(P, cache, np.zeros((T - 1, B, N)))
+    with pytest.raises(ValueError, match=r"dhs has shape \(4, 1, 3\); expected \(4, 2, 3\)"):
+        mod.backward(P, cache, np.zeros((T, 1, N)))
+    with pytest.raises(ValueError, match="cache must be the dict returned by forward"):
+        mod.backward(P, {}, np.zeros((T, B, N)))
+
+
+def test_rtrl_step_and_state_jacobian_reject_bad_input():
+    mod, P, xs, s0, _ = setup("lstm")
+    with pytest.raises(ValueError, match=r"x_t must be an array of shape \(B, n_in=2\)"):
+        mod.state_jacobian(P, xs, s0)
+    with pytest.raises(ValueError, match=r"state\['h'\] has shape"):
+        mod.rtrl_step(P, xs[0], {**s0, "h": s0["h"][:1]})
+    with pytest.raises(ValueError, match="sens.*missing 'W_xi'"):
+        mod.rtrl_step(P, xs[0], s0, {"h": {}, "c": {}})
