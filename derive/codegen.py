@@ -37,6 +37,13 @@ RESERVED = {"np", "t", "xs", "params", "cache", "state", "state0", "dhs", "grads
 SIZE = {"hidden": "n_hidden", "input": "n_in", "output": "n_out"}
 
 
+@dataclass(frozen=True)
+class Code(Expr):
+    """Already-printed NumPy code standing in for a subexpression (used by rewrites)."""
+
+    text: str
+
+
 def _ident(name: str) -> str:
     return name + "_" if name in RESERVED or keyword.iskeyword(name) else name
 
@@ -112,6 +119,61 @@ class KernelPlan:
         self.cached_nodes = [n for n in self.spec.nodes if self.spec.nodes[n].role
                              not in ("hat", "readout") and n not in self.states
                              and self._node_needed(n)]
+        self._plan_projections()
+        self._seq = False
+
+    def _plan_projections(self) -> None:
+        """Fold biases into the all-steps input projection and find gate slots whose x and h
+        projections are plain summands of one pre-activation (added once, in place).
+
+        A bias b that is a summand next to P_x x in a pre-activation joins slot P_x of
+        A_x = X Theta_x^T + b_stack (one add over all steps instead of one per step); when the
+        same pre-activation also holds P_h h_{t-1} of the same slot of Theta_h, the step adds
+        A_x[t] into A_h once for all such slots (LSTM: all four gates at once)."""
+        xs = self._x_stack()
+        hs = next((st for st in self.stacks if st.vec == Ref(self.states[0], 1, "node")), None)
+        uses: dict[Expr, int] = {}
+
+        def count(e: Expr) -> None:
+            if isinstance(e, MatVec):
+                uses[e] = uses.get(e, 0) + 1
+            for sub in _children(e):
+                count(sub)
+
+        for node in self.spec.nodes.values():
+            if node.role != "readout":
+                count(node.expr)
+        self.h_stack = hs
+        self.fold: dict[int, list[str]] = {}
+        self.aligned: list[int] = []
+        self.rewrite: dict[str, Expr] = {}
+        if xs is None:
+            return
+        for name, node in self.spec.nodes.items():
+            if node.role != "hat" or not isinstance(node.expr, Add):
+                continue
+            terms = list(node.expr.terms)
+            kx = next((xs.params.index(t.param) for sg, t in terms if sg > 0 and
+                       isinstance(t, MatVec) and t.arg == xs.vec and t.param in xs.params
+                       and uses.get(t) == 1), None)
+            if kx is None:
+                continue
+            biases = [t for sg, t in terms if sg > 0 and isinstance(t, Ref) and t.kind == "param"
+                      and self.spec.params[t.name].shape == ("hidden",)]
+            self.fold.setdefault(kx, []).extend(b.name for b in biases)
+            keep = [(sg, t) for sg, t in terms if not (sg > 0 and t in biases)]
+            kh = None
+            if hs is not None and kx < len(hs.params):
+                pair = MatVec(hs.params[kx], hs.vec)
+                if (1, pair) in keep and uses.get(pair) == 1:
+                    kh = kx
+            if kh is not None:
+                self.aligned.append(kx)
+                keep = [(sg, t) for sg, t in keep
+                        if t not in (MatVec(xs.params[kx], xs.vec), MatVec(hs.params[kx], hs.vec))]
+                keep.insert(0, (1, Code(f"A_{hs.vec.name}[:, {kx} * n_hidden:{kx + 1} * n_hidden]")))
+            self.rewrite[name] = keep[0][1] if len(keep) == 1 and keep[0][0] > 0 else Add(tuple(keep))
+        self.aligned.sort()
 
     # ------------------------------------------------------------------ analysis helpers
     def _need(self, e: Expr) -> None:
@@ -167,14 +229,24 @@ class KernelPlan:
         ``ctx`` is 'fwd' (inside the forward step: stacked projections are slices of
         A_x / A_<state>, needed subexpressions are assigned to temps) or 'bwd' (cached values).
         """
+        if isinstance(e, Code):
+            return e.text
         if ctx == "fwd" and e in self.temps and lines is not None:
             name = self.temps[e]
             if not any(line.startswith(f"{name} = ") for line in lines):
-                lines.append(f"{name} = {self.vec(e, 'fwd-inner', lines)}")
+                if self._seq:
+                    lines.append(f"{name} = C_{name}[t]")
+                    self.emit_into(e, name, lines, inner=True)
+                else:
+                    lines.append(f"{name} = {self.vec(e, 'fwd-inner', lines)}")
             return name
         if ctx == "bwd" and e in self.temps:
             return self.temps[e]
         sub = "fwd" if ctx.startswith("fwd") else ctx
+        if isinstance(e, Ref) and sub == "fwd" and e.kind == "node" and e.name.endswith(HAT):
+            # pre-activations are never stored: inline them (after the projection rewrites)
+            inner = self.rewrite.get(e.name, self.spec.nodes[e.name].expr)
+            return self.vec(inner, sub, lines)
         if isinstance(e, Ref):
             if e.kind == "input":
                 return "x_t"
@@ -224,25 +296,69 @@ class KernelPlan:
         return f"# {lhs} = {rhs}"
 
     # ------------------------------------------------------------------ forward step
-    def forward_lines(self) -> list[str]:
-        """One forward step: every node in topological order (gates from their
-        pre-activation, which is never stored)."""
+    def forward_lines(self, seq: bool = True) -> list[str]:
+        """One forward step: every node in topological order. Gates are computed from their
+        pre-activation, which is never stored. With ``seq`` (the sequence loop of forward())
+        every stored value is computed straight into its slot of the cache (``out=``)."""
+        self._seq = seq
         lines: list[str] = []
         for st in self.stacks:
             if st.vec.kind == "node":
                 lines.append(f"# A_{st.vec.name} = [{'; '.join(st.params)}] "
                              f"{node_symbol(self.names, st.vec.name, 1)}: one matmul")
-                lines.append(f"A_{st.vec.name} = {st.vec.name}_prev @ {st.name}.T")
+                if seq:
+                    lines.append(f"np.matmul({st.vec.name}_prev, {st.name}.T, out=A_{st.vec.name})")
+                else:
+                    lines.append(f"A_{st.vec.name} = {st.vec.name}_prev @ {st.name}.T")
+        if self.aligned:
+            hs = self.h_stack
+            assert hs is not None
+            lines.append("# pre-activations of the gates whose x and h projections share a slot")
+            for a, b in _runs(self.aligned):
+                sl = "" if (a, b) == (0, len(hs.params)) and \
+                    len(self._x_stack().params) == len(hs.params) else \
+                    f"[:, {a} * n_hidden:{b} * n_hidden]"
+                lines.append(f"A_{hs.vec.name}{sl or '[...]'} += A_x[t]{sl}")
         for name, node in self.spec.nodes.items():
             if node.role in ("hat", "readout"):
                 continue
             e = node.expr
             if isinstance(e, Call) and isinstance(e.arg, Ref) and e.arg.name.endswith(HAT):
-                e = Call(e.fn, self.spec.nodes[e.arg.name].expr)
-            lines.append(f"# {node_symbol(self.names, name)} = {_latex_vec(e, self.names)}")
-            rhs = self.vec(e, "fwd-inner", lines)
-            lines.append(f"{self.var[name]} = {rhs}")
+                shown = Call(e.fn, self.spec.nodes[e.arg.name].expr)
+            else:
+                shown = e
+            lines.append(f"# {node_symbol(self.names, name)} = {_latex_vec(shown, self.names)}")
+            var = self.var[name]
+            if seq and (name in self.states or name in self.cached_nodes):
+                slot = f"S_{name}[t + 1]" if name in self.states else f"C_{var}[t]"
+                lines.append(f"{var} = {slot}")
+                self.emit_into(e, var, lines)
+            else:
+                lines.append(f"{var} = {self.vec(e, 'fwd-inner', lines)}")
+        self._seq = False
         return lines
+
+    def emit_into(self, e: Expr, out: str, lines: list[str], inner: bool = False) -> None:
+        """Compute e into the existing array ``out`` with NumPy's out= (no extra copy)."""
+        ctx = "fwd"
+        if isinstance(e, Ref) and e.kind == "node" and e.name in self.rewrite:
+            e = self.rewrite[e.name]
+        if isinstance(e, Call):
+            arg = self.vec(e.arg, ctx, lines)
+            fn = "_sigmoid" if e.fn == "sigmoid" else "np.tanh"
+            lines.append(f"{fn}({arg}, out={out})")
+        elif isinstance(e, Mul):
+            codes = [self._paren(f, self.vec(f, ctx, lines)) for f in e.factors]
+            lines.append(f"np.multiply({' * '.join(codes[:-1])}, {codes[-1]}, out={out})")
+        elif isinstance(e, Add) and e.terms[0][0] > 0:
+            self.emit_into(e.terms[0][1], out, lines)
+            for sg, t in e.terms[1:]:
+                lines.append(f"{out} {'+' if sg > 0 else '-'}= {self.vec(t, ctx, lines)}")
+        else:
+            lines.append(f"{out}[...] = {self.vec(e, ctx, lines)}")
+
+    def _paren(self, e: Expr, code: str) -> str:
+        return f"({code})" if isinstance(e, Add) else code
 
     # ------------------------------------------------------------------ backward step
     def bwd_term(self, t: Term) -> str:
@@ -278,6 +394,23 @@ class KernelPlan:
         base = a.name[: -len(HAT)] + "_hat" if a.name.endswith(HAT) else a.name
         return f"d_{base}"
 
+    def emit_sum_into(self, s: Sum, out: str, lines: list[str]) -> None:
+        """out[...] = s with NumPy's out= for the first product and in-place adds after it."""
+        t0 = s.terms[0]
+        if t0.coef == 1 and not any(isinstance(f, Mat) for f in t0.factors):
+            codes = [self._wrap(self.vec(f.v, "bwd")) for f in t0.factors[:-1]
+                     if isinstance(f, Diag)] + [self.adj_var(t0.factors[-1])]
+            if len(codes) >= 2:
+                lines.append(f"np.multiply({' * '.join(codes[:-1])}, {codes[-1]}, out={out})")
+            else:
+                lines.append(f"{out}[...] = {codes[0]}")
+            for t in s.terms[1:]:
+                body = self.bwd_term(t)
+                mag = "" if abs(t.coef) == 1 else _num(abs(t.coef)) + " * "
+                lines.append(f"{out} {'-' if t.coef < 0 else '+'}= {mag}{body}")
+        else:
+            lines.append(f"{out}[...] = {self.bwd_sum(s)}")
+
     def bwd_sum(self, s: Sum) -> str:
         out = ""
         for i, t in enumerate(s):
@@ -293,11 +426,29 @@ class KernelPlan:
     def backward_lines(self) -> list[str]:
         rev = self.d.reverse
         lines: list[str] = []
+        # a pre-activation adjoint that *is* a stacked projection adjoint is computed straight
+        # into its slot of the per-step buffer (no copy)
+        into: dict[str, str] = {}
+        done: set[tuple[str, int]] = set()
+        for st in self.stacks:
+            for k, p in enumerate(st.params):
+                a = st.adj[p]
+                if len(a) == 1 and a.terms[0].coef == 1 and len(a.terms[0].factors) == 1:
+                    w = a.terms[0].factors[0]
+                    if isinstance(w, Adj) and w.name not in into:
+                        into[w.name] = f"{st.buffer}[t, :, {k} * n_hidden:{k + 1} * n_hidden]"
+                        done.add((st.buffer, k))
+                    elif isinstance(w, Adj) and into[w.name].startswith(st.buffer + "["):
+                        done.add((st.buffer, k))
         for u, s in rev.assignments:
             lines.append(self.comment(_latex_adj(self.names, u), s))
-            lines.append(f"{self.adj_var(Adj(u, 'bar'))} = {self.bwd_sum(s)}")
-        # projection adjoints of the stacked matrices, into the per-step buffers
-        done: set[tuple[str, int]] = set()
+            var = self.adj_var(Adj(u, "bar"))
+            if u in into:
+                lines.append(f"{var} = {into[u]}")
+                self.emit_sum_into(s, var, lines)
+            else:
+                lines.append(f"{var} = {self.bwd_sum(s)}")
+        # the other projection adjoints of the stacked matrices, into the per-step buffers
         for st in self.stacks:
             for k, p in enumerate(st.params):
                 if (st.buffer, k) in done:
@@ -324,7 +475,8 @@ class KernelPlan:
         for p in self.params:
             kind, code = self.grad_plan(p)
             if kind == "acc":
-                lines.append(self.comment(rf"\partial L / \partial {p} \mathrel{{+}}=", rev.grads[p]))
+                lhs = rf"\partial L / \partial {p} \mathrel{{+}}="
+                lines.append(self.comment(lhs, rev.grads[p]))
                 lines.append(f"g_{p} += {code}")
         x_rest = self._unstacked(rev.inputs, self._x_stack())
         if x_rest:
@@ -467,7 +619,6 @@ class KernelPlan:
         tgt = f"new_{u}"
         if isinstance(last, Diag2):
             v = self._wrap(self.vec(last.v, "bwd"))
-            k = SIZE[self._dim(last.v)]
             if kind == "diag":
                 return [f"{tgt}[:, idx_rows['{p}'], idx_cols['{p}']] += "
                         f"({pre} * ones)[..., None] * {v}[..., None, :]).reshape(batch, -1)"
@@ -483,23 +634,6 @@ class KernelPlan:
             return [f"{tgt}[:, idx_rows['{p}'], idx_cols['{p}']] += {pre} * {vec} * ones"]
         scale = f" * {vec}[..., None, :]" if vec != "1.0" else ""
         return [f"{tgt}[:, :, {sl}[0]:{sl}[1]] += ({pre}){scale} * ones[..., None]"]
-
-    def _dim(self, e: Expr) -> str:
-        if isinstance(e, Ref):
-            if e.kind == "input":
-                return "input"
-            if e.kind == "param":
-                return self.spec.params[e.name].shape[0]
-            return "hidden" if e.lag else self.spec.nodes[e.name].dim
-        if isinstance(e, (Call, DerivAt)):
-            return self._dim(e.arg)
-        if isinstance(e, MatVec):
-            return self.spec.params[e.param].shape[0]
-        if isinstance(e, Add):
-            return next(self._dim(t) for _, t in e.terms if not isinstance(t, Const))
-        if isinstance(e, Mul):
-            return next(self._dim(f) for f in e.factors if not isinstance(f, Const))
-        raise TypeError(e)
 
     # ------------------------------------------------------------------ template context
     def context(self, template: str) -> dict:
@@ -531,11 +665,18 @@ class KernelPlan:
             "stacks": [{"name": st.name, "params": st.params, "buffer": st.buffer,
                         "vec": st.vec.name if st.vec.kind == "node" else "x",
                         "input": st.vec.kind == "input"} for st in self.stacks],
+            "state_stacks": [(st.vec.name, len(st.params)) for st in self.stacks
+                             if st.vec.kind == "node"],
             "buffers": sorted({(st.buffer, len(st.params)) for st in self.stacks}),
             "x_stack": x_stack.name if x_stack else None,
             "x_buffer": x_stack.buffer if x_stack else None,
             "x_rest": bool(self._unstacked(rev.inputs, x_stack)),
-            "forward_lines": self.forward_lines(),
+            "forward_lines": self.forward_lines(seq=True),
+            "step_lines": self.forward_lines(seq=False),
+            "bias_zero": any(not self.fold.get(k) for k in range(len(x_stack.params)))
+            if x_stack else False,
+            "bias_stack": [" + ".join(f'params["{b}"]' for b in self.fold.get(k, [])) or "zero"
+                           for k in range(len(x_stack.params))] if x_stack and self.fold else [],
             "cached_nodes": [self.var[n] for n in self.cached_nodes],
             "temps": list(self.temps.values()),
             "backward_lines": self.backward_lines(),
@@ -552,6 +693,27 @@ class KernelPlan:
                 continue
             out.append(f"{name} = {node.source}")
         return out
+
+
+def _children(e: Expr) -> list[Expr]:
+    if isinstance(e, (Call, DerivAt, MatVec)):
+        return [e.arg]
+    if isinstance(e, Add):
+        return [t for _, t in e.terms]
+    if isinstance(e, Mul):
+        return list(e.factors)
+    return []
+
+
+def _runs(ks: list[int]) -> list[tuple[int, int]]:
+    """Contiguous runs of sorted integers as half-open ranges."""
+    out: list[tuple[int, int]] = []
+    for k in ks:
+        if out and out[-1][1] == k:
+            out[-1] = (out[-1][0], k + 1)
+        else:
+            out.append((k, k + 1))
+    return out
 
 
 def _latex_vec(e: Expr, names) -> str:

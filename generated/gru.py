@@ -49,9 +49,14 @@ PARAMS = {
 STATE = ("h",)
 
 
-def _sigmoid(z):
-    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype."""
-    return 0.5 * np.tanh(0.5 * z) + 0.5
+def _sigmoid(z, out=None):
+    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype; in place
+    into ``out`` when given (four passes, no temporaries)."""
+    out = np.multiply(z, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
 
 
 def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
@@ -141,6 +146,8 @@ def _unpack(params):
     P["W_stack_x"] = np.concatenate([params["W_xr"], params["W_xz"], params["W_xn"]], axis=0)
     # W_stack_h = [W_hr; W_hz; W_hn] acts on h
     P["W_stack_h"] = np.concatenate([params["W_hr"], params["W_hz"], params["W_hn"]], axis=0)
+    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
+    P["b_stack_x"] = np.concatenate([params["b_r"], params["b_z"], params["b_xn"]])
     return P
 
 
@@ -165,6 +172,7 @@ def forward(params, xs, state0=None):
     W_stack_h = P["W_stack_h"]
     # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     C_r = np.empty((steps, batch, n_hidden), dtype)
@@ -172,27 +180,33 @@ def forward(params, xs, state0=None):
     C_n = np.empty((steps, batch, n_hidden), dtype)
     C_s0 = np.empty((steps, batch, n_hidden), dtype)
     C_s1 = np.empty((steps, batch, n_hidden), dtype)
+    A_h = np.empty((batch, 3 * n_hidden), dtype)
     for t in range(steps):
         x_t = xs[t]
         h_prev = S_h[t]
         # A_h = [W_hr; W_hz; W_hn] h_{t-1}: one matmul
-        A_h = h_prev @ W_stack_h.T
+        np.matmul(h_prev, W_stack_h.T, out=A_h)
+        # pre-activations of the gates whose x and h projections share a slot
+        A_h[:, 0 * n_hidden:2 * n_hidden] += A_x[t][:, 0 * n_hidden:2 * n_hidden]
         # r_t = \sigma(W_{xr} x_t + W_{hr} h_{t-1} + b_r)
-        r = _sigmoid(A_x[t][:, 0 * n_hidden:1 * n_hidden] + A_h[:, 0 * n_hidden:1 * n_hidden] + b_r)
+        r = C_r[t]
+        _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden], out=r)
         # z_t = \sigma(W_{xz} x_t + W_{hz} h_{t-1} + b_z)
-        z = _sigmoid(A_x[t][:, 1 * n_hidden:2 * n_hidden] + A_h[:, 1 * n_hidden:2 * n_hidden] + b_z)
+        z = C_z[t]
+        _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden], out=z)
         # n_t = \tanh(W_{xn} x_t + b_{xn} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
-        s1 = A_h[:, 2 * n_hidden:3 * n_hidden] + b_hn
-        n = np.tanh(A_x[t][:, 2 * n_hidden:3 * n_hidden] + b_xn + r * (s1))
+        n = C_n[t]
+        s1 = C_s1[t]
+        s1[...] = A_h[:, 2 * n_hidden:3 * n_hidden]
+        s1 += b_hn
+        np.tanh(A_x[t][:, 2 * n_hidden:3 * n_hidden] + r * (s1), out=n)
         # h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
-        s0 = 1.0 - z
-        h = (s0) * n + z * h_prev
-        S_h[t + 1] = h
-        C_r[t] = r
-        C_z[t] = z
-        C_n[t] = n
-        C_s0[t] = s0
-        C_s1[t] = s1
+        h = S_h[t + 1]
+        s0 = C_s0[t]
+        s0[...] = 1.0
+        s0 -= z
+        np.multiply((s0), n, out=h)
+        h += z * h_prev
     cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
     cache["S_h"] = S_h
     cache["r"] = C_r
@@ -246,21 +260,18 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
         # \bar{n}_t = d(1 - z_t) \bar{h}_t
         d_n = s0 * d_h
         # \bar{\hat{n}}_t = d(n'_t) \bar{n}_t
-        d_n_hat = (1.0 - n * n) * d_n
+        d_n_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
+        np.multiply((1.0 - n * n), d_n, out=d_n_hat)
         # \bar{z}_t = -d(n_t) \bar{h}_t + d(h_{t-1}) \bar{h}_t
         d_z = -n * d_h + h_prev * d_h
         # \bar{\hat{z}}_t = d(z'_t) \bar{z}_t
-        d_z_hat = (z * (1.0 - z)) * d_z
+        d_z_hat = dA_x[t, :, 1 * n_hidden:2 * n_hidden]
+        np.multiply((z * (1.0 - z)), d_z, out=d_z_hat)
         # \bar{r}_t = d(W_{hn} h_{t-1} + b_{hn}) \bar{\hat{n}}_t
         d_r = s1 * d_n_hat
         # \bar{\hat{r}}_t = d(r'_t) \bar{r}_t
-        d_r_hat = (r * (1.0 - r)) * d_r
-        # \bar{a}_{W_xr} (projection adjoint; dL/dW_xr = sum_t of it times x_t^T)
-        dA_x[t, :, 0 * n_hidden:1 * n_hidden] = d_r_hat
-        # \bar{a}_{W_xz} (projection adjoint; dL/dW_xz = sum_t of it times x_t^T)
-        dA_x[t, :, 1 * n_hidden:2 * n_hidden] = d_z_hat
-        # \bar{a}_{W_xn} (projection adjoint; dL/dW_xn = sum_t of it times x_t^T)
-        dA_x[t, :, 2 * n_hidden:3 * n_hidden] = d_n_hat
+        d_r_hat = dA_x[t, :, 0 * n_hidden:1 * n_hidden]
+        np.multiply((r * (1.0 - r)), d_r, out=d_r_hat)
         # \bar{a}_{W_hr} (projection adjoint; dL/dW_hr = sum_t of it times h_{t-1}^T)
         dA_h[t, :, 0 * n_hidden:1 * n_hidden] = d_r_hat
         # \bar{a}_{W_hz} (projection adjoint; dL/dW_hz = sum_t of it times h_{t-1}^T)
@@ -337,18 +348,20 @@ def _local_step(params, x_t, prev, S=None, layout=None):
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     batch, n_hidden = x_t.shape[0], prev["h"].shape[1]
-    A_x = (x_t @ W_stack_x.T)[None]
+    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
     t = 0
     h_prev = prev["h"]
     # A_h = [W_hr; W_hz; W_hn] h_{t-1}: one matmul
     A_h = h_prev @ W_stack_h.T
+    # pre-activations of the gates whose x and h projections share a slot
+    A_h[:, 0 * n_hidden:2 * n_hidden] += A_x[t][:, 0 * n_hidden:2 * n_hidden]
     # r_t = \sigma(W_{xr} x_t + W_{hr} h_{t-1} + b_r)
-    r = _sigmoid(A_x[t][:, 0 * n_hidden:1 * n_hidden] + A_h[:, 0 * n_hidden:1 * n_hidden] + b_r)
+    r = _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden])
     # z_t = \sigma(W_{xz} x_t + W_{hz} h_{t-1} + b_z)
-    z = _sigmoid(A_x[t][:, 1 * n_hidden:2 * n_hidden] + A_h[:, 1 * n_hidden:2 * n_hidden] + b_z)
+    z = _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden])
     # n_t = \tanh(W_{xn} x_t + b_{xn} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
     s1 = A_h[:, 2 * n_hidden:3 * n_hidden] + b_hn
-    n = np.tanh(A_x[t][:, 2 * n_hidden:3 * n_hidden] + b_xn + r * (s1))
+    n = np.tanh(A_x[t][:, 2 * n_hidden:3 * n_hidden] + r * (s1))
     # h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
     s0 = 1.0 - z
     h = (s0) * n + z * h_prev

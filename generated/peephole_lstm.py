@@ -56,9 +56,14 @@ PARAMS = {
 STATE = ("h", "c")
 
 
-def _sigmoid(z):
-    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype."""
-    return 0.5 * np.tanh(0.5 * z) + 0.5
+def _sigmoid(z, out=None):
+    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype; in place
+    into ``out`` when given (four passes, no temporaries)."""
+    out = np.multiply(z, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
 
 
 def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
@@ -148,6 +153,8 @@ def _unpack(params):
     P["W_stack_x"] = np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0)
     # W_stack_h = [W_hi; W_hf; W_hg; W_ho] acts on h
     P["W_stack_h"] = np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0)
+    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
+    P["b_stack_x"] = np.concatenate([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])
     return P
 
 
@@ -177,6 +184,7 @@ def forward(params, xs, state0=None):
     W_stack_h = P["W_stack_h"]
     # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     S_c = np.empty((steps + 1, batch, n_hidden), dtype)
@@ -186,32 +194,36 @@ def forward(params, xs, state0=None):
     C_g = np.empty((steps, batch, n_hidden), dtype)
     C_o = np.empty((steps, batch, n_hidden), dtype)
     C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
+    A_h = np.empty((batch, 4 * n_hidden), dtype)
     for t in range(steps):
         x_t = xs[t]
         h_prev = S_h[t]
         c_prev = S_c[t]
         # A_h = [W_hi; W_hf; W_hg; W_ho] h_{t-1}: one matmul
-        A_h = h_prev @ W_stack_h.T
+        np.matmul(h_prev, W_stack_h.T, out=A_h)
+        # pre-activations of the gates whose x and h projections share a slot
+        A_h[...] += A_x[t]
         # i_t = \sigma(W_{xi} x_t + W_{hi} h_{t-1} + p_i \odot c_{t-1} + b_i)
-        i = _sigmoid(A_x[t][:, 0 * n_hidden:1 * n_hidden] + A_h[:, 0 * n_hidden:1 * n_hidden] + p_i * c_prev + b_i)
+        i = C_i[t]
+        _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden] + p_i * c_prev, out=i)
         # f_t = \sigma(W_{xf} x_t + W_{hf} h_{t-1} + p_f \odot c_{t-1} + b_f)
-        f = _sigmoid(A_x[t][:, 1 * n_hidden:2 * n_hidden] + A_h[:, 1 * n_hidden:2 * n_hidden] + p_f * c_prev + b_f)
+        f = C_f[t]
+        _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden] + p_f * c_prev, out=f)
         # g_t = \tanh(W_{xg} x_t + W_{hg} h_{t-1} + b_g)
-        g = np.tanh(A_x[t][:, 2 * n_hidden:3 * n_hidden] + A_h[:, 2 * n_hidden:3 * n_hidden] + b_g)
+        g = C_g[t]
+        np.tanh(A_h[:, 2 * n_hidden:3 * n_hidden], out=g)
         # c_t = f_t \odot c_{t-1} + i_t \odot g_t
-        c = f * c_prev + i * g
+        c = S_c[t + 1]
+        np.multiply(f, c_prev, out=c)
+        c += i * g
         # o_t = \sigma(W_{xo} x_t + W_{ho} h_{t-1} + p_o \odot c_t + b_o)
-        o = _sigmoid(A_x[t][:, 3 * n_hidden:4 * n_hidden] + A_h[:, 3 * n_hidden:4 * n_hidden] + p_o * c + b_o)
+        o = C_o[t]
+        _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden] + p_o * c, out=o)
         # h_t = o_t \odot \tanh(c_t)
-        tanh_c = np.tanh(c)
-        h = o * tanh_c
-        S_h[t + 1] = h
-        S_c[t + 1] = c
-        C_i[t] = i
-        C_f[t] = f
-        C_g[t] = g
-        C_o[t] = o
-        C_tanh_c[t] = tanh_c
+        h = S_h[t + 1]
+        tanh_c = C_tanh_c[t]
+        np.tanh(c, out=tanh_c)
+        np.multiply(o, tanh_c, out=h)
     cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_c, ))}}
     cache["S_h"] = S_h
     cache["S_c"] = S_c
@@ -277,29 +289,25 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
         # \bar{o}_t = d(\tanh(c_t)) \bar{h}_t
         d_o = tanh_c * d_h
         # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
-        d_o_hat = (o * (1.0 - o)) * d_o
+        d_o_hat = dA_x[t, :, 3 * n_hidden:4 * n_hidden]
+        np.multiply((o * (1.0 - o)), d_o, out=d_o_hat)
         # \bar{c}_t = \delta c_t + d(p_o) \bar{\hat{o}}_t + d(o_t) d(\tanh'(c_t)) \bar{h}_t
         d_c = d_c_next + p_o * d_o_hat + o * (1.0 - tanh_c * tanh_c) * d_h
         # \bar{g}_t = d(i_t) \bar{c}_t
         d_g = i * d_c
         # \bar{\hat{g}}_t = d(g'_t) \bar{g}_t
-        d_g_hat = (1.0 - g * g) * d_g
+        d_g_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
+        np.multiply((1.0 - g * g), d_g, out=d_g_hat)
         # \bar{f}_t = d(c_{t-1}) \bar{c}_t
         d_f = c_prev * d_c
         # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
-        d_f_hat = (f * (1.0 - f)) * d_f
+        d_f_hat = dA_x[t, :, 1 * n_hidden:2 * n_hidden]
+        np.multiply((f * (1.0 - f)), d_f, out=d_f_hat)
         # \bar{i}_t = d(g_t) \bar{c}_t
         d_i = g * d_c
         # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
-        d_i_hat = (i * (1.0 - i)) * d_i
-        # \bar{a}_{W_xi} (projection adjoint; dL/dW_xi = sum_t of it times x_t^T)
-        dA_x[t, :, 0 * n_hidden:1 * n_hidden] = d_i_hat
-        # \bar{a}_{W_xf} (projection adjoint; dL/dW_xf = sum_t of it times x_t^T)
-        dA_x[t, :, 1 * n_hidden:2 * n_hidden] = d_f_hat
-        # \bar{a}_{W_xg} (projection adjoint; dL/dW_xg = sum_t of it times x_t^T)
-        dA_x[t, :, 2 * n_hidden:3 * n_hidden] = d_g_hat
-        # \bar{a}_{W_xo} (projection adjoint; dL/dW_xo = sum_t of it times x_t^T)
-        dA_x[t, :, 3 * n_hidden:4 * n_hidden] = d_o_hat
+        d_i_hat = dA_x[t, :, 0 * n_hidden:1 * n_hidden]
+        np.multiply((i * (1.0 - i)), d_i, out=d_i_hat)
         # \delta h_{t-1} = W_{hi}^\top \bar{\hat{i}}_t + W_{hf}^\top \bar{\hat{f}}_t + W_{hg}^\top \bar{\hat{g}}_t + W_{ho}^\top \bar{\hat{o}}_t
         d_h_new = dA_x[t] @ W_stack_h
         # \delta c_{t-1} = d(p_i) \bar{\hat{i}}_t + d(p_f) \bar{\hat{f}}_t + d(f_t) \bar{c}_t
@@ -390,22 +398,24 @@ def _local_step(params, x_t, prev, S=None, layout=None):
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     batch, n_hidden = x_t.shape[0], prev["h"].shape[1]
-    A_x = (x_t @ W_stack_x.T)[None]
+    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
     t = 0
     h_prev = prev["h"]
     c_prev = prev["c"]
     # A_h = [W_hi; W_hf; W_hg; W_ho] h_{t-1}: one matmul
     A_h = h_prev @ W_stack_h.T
+    # pre-activations of the gates whose x and h projections share a slot
+    A_h[...] += A_x[t]
     # i_t = \sigma(W_{xi} x_t + W_{hi} h_{t-1} + p_i \odot c_{t-1} + b_i)
-    i = _sigmoid(A_x[t][:, 0 * n_hidden:1 * n_hidden] + A_h[:, 0 * n_hidden:1 * n_hidden] + p_i * c_prev + b_i)
+    i = _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden] + p_i * c_prev)
     # f_t = \sigma(W_{xf} x_t + W_{hf} h_{t-1} + p_f \odot c_{t-1} + b_f)
-    f = _sigmoid(A_x[t][:, 1 * n_hidden:2 * n_hidden] + A_h[:, 1 * n_hidden:2 * n_hidden] + p_f * c_prev + b_f)
+    f = _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden] + p_f * c_prev)
     # g_t = \tanh(W_{xg} x_t + W_{hg} h_{t-1} + b_g)
-    g = np.tanh(A_x[t][:, 2 * n_hidden:3 * n_hidden] + A_h[:, 2 * n_hidden:3 * n_hidden] + b_g)
+    g = np.tanh(A_h[:, 2 * n_hidden:3 * n_hidden])
     # c_t = f_t \odot c_{t-1} + i_t \odot g_t
     c = f * c_prev + i * g
     # o_t = \sigma(W_{xo} x_t + W_{ho} h_{t-1} + p_o \odot c_t + b_o)
-    o = _sigmoid(A_x[t][:, 3 * n_hidden:4 * n_hidden] + A_h[:, 3 * n_hidden:4 * n_hidden] + p_o * c + b_o)
+    o = _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden] + p_o * c)
     # h_t = o_t \odot \tanh(c_t)
     tanh_c = np.tanh(c)
     h = o * tanh_c

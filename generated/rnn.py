@@ -39,9 +39,14 @@ PARAMS = {
 STATE = ("h",)
 
 
-def _sigmoid(z):
-    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype."""
-    return 0.5 * np.tanh(0.5 * z) + 0.5
+def _sigmoid(z, out=None):
+    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype; in place
+    into ``out`` when given (four passes, no temporaries)."""
+    out = np.multiply(z, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
 
 
 def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
@@ -131,6 +136,8 @@ def _unpack(params):
     P["W_stack_x"] = np.concatenate([params["W"]], axis=0)
     # W_stack_h = [U] acts on h
     P["W_stack_h"] = np.concatenate([params["U"]], axis=0)
+    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
+    P["b_stack_x"] = np.concatenate([params["b_h"]])
     return P
 
 
@@ -148,16 +155,20 @@ def forward(params, xs, state0=None):
     W_stack_h = P["W_stack_h"]
     # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
+    A_h = np.empty((batch, 1 * n_hidden), dtype)
     for t in range(steps):
         x_t = xs[t]
         h_prev = S_h[t]
         # A_h = [U] h_{t-1}: one matmul
-        A_h = h_prev @ W_stack_h.T
+        np.matmul(h_prev, W_stack_h.T, out=A_h)
+        # pre-activations of the gates whose x and h projections share a slot
+        A_h[...] += A_x[t]
         # h_t = \tanh(W x_t + U h_{t-1} + b_h)
-        h = np.tanh(A_x[t][:, 0 * n_hidden:1 * n_hidden] + A_h[:, 0 * n_hidden:1 * n_hidden] + b_h)
-        S_h[t + 1] = h
+        h = S_h[t + 1]
+        np.tanh(A_h[:, 0 * n_hidden:1 * n_hidden], out=h)
     cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
     cache["S_h"] = S_h
     return S_h[1:], cache
@@ -191,9 +202,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
         # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
         # \bar{\hat{h}}_t = d(h'_t) \bar{h}_t
-        d_h_hat = (1.0 - h * h) * d_h
-        # \bar{a}_{W} (projection adjoint; dL/dW = sum_t of it times x_t^T)
-        dA_x[t, :, 0 * n_hidden:1 * n_hidden] = d_h_hat
+        d_h_hat = dA_x[t, :, 0 * n_hidden:1 * n_hidden]
+        np.multiply((1.0 - h * h), d_h, out=d_h_hat)
         # \delta h_{t-1} = U^\top \bar{\hat{h}}_t
         d_h_new = dA_x[t] @ W_stack_h
         d_h_next = d_h_new
@@ -250,13 +260,15 @@ def _local_step(params, x_t, prev, S=None, layout=None):
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     batch, n_hidden = x_t.shape[0], prev["h"].shape[1]
-    A_x = (x_t @ W_stack_x.T)[None]
+    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
     t = 0
     h_prev = prev["h"]
     # A_h = [U] h_{t-1}: one matmul
     A_h = h_prev @ W_stack_h.T
+    # pre-activations of the gates whose x and h projections share a slot
+    A_h[...] += A_x[t]
     # h_t = \tanh(W x_t + U h_{t-1} + b_h)
-    h = np.tanh(A_x[t][:, 0 * n_hidden:1 * n_hidden] + A_h[:, 0 * n_hidden:1 * n_hidden] + b_h)
+    h = np.tanh(A_h[:, 0 * n_hidden:1 * n_hidden])
     # \partial h_t / \partial h_{t-1} = d(h'_t) U
     Jd_h_h = None
     JM_h_h = ((1.0 - h * h))[..., None] * U

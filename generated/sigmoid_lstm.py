@@ -53,9 +53,14 @@ PARAMS = {
 STATE = ("h", "s")
 
 
-def _sigmoid(z):
-    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype."""
-    return 0.5 * np.tanh(0.5 * z) + 0.5
+def _sigmoid(z, out=None):
+    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype; in place
+    into ``out`` when given (four passes, no temporaries)."""
+    out = np.multiply(z, 0.5, out=out)
+    np.tanh(out, out=out)
+    out *= 0.5
+    out += 0.5
+    return out
 
 
 def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
@@ -145,6 +150,8 @@ def _unpack(params):
     P["W_stack_h"] = np.concatenate([params["W"], params["W_i"], params["W_f"], params["W_o"]], axis=0)
     # W_stack_x = [U; U_i; U_f; U_o] acts on x
     P["W_stack_x"] = np.concatenate([params["U"], params["U_i"], params["U_f"], params["U_o"]], axis=0)
+    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
+    P["b_stack_x"] = np.concatenate([params["b"], params["b_i"], params["b_f"], params["b_o"]])
     return P
 
 
@@ -171,6 +178,7 @@ def forward(params, xs, state0=None):
     W_stack_x = P["W_stack_x"]
     # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     S_s = np.empty((steps + 1, batch, n_hidden), dtype)
@@ -180,32 +188,36 @@ def forward(params, xs, state0=None):
     C_f = np.empty((steps, batch, n_hidden), dtype)
     C_s_tilde = np.empty((steps, batch, n_hidden), dtype)
     C_sigmoid_s = np.empty((steps, batch, n_hidden), dtype)
+    A_h = np.empty((batch, 4 * n_hidden), dtype)
     for t in range(steps):
         x_t = xs[t]
         h_prev = S_h[t]
         s_prev = S_s[t]
         # A_h = [W; W_i; W_f; W_o] h_{t-1}: one matmul
-        A_h = h_prev @ W_stack_h.T
+        np.matmul(h_prev, W_stack_h.T, out=A_h)
+        # pre-activations of the gates whose x and h projections share a slot
+        A_h[...] += A_x[t]
         # o_t = \sigma(W_o h_{t-1} + U_o x_t + b_o)
-        o = _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden] + A_x[t][:, 3 * n_hidden:4 * n_hidden] + b_o)
+        o = C_o[t]
+        _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden], out=o)
         # i_t = \sigma(W_i h_{t-1} + U_i x_t + b_i)
-        i = _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden] + A_x[t][:, 1 * n_hidden:2 * n_hidden] + b_i)
+        i = C_i[t]
+        _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden], out=i)
         # f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f)
-        f = _sigmoid(A_h[:, 2 * n_hidden:3 * n_hidden] + A_x[t][:, 2 * n_hidden:3 * n_hidden] + b_f)
+        f = C_f[t]
+        _sigmoid(A_h[:, 2 * n_hidden:3 * n_hidden], out=f)
         # \tilde{s}_t = \sigma(W h_{t-1} + U x_t + b)
-        s_tilde = _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden] + A_x[t][:, 0 * n_hidden:1 * n_hidden] + b)
+        s_tilde = C_s_tilde[t]
+        _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden], out=s_tilde)
         # s_t = f_t \odot s_{t-1} + i_t \odot \tilde{s}_t
-        s = f * s_prev + i * s_tilde
+        s = S_s[t + 1]
+        np.multiply(f, s_prev, out=s)
+        s += i * s_tilde
         # h_t = o_t \odot \sigma(s_t)
-        sigmoid_s = _sigmoid(s)
-        h = o * sigmoid_s
-        S_h[t + 1] = h
-        S_s[t + 1] = s
-        C_o[t] = o
-        C_i[t] = i
-        C_f[t] = f
-        C_s_tilde[t] = s_tilde
-        C_sigmoid_s[t] = sigmoid_s
+        h = S_h[t + 1]
+        sigmoid_s = C_sigmoid_s[t]
+        _sigmoid(s, out=sigmoid_s)
+        np.multiply(o, sigmoid_s, out=h)
     cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_s, ))}}
     cache["S_h"] = S_h
     cache["S_s"] = S_s
@@ -267,27 +279,23 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
         # \bar{\tilde{s}}_t = d(i_t) \bar{s}_t
         d_s_tilde = i * d_s
         # \bar{\hat{\tilde{s}}}_t = d(\tilde{s}'_t) \bar{\tilde{s}}_t
-        d_s_tilde_hat = (s_tilde * (1.0 - s_tilde)) * d_s_tilde
+        d_s_tilde_hat = dA_h[t, :, 0 * n_hidden:1 * n_hidden]
+        np.multiply((s_tilde * (1.0 - s_tilde)), d_s_tilde, out=d_s_tilde_hat)
         # \bar{f}_t = d(s_{t-1}) \bar{s}_t
         d_f = s_prev * d_s
         # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
-        d_f_hat = (f * (1.0 - f)) * d_f
+        d_f_hat = dA_h[t, :, 2 * n_hidden:3 * n_hidden]
+        np.multiply((f * (1.0 - f)), d_f, out=d_f_hat)
         # \bar{i}_t = d(\tilde{s}_t) \bar{s}_t
         d_i = s_tilde * d_s
         # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
-        d_i_hat = (i * (1.0 - i)) * d_i
+        d_i_hat = dA_h[t, :, 1 * n_hidden:2 * n_hidden]
+        np.multiply((i * (1.0 - i)), d_i, out=d_i_hat)
         # \bar{o}_t = d(\sigma(s_t)) \bar{h}_t
         d_o = sigmoid_s * d_h
         # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
-        d_o_hat = (o * (1.0 - o)) * d_o
-        # \bar{a}_{W} (projection adjoint; dL/dW = sum_t of it times h_{t-1}^T)
-        dA_h[t, :, 0 * n_hidden:1 * n_hidden] = d_s_tilde_hat
-        # \bar{a}_{W_i} (projection adjoint; dL/dW_i = sum_t of it times h_{t-1}^T)
-        dA_h[t, :, 1 * n_hidden:2 * n_hidden] = d_i_hat
-        # \bar{a}_{W_f} (projection adjoint; dL/dW_f = sum_t of it times h_{t-1}^T)
-        dA_h[t, :, 2 * n_hidden:3 * n_hidden] = d_f_hat
-        # \bar{a}_{W_o} (projection adjoint; dL/dW_o = sum_t of it times h_{t-1}^T)
-        dA_h[t, :, 3 * n_hidden:4 * n_hidden] = d_o_hat
+        d_o_hat = dA_h[t, :, 3 * n_hidden:4 * n_hidden]
+        np.multiply((o * (1.0 - o)), d_o, out=d_o_hat)
         # \delta h_{t-1} = W_o^\top \bar{\hat{o}}_t + W_i^\top \bar{\hat{i}}_t + W_f^\top \bar{\hat{f}}_t + W^\top \bar{\hat{\tilde{s}}}_t
         d_h_new = dA_h[t] @ W_stack_h
         # \delta s_{t-1} = d(f_t) \bar{s}_t
@@ -366,20 +374,22 @@ def _local_step(params, x_t, prev, S=None, layout=None):
     W_stack_h = P["W_stack_h"]
     W_stack_x = P["W_stack_x"]
     batch, n_hidden = x_t.shape[0], prev["h"].shape[1]
-    A_x = (x_t @ W_stack_x.T)[None]
+    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
     t = 0
     h_prev = prev["h"]
     s_prev = prev["s"]
     # A_h = [W; W_i; W_f; W_o] h_{t-1}: one matmul
     A_h = h_prev @ W_stack_h.T
+    # pre-activations of the gates whose x and h projections share a slot
+    A_h[...] += A_x[t]
     # o_t = \sigma(W_o h_{t-1} + U_o x_t + b_o)
-    o = _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden] + A_x[t][:, 3 * n_hidden:4 * n_hidden] + b_o)
+    o = _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden])
     # i_t = \sigma(W_i h_{t-1} + U_i x_t + b_i)
-    i = _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden] + A_x[t][:, 1 * n_hidden:2 * n_hidden] + b_i)
+    i = _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden])
     # f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f)
-    f = _sigmoid(A_h[:, 2 * n_hidden:3 * n_hidden] + A_x[t][:, 2 * n_hidden:3 * n_hidden] + b_f)
+    f = _sigmoid(A_h[:, 2 * n_hidden:3 * n_hidden])
     # \tilde{s}_t = \sigma(W h_{t-1} + U x_t + b)
-    s_tilde = _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden] + A_x[t][:, 0 * n_hidden:1 * n_hidden] + b)
+    s_tilde = _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden])
     # s_t = f_t \odot s_{t-1} + i_t \odot \tilde{s}_t
     s = f * s_prev + i * s_tilde
     # h_t = o_t \odot \sigma(s_t)
