@@ -169,10 +169,12 @@ class KernelPlan:
                     kh = kx
             if kh is not None:
                 self.aligned.append(kx)
-                keep = [(sg, t) for sg, t in keep
-                        if t not in (MatVec(xs.params[kx], xs.vec), MatVec(hs.params[kx], hs.vec))]
-                keep.insert(0, (1, Code(f"A_{hs.vec.name}[:, {kx} * n_hidden:{kx + 1} * n_hidden]")))
-            self.rewrite[name] = keep[0][1] if len(keep) == 1 and keep[0][0] > 0 else Add(tuple(keep))
+                both = (MatVec(xs.params[kx], xs.vec), MatVec(hs.params[kx], hs.vec))
+                keep = [(sg, t) for sg, t in keep if t not in both]
+                sl = f"A_{hs.vec.name}[:, {kx} * n_hidden:{kx + 1} * n_hidden]"
+                keep.insert(0, (1, Code(sl)))
+            single = len(keep) == 1 and keep[0][0] > 0
+            self.rewrite[name] = keep[0][1] if single else Add(tuple(keep))
         self.aligned.sort()
 
     # ------------------------------------------------------------------ analysis helpers

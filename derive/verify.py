@@ -14,7 +14,8 @@ Each row holds the largest absolute and relative (to the largest reference entry
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
