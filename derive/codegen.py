@@ -147,6 +147,7 @@ class KernelPlan:
         self.fold: dict[int, list[str]] = {}
         self.aligned: list[int] = []
         self.rewrite: dict[str, Expr] = {}
+        self.folded_in: dict[str, list[str]] = {}  # pre-activation -> biases inside A_x
         if xs is None:
             return
         for name, node in self.spec.nodes.items():
@@ -161,6 +162,7 @@ class KernelPlan:
             biases = [t for sg, t in terms if sg > 0 and isinstance(t, Ref) and t.kind == "param"
                       and self.spec.params[t.name].shape == ("hidden",)]
             self.fold.setdefault(kx, []).extend(b.name for b in biases)
+            self.folded_in[name] = [b.name for b in biases]
             keep = [(sg, t) for sg, t in terms if not (sg > 0 and t in biases)]
             kh = None
             if hs is not None and kx < len(hs.params):

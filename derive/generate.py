@@ -2,8 +2,8 @@
 
 :func:`outputs` maps paths relative to ``generated/`` to their full text; it is the single
 source for the CLI (``derive generate [--check]``) and for the golden test that fails when the
-checked-in ``generated/`` is stale. Emitters: NumPy kernels (:mod:`derive.codegen`) and LaTeX
-documents (:mod:`derive.latex_doc`).
+checked-in ``generated/`` is stale. Emitters: NumPy kernels (:mod:`derive.codegen`), the optional
+numba kernels (:mod:`derive.codegen_numba`) and LaTeX documents (:mod:`derive.latex_doc`).
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ TEMPLATES = ROOT / "templates"
 
 def outputs(cells: Iterable[str] | None = None) -> dict[str, str]:
     """Relative path -> text of every generated file for the given cells (default: all)."""
-    from . import codegen, latex_doc
+    from . import codegen, codegen_numba, latex_doc
 
     names = list(cells) if cells is not None else builtin_cells()
     files: dict[str, str] = {}
     for name in names:
         files.update(codegen.kernel_files(name))
+        files.update(codegen_numba.kernel_files(name))
         files.update(latex_doc.generated_files(name))
     files.update(codegen.package_files(builtin_cells() if cells is None else names))
     return dict(sorted(files.items()))

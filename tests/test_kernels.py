@@ -15,18 +15,31 @@ import sys
 import numpy as np
 import pytest
 import reference
+from conftest import require
 
 CELLS = reference.CELLS
 N, M, T, B = 3, 2, 4, 2
 H = 1e-30  # complex step
 
 
-def kernel(cell: str):
+BACKENDS = ["numpy", "numba"]
+
+
+def kernel(cell: str, backend: str = "numpy"):
+    """The generated module of a cell; the numba backend needs numba (an optional extra)."""
+    if backend == "numba":
+        require("numba", "numba is not installed (pip install -e '.[numba]')")
+        return importlib.import_module(f"generated.{cell}_numba")
     return importlib.import_module(f"generated.{cell}")
 
 
-def setup(cell: str, seed: int = 0, scale: float = 2.0):
-    mod = kernel(cell)
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+def setup(cell: str, seed: int = 0, scale: float = 2.0, backend: str = "numpy"):
+    mod = kernel(cell, backend)
     rng = np.random.default_rng(seed)
     P = {k: v * scale for k, v in mod.init_params(M, N, seed=seed + 1).items()}
     xs = rng.normal(size=(T, B, M))
@@ -57,8 +70,8 @@ def rel(got, want) -> float:
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_forward_matches_reference(cell):
-    mod, P, xs, s0, _ = setup(cell)
+def test_forward_matches_reference(cell, backend):
+    mod, P, xs, s0, _ = setup(cell, backend=backend)
     hs, cache = mod.forward(P, xs, s0)
     want, final = ref_run(cell, P, xs, s0)
     assert hs.shape == (T, B, N) and hs.dtype == np.float64
@@ -68,8 +81,8 @@ def test_forward_matches_reference(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_backward_matches_complex_step(cell):
-    mod, P, xs, s0, rng = setup(cell)
+def test_backward_matches_complex_step(cell, backend):
+    mod, P, xs, s0, rng = setup(cell, backend=backend)
     R = rng.normal(size=(T, B, N))
     Rs = {s: rng.normal(size=(B, N)) for s in mod.STATE}  # a loss on the final state too
     _, cache = mod.forward(P, xs, s0)
@@ -89,8 +102,8 @@ def test_backward_matches_complex_step(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_rtrl_and_rtrl_step_match_complex_step(cell):
-    mod, P, xs, s0, _ = setup(cell)
+def test_rtrl_and_rtrl_step_match_complex_step(cell, backend):
+    mod, P, xs, s0, _ = setup(cell, backend=backend)
     sens = mod.rtrl(P, xs, s0)
     state, online = dict(s0), None
     for t in range(T):
@@ -126,8 +139,8 @@ def test_state_jacobian_matches_complex_step(cell):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_float32_in_float32_out_close_to_float64(cell):
-    mod, P, xs, s0, rng = setup(cell, scale=1.0)
+def test_float32_in_float32_out_close_to_float64(cell, backend):
+    mod, P, xs, s0, rng = setup(cell, scale=1.0, backend=backend)
     R = rng.normal(size=(T, B, N))
     P32 = {k: v.astype(np.float32) for k, v in P.items()}
     xs32, s032 = xs.astype(np.float32), {s: v.astype(np.float32) for s, v in s0.items()}
@@ -162,6 +175,19 @@ def test_importing_a_kernel_does_not_import_sympy(cell):
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_numba_and_numpy_backends_share_the_cache_format(cell):
+    """A forward cache of one backend feeds the other's backward: same plan, same layout."""
+    a, P, xs, s0, rng = setup(cell)
+    b = kernel(cell, "numba")
+    R = rng.normal(size=(T, B, N))
+    _, ca = a.forward(P, xs, s0)
+    _, cb = b.forward(P, xs, s0)
+    ga, gb = a.backward(P, cb, R), b.backward(P, ca, R)
+    for k in ga:
+        assert rel(gb[k], ga[k]) <= 1e-12, k
+
+
 def test_init_params_shapes_dtype_and_seed():
     mod = kernel("gru")
     p = mod.init_params(3, 5, seed=4, dtype=np.float32)
@@ -190,8 +216,8 @@ BAD = [
 
 
 @pytest.mark.parametrize("make, needles", BAD)
-def test_bad_input_is_a_clear_value_error(make, needles):
-    mod, P, xs, s0, _ = setup("lstm")
+def test_bad_input_is_a_clear_value_error(make, needles, backend):
+    mod, P, xs, s0, _ = setup("lstm", backend=backend)
     args = make(P, xs, s0)
     with pytest.raises(ValueError) as err:
         mod.forward(*args)
@@ -199,8 +225,8 @@ def test_bad_input_is_a_clear_value_error(make, needles):
         assert needle in str(err.value), (needle, str(err.value))
 
 
-def test_backward_rejects_inconsistent_t_or_b():
-    mod, P, xs, s0, _ = setup("gru")
+def test_backward_rejects_inconsistent_t_or_b(backend):
+    mod, P, xs, s0, _ = setup("gru", backend=backend)
     _, cache = mod.forward(P, xs, s0)
     with pytest.raises(ValueError, match=r"dhs has shape \(3, 2, 3\); expected \(4, 2, 3\)"):
         mod.backward(P, cache, np.zeros((T - 1, B, N)))

@@ -1,0 +1,233 @@
+"""numba backend printer: the same derivation as :mod:`derive.codegen`, printed as fused loops.
+
+NumPy spends one library call (and one pass over memory) per elementwise operation; at small
+batch sizes the ~40 calls per time step are pure Python overhead, at large ones the passes are
+memory traffic. This backend prints every elementwise part of a step as *one* scalar loop over
+(batch, unit), compiled by numba, and keeps the matrix products as BLAS calls: the recurrent
+projection per step, and (outside the loop, shared with the NumPy backend's plan) the input
+projection of all steps and the weight gradients.
+
+It is an optional backend, chosen explicitly: ``import generated.lstm_numba`` has the API of
+``generated.lstm`` (and reuses its rtrl, rtrl_step, state_jacobian and input checks). It
+supports cells whose within-step graph multiplies matrices only with x_t or previous states
+(all built-in cells); :class:`Unsupported` names the culprit otherwise.
+"""
+
+from __future__ import annotations
+
+from .algebra import Adj, Diag, Ident, Mat, Sum, Term
+from .codegen import KernelPlan, _ident, _latex_adj, _num, environment
+from .derivation import derive
+from .latex import expanded, node_symbol
+from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
+
+
+class Unsupported(ValueError):
+    """The cell needs a construct the numba backend does not print."""
+
+
+class NumbaPlan(KernelPlan):
+    """A :class:`KernelPlan` printing scalar (per batch row b, unit j) code."""
+
+    def __init__(self, d):
+        super().__init__(d)
+        if self._x_stack() is None:
+            raise Unsupported(f"cell {self.spec.name!r}: the numba backend needs x_t to enter "
+                              "through matrix parameters")
+
+    # ------------------------------------------------------------------ scalar printing
+    def sc(self, e: Expr, ctx: str, lines: list[str] | None = None) -> str:
+        """Scalar code of entry (b, j) of a vector expression."""
+        if ctx == "fwd" and e in self.temps and lines is not None:
+            name = self.temps[e]
+            if not any(line.startswith(f"{name} = ") for line in lines):
+                lines.append(f"{name} = {self.sc_raw(e, ctx, lines)}")
+                lines.append(f"C_{name}[t, b, j] = {name}")
+            return name
+        if ctx == "bwd" and e in self.temps:
+            return self.temps[e]
+        return self.sc_raw(e, ctx, lines)
+
+    def sc_raw(self, e: Expr, ctx: str, lines: list[str] | None) -> str:
+        if isinstance(e, Ref):
+            if e.kind == "input":
+                raise Unsupported(f"cell {self.spec.name!r}: x_t used elementwise")
+            if e.kind == "param":
+                return f"{_ident(e.name)}[j]"
+            if e.lag == 1:
+                return f"S_{e.name}[t, b, j]"
+            if e.name.endswith(HAT):
+                if ctx != "fwd":
+                    raise Unsupported(f"pre-activation {e.name} needed outside the forward step")
+                folded = set(self.folded_in.get(e.name, []))
+                inner = self.spec.nodes[e.name].expr
+                if folded and isinstance(inner, Add):
+                    keep = tuple((sg, t) for sg, t in inner.terms
+                                 if not (isinstance(t, Ref) and t.kind == "param"
+                                         and t.name in folded))
+                    inner = keep[0][1] if len(keep) == 1 and keep[0][0] > 0 else Add(keep)
+                return f"({self.sc(inner, ctx, lines)})"
+            if ctx == "bwd" and e.name in self.states:
+                return f"S_{e.name}[t + 1, b, j]"
+            return self.var[e.name]
+        if isinstance(e, Const):
+            return _num(e.value)
+        if isinstance(e, Call):
+            arg = self.sc(e.arg, ctx, lines)
+            return f"_sigmoid_s({arg})" if e.fn == "sigmoid" else f"np.tanh({arg})"
+        if isinstance(e, DerivAt):
+            from .activations import ACTIVATIONS
+
+            if isinstance(e.arg, Ref) and e.arg.name.endswith(HAT):
+                y = self.sc(Ref(e.arg.name[: -len(HAT)]), ctx, lines)
+            else:
+                y = self.sc(Call(e.fn, e.arg), ctx, lines)
+            return "(" + ACTIVATIONS[e.fn].deriv_from_output.format(y=y) + ")"
+        if isinstance(e, MatVec):
+            st = self.stacked.get(e.param)
+            if st is None or e.arg != st.vec:
+                raise Unsupported(f"cell {self.spec.name!r}: {e.param} @ (...) multiplies a "
+                                  "value computed inside the step")
+            k = st.params.index(e.param)
+            if st.vec.kind == "input":
+                return f"A_x[t, b, {k} * n_hidden + j]"
+            return f"A_{st.vec.name}[b, {k} * n_hidden + j]"
+        if isinstance(e, Add):
+            out = ""
+            for i, (s, t) in enumerate(e.terms):
+                txt = self.sc(t, ctx, lines)
+                if isinstance(t, Add):
+                    txt = f"({txt})"
+                out += (("-" if s < 0 else "") + txt) if i == 0 else \
+                    ((" - " if s < 0 else " + ") + txt)
+            return out
+        if isinstance(e, Mul):
+            return " * ".join(f"({self.sc(f, ctx, lines)})" if isinstance(f, Add)
+                              else self.sc(f, ctx, lines) for f in e.factors)
+        raise TypeError(e)
+
+    def sc_adj(self, a: Adj) -> str:
+        if a.kind == "loss":
+            return "dhs[t, b, j]"
+        if a.kind == "carry":
+            return f"d_{a.name}_next[b, j]"
+        return self.adj_var(a)
+
+    def sc_term(self, t: Term) -> str:
+        parts = []
+        for f in t.factors[:-1]:
+            if isinstance(f, Diag):
+                parts.append(f"({self.sc(f.v, 'bwd')})")
+            elif isinstance(f, Ident):
+                continue
+            else:
+                raise Unsupported(f"cell {self.spec.name!r}: a matrix product between nodes "
+                                  "in the backward step")
+        parts.append(self.sc_adj(t.factors[-1]))
+        return " * ".join(parts)
+
+    def sc_sum(self, s: Sum) -> str:
+        out = ""
+        for i, t in enumerate(s):
+            mag = "" if abs(t.coef) == 1 else _num(abs(t.coef)) + " * "
+            body = mag + self.sc_term(t)
+            out = (("-" if t.coef < 0 else "") + body) if i == 0 else \
+                out + (" - " if t.coef < 0 else " + ") + body
+        return out or "0.0"
+
+    # ------------------------------------------------------------------ loop bodies
+    def fwd_loop_lines(self) -> list[str]:
+        lines: list[str] = []
+        for name, node in self.spec.nodes.items():
+            if node.role in ("hat", "readout"):
+                continue
+            lines.append(f"# {node_symbol(self.names, name)} = {node.source}")
+            var = self.var[name]
+            lines.append(f"{var} = {self.sc(node.expr, 'fwd', lines)}")
+            if name in self.states:
+                lines.append(f"S_{name}[t + 1, b, j] = {var}")
+            elif name in self.cached_nodes:
+                lines.append(f"C_{var}[t, b, j] = {var}")
+        return lines
+
+    def bwd_loop_lines(self) -> list[str]:
+        rev = self.d.reverse
+        lines = [f"{v} = C_{v}[t, b, j]" for v in [self.var[n] for n in self.cached_nodes]
+                 + list(self.temps.values())]
+        for u, s in rev.assignments:
+            lhs = _plain(_latex_adj(self.names, u))
+            lines.append(f"# {lhs} = {_plain(expanded(s, self.names))}")
+            lines.append(f"{self.adj_var(Adj(u, 'bar'))} = {self.sc_sum(s)}")
+        done: set[tuple[str, int]] = set()
+        for st in self.stacks:
+            for k, p in enumerate(st.params):
+                if (st.buffer, k) in done:
+                    continue
+                done.add((st.buffer, k))
+                lines.append(f"{st.buffer}[t, b, {k} * n_hidden + j] = {self.sc_sum(st.adj[p])}")
+        for v, s in rev.carries.items():
+            stack = next((st for st in self.stacks if st.vec == Ref(v, 1, "node")), None)
+            rest = self._unstacked(s, stack)
+            lines.append(f"R_{v}[b, j] = {self.sc_sum(rest) if rest else '0.0'}")
+        for p in self.params:
+            kind, _ = self.grad_plan(p)
+            if kind == "acc":
+                g = self.d.reverse.grads[p]
+                if self.spec.params[p].is_matrix:
+                    raise Unsupported(f"cell {self.spec.name!r}: unstacked matrix {p}")
+                lines.append(f"g_{p}[j] += {self.sc_sum(g)}")
+        if self._unstacked(rev.inputs, self._x_stack()):
+            raise Unsupported(f"cell {self.spec.name!r}: x_t adjoint outside the stacked matmul")
+        return lines
+
+    def context(self, template: str) -> dict:
+        ctx = super().context(template)
+        state_stacks = {st.vec.name: st for st in self.stacks if st.vec.kind == "node"}
+        vec_params = [p for p in self.params if not self.spec.params[p].is_matrix]
+        cached = ctx["cached_nodes"] + ctx["temps"]
+        acc = [p for p in self.params if self.grad_plan(p)[0] == "acc"]
+        buffers = [b for b, _ in ctx["buffers"]]
+        carries = []
+        for v in self.states:
+            st = state_stacks.get(v)
+            carries.append({"state": v, "stack": st.name if st else None,
+                            "buffer": st.buffer if st else None})
+        ctx.update({
+            "fwd_args": ["A_x"] + [f"{st.name}_T" for st in state_stacks.values()]
+            + [f"S_{s}" for s in self.states] + [f"C_{v}" for v in cached]
+            + [_ident(p) for p in vec_params],
+            "bwd_args": ["dhs"] + [f"S_{s}" for s in self.states]
+            + [f"C_{v}" for v in cached] + [_ident(p) for p in vec_params]
+            + [st.name for st in state_stacks.values()] + buffers
+            + [f"d_{s}_next" for s in self.states] + [f"g_{p}" for p in acc],
+            "numba_state_stacks": [(v, st.name) for v, st in state_stacks.items()],
+            "vec_params": [(p, _ident(p)) for p in vec_params],
+            "acc": acc,
+            "carries": carries,
+            "carry_out": ", ".join(f"d_{s}_next" for s in self.states)
+            + ("," if len(self.states) == 1 else ""),
+            "fwd_loop": self.fwd_loop_lines(),
+            "bwd_loop": self.bwd_loop_lines(),
+        })
+        return ctx
+
+
+def _plain(latex: str) -> str:
+    return latex.replace("\\", "")
+
+
+def render_numba_kernel(cell: str) -> str:
+    """The text of ``generated/<cell>_numba.py``."""
+    template = "numba/kernel.py.j2"
+    plan = NumbaPlan(derive(cell))
+    return environment().get_template(template).render(**plan.context(template))
+
+
+def kernel_files(cell: str) -> dict[str, str]:
+    try:
+        return {f"{cell}_numba.py": render_numba_kernel(cell)}
+    except Unsupported:
+        return {}
+
+
+__all__ = ["NumbaPlan", "Unsupported", "kernel_files", "render_numba_kernel", "Mat", "Term"]

@@ -1,0 +1,178 @@
+# generated from numba/kernel.py.j2 by derive; do not edit.
+# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
+# or the template. Cell: gru, numba backend.
+"""GRU (torch.nn.GRU): forward and BPTT as fused numba loops (optional backend).
+
+Same API as ``generated.gru`` (which this module uses for init_params, rtrl, rtrl_step,
+state_jacobian and the input checks): the elementwise part of every time step runs as one
+compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
+stay BLAS calls. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
+compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
+"""
+
+import numpy as np
+from numba import njit
+
+from generated.gru import (  # noqa: F401  (re-exported: same API)
+    PARAMS,
+    STATE,
+    _check_array,
+    _check_state,
+    _check_xs,
+    _sizes,
+    _unpack,
+    init_params,
+    rtrl,
+    rtrl_step,
+    state_jacobian,
+)
+
+
+@njit(cache=True, inline="always")
+def _sigmoid_s(z):
+    return 0.5 * np.tanh(0.5 * z) + 0.5
+
+
+@njit(cache=True)
+def _forward_loop(A_x, W_stack_h_T, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn):
+    steps, batch, n_hidden = S_h.shape[0] - 1, S_h.shape[1], S_h.shape[2]
+    for t in range(steps):
+        A_h = S_h[t] @ W_stack_h_T
+        for b in range(batch):
+            for j in range(n_hidden):
+                # r_t = sigmoid(W_xr @ x + W_hr @ h_prev + b_r)
+                r = _sigmoid_s((A_x[t, b, 0 * n_hidden + j] + A_h[b, 0 * n_hidden + j]))
+                C_r[t, b, j] = r
+                # z_t = sigmoid(W_xz @ x + W_hz @ h_prev + b_z)
+                z = _sigmoid_s((A_x[t, b, 1 * n_hidden + j] + A_h[b, 1 * n_hidden + j]))
+                C_z[t, b, j] = z
+                # n_t = tanh(W_xn @ x + b_xn + r * (W_hn @ h_prev + b_hn))
+                s1 = A_h[b, 2 * n_hidden + j] + b_hn[j]
+                C_s1[t, b, j] = s1
+                n = np.tanh((A_x[t, b, 2 * n_hidden + j] + r * (s1)))
+                C_n[t, b, j] = n
+                # h_t = (1 - z) * n + z * h_prev
+                s0 = 1.0 - z
+                C_s0[t, b, j] = s0
+                h = (s0) * n + z * S_h[t, b, j]
+                S_h[t + 1, b, j] = h
+
+
+def forward(params, xs, state0=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    state = _check_state(state0, batch, n_hidden, dtype)
+    P = _unpack(params)
+    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
+    A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
+    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_h[0] = state["h"]
+    C_r = np.empty((steps, batch, n_hidden), dtype)
+    C_z = np.empty((steps, batch, n_hidden), dtype)
+    C_n = np.empty((steps, batch, n_hidden), dtype)
+    C_s0 = np.empty((steps, batch, n_hidden), dtype)
+    C_s1 = np.empty((steps, batch, n_hidden), dtype)
+    W_stack_h_T = np.ascontiguousarray(P["W_stack_h"].T)
+    b_r = np.ascontiguousarray(P["b_r"])
+    b_z = np.ascontiguousarray(P["b_z"])
+    b_xn = np.ascontiguousarray(P["b_xn"])
+    b_hn = np.ascontiguousarray(P["b_hn"])
+    _forward_loop(A_x, W_stack_h_T, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn)
+    cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
+    cache["S_h"] = S_h
+    cache["r"] = C_r
+    cache["z"] = C_z
+    cache["n"] = C_n
+    cache["s0"] = C_s0
+    cache["s1"] = C_s1
+    return S_h[1:], cache
+
+
+@njit(cache=True)
+def _backward_loop(dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, W_stack_h, dA_h, dA_x, d_h_next):
+    steps, batch, n_hidden = dhs.shape
+    R_h = np.empty((batch, n_hidden), dhs.dtype)
+    for t in range(steps - 1, -1, -1):
+        for b in range(batch):
+            for j in range(n_hidden):
+                r = C_r[t, b, j]
+                z = C_z[t, b, j]
+                n = C_n[t, b, j]
+                s0 = C_s0[t, b, j]
+                s1 = C_s1[t, b, j]
+                # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
+                d_h = dhs[t, b, j] + d_h_next[b, j]
+                # bar{n}_t = d(1 - z_t) bar{h}_t
+                d_n = (s0) * d_h
+                # bar{hat{n}}_t = d(n'_t) bar{n}_t
+                d_n_hat = ((1.0 - n * n)) * d_n
+                # bar{z}_t = -d(n_t) bar{h}_t + d(h_{t-1}) bar{h}_t
+                d_z = -(n) * d_h + (S_h[t, b, j]) * d_h
+                # bar{hat{z}}_t = d(z'_t) bar{z}_t
+                d_z_hat = ((z * (1.0 - z))) * d_z
+                # bar{r}_t = d(W_{hn} h_{t-1} + b_{hn}) bar{hat{n}}_t
+                d_r = (s1) * d_n_hat
+                # bar{hat{r}}_t = d(r'_t) bar{r}_t
+                d_r_hat = ((r * (1.0 - r))) * d_r
+                dA_x[t, b, 0 * n_hidden + j] = d_r_hat
+                dA_x[t, b, 1 * n_hidden + j] = d_z_hat
+                dA_x[t, b, 2 * n_hidden + j] = d_n_hat
+                dA_h[t, b, 0 * n_hidden + j] = d_r_hat
+                dA_h[t, b, 1 * n_hidden + j] = d_z_hat
+                dA_h[t, b, 2 * n_hidden + j] = (r) * d_n_hat
+                R_h[b, j] = (z) * d_h
+        # carried adjoints: the stacked part as one matmul, the rest from the loop
+        d_h_next = dA_h[t] @ W_stack_h + R_h
+    return d_h_next,
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.gru."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if xs.shape[2] != n_in or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    P = _unpack(params)
+    W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
+    S_h = cache["S_h"]
+    d_h_next = np.ascontiguousarray(carry["h"])
+    C_r = cache["r"]
+    C_z = cache["z"]
+    C_n = cache["n"]
+    C_s0 = cache["s0"]
+    C_s1 = cache["s1"]
+    b_r = np.ascontiguousarray(P["b_r"])
+    b_z = np.ascontiguousarray(P["b_z"])
+    b_xn = np.ascontiguousarray(P["b_xn"])
+    b_hn = np.ascontiguousarray(P["b_hn"])
+    dA_h = np.empty((steps, batch, 3 * n_hidden), dtype)
+    dA_x = np.empty((steps, batch, 3 * n_hidden), dtype)
+    d_h_next, = _backward_loop(dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, W_stack_h, dA_h, dA_x, d_h_next)
+    grads = {}
+    # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+    G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    G_W_stack_h = dA_h.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W_xr"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
+    grads["W_xz"] = G_W_stack_x[1 * n_hidden:2 * n_hidden]
+    grads["W_xn"] = G_W_stack_x[2 * n_hidden:3 * n_hidden]
+    grads["W_hr"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
+    grads["W_hz"] = G_W_stack_h[1 * n_hidden:2 * n_hidden]
+    grads["W_hn"] = G_W_stack_h[2 * n_hidden:3 * n_hidden]
+    grads["b_r"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    grads["b_z"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
+    grads["b_xn"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
+    grads["b_hn"] = dA_h[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
+    grads["h0"] = d_h_next
+    if input_grad:
+        grads["xs"] = dA_x @ W_stack_x
+    return grads

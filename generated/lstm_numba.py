@@ -1,0 +1,196 @@
+# generated from numba/kernel.py.j2 by derive; do not edit.
+# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
+# or the template. Cell: lstm, numba backend.
+"""LSTM (torch.nn.LSTM): forward and BPTT as fused numba loops (optional backend).
+
+Same API as ``generated.lstm`` (which this module uses for init_params, rtrl, rtrl_step,
+state_jacobian and the input checks): the elementwise part of every time step runs as one
+compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
+stay BLAS calls. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
+compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
+"""
+
+import numpy as np
+from numba import njit
+
+from generated.lstm import (  # noqa: F401  (re-exported: same API)
+    PARAMS,
+    STATE,
+    _check_array,
+    _check_state,
+    _check_xs,
+    _sizes,
+    _unpack,
+    init_params,
+    rtrl,
+    rtrl_step,
+    state_jacobian,
+)
+
+
+@njit(cache=True, inline="always")
+def _sigmoid_s(z):
+    return 0.5 * np.tanh(0.5 * z) + 0.5
+
+
+@njit(cache=True)
+def _forward_loop(A_x, W_stack_h_T, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o):
+    steps, batch, n_hidden = S_h.shape[0] - 1, S_h.shape[1], S_h.shape[2]
+    for t in range(steps):
+        A_h = S_h[t] @ W_stack_h_T
+        for b in range(batch):
+            for j in range(n_hidden):
+                # i_t = sigmoid(W_xi @ x + W_hi @ h_prev + b_i)
+                i = _sigmoid_s((A_x[t, b, 0 * n_hidden + j] + A_h[b, 0 * n_hidden + j]))
+                C_i[t, b, j] = i
+                # f_t = sigmoid(W_xf @ x + W_hf @ h_prev + b_f)
+                f = _sigmoid_s((A_x[t, b, 1 * n_hidden + j] + A_h[b, 1 * n_hidden + j]))
+                C_f[t, b, j] = f
+                # g_t = tanh(W_xg @ x + W_hg @ h_prev + b_g)
+                g = np.tanh((A_x[t, b, 2 * n_hidden + j] + A_h[b, 2 * n_hidden + j]))
+                C_g[t, b, j] = g
+                # o_t = sigmoid(W_xo @ x + W_ho @ h_prev + b_o)
+                o = _sigmoid_s((A_x[t, b, 3 * n_hidden + j] + A_h[b, 3 * n_hidden + j]))
+                C_o[t, b, j] = o
+                # c_t = f * c_prev + i * g
+                c = f * S_c[t, b, j] + i * g
+                S_c[t + 1, b, j] = c
+                # h_t = o * tanh(c)
+                tanh_c = np.tanh(c)
+                C_tanh_c[t, b, j] = tanh_c
+                h = o * tanh_c
+                S_h[t + 1, b, j] = h
+
+
+def forward(params, xs, state0=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    state = _check_state(state0, batch, n_hidden, dtype)
+    P = _unpack(params)
+    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
+    A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
+    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_h[0] = state["h"]
+    S_c = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_c[0] = state["c"]
+    C_i = np.empty((steps, batch, n_hidden), dtype)
+    C_f = np.empty((steps, batch, n_hidden), dtype)
+    C_g = np.empty((steps, batch, n_hidden), dtype)
+    C_o = np.empty((steps, batch, n_hidden), dtype)
+    C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
+    W_stack_h_T = np.ascontiguousarray(P["W_stack_h"].T)
+    b_i = np.ascontiguousarray(P["b_i"])
+    b_f = np.ascontiguousarray(P["b_f"])
+    b_g = np.ascontiguousarray(P["b_g"])
+    b_o = np.ascontiguousarray(P["b_o"])
+    _forward_loop(A_x, W_stack_h_T, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o)
+    cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_c, ))}}
+    cache["S_h"] = S_h
+    cache["S_c"] = S_c
+    cache["i"] = C_i
+    cache["f"] = C_f
+    cache["g"] = C_g
+    cache["o"] = C_o
+    cache["tanh_c"] = C_tanh_c
+    return S_h[1:], cache
+
+
+@njit(cache=True)
+def _backward_loop(dhs, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, W_stack_h, dA_x, d_h_next, d_c_next):
+    steps, batch, n_hidden = dhs.shape
+    R_h = np.empty((batch, n_hidden), dhs.dtype)
+    R_c = np.empty((batch, n_hidden), dhs.dtype)
+    for t in range(steps - 1, -1, -1):
+        for b in range(batch):
+            for j in range(n_hidden):
+                i = C_i[t, b, j]
+                f = C_f[t, b, j]
+                g = C_g[t, b, j]
+                o = C_o[t, b, j]
+                tanh_c = C_tanh_c[t, b, j]
+                # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
+                d_h = dhs[t, b, j] + d_h_next[b, j]
+                # bar{c}_t = delta c_t + d(o_t) d(tanh'(c_t)) bar{h}_t
+                d_c = d_c_next[b, j] + (o) * ((1.0 - tanh_c * tanh_c)) * d_h
+                # bar{o}_t = d(tanh(c_t)) bar{h}_t
+                d_o = (tanh_c) * d_h
+                # bar{hat{o}}_t = d(o'_t) bar{o}_t
+                d_o_hat = ((o * (1.0 - o))) * d_o
+                # bar{g}_t = d(i_t) bar{c}_t
+                d_g = (i) * d_c
+                # bar{hat{g}}_t = d(g'_t) bar{g}_t
+                d_g_hat = ((1.0 - g * g)) * d_g
+                # bar{f}_t = d(c_{t-1}) bar{c}_t
+                d_f = (S_c[t, b, j]) * d_c
+                # bar{hat{f}}_t = d(f'_t) bar{f}_t
+                d_f_hat = ((f * (1.0 - f))) * d_f
+                # bar{i}_t = d(g_t) bar{c}_t
+                d_i = (g) * d_c
+                # bar{hat{i}}_t = d(i'_t) bar{i}_t
+                d_i_hat = ((i * (1.0 - i))) * d_i
+                dA_x[t, b, 0 * n_hidden + j] = d_i_hat
+                dA_x[t, b, 1 * n_hidden + j] = d_f_hat
+                dA_x[t, b, 2 * n_hidden + j] = d_g_hat
+                dA_x[t, b, 3 * n_hidden + j] = d_o_hat
+                R_h[b, j] = 0.0
+                R_c[b, j] = (f) * d_c
+        # carried adjoints: the stacked part as one matmul, the rest from the loop
+        d_h_next = dA_x[t] @ W_stack_h + R_h
+        d_c_next = R_c.copy()
+    return d_h_next, d_c_next
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.lstm."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if xs.shape[2] != n_in or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    P = _unpack(params)
+    W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
+    S_h = cache["S_h"]
+    d_h_next = np.ascontiguousarray(carry["h"])
+    S_c = cache["S_c"]
+    d_c_next = np.ascontiguousarray(carry["c"])
+    C_i = cache["i"]
+    C_f = cache["f"]
+    C_g = cache["g"]
+    C_o = cache["o"]
+    C_tanh_c = cache["tanh_c"]
+    b_i = np.ascontiguousarray(P["b_i"])
+    b_f = np.ascontiguousarray(P["b_f"])
+    b_g = np.ascontiguousarray(P["b_g"])
+    b_o = np.ascontiguousarray(P["b_o"])
+    dA_x = np.empty((steps, batch, 4 * n_hidden), dtype)
+    d_h_next, d_c_next = _backward_loop(dhs, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, W_stack_h, dA_x, d_h_next, d_c_next)
+    grads = {}
+    # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+    G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    G_W_stack_h = dA_x.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W_xi"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
+    grads["W_xf"] = G_W_stack_x[1 * n_hidden:2 * n_hidden]
+    grads["W_xg"] = G_W_stack_x[2 * n_hidden:3 * n_hidden]
+    grads["W_xo"] = G_W_stack_x[3 * n_hidden:4 * n_hidden]
+    grads["W_hi"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
+    grads["W_hf"] = G_W_stack_h[1 * n_hidden:2 * n_hidden]
+    grads["W_hg"] = G_W_stack_h[2 * n_hidden:3 * n_hidden]
+    grads["W_ho"] = G_W_stack_h[3 * n_hidden:4 * n_hidden]
+    grads["b_i"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    grads["b_f"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
+    grads["b_g"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
+    grads["b_o"] = dA_x[:, :, 3 * n_hidden:4 * n_hidden].sum(axis=(0, 1))
+    grads["h0"] = d_h_next
+    grads["c0"] = d_c_next
+    if input_grad:
+        grads["xs"] = dA_x @ W_stack_x
+    return grads

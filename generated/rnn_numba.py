@@ -1,0 +1,116 @@
+# generated from numba/kernel.py.j2 by derive; do not edit.
+# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
+# or the template. Cell: rnn, numba backend.
+"""Vanilla RNN of seed 004 (torch.nn.RNN, tanh) with readout y_t: forward and BPTT as fused numba loops (optional backend).
+
+Same API as ``generated.rnn`` (which this module uses for init_params, rtrl, rtrl_step,
+state_jacobian and the input checks): the elementwise part of every time step runs as one
+compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
+stay BLAS calls. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
+compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
+"""
+
+import numpy as np
+from numba import njit
+
+from generated.rnn import (  # noqa: F401  (re-exported: same API)
+    PARAMS,
+    STATE,
+    _check_array,
+    _check_state,
+    _check_xs,
+    _sizes,
+    _unpack,
+    init_params,
+    rtrl,
+    rtrl_step,
+    state_jacobian,
+)
+
+
+@njit(cache=True, inline="always")
+def _sigmoid_s(z):
+    return 0.5 * np.tanh(0.5 * z) + 0.5
+
+
+@njit(cache=True)
+def _forward_loop(A_x, W_stack_h_T, S_h, b_h):
+    steps, batch, n_hidden = S_h.shape[0] - 1, S_h.shape[1], S_h.shape[2]
+    for t in range(steps):
+        A_h = S_h[t] @ W_stack_h_T
+        for b in range(batch):
+            for j in range(n_hidden):
+                # h_t = tanh(W @ x + U @ h_prev + b_h)
+                h = np.tanh((A_x[t, b, 0 * n_hidden + j] + A_h[b, 0 * n_hidden + j]))
+                S_h[t + 1, b, j] = h
+
+
+def forward(params, xs, state0=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    state = _check_state(state0, batch, n_hidden, dtype)
+    P = _unpack(params)
+    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
+    A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
+    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_h[0] = state["h"]
+    W_stack_h_T = np.ascontiguousarray(P["W_stack_h"].T)
+    b_h = np.ascontiguousarray(P["b_h"])
+    _forward_loop(A_x, W_stack_h_T, S_h, b_h)
+    cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
+    cache["S_h"] = S_h
+    return S_h[1:], cache
+
+
+@njit(cache=True)
+def _backward_loop(dhs, S_h, b_h, W_stack_h, dA_x, d_h_next):
+    steps, batch, n_hidden = dhs.shape
+    R_h = np.empty((batch, n_hidden), dhs.dtype)
+    for t in range(steps - 1, -1, -1):
+        for b in range(batch):
+            for j in range(n_hidden):
+                # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
+                d_h = dhs[t, b, j] + d_h_next[b, j]
+                # bar{hat{h}}_t = d(h'_t) bar{h}_t
+                d_h_hat = ((1.0 - S_h[t + 1, b, j] * S_h[t + 1, b, j])) * d_h
+                dA_x[t, b, 0 * n_hidden + j] = d_h_hat
+                R_h[b, j] = 0.0
+        # carried adjoints: the stacked part as one matmul, the rest from the loop
+        d_h_next = dA_x[t] @ W_stack_h + R_h
+    return d_h_next,
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.rnn."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if xs.shape[2] != n_in or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    P = _unpack(params)
+    W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
+    S_h = cache["S_h"]
+    d_h_next = np.ascontiguousarray(carry["h"])
+    b_h = np.ascontiguousarray(P["b_h"])
+    dA_x = np.empty((steps, batch, 1 * n_hidden), dtype)
+    d_h_next, = _backward_loop(dhs, S_h, b_h, W_stack_h, dA_x, d_h_next)
+    grads = {}
+    # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+    G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    G_W_stack_h = dA_x.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
+    grads["U"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
+    grads["b_h"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    grads["h0"] = d_h_next
+    if input_grad:
+        grads["xs"] = dA_x @ W_stack_x
+    return grads

@@ -1,0 +1,196 @@
+# generated from numba/kernel.py.j2 by derive; do not edit.
+# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
+# or the template. Cell: sigmoid_lstm, numba backend.
+"""LSTM of seed 001, eqs (1)-(6): sigmoid candidate and h_t = o_t * sigma(s_t): forward and BPTT as fused numba loops (optional backend).
+
+Same API as ``generated.sigmoid_lstm`` (which this module uses for init_params, rtrl, rtrl_step,
+state_jacobian and the input checks): the elementwise part of every time step runs as one
+compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
+stay BLAS calls. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
+compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
+"""
+
+import numpy as np
+from numba import njit
+
+from generated.sigmoid_lstm import (  # noqa: F401  (re-exported: same API)
+    PARAMS,
+    STATE,
+    _check_array,
+    _check_state,
+    _check_xs,
+    _sizes,
+    _unpack,
+    init_params,
+    rtrl,
+    rtrl_step,
+    state_jacobian,
+)
+
+
+@njit(cache=True, inline="always")
+def _sigmoid_s(z):
+    return 0.5 * np.tanh(0.5 * z) + 0.5
+
+
+@njit(cache=True)
+def _forward_loop(A_x, W_stack_h_T, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o):
+    steps, batch, n_hidden = S_h.shape[0] - 1, S_h.shape[1], S_h.shape[2]
+    for t in range(steps):
+        A_h = S_h[t] @ W_stack_h_T
+        for b in range(batch):
+            for j in range(n_hidden):
+                # o_t = sigmoid(W_o @ h_prev + U_o @ x + b_o)
+                o = _sigmoid_s((A_h[b, 3 * n_hidden + j] + A_x[t, b, 3 * n_hidden + j]))
+                C_o[t, b, j] = o
+                # i_t = sigmoid(W_i @ h_prev + U_i @ x + b_i)
+                i = _sigmoid_s((A_h[b, 1 * n_hidden + j] + A_x[t, b, 1 * n_hidden + j]))
+                C_i[t, b, j] = i
+                # f_t = sigmoid(W_f @ h_prev + U_f @ x + b_f)
+                f = _sigmoid_s((A_h[b, 2 * n_hidden + j] + A_x[t, b, 2 * n_hidden + j]))
+                C_f[t, b, j] = f
+                # \tilde{s}_t = sigmoid(W @ h_prev + U @ x + b)
+                s_tilde = _sigmoid_s((A_h[b, 0 * n_hidden + j] + A_x[t, b, 0 * n_hidden + j]))
+                C_s_tilde[t, b, j] = s_tilde
+                # s_t = f * s_prev + i * s_tilde
+                s = f * S_s[t, b, j] + i * s_tilde
+                S_s[t + 1, b, j] = s
+                # h_t = o * sigmoid(s)
+                sigmoid_s = _sigmoid_s(s)
+                C_sigmoid_s[t, b, j] = sigmoid_s
+                h = o * sigmoid_s
+                S_h[t + 1, b, j] = h
+
+
+def forward(params, xs, state0=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    state = _check_state(state0, batch, n_hidden, dtype)
+    P = _unpack(params)
+    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
+    A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
+    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_h[0] = state["h"]
+    S_s = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_s[0] = state["s"]
+    C_o = np.empty((steps, batch, n_hidden), dtype)
+    C_i = np.empty((steps, batch, n_hidden), dtype)
+    C_f = np.empty((steps, batch, n_hidden), dtype)
+    C_s_tilde = np.empty((steps, batch, n_hidden), dtype)
+    C_sigmoid_s = np.empty((steps, batch, n_hidden), dtype)
+    W_stack_h_T = np.ascontiguousarray(P["W_stack_h"].T)
+    b = np.ascontiguousarray(P["b"])
+    b_i = np.ascontiguousarray(P["b_i"])
+    b_f = np.ascontiguousarray(P["b_f"])
+    b_o = np.ascontiguousarray(P["b_o"])
+    _forward_loop(A_x, W_stack_h_T, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o)
+    cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_s, ))}}
+    cache["S_h"] = S_h
+    cache["S_s"] = S_s
+    cache["o"] = C_o
+    cache["i"] = C_i
+    cache["f"] = C_f
+    cache["s_tilde"] = C_s_tilde
+    cache["sigmoid_s"] = C_sigmoid_s
+    return S_h[1:], cache
+
+
+@njit(cache=True)
+def _backward_loop(dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o, W_stack_h, dA_h, d_h_next, d_s_next):
+    steps, batch, n_hidden = dhs.shape
+    R_h = np.empty((batch, n_hidden), dhs.dtype)
+    R_s = np.empty((batch, n_hidden), dhs.dtype)
+    for t in range(steps - 1, -1, -1):
+        for b in range(batch):
+            for j in range(n_hidden):
+                o = C_o[t, b, j]
+                i = C_i[t, b, j]
+                f = C_f[t, b, j]
+                s_tilde = C_s_tilde[t, b, j]
+                sigmoid_s = C_sigmoid_s[t, b, j]
+                # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
+                d_h = dhs[t, b, j] + d_h_next[b, j]
+                # bar{s}_t = delta s_t + d(o_t) d(sigma'(s_t)) bar{h}_t
+                d_s = d_s_next[b, j] + (o) * ((sigmoid_s * (1.0 - sigmoid_s))) * d_h
+                # bar{tilde{s}}_t = d(i_t) bar{s}_t
+                d_s_tilde = (i) * d_s
+                # bar{hat{tilde{s}}}_t = d(tilde{s}'_t) bar{tilde{s}}_t
+                d_s_tilde_hat = ((s_tilde * (1.0 - s_tilde))) * d_s_tilde
+                # bar{f}_t = d(s_{t-1}) bar{s}_t
+                d_f = (S_s[t, b, j]) * d_s
+                # bar{hat{f}}_t = d(f'_t) bar{f}_t
+                d_f_hat = ((f * (1.0 - f))) * d_f
+                # bar{i}_t = d(tilde{s}_t) bar{s}_t
+                d_i = (s_tilde) * d_s
+                # bar{hat{i}}_t = d(i'_t) bar{i}_t
+                d_i_hat = ((i * (1.0 - i))) * d_i
+                # bar{o}_t = d(sigma(s_t)) bar{h}_t
+                d_o = (sigmoid_s) * d_h
+                # bar{hat{o}}_t = d(o'_t) bar{o}_t
+                d_o_hat = ((o * (1.0 - o))) * d_o
+                dA_h[t, b, 0 * n_hidden + j] = d_s_tilde_hat
+                dA_h[t, b, 1 * n_hidden + j] = d_i_hat
+                dA_h[t, b, 2 * n_hidden + j] = d_f_hat
+                dA_h[t, b, 3 * n_hidden + j] = d_o_hat
+                R_h[b, j] = 0.0
+                R_s[b, j] = (f) * d_s
+        # carried adjoints: the stacked part as one matmul, the rest from the loop
+        d_h_next = dA_h[t] @ W_stack_h + R_h
+        d_s_next = R_s.copy()
+    return d_h_next, d_s_next
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.sigmoid_lstm."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if xs.shape[2] != n_in or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    P = _unpack(params)
+    W_stack_h = P["W_stack_h"]
+    W_stack_x = P["W_stack_x"]
+    S_h = cache["S_h"]
+    d_h_next = np.ascontiguousarray(carry["h"])
+    S_s = cache["S_s"]
+    d_s_next = np.ascontiguousarray(carry["s"])
+    C_o = cache["o"]
+    C_i = cache["i"]
+    C_f = cache["f"]
+    C_s_tilde = cache["s_tilde"]
+    C_sigmoid_s = cache["sigmoid_s"]
+    b = np.ascontiguousarray(P["b"])
+    b_i = np.ascontiguousarray(P["b_i"])
+    b_f = np.ascontiguousarray(P["b_f"])
+    b_o = np.ascontiguousarray(P["b_o"])
+    dA_h = np.empty((steps, batch, 4 * n_hidden), dtype)
+    d_h_next, d_s_next = _backward_loop(dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o, W_stack_h, dA_h, d_h_next, d_s_next)
+    grads = {}
+    # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+    G_W_stack_h = dA_h.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    G_W_stack_x = dA_h.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    grads["W"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
+    grads["W_i"] = G_W_stack_h[1 * n_hidden:2 * n_hidden]
+    grads["W_f"] = G_W_stack_h[2 * n_hidden:3 * n_hidden]
+    grads["W_o"] = G_W_stack_h[3 * n_hidden:4 * n_hidden]
+    grads["U"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
+    grads["U_i"] = G_W_stack_x[1 * n_hidden:2 * n_hidden]
+    grads["U_f"] = G_W_stack_x[2 * n_hidden:3 * n_hidden]
+    grads["U_o"] = G_W_stack_x[3 * n_hidden:4 * n_hidden]
+    grads["b"] = dA_h[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    grads["b_i"] = dA_h[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
+    grads["b_f"] = dA_h[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
+    grads["b_o"] = dA_h[:, :, 3 * n_hidden:4 * n_hidden].sum(axis=(0, 1))
+    grads["h0"] = d_h_next
+    grads["s0"] = d_s_next
+    if input_grad:
+        grads["xs"] = dA_h @ W_stack_x
+    return grads
