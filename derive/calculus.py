@@ -34,6 +34,7 @@ from .algebra import (
     make_sum,
     mul,
     single,
+    transpose,
 )
 from .spec import Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref
 
@@ -209,8 +210,6 @@ def _apply_T(local: Sum, adj: Adj, order: FactorOrder) -> Sum:
         if isinstance(fs[-1], Diag2):
             outer = [Outer(fs[-1].v)]
             fs = fs[:-1]
-        from .algebra import transpose
-
         tf = tuple(transpose(f) for f in reversed(fs))
         items.append((t.coef, tf + (adj,) + tuple(outer)))
     return make_sum(items, order)

@@ -56,10 +56,6 @@ class ForwardParam:
         """d u_t / dA expanded, in terms of the opaque d v_{t-1}/dA."""
         return self.raw.total[u]
 
-    def recursion(self, u: str) -> Sum:
-        """d u_t / dA as sum_v J[u][v] d v_{t-1}/dA + V[u] (blocks kept whole)."""
-        return self.raw.total[u]
-
     def latex(self, state: str | None = None, **kw: Any) -> str:
         from .latex import forward_equation
 

@@ -26,7 +26,7 @@ def test_recursion_blocks_are_the_state_jacobian_for_every_parameter(cell: str) 
         for u in D.states:
             for v in D.states:
                 assert fp.raw.blocks[u][v].key() == D.jacobian[u][v].key(), (A, u, v)
-            assert fp.recursion(u).key() == D.recursion_sum(A, u).key()
+            assert fp.state(u).key() == D.recursion_sum(A, u).key()
 
 
 def test_lstm_carousel_block_is_the_forget_gate() -> None:
