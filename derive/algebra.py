@@ -126,10 +126,13 @@ class FactorOrder:
                 for _, t in e.terms:
                     visit(t)
             elif isinstance(e, Mul):
-                for i, f in enumerate(e.factors):
+                # the product rule's d(others) factors of this node come before anything met
+                # inside its factors (so d(o_t) d(tanh'(c_t)) stays together when o sees c)
+                for i in range(len(e.factors)):
                     others = hadamard_others(e.factors, i)[1]
                     if others is not None:
                         reg(others)
+                for f in e.factors:
                     visit(f)
 
         for s in spec.states:

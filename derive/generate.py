@@ -31,7 +31,8 @@ def outputs(cells: Iterable[str] | None = None) -> dict[str, str]:
         files.update(codegen.kernel_files(name))
         files.update(codegen_numba.kernel_files(name))
         files.update(latex_doc.generated_files(name))
-    files.update(codegen.package_files(builtin_cells() if cells is None else names))
+    # the package index always lists every built-in kernel, whichever cells are regenerated
+    files.update(codegen.package_files(builtin_cells()))
     return dict(sorted(files.items()))
 
 

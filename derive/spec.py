@@ -270,7 +270,8 @@ class CellSpec:
                          else list(readout or []))
         self.nodes: dict[str, Node] = {}
         self._build(node_items, readout_items)
-        self.latex_names = {n: _auto_latex(n) for n in [*self.params, *self.nodes, INPUT]}
+        self.latex_names = {n: _auto_latex(n) for n in [*self.params, *self.nodes, INPUT]
+                            if not n.endswith(HAT)}
         self.latex_names.update(dict(latex or {}))
 
     # -- construction --------------------------------------------------------------------
