@@ -12,6 +12,7 @@ gives seed 001's form (d(\\sigma(s_t)) d(o'_t) W_o + d(o_t) d(\\sigma'(s_t)) (\\
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +31,18 @@ def _name(names: Names, n: str) -> str:
 
 
 def _timed(base: str, lag: int) -> str:
-    """x -> x_t; W_{o} stays; a base that already has a subscript gets it merged: c -> c_t."""
+    """x -> x_t, s_{t-1}; a base that already has a subscript gets the time merged into it:
+    n_x -> n_{x,t}, W_{xi} -> W_{xi,t-1} (never a double subscript)."""
     t = "t" if lag == 0 else f"t-{lag}"
+    depth, cut = 0, -1
+    for i, ch in enumerate(base):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == "_" and depth == 0:
+            cut = i
+    if cut >= 0:
+        head, sub = base[:cut], base[cut + 1:]
+        sub = sub[1:-1] if sub.startswith("{") and sub.endswith("}") else sub
+        return f"{head}_{{{sub},{t}}}"
     return f"{base}_{{{t}}}" if lag else f"{base}_t"
 
 
@@ -164,6 +175,58 @@ def _groups(terms: list[Term], names: Names) -> list[tuple[Fraction, str]]:
         rest = [Term(t.coef * sign, t.factors) for t in rest]
         inner = "".join(_signed(c, b, i == 0) for i, (c, b) in enumerate(_groups(rest, names)))
         out.append((sign, rf"{prefix} \left({inner}\right)"))
+    return out
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One signed summand of a factored sum, as :func:`factored` prints it.
+
+    ``coef * head`` when ``inner`` is empty, else ``coef * head (inner[0] + inner[1] + ...)``:
+    the structured form of seed 001's grouping, for printers that break long equations inside
+    the brackets (:mod:`derive.latex_doc`). ``pieces_latex(factored_pieces(s, nm))`` equals
+    ``factored(s, nm)``.
+    """
+
+    coef: Fraction
+    head: str
+    inner: tuple[Piece, ...] = ()
+
+
+def factored_pieces(s: Sum | list[Term], names: Names) -> list[Piece]:
+    """The greedy left factoring of :func:`factored`, as a tree of :class:`Piece` s."""
+    terms = list(s)
+    return _piece_groups(terms, names) if terms else []
+
+
+def _piece_groups(terms: list[Term], names: Names) -> list[Piece]:
+    groups: dict[Factor, list[Term]] = {}
+    for t in terms:
+        groups.setdefault(t.factors[0], []).append(t)
+    out: list[Piece] = []
+    for ts in groups.values():
+        if len(ts) == 1:
+            out.append(Piece(ts[0].coef, product(ts[0].factors, names)))
+            continue
+        k = 1
+        while all(len(t.factors) > k for t in ts) and len({t.factors[k] for t in ts}) == 1:
+            k += 1
+        prefix = product(ts[0].factors[:k], names)
+        rest = [Term(t.coef, t.factors[k:]) for t in ts]
+        sign = Fraction(-1) if all(t.coef < 0 for t in rest) else Fraction(1)
+        rest = [Term(t.coef * sign, t.factors or (Ident(),)) for t in rest]
+        out.append(Piece(sign, prefix, tuple(_piece_groups(rest, names))))
+    return out
+
+
+def pieces_latex(pieces: list[Piece] | tuple[Piece, ...]) -> str:
+    """Flat LaTeX of a piece list, identical to :func:`factored` of the same sum."""
+    if not pieces:
+        return "0"
+    out = ""
+    for i, p in enumerate(pieces):
+        body = rf"{p.head} \left({pieces_latex(p.inner)}\right)" if p.inner else p.head
+        out += _signed(p.coef, body, i == 0)
     return out
 
 

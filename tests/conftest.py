@@ -23,3 +23,16 @@ def require(module: str, why: str):
     if os.environ.get("CI") == "true":
         return importlib.import_module(module)  # an ImportError here fails the test in CI
     return pytest.importorskip(module, reason=why)
+
+
+def require_executable(name: str, why: str) -> str:
+    """Path of an external program (pdflatex, the derive console script), or skip (locally) /
+    fail (CI) with the reason."""
+    import shutil
+
+    found = shutil.which(name)
+    if found:
+        return found
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name} is required in CI ({why}) but is not installed")
+    pytest.skip(f"{name} is not installed: {why}")

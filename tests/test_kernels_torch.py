@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import require
-from test_kernels import B, CELLS, M, N, T, kernel, rel, setup
+from test_kernels import CELLS, B, M, N, T, kernel, rel, setup
 
 torch = require("torch", "torch is not installed (pip install torch==2.13.0)")
 import torch_reference  # noqa: E402

@@ -1,0 +1,853 @@
+"""LaTeX documents for papers: fragments to \\input, standalone articles, and generated/latex/.
+
+A document is built in three layers:
+
+1. **Model** (:class:`Item`, :class:`Row`, :class:`Block`, :class:`Section`): the equations of each
+   mode, printer-independent. Right-hand sides are signed sums whose summands may hold a
+   bracketed sub-sum (seed 001's factored form), so a long equation can break inside brackets.
+   ``forward``: the shared blocks M_t, N_t (seed 001 eq 26) then dh_t/dA and every other state's
+   recursion ds_t/dA; with ``steps`` each is first written as the chain rule (eqs 7-8, gates kept
+   whole), then with the gate derivatives substituted (eqs 10-13) and only then collected, as
+   seed 001 eqs (14)-(25) do. ``reverse``: :func:`derive.latex.reverse_entries` (seed 002).
+   ``flow``: the state Jacobian blocks, :func:`derive.latex.jacobian_entries`.
+2. **Layout** (:func:`layout`): greedy line breaking at the '+' and '-' between summands, by an
+   estimate of the rendered width (Computer Modern glyph widths measured with pdflatex and the
+   TeXbook's inter-atom spacing, :func:`tex_width`), breaking inside a bracket only when the
+   bracket cannot fit on a line of its own. Brackets get explicit sizes (\\bigl ... \\Biggl) so a
+   bracket may open on one line and close on another.
+3. **Rendering** through the Jinja templates of ``templates/latex/`` (shared macros in
+   ``_macros.tex.j2``): numbered, labelled ``align`` environments (labels such as
+   ``eq:lstm:dh-dWxf``, independent of the notation), needing only amsmath.
+
+The terminal printer :mod:`derive.text` lays out the same model with a Unicode style.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+from .activations import ACTIVATIONS
+from .algebra import ZERO, Ident, Rec, Sum, single
+from .calculus import partial, totals
+from .latex import (
+    Piece,
+    adjoint_symbol,
+    factored_pieces,
+    node_symbol,
+    partial_symbol,
+    product,
+    vec,
+)
+from .spec import HAT, Ref
+
+if TYPE_CHECKING:
+    from .derivation import Derivation
+    from .notation import Notation
+
+MODES = ("forward", "reverse", "flow")
+MODE_TITLES = {
+    "forward": "Forward mode (RTRL)",
+    "reverse": "Reverse mode (BPTT)",
+    "flow": "Gradient flow: the state Jacobian",
+}
+TEXTWIDTH = 345.0
+"""\\textwidth of the standard article class at 10pt (letter or A4 paper), in pt."""
+TAG_ROOM = 32.0
+"""Room kept free on every line for an equation number such as (123) and its separation."""
+QUAD = 10.0
+SAFETY = 0.97
+"""The width estimate is within about 1% of pdflatex; lines are filled to 97% of the room."""
+
+# ----------------------------------------------------------------------------- width estimate
+
+# Widths in pt of Computer Modern at 10pt (display/text style, script style), measured with
+# pdflatex as \wd of $\displaystyle c$ and $\scriptstyle c$ (italic correction included).
+_LOWER = ("5.29 4.29 4.33 5.2 4.66 5.97 5.13 5.76 3.45 4.69 5.52 3.18 8.78 6.0 4.85 5.03 4.82 "
+          "4.79 4.69 3.61 5.72 5.21 7.43 5.72 5.26 5.09")
+_LOWER_S = ("4.34 3.52 3.57 4.16 3.79 4.68 4.15 4.68 2.83 3.71 4.42 2.57 7.1 4.94 3.95 4.12 3.92 "
+            "3.93 3.77 3.02 4.73 4.25 5.97 4.53 4.31 4.11")
+_UPPER = ("7.5 8.09 7.86 8.56 7.96 7.82 7.86 9.12 5.18 6.51 9.21 6.81 10.79 9.12 7.91 7.81 7.91 "
+          "7.67 6.71 7.23 7.92 8.06 10.83 9.07 8.03 7.54")
+_UPPER_S = ("6.01 6.38 6.23 6.75 6.26 6.15 6.23 7.08 4.09 5.08 7.21 5.49 8.38 7.08 6.3 6.17 6.3 "
+            "6.06 5.29 5.8 6.2 6.44 8.6 7.1 6.42 5.94")
+_GLYPHS: dict[str, tuple[float, float]] = {
+    "(": (3.89, 3.13), ")": (3.89, 3.13), "[": (2.78, 2.26), "]": (2.78, 2.26),
+    "|": (2.78, 2.38), "+": (7.78, 6.25), "-": (7.78, 6.25), "=": (7.78, 6.25),
+    ",": (2.78, 2.38), ".": (2.78, 2.38), "/": (5.0, 4.1), ";": (2.78, 2.38),
+    **{c: (5.0, 3.99) for c in "0123456789"},
+}
+for _chars, _d, _s in (("abcdefghijklmnopqrstuvwxyz", _LOWER, _LOWER_S),
+                       ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", _UPPER, _UPPER_S)):
+    _GLYPHS.update({c: (float(a), float(b))
+                    for c, a, b in zip(_chars, _d.split(), _s.split(), strict=True)})
+_SYMBOLS = {
+    r"\sigma": 6.07, r"\partial": 5.86, r"\ell": 4.17, r"\delta": 4.82, r"\top": 7.78,
+    r"\odot": 7.78, r"\alpha": 6.43, r"\beta": 6.18, r"\gamma": 5.73, r"\theta": 4.97,
+    r"\Theta": 7.78, r"\eta": 5.32, r"\lambda": 5.83, r"\mu": 6.03, r"\nu": 5.58, r"\phi": 5.96,
+    r"\psi": 6.87, r"\omega": 6.58, r"\epsilon": 4.06, r"\rho": 5.17, r"\tau": 5.5, r"\xi": 4.84,
+    r"\zeta": 5.11, r"\kappa": 5.76, r"\chi": 6.26, r"\pi": 6.06, r"\Sigma": 7.22,
+    r"\Delta": 8.33, r"\Gamma": 6.25, r"\Phi": 7.22, r"\Psi": 7.78, r"\Omega": 7.22,
+    r"\Lambda": 6.94, r"\prime": 2.75, r"\cdot": 2.78, r"\times": 7.78, r"\ast": 5.0,
+    r"\nabla": 8.33, r"\infty": 10.0, r"\ldots": 11.67, r"\cdots": 13.33, r"\varphi": 6.0,
+    r"\varepsilon": 4.66,
+}
+_OPERATORS = {r"\tanh": 20.0, r"\exp": 15.28, r"\log": 12.92, r"\sum": 14.44, r"\prod": 13.89}
+_LIMITS = {r"\sum", r"\prod"}  # scripts go below/above in display style
+_BINARY = {"+", "-", r"\odot", r"\times", r"\cdot", r"\ast", r"\pm", r"\circ"}
+_DELIMS = {r"\bigl": 4.58, r"\bigr": 4.58, r"\Bigl": 5.97, r"\Bigr": 5.97, r"\biggl": 7.36,
+           r"\biggr": 7.36, r"\Biggl": 7.92, r"\Biggr": 7.92, r"\left": 7.36, r"\right": 7.36}
+_SPACES = {r"\quad": 10.0, r"\qquad": 20.0, r"\,": 1.67, r"\:": 2.22, r"\;": 2.78,
+           r"\!": -1.67, r"\ ": 3.33}
+_ACCENTS = {r"\tilde", r"\hat", r"\bar", r"\vec", r"\dot", r"\ddot", r"\check", r"\breve",
+            r"\widetilde", r"\widehat", r"\overline", r"\mathbf", r"\mathit", r"\boldsymbol",
+            r"\mathcal", r"\mathsf", r"\mathtt", r"\bm", r"\underline"}
+_ROMAN = {r"\mathrm", r"\text", r"\textrm", r"\operatorname"}
+_THIN, _MED, _THICK = 1.67, 2.22, 2.78
+_KINDS = ("ord", "op", "bin", "rel", "open", "close", "punct", "inner")
+# TeXbook ch. 18 inter-atom spacing; a negative entry applies in display and text style only
+_SPACING = {
+    "ord": (0, _THIN, -_MED, -_THICK, 0, 0, 0, -_THIN),
+    "op": (_THIN, _THIN, 0, -_THICK, 0, 0, 0, -_THIN),
+    "bin": (-_MED, -_MED, 0, 0, -_MED, 0, 0, -_MED),
+    "rel": (-_THICK, -_THICK, 0, 0, -_THICK, 0, 0, -_THICK),
+    "open": (0, 0, 0, 0, 0, 0, 0, 0),
+    "close": (0, _THIN, -_MED, -_THICK, 0, 0, 0, -_THIN),
+    "punct": (-_THIN, -_THIN, 0, -_THIN, -_THIN, -_THIN, -_THIN, -_THIN),
+    "inner": (-_THIN, _THIN, -_MED, -_THICK, -_THIN, 0, -_THIN, -_THIN),
+}
+_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|[{}_^']|\S")
+
+
+class _Tokens:
+    def __init__(self, toks: list[str]):
+        self.toks, self.i = toks, 0
+
+    def peek(self) -> str | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self) -> str:
+        self.i += 1
+        return self.toks[self.i - 1]
+
+    def arg(self) -> list[str]:
+        """The next argument: the tokens of a {...} group, or one token."""
+        if self.peek() != "{":
+            return [self.take()] if self.peek() is not None else []
+        self.take()
+        depth, out = 1, []
+        while self.peek() is not None:
+            tok = self.take()
+            depth += {"{": 1, "}": -1}.get(tok, 0)
+            if depth == 0:
+                break
+            out.append(tok)
+        return out
+
+
+def tex_width(s: str | list[str], script: int = 0) -> float:
+    """Estimated width in pt of the math-mode LaTeX ``s`` set in display style (``script``: 1
+    script, 2 scriptscript), Computer Modern at 10pt. Within about -1%..+5% of pdflatex on
+    derive's output (more generous for \\sum_t); unknown commands count as 8pt."""
+    p = _Tokens(_TOKEN.findall(s) if isinstance(s, str) else list(s))
+    scale = (1.0, 0.78, 0.62)[script]
+    atoms: list[list] = []  # [kind, width, sub, sup, limits]
+
+    def glyph(c: str) -> float:
+        if c in _GLYPHS:
+            return _GLYPHS[c][min(script, 1)] * (0.8 if script > 1 else 1.0)
+        return 8.0 * scale
+
+    def add(kind: str, w: float, limits: bool = False) -> None:
+        atoms.append([kind, w, 0.0, 0.0, limits])
+
+    while p.peek() is not None:
+        tok = p.take()
+        if tok in ("_", "^", "'"):
+            w = (tex_width(p.arg(), min(script + 1, 2)) + 0.5) if tok != "'" else 2.8 * scale
+            if not atoms:
+                add("ord", 0.0)
+            slot = 2 if tok == "_" else 3
+            atoms[-1][slot] = max(atoms[-1][slot], w)
+        elif tok == "{":
+            p.i -= 1
+            add("ord", tex_width(p.arg(), script))
+        elif tok == "}":
+            continue
+        elif tok in (r"\frac", r"\dfrac", r"\tfrac"):
+            a, b = p.arg(), p.arg()
+            sub = script + 1 if script else 0
+            add("inner", max(tex_width(a, sub), tex_width(b, sub)) + 2.4)
+        elif tok in _DELIMS:
+            d = p.take() if p.peek() is not None else ""
+            kind = "open" if tok.endswith("l") or tok == r"\left" else "close"
+            add(kind, 0.0 if d == "." else _DELIMS[tok])
+        elif tok in _SPACES:
+            add("space", _SPACES[tok] * scale)
+        elif tok == r"\vphantom":
+            p.arg()
+        elif tok in _ACCENTS or tok == r"\phantom":
+            add("ord", tex_width(p.arg(), script))
+        elif tok in _ROMAN:
+            add("op" if tok == r"\operatorname" else "ord", 5.2 * len("".join(p.arg())) * scale)
+        elif tok in _OPERATORS:
+            w = (8.4 if script == 1 else 7.0) if (tok in _LIMITS and script) else \
+                _OPERATORS[tok] * scale
+            add("op", w, limits=tok in _LIMITS and script == 0)
+        elif tok in _BINARY:
+            add("bin", (_SYMBOLS.get(tok) or _GLYPHS[tok][0]) * scale)
+        elif tok == "=":
+            add("rel", 7.78 * scale)
+        elif tok in "([":
+            add("open", glyph(tok))
+        elif tok in ")]":
+            add("close", glyph(tok))
+        elif tok in ",;":
+            add("punct", glyph(","))
+        elif tok.startswith("\\"):
+            add("ord", _SYMBOLS.get(tok, 8.0) * scale)
+        else:
+            add("ord", glyph(tok))
+    # a binary operator with nothing binary about its place is an ordinary atom (TeXbook 5, 6)
+    prev = None
+    for a in atoms:
+        if a[0] == "space":
+            continue
+        if a[0] == "bin" and (prev is None or prev[0] in ("bin", "op", "rel", "open", "punct")):
+            a[0] = "ord"
+        if prev is not None and prev[0] == "bin" and a[0] in ("rel", "close", "punct"):
+            prev[0] = "ord"
+        prev = a
+    if prev is not None and prev[0] == "bin":
+        prev[0] = "ord"
+    total, prev = 0.0, None
+    for a in atoms:
+        scripts = max(a[2], a[3])
+        total += max(a[1], scripts) if a[4] else a[1] + scripts
+        if a[0] == "space":
+            continue
+        if prev is not None:
+            sp = _SPACING[prev[0]][_KINDS.index(a[0])]
+            if sp > 0 or (sp < 0 and script == 0):
+                total += abs(sp)
+        prev = a
+    return total
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class Item:
+    """One summand of a right-hand side: ``sign coef head (inner) tail``.
+
+    ``coef`` is the LaTeX of a coefficient's magnitude ('' for 1); without ``inner`` the summand
+    is ``coef head`` (``tail`` appended when given); with it, ``head`` multiplies the bracketed
+    signed sum ``inner`` and ``tail`` follows the bracket (e.g. the \\partial h_{t-1}/\\partial A
+    that a block of seed 001's collected form multiplies).
+    """
+
+    sign: int
+    head: str
+    inner: tuple[Item, ...] = ()
+    tail: str = ""
+    coef: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One numbered equation ``lhs = rhs[0] = rhs[1] ...``: the last right-hand side is the
+    final form, earlier ones are derivation steps. ``label`` does not depend on the notation."""
+
+    label: str
+    lhs: str
+    rhs: tuple[tuple[Item, ...], ...]
+
+
+@dataclass(frozen=True)
+class Block:
+    """Equations typeset together in one ``align``; ``text`` is LaTeX prose for the standalone
+    document, ``title`` a plain-text heading (a comment in fragments, a heading in the terminal).
+    """
+
+    title: str
+    rows: tuple[Row, ...]
+    text: str = ""
+    param: str = ""
+
+
+@dataclass(frozen=True)
+class Section:
+    mode: str
+    title: str
+    blocks: tuple[Block, ...]
+    text: str = ""
+
+
+def _coef(c: Fraction) -> str:
+    m = abs(c)
+    if m == 1:
+        return ""
+    return str(m.numerator) if m.denominator == 1 else rf"\frac{{{m.numerator}}}{{{m.denominator}}}"
+
+
+def _sign(c: Fraction) -> int:
+    return -1 if c < 0 else 1
+
+
+def items_from_pieces(pieces: Iterable[Piece]) -> tuple[Item, ...]:
+    """The layout items of a :func:`derive.latex.factored_pieces` tree."""
+    return tuple(Item(_sign(p.coef), p.head, items_from_pieces(p.inner), coef=_coef(p.coef))
+                 for p in pieces)
+
+
+def sum_items(s: Sum, nm: dict[str, str]) -> tuple[Item, ...]:
+    """A sum in seed 001's factored form; ``0`` for the empty sum."""
+    return items_from_pieces(factored_pieces(s, nm)) if s else (Item(1, "0"),)
+
+
+def slug(name: str) -> str:
+    """Label part of a spec name: ``W_xf`` -> ``Wxf``, ``i__hat`` -> ``i-hat``."""
+    if name.endswith(HAT):
+        return slug(name[: -len(HAT)]) + "-hat"
+    return re.sub(r"[^A-Za-z0-9]", "", name) or "x"
+
+
+def _label(d: Derivation, *parts: str) -> str:
+    return "eq:" + d.name + ":" + "-".join(parts)
+
+
+def _collected(d: Derivation, param: str, state: str, nm: dict[str, str],
+               shared: bool) -> tuple[Item, ...]:
+    """Seed 001's final form of d state_t/dA (:func:`derive.latex.collected`, as items)."""
+    fp = d.forward[param].raw
+    items: list[Item] = []
+    for v in d.states:
+        blk = fp.blocks[state][v]
+        if not blk:
+            continue
+        rec = partial_symbol(nm, v, 1, param)
+        if shared and state == d.output and v in (d.output, d.second_state):
+            items.append(Item(1, ("M_t" if v == d.output else "N_t") + " " + rec))
+        elif len(blk) == 1:
+            t = blk.terms[0]
+            items.append(Item(_sign(t.coef), product(t.factors, nm) + " " + rec,
+                              coef=_coef(t.coef)))
+        else:
+            items.append(Item(1, "", items_from_pieces(factored_pieces(blk, nm)), rec))
+    V = fp.V[state]
+    if V:
+        items.extend(items_from_pieces(factored_pieces(V, nm)))
+    return tuple(items) or (Item(1, "0"),)
+
+
+def _attach(coef: Fraction, head: str, inner: tuple[Item, ...]) -> list[Item]:
+    """coef * head * (inner), simplified: a lone summand merges into the product."""
+    sg, cf = _sign(coef), _coef(coef)
+    if not inner:
+        return []
+    if not head and not cf:
+        return [replace(it, sign=it.sign * sg) for it in inner]
+    if len(inner) == 1 and not inner[0].coef and not (cf and not head):
+        it = inner[0]
+        merged = (head + " " + it.head).strip() if it.head else head
+        return [replace(it, sign=it.sign * sg, head=merged, coef=cf)]
+    return [Item(sg, head, inner, coef=cf)]
+
+
+def chain_items(d: Derivation, param: str, root: str, nm: dict[str, str],
+                opaque: Iterable[str] = ()) -> tuple[Item, ...]:
+    """d root_t / dA by the chain rule, *not* collected: every node the root uses is expanded in
+    place (its derivative in brackets, seed 001 eqs (8) and (14)-(25)), except the ``opaque``
+    nodes, which stay as the symbols \\partial g_t/\\partial A. Pre-activations are always
+    expanded (a gate prints as d(g'_t) (W_g \\partial h_{t-1}/\\partial A + ...), eqs 10-13)."""
+    spec, order = d.spec, d.order
+    keep = set(opaque)
+
+    def fwd(r: Ref) -> Sum:
+        if r.kind == "node" and r.lag == 1:
+            return single(order, Rec(r.name, param, 1))
+        if r.kind == "param" and r.name == param:
+            return single(order, Ident())
+        return ZERO
+
+    nonzero = {n for n, s in totals(spec, fwd, param, order).items() if s}
+
+    def leaf(r: Ref) -> Sum:
+        if r.kind == "node" and r.lag == 0:
+            return single(order, Rec(r.name, param, 0)) if r.name in nonzero else ZERO
+        return fwd(r)
+
+    def expand(name: str) -> tuple[Item, ...]:
+        out: list[Item] = []
+        for t in partial(spec.nodes[name].expr, leaf, param, order):
+            last = t.factors[-1]
+            if isinstance(last, Rec) and last.lag == 0 and (
+                    last.state.endswith(HAT) or last.state not in keep):
+                head = product(t.factors[:-1], nm) if t.factors[:-1] else ""
+                out.extend(_attach(t.coef, head, expand(last.state)))
+            else:
+                out.append(Item(_sign(t.coef), product(t.factors, nm), coef=_coef(t.coef)))
+        return tuple(out)
+
+    return expand(root) or (Item(1, "0"),)
+
+
+def _flat_key(items: tuple[Item, ...]) -> str:
+    return render_flat(items, LATEX_FLAT)
+
+
+# ----------------------------------------------------------------------------- the modes
+
+
+def cell_section(d: Derivation, nm: dict[str, str]) -> Section:
+    """The cell's own equations (its forward pass; for ``sigmoid_lstm`` seed 001 eqs (1)-(6)),
+    one row per node; gates are written whole as act(pre-activation)."""
+    spec = d.spec
+    rows = []
+    for name, node in spec.nodes.items():
+        if name.endswith(HAT):
+            continue
+        if name + HAT in spec.nodes:
+            act = ACTIVATIONS[node.expr.fn].latex  # type: ignore[attr-defined]
+            rhs = rf"{act}({vec(spec.nodes[name + HAT].expr, nm)})"
+        else:
+            rhs = vec(node.expr, nm)
+        rows.append(Row(_label(d, "def", slug(name)), node_symbol(nm, name), ((Item(1, rhs),),)))
+    return Section("cell", "The cell", (Block("cell", tuple(rows), "At every step $t$ the cell "
+                                              "computes"),))
+
+
+def forward_section(d: Derivation, nm: dict[str, str], params: Sequence[str],
+                    steps: bool = False) -> Section:
+    """Forward mode: M_t, N_t once (seed 001 eq 26), then per parameter dh_t/dA in the form
+    M_t dh_{t-1}/dA + N_t ds_{t-1}/dA + V_t^A and each other state's recursion ds_t/dA; with
+    ``steps`` the chain-rule lines come first (seed 001 eqs 14-25)."""
+    h, s = d.output, d.second_state
+    hs = node_symbol(nm, h)
+    shared = [Row(_label(d, "M"), "M_t", (sum_items(d.M, nm),))]
+    if d.N is not None:
+        shared.append(Row(_label(d, "N"), "N_t", (sum_items(d.N, nm),)))
+    gates = [n for n, v in d.spec.nodes.items() if v.role == "gate"]
+    recursion = rf"\partial {hs}/\partial A = M_t\, \partial {node_symbol(nm, h, 1)}/\partial A"
+    if s is not None:
+        recursion += rf" + N_t\, \partial {node_symbol(nm, s, 1)}/\partial A"
+    text = (rf"For every parameter $A$, ${recursion} + V^A_t$, where the blocks shared by all "
+            rf"parameters are")
+    blocks = [Block("shared blocks", tuple(shared), text)]
+    for p in params:
+        rows = []
+        for u in d.states:
+            final = _collected(d, p, u, nm, shared=True)
+            rhs: list[tuple[Item, ...]] = []
+            if steps:
+                for opaque in (gates, ()):
+                    line = chain_items(d, p, u, nm, opaque)
+                    if not rhs or _flat_key(rhs[-1]) != _flat_key(line):
+                        rhs.append(line)
+            if not rhs or _flat_key(rhs[-1]) != _flat_key(final):
+                rhs.append(final)
+            rows.append(Row(_label(d, "d" + slug(u), "d" + slug(p)),
+                            partial_symbol(nm, u, 0, p), tuple(rhs)))
+        title = f"parameter {p}"
+        if steps:  # one align per equation: a page may break between them
+            blocks.extend(Block(title, (r,), param=p) for r in rows)
+        else:
+            blocks.append(Block(title, tuple(rows), param=p))
+    intro = ""
+    if steps:
+        intro = ("Each derivative is first written by the chain rule through the cell with the "
+                 "gate derivatives kept whole, then with them substituted, and finally collected.")
+    return Section("forward", MODE_TITLES["forward"], tuple(blocks), intro)
+
+
+def reverse_section(d: Derivation, nm: dict[str, str], params: Sequence[str]) -> Section:
+    """Reverse mode of one step (seed 002), the rows of :func:`derive.latex.reverse_entries`:
+    node adjoints, carried state adjoints, and dL/dA for the chosen parameters."""
+    r = d.reverse
+    adj = tuple(Row(_label(d, "bar", slug(u)), adjoint_symbol(nm, u), (sum_items(s, nm),))
+                for u, s in r.assignments)
+    carry = tuple(Row(_label(d, "delta", slug(v)), rf"\delta {node_symbol(nm, v, 1)}",
+                      (sum_items(s, nm),)) for v, s in r.carries.items())
+    grads = []
+    for p in params:
+        if p not in r.grads:
+            continue
+        s = r.grads[p]
+        its = sum_items(s, nm)
+        rhs = (Item(1, r"\sum_t", its),) if len(s) > 1 else \
+            (Item(1, r"\sum_t " + render_flat(its, LATEX_FLAT)),)
+        grads.append(Row(_label(d, "dL", "d" + slug(p)),
+                         rf"\frac{{\partial L}}{{\partial {nm.get(p, p)}}}", (rhs,)))
+    out = nm.get(d.output, d.output)
+    text_adj = (rf"One step of backpropagation through time: $\partial \ell_t/"
+                rf"\partial {node_symbol(nm, d.output)}$ is the derivative of the loss at step "
+                rf"$t$, $\delta u_t$ the adjoint of a state carried back from step $t+1$ and "
+                rf"$\bar v_t$ the adjoint of a node, pre-activations $\hat v_t$ included"
+                rf" (the loss is $L = \sum_t \ell_t$ of the outputs ${out}_t$).")
+    blocks = [Block("adjoints", adj, text_adj),
+              Block("carried to step t-1", carry, "The adjoints carried to step $t-1$ are")]
+    if grads:
+        blocks.append(Block("parameter gradients", tuple(grads),
+                            "and the gradients sum the contributions of every step:"))
+    return Section("reverse", MODE_TITLES["reverse"], tuple(blocks))
+
+
+def flow_section(d: Derivation, nm: dict[str, str]) -> Section:
+    """Gradient flow: the one-step state Jacobian blocks d u_t / d v_{t-1}
+    (:func:`derive.latex.jacobian_entries`). Kept in one function so that flow can grow."""
+    rows = tuple(Row(_label(d, "J", slug(u), slug(v)),
+                     rf"\frac{{\partial {node_symbol(nm, u)}}}{{\partial {node_symbol(nm, v, 1)}}}",
+                     (sum_items(d.jacobian[u][v], nm),))
+                 for u in d.states for v in d.states)
+    text = ("Gradients flow from step $t$ back to step $t-1$ through the one-step Jacobian of the "
+            "states; its products over time are what vanish or explode.")
+    return Section("flow", MODE_TITLES["flow"], (Block("state Jacobian", rows, text),))
+
+
+def sections(d: Derivation, modes: Sequence[str] = MODES, params: Sequence[str] | None = None,
+             names: dict[str, str] | None = None, steps: bool = False) -> list[Section]:
+    """The model of the requested modes, in the order given. ``params`` (default: all of the
+    cell's) selects the forward equations and the reverse gradients; ``names`` is the notation's
+    ``names`` mapping (default: the cell's own)."""
+    nm = dict(names) if names is not None else dict(d.spec.latex_names)
+    ps = check_params(d, params)
+    out = []
+    for m in check_modes(modes):
+        if m == "forward":
+            out.append(forward_section(d, nm, ps, steps))
+        elif m == "reverse":
+            out.append(reverse_section(d, nm, ps))
+        else:
+            out.append(flow_section(d, nm))
+    return out
+
+
+def check_modes(modes: Sequence[str]) -> list[str]:
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ValueError(f"unknown mode {bad[0] if bad else '(none)'!r}; expected one of "
+                         f"{', '.join(MODES)}")
+    return list(dict.fromkeys(modes))
+
+
+def check_params(d: Derivation, params: Sequence[str] | None) -> list[str]:
+    if params is None:
+        return list(d.params)
+    bad = [p for p in params if p not in d.params]
+    if bad:
+        raise ValueError(f"unknown parameter {bad[0]!r} for cell {d.name!r}; expected one of "
+                         f"{', '.join(d.params)}")
+    return list(dict.fromkeys(params))
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class Style:
+    """How a layout prints: text conversion, widths, operators and bracket glyphs."""
+
+    measure: Callable[[str], float]
+    convert: Callable[[str], str] = field(default=lambda s: s)
+    opener: Callable[[int, bool], str] = field(default=lambda h, f: "(")
+    closer: Callable[[int, bool], str] = field(default=lambda h, f: ")")
+    plus: str = " + "
+    minus: str = " - "
+
+
+_SIZES = (r"\bigl", r"\Bigl", r"\biggl", r"\Biggl")
+
+
+def _latex_open(height: int, frac: bool) -> str:
+    return _SIZES[min(3, height - 1 + (2 if frac else 0))] + "("
+
+
+def _latex_close(height: int, frac: bool) -> str:
+    return _SIZES[min(3, height - 1 + (2 if frac else 0))][:-1] + "r)"
+
+
+LATEX = Style(tex_width, opener=_latex_open, closer=_latex_close)
+"""Paper style: brackets sized by nesting (\\bigl ... \\Biggl), larger around fractions."""
+LATEX_FLAT = Style(tex_width, opener=lambda h, f: r"\left(", closer=lambda h, f: r"\right)")
+"""The style of :mod:`derive.latex` (\\left( ... \\right)), for one-line output and checks."""
+
+
+def _shape(items: tuple[Item, ...]) -> tuple[int, bool]:
+    """(nesting height, holds a fraction) of a bracketed sum."""
+    height, frac = 1, False
+    for it in items:
+        frac = frac or r"\frac" in it.head or r"\frac" in it.tail
+        if it.inner:
+            h, f = _shape(it.inner)
+            height, frac = max(height, h + 1), frac or f
+    return height, frac
+
+
+def _op(it: Item, first: bool, st: Style) -> str:
+    if first:
+        return "-" if it.sign < 0 else ""
+    return st.minus if it.sign < 0 else st.plus
+
+
+def _lead(it: Item, st: Style) -> str:
+    """Coefficient and head of a summand, as printed before its bracket."""
+    parts = [st.convert(x) for x in (it.coef, it.head) if x]
+    return " ".join(parts)
+
+
+def _body(it: Item, st: Style) -> str:
+    lead = _lead(it, st)
+    if not it.inner:
+        return lead + (" " + st.convert(it.tail) if it.tail else "")
+    h, f = _shape(it.inner)
+    out = (lead + " " if lead else "") + st.opener(h, f) + render_flat(it.inner, st) + \
+        st.closer(h, f)
+    return out + (" " + st.convert(it.tail) if it.tail else "")
+
+
+def render_flat(items: tuple[Item, ...], st: Style) -> str:
+    """One-line text of a signed sum."""
+    return "".join(_op(it, k == 0, st) + _body(it, st) for k, it in enumerate(items)) or \
+        st.convert("0")
+
+
+def _split_top(text: str) -> list[str]:
+    """Split a product at the spaces between its factors (outside braces and parentheses)."""
+    out, cur, depth = [], "", 0
+    for ch in text:
+        if ch in "{(":
+            depth += 1
+        elif ch in "})":
+            depth -= 1
+        if ch == " " and depth == 0:
+            if cur:
+                out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [*out, cur] if cur else out
+
+
+def layout(items: tuple[Item, ...], st: Style, first: float,
+           cont: Callable[[int], float]) -> list[tuple[int, str]]:
+    """Break a signed sum into lines ``(depth, text)``: the first line at most ``first`` wide, a
+    continuation line that starts inside ``depth`` brackets at most ``cont(depth)``.
+
+    Greedy, breaking before a '+' or '-': a summand that does not fit moves to the next line
+    whole; a bracketed summand too wide for a line of its own opens its bracket and breaks
+    inside it (the closing bracket and what follows are kept on the last line). A single product
+    wider than a line breaks between its factors.
+    """
+    lines: list[list] = [[0, "", 0.0, False]]  # depth, text, width, ends in an open bracket
+
+    def room() -> float:
+        return first if len(lines) == 1 else cont(lines[-1][0])
+
+    def used() -> float:
+        return lines[-1][2]
+
+    def put(text: str, opens: bool = False) -> None:
+        lines[-1][1] += text
+        lines[-1][2] += st.measure(text)
+        lines[-1][3] = opens
+
+    def blank() -> bool:
+        """Nothing gained by a new line: the line is empty or just opened a bracket."""
+        return not lines[-1][1].strip() or lines[-1][3]
+
+    def newline(depth: int) -> None:
+        lines.append([depth, "", 0.0, False])
+
+    def first_chunk(seq: tuple[Item, ...]) -> float:
+        """Width of the least that must follow an opening bracket on its line."""
+        it = seq[0]
+        if not it.inner:
+            return st.measure(_op(it, True, st) + _body(it, st))
+        lead = _lead(it, st)
+        h, f = _shape(it.inner)
+        return st.measure(_op(it, True, st) + (lead + " " if lead else "") + st.opener(h, f)) \
+            + first_chunk(it.inner)
+
+    def place(seq: tuple[Item, ...], depth: int, reserve: float) -> None:
+        for k, it in enumerate(seq):
+            res = reserve if k == len(seq) - 1 else 0.0
+            op, body = _op(it, k == 0, st), _body(it, st)
+            w = st.measure(op + body)
+            if used() + w + res <= room():
+                put(op + body)
+                continue
+            if not it.inner:
+                if not blank():
+                    newline(depth)
+                    op = op.lstrip()
+                if used() + st.measure(op + body) + res <= room():
+                    put(op + body)
+                    continue
+                # wider than a line: break the product between its factors
+                words = _split_top(body)
+                put(op + words[0])
+                for word in words[1:]:
+                    if used() + st.measure(" " + word) + res > room():
+                        newline(depth)
+                        put(word)
+                    else:
+                        put(" " + word)
+                continue
+            if not blank() and w + res <= cont(depth):
+                newline(depth)
+                put(op.lstrip() + body)
+                continue
+            h, f = _shape(it.inner)
+            lead = _lead(it, st)
+            opening = op + (lead + " " if lead else "") + st.opener(h, f)
+            closing = st.closer(h, f) + (" " + st.convert(it.tail) if it.tail else "")
+            need = st.measure(opening) + first_chunk(it.inner)
+            if not blank() and used() + need > room():
+                newline(depth)
+                opening = opening.lstrip()
+                need = st.measure(opening) + first_chunk(it.inner)
+            # when even a fresh line cannot hold the bracket's first summand, the bracket may
+            # end the line
+            put(opening, opens=used() + need <= room())
+            place(it.inner, depth + 1, st.measure(closing) + res)
+            put(closing)
+
+    place(items, 0, 0.0)
+    return [(dep, text.strip()) for dep, text, _, _ in lines if text.strip()]
+
+
+def _quads(depth: int) -> str:
+    n = depth + 1
+    return r"\qquad" * (n // 2) + r"\quad" * (n % 2)
+
+
+def latex_block_lines(block: Block, width: float = TEXTWIDTH) -> list[tuple[str, list[str]]]:
+    """(label, align lines) of every row of a block, broken to fit ``width`` pt with room for
+    the equation number. The first line is ``lhs &= ...``, a further step ``&= ...`` and a
+    continuation ``&\\quad + ...`` (deeper inside brackets: \\qquad, ...)."""
+    lhs_w = max(tex_width(r.lhs) for r in block.rows)
+    budget = (width - TAG_ROOM) * SAFETY - lhs_w
+    eq_w = tex_width("{}={}")
+    out = []
+    for row in block.rows:
+        lines: list[str] = []
+        for j, rhs in enumerate(row.rhs):
+            broken = layout(rhs, LATEX, budget - eq_w,
+                            lambda dep: budget - QUAD * (dep + 1) - 4.0)
+            if j:  # a page may break between the steps of a derivation
+                lines[-1] += r" \displaybreak[0]"
+            for i, (dep, text) in enumerate(broken):
+                if i == 0:
+                    lines.append((row.lhs + " " if j == 0 else "") + "&= " + text)
+                else:
+                    lines.append("&" + _quads(dep) + " " + text)
+        out.append((row.label, lines))
+    return out
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _tex_text(s: str) -> str:
+    """Escape plain text for LaTeX."""
+    rep = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+           "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+           "^": r"\textasciicircum{}"}
+    return "".join(rep.get(c, c) for c in s)
+
+
+_ENV = None
+
+
+def _env():
+    global _ENV
+    if _ENV is None:
+        import jinja2
+
+        from .generate import TEMPLATES
+
+        _ENV = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(TEMPLATES / "latex")),
+            block_start_string="<%", block_end_string="%>",
+            variable_start_string="<<", variable_end_string=">>",
+            comment_start_string="<#", comment_end_string="#>",
+            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+            undefined=jinja2.StrictUndefined, autoescape=False)
+    return _ENV
+
+
+def command_line(cell: str, modes: Sequence[str], params: Sequence[str] | None,
+                 notation: str, steps: bool, standalone: bool, width: float) -> str:
+    """The ``derive latex`` command that reproduces a document."""
+    parts = ["derive", "latex", cell]
+    if list(modes) != list(MODES):
+        parts += [f"--mode {m}" for m in modes]
+    parts += [f"--param {p}" for p in params or ()]
+    if notation != "native":
+        parts.append(f"--notation {notation}")
+    if steps:
+        parts.append("--steps")
+    if standalone:
+        parts.append("--standalone")
+    if width != TEXTWIDTH:
+        parts.append(f"--width {width:g}")
+    return " ".join(parts)
+
+
+def document(cell: str | Derivation, *, modes: Sequence[str] = MODES,
+             params: Sequence[str] | None = None, notation: str | Notation | None = None,
+             steps: bool = False, standalone: bool = False, width: float = TEXTWIDTH) -> str:
+    """The LaTeX of a cell's derivation: by default a fragment of numbered ``align``
+    environments to \\input into a paper (needs amsmath), with ``standalone`` a complete article.
+
+    ``modes`` in {forward, reverse, flow}; ``params`` restricts the forward equations and the
+    reverse gradients; ``notation`` is a profile name, a TOML path or a
+    :class:`~derive.notation.Notation` (default ``native``); ``steps`` writes the chain-rule
+    lines before the collected form (seed 001 eqs 14-25); ``width`` is the text width in pt the
+    equations are broken for (345 = article at 10pt). Raises ``ValueError`` naming the valid
+    choices for an unknown mode or parameter, :class:`~derive.notation.NotationError` for a bad
+    notation."""
+    from . import notation as notation_mod
+    from .derivation import Derivation, derive
+
+    d = cell if isinstance(cell, Derivation) else derive(cell)
+    note = notation_mod.load(notation)
+    nm = note.names(d.spec)
+    modes = check_modes(modes)
+    ps = check_params(d, params)
+    secs = sections(d, modes, ps, nm, steps)
+    if standalone:
+        secs = [cell_section(d, nm), *secs]
+    ctx = {
+        "cell": d.name,
+        "title": _tex_text(d.spec.title),
+        "cell_tex": _tex_text(d.name),
+        "notation": note.name,
+        "notation_tex": _tex_text(note.name),
+        "command": command_line(d.name, modes, params, note.name, steps, standalone, width),
+        "modes": modes,
+        "sections": [_section_ctx(d.name, s, width) for s in secs],
+    }
+    template = "standalone.tex.j2" if standalone else "fragment.tex.j2"
+    return _env().get_template(template).render(**ctx)
+
+
+def _section_ctx(cell: str, s: Section, width: float) -> dict:
+    return {
+        "cell": cell, "mode": s.mode, "title": s.title, "text": s.text,
+        "blocks": [{"title": b.title, "text": b.text,
+                    "rows": [{"label": lab, "lines": lines}
+                             for lab, lines in latex_block_lines(b, width)]}
+                   for b in s.blocks],
+    }
+
+
+def generated_files(cell: str) -> dict[str, str]:
+    """The LaTeX files ``derive generate`` checks in for a cell (paths relative to
+    ``generated/``): one standalone article with the forward, reverse and flow sections in the
+    cell's own notation."""
+    return {f"latex/{cell}.tex": document(cell, standalone=True)}

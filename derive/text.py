@@ -1,0 +1,206 @@
+"""Unicode terminal printer: ``derive show``.
+
+The derivation is printed from the same model as the LaTeX documents
+(:mod:`derive.latex_doc`: the forward form of seed 001 eq 26, the BPTT recursions of seed 002,
+the state Jacobian), with every LaTeX atom converted to Unicode by :func:`to_unicode`: d(oₜ),
+d(σ′(sₜ)), d₂(hₜ₋₁), ∂hₜ/∂W_f, W_oᵀ, s̃ₜ. Time indices and digits become Unicode subscripts;
+other subscripts stay as ``_f``, ``_xi`` (Unicode has no subscript for most letters), so W_f and
+W_xi read alike. Long equations break before a '+' or '-' to fit the terminal width.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .latex_doc import MODES, Block, Style, layout, sections
+
+if TYPE_CHECKING:
+    from .derivation import Derivation
+    from .notation import Notation
+
+_SUB = dict(zip("0123456789+-=()taehijklmnoprsuvx", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₜₐₑₕᵢⱼₖₗₘₙₒₚᵣₛᵤᵥₓ",
+                strict=True))
+_SUP = dict(zip("0123456789+-=()ABDEGHIJKLMNOPRTUVWnit",
+                "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ᴬᴮᴰᴱᴳᴴᴵᴶᴷᴸᴹᴺᴼᴾᴿᵀᵁⱽᵂⁿⁱᵗ", strict=True))
+_COMMANDS = {
+    "sigma": "σ", "tanh": "tanh", "odot": "⊙", "partial": "∂", "ell": "ℓ", "delta": "δ",
+    "top": "ᵀ", "sum": "Σ", "prod": "Π", "otimes": "⊗", "cdot": "·", "times": "×", "ast": "∗",
+    "alpha": "α", "beta": "β", "gamma": "γ", "theta": "θ", "Theta": "Θ", "eta": "η",
+    "lambda": "λ", "mu": "μ", "nu": "ν", "phi": "φ", "varphi": "φ", "psi": "ψ", "omega": "ω",
+    "epsilon": "ε", "varepsilon": "ε", "rho": "ρ", "tau": "τ", "xi": "ξ", "zeta": "ζ",
+    "kappa": "κ", "chi": "χ", "pi": "π", "Sigma": "Σ", "Delta": "Δ", "Gamma": "Γ", "Phi": "Φ",
+    "Psi": "Ψ", "Omega": "Ω", "Lambda": "Λ", "prime": "′", "nabla": "∇", "infty": "∞",
+    "ldots": "…", "cdots": "⋯", "exp": "exp", "log": "log", "quad": "  ", "qquad": "    ",
+}
+_ACCENTS = {"tilde": "\u0303", "widetilde": "\u0303", "hat": "\u0302", "widehat": "\u0302",
+            "bar": "\u0304", "overline": "\u0305", "vec": "\u20d7", "dot": "\u0307",
+            "ddot": "\u0308", "check": "\u030c", "breve": "\u0306", "underline": "\u0332"}
+_DELIMS = {"left", "right", "bigl", "bigr", "Bigl", "Bigr", "biggl", "biggr", "Biggl", "Biggr",
+           "big", "Big", "bigg", "Bigg"}
+_TIME = re.compile(r"(t([-+]\d+)?|\d+)")
+_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|[{}_^']|\s+|[^\\{}_^'\s]")
+_GLUE = {"partial", "delta", "nabla"}  # printed against their operand: ∂h, δh
+
+
+def display_width(s: str) -> int:
+    """Terminal columns of s (combining marks take none)."""
+    return sum(0 if unicodedata.combining(c) else 1 for c in s)
+
+
+class _Conv:
+    def __init__(self, latex: str):
+        self.toks = _TOKEN.findall(latex)
+        self.i = 0
+
+    def peek(self) -> str | None:
+        return self.toks[self.i] if self.i < len(self.toks) else None
+
+    def take(self) -> str:
+        self.i += 1
+        return self.toks[self.i - 1]
+
+    def arg(self) -> str:
+        """The next argument, converted."""
+        while self.peek() is not None and self.peek().isspace():
+            self.take()
+        if self.peek() is None:
+            return ""
+        if self.peek() != "{":
+            return self.one(self.take())
+        self.take()
+        depth, start = 1, self.i
+        while self.peek() is not None:
+            tok = self.take()
+            depth += {"{": 1, "}": -1}.get(tok, 0)
+            if depth == 0:
+                break
+        return _convert_tokens(self.toks[start:self.i - 1])
+
+    def one(self, tok: str) -> str:
+        return _convert_tokens([tok])
+
+
+def _script(text: str, table: dict[str, str], mark: str, time_only: bool) -> str:
+    plain = text.replace(" ", "")
+    if plain and all(c in table for c in plain) and (not time_only or _TIME.fullmatch(plain)):
+        return "".join(table[c] for c in plain)
+    return mark + (plain if len(plain) == 1 or not plain else plain)
+
+
+def _wrap(s: str) -> str:
+    """Parenthesise a numerator or denominator that is more than one symbol."""
+    return f"({s})" if re.search(r"[ +\-⊙]", s.strip()) else s
+
+
+def _convert_tokens(toks: list[str]) -> str:
+    c = _Conv("")
+    c.toks = toks
+    out: list[str] = []
+    while c.peek() is not None:
+        tok = c.take()
+        if tok.isspace():
+            if out and not out[-1].endswith(" "):
+                out.append(" ")
+            continue
+        if tok in ("{", "}"):
+            continue
+        if tok == "_":
+            out.append(_script(c.arg(), _SUB, "_", time_only=True))
+            continue
+        if tok == "^":
+            arg = c.arg()
+            out.append(arg if arg == "ᵀ" else _script(arg, _SUP, "^", time_only=False))
+            continue
+        if tok == "'":
+            out.append("′")
+            continue
+        if tok.startswith("\\"):
+            name = tok[1:].strip()
+            if name == "frac":
+                num, den = c.arg(), c.arg()
+                out.append(f"{_wrap(num)}/{_wrap(den)}")
+            elif name in _ACCENTS:
+                arg = c.arg()
+                out.append(arg + _ACCENTS[name])
+            elif name in ("mathrm", "mathbf", "mathit", "mathsf", "mathcal", "boldsymbol",
+                          "operatorname", "text", "textrm", "mathtt", "bm"):
+                out.append(c.arg())
+            elif name in ("vphantom", "phantom"):
+                c.arg()
+            elif name in _DELIMS:
+                delim = c.take() if c.peek() is not None else ""
+                out.append("" if delim == "." else delim)
+            elif name in _COMMANDS:
+                out.append(_COMMANDS[name])
+                if name in _GLUE:
+                    while c.peek() is not None and c.peek().isspace():
+                        c.take()
+            elif name in (",", ";", ":", " "):
+                out.append(" ")
+            elif name == "!":
+                continue
+            elif len(name) == 1 and not name.isalpha():
+                out.append(name)  # \{ \} \_ ...
+            else:
+                out.append(name)
+            continue
+        out.append(tok)
+    return "".join(out)
+
+
+def to_unicode(latex: str) -> str:
+    """Readable Unicode of one of derive's LaTeX strings (math mode)."""
+    return re.sub(r" {2,}", " ", _convert_tokens(_TOKEN.findall(latex))).strip()
+
+
+TEXT = Style(lambda s: float(display_width(s)), to_unicode,
+             opener=lambda h, f: "(" if h == 1 else "[",
+             closer=lambda h, f: ")" if h == 1 else "]")
+"""Terminal style: widths in columns, brackets ( ) innermost and [ ] around them."""
+
+
+def block_lines(block: Block, width: int = 100, indent: int = 2) -> list[str]:
+    """The rows of a block laid out for a terminal ``width`` columns wide, '=' aligned."""
+    lhs = [to_unicode(r.lhs) for r in block.rows]
+    lw = max(display_width(x) for x in lhs)
+    room = max(20, width - indent - lw - 3)
+    out: list[str] = []
+    for row, left in zip(block.rows, lhs, strict=True):
+        pad = " " * (lw - display_width(left))
+        for j, rhs in enumerate(row.rhs):
+            broken = layout(rhs, TEXT, room, lambda dep: room - 2 * (dep + 1))
+            for i, (dep, text) in enumerate(broken):
+                if i == 0:
+                    head = (pad + left) if j == 0 else " " * lw
+                    out.append(" " * indent + head + " = " + text)
+                else:
+                    out.append(" " * (indent + lw + 3 + 2 * (dep + 1)) + text)
+    return out
+
+
+def show(cell: str | Derivation, *, modes: Sequence[str] = MODES,
+         params: Sequence[str] | None = None, notation: str | Notation | None = None,
+         steps: bool = False, width: int = 100) -> str:
+    """The derivation of ``cell`` as readable Unicode text (``derive show``); the arguments are
+    those of :func:`derive.latex_doc.document`."""
+    from . import notation as notation_mod
+    from .derivation import Derivation, derive
+
+    d = cell if isinstance(cell, Derivation) else derive(cell)
+    nm = notation_mod.load(notation).names(d.spec)
+    lines: list[str] = []
+    for sec in sections(d, modes, params, nm, steps):
+        if lines:
+            lines.append("")
+        title = f"{d.name}: {sec.title}"
+        lines += [title, "=" * display_width(title)]
+        for block in sec.blocks:
+            title = block.title
+            if block.param:
+                title = f"parameter {to_unicode(nm.get(block.param, block.param))}"
+            lines.append(f"[{title}]")
+            lines += block_lines(block, width)
+    return "\n".join(lines) + "\n"
