@@ -285,9 +285,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("cell", metavar="CELL", help="a cell name (derive list)")
     s.set_defaults(func=cmd_verify)
 
-    from . import flow_cli
+    from . import check, flow_cli
 
     flow_cli.register(sub)
+    check.register(sub)
     return p
 
 
