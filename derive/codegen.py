@@ -28,7 +28,7 @@ from .activations import ACTIVATIONS
 from .algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Sum, Term
 from .derivation import Derivation, derive
 from .latex import expanded, names_for, node_symbol
-from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
+from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, children, walk
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 RESERVED = {"np", "t", "xs", "params", "cache", "state", "state0", "dhs", "grads", "x_t",
@@ -46,6 +46,15 @@ class Code(Expr):
 
 def _ident(name: str) -> str:
     return name + "_" if name in RESERVED or keyword.iskeyword(name) else name
+
+
+def join_signed(parts: list[tuple[int, str]]) -> str:
+    """'a - b + c' from [(+1, 'a'), (-1, 'b'), (+1, 'c')]."""
+    out = ""
+    for i, (sign, txt) in enumerate(parts):
+        out += (("-" if sign < 0 else "") + txt) if i == 0 else \
+            ((" - " if sign < 0 else " + ") + txt)
+    return out
 
 
 def _num(c: Fraction) -> str:
@@ -137,7 +146,7 @@ class KernelPlan:
         def count(e: Expr) -> None:
             if isinstance(e, MatVec):
                 uses[e] = uses.get(e, 0) + 1
-            for sub in _children(e):
+            for sub in children(e):
                 count(sub)
 
         for node in self.spec.nodes.values():
@@ -194,18 +203,8 @@ class KernelPlan:
                 self._need(part)
 
     def _in_forward(self, e: Expr) -> bool:
-        def has(x: Expr) -> bool:
-            if x == e:
-                return True
-            if isinstance(x, (Call, DerivAt, MatVec)):
-                return has(x.arg)
-            if isinstance(x, Add):
-                return any(has(t) for _, t in x.terms)
-            if isinstance(x, Mul):
-                return any(has(f) for f in x.factors)
-            return False
-
-        return any(has(n.expr) for n in self.spec.nodes.values() if n.role != "readout")
+        """Is e a subexpression of the forward step (so the forward can keep its value)?"""
+        return any(e in walk(n.expr) for n in self.spec.nodes.values() if n.role != "readout")
 
     def _temp_name(self, e: Expr) -> str:
         if isinstance(e, Call) and isinstance(e.arg, Ref):
@@ -213,18 +212,9 @@ class KernelPlan:
         return f"s{len(self.temps)}"
 
     def _node_needed(self, n: str) -> bool:
-        def uses(x: Expr) -> bool:
-            if isinstance(x, Ref):
-                return x.kind == "node" and x.lag == 0 and x.name == n
-            if isinstance(x, (Call, DerivAt, MatVec)):
-                return uses(x.arg)
-            if isinstance(x, Add):
-                return any(uses(t) for _, t in x.terms)
-            if isinstance(x, Mul):
-                return any(uses(f) for f in x.factors)
-            return False
-
-        return any(uses(e) for e in self.needed)
+        """Does the backward pass read node n's value at t?"""
+        target = Ref(n)
+        return any(target in walk(e) for e in self.needed)
 
     # ------------------------------------------------------------------ expression printing
     def vec(self, e: Expr, ctx: str, lines: list[str] | None = None) -> str:
@@ -279,14 +269,7 @@ class KernelPlan:
             arg = self.vec(e.arg, sub, lines)
             return f"({arg}) @ {_ident(e.param)}.T"
         if isinstance(e, Add):
-            out = ""
-            for i, (s, t) in enumerate(e.terms):
-                txt = self.vec(t, sub, lines)
-                if isinstance(t, Add):
-                    txt = f"({txt})"
-                out += (("-" if s < 0 else "") + txt) if i == 0 else \
-                    ((" - " if s < 0 else " + ") + txt)
-            return out
+            return join_signed([(s, self._paren(t, self.vec(t, sub, lines))) for s, t in e.terms])
         if isinstance(e, Mul):
             parts = []
             for f in e.factors:
@@ -697,16 +680,6 @@ class KernelPlan:
                 continue
             out.append(f"{name} = {node.source}")
         return out
-
-
-def _children(e: Expr) -> list[Expr]:
-    if isinstance(e, (Call, DerivAt, MatVec)):
-        return [e.arg]
-    if isinstance(e, Add):
-        return [t for _, t in e.terms]
-    if isinstance(e, Mul):
-        return list(e.factors)
-    return []
 
 
 def _runs(ks: list[int]) -> list[tuple[int, int]]:

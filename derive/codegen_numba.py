@@ -16,7 +16,7 @@ supports cells whose within-step graph multiplies matrices only with x_t or prev
 from __future__ import annotations
 
 from .algebra import Adj, Diag, Ident, Mat, Sum, Term
-from .codegen import KernelPlan, _ident, _latex_adj, _num, environment
+from .codegen import KernelPlan, _ident, _latex_adj, _num, environment, join_signed
 from .derivation import derive
 from .latex import expanded, node_symbol
 from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
@@ -93,14 +93,7 @@ class NumbaPlan(KernelPlan):
                 return f"A_x[t, b, {k} * n_hidden + j]"
             return f"A_{st.vec.name}[b, {k} * n_hidden + j]"
         if isinstance(e, Add):
-            out = ""
-            for i, (s, t) in enumerate(e.terms):
-                txt = self.sc(t, ctx, lines)
-                if isinstance(t, Add):
-                    txt = f"({txt})"
-                out += (("-" if s < 0 else "") + txt) if i == 0 else \
-                    ((" - " if s < 0 else " + ") + txt)
-            return out
+            return join_signed([(s, self._paren(t, self.sc(t, ctx, lines))) for s, t in e.terms])
         if isinstance(e, Mul):
             return " * ".join(f"({self.sc(f, ctx, lines)})" if isinstance(f, Add)
                               else self.sc(f, ctx, lines) for f in e.factors)

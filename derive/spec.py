@@ -15,7 +15,7 @@ seed-001 factor d(g'_t), and reverse mode exposes the pre-activation adjoint of 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -521,29 +521,30 @@ class CellSpec:
         return f"CellSpec({self.name!r}, states={self.states}, params={list(self.params)})"
 
 
+def children(e: Expr) -> tuple[Expr, ...]:
+    """The direct subexpressions of e."""
+    if isinstance(e, (Call, DerivAt, MatVec)):
+        return (e.arg,)
+    if isinstance(e, Add):
+        return tuple(t for _, t in e.terms)
+    if isinstance(e, Mul):
+        return e.factors
+    return ()
+
+
+def walk(e: Expr) -> Iterator[Expr]:
+    """e and all its subexpressions, pre-order."""
+    yield e
+    for c in children(e):
+        yield from walk(c)
+
+
 def params_in(e: Expr) -> set[str]:
     """Names of the parameters an expression uses."""
-    if isinstance(e, Ref):
-        return {e.name} if e.kind == "param" else set()
-    if isinstance(e, MatVec):
-        return {e.param} | params_in(e.arg)
-    if isinstance(e, (Call, DerivAt)):
-        return params_in(e.arg)
-    if isinstance(e, Add):
-        return set().union(*(params_in(t) for _, t in e.terms))
-    if isinstance(e, Mul):
-        return set().union(*(params_in(f) for f in e.factors))
-    return set()
+    return {x.name for x in walk(e) if isinstance(x, Ref) and x.kind == "param"} | \
+        {x.param for x in walk(e) if isinstance(x, MatVec)}
 
 
 def refs_in(e: Expr) -> set[Ref]:
     """The vector references an expression uses (nodes, x, previous states, 1-D params)."""
-    if isinstance(e, Ref):
-        return {e}
-    if isinstance(e, (Call, DerivAt, MatVec)):
-        return refs_in(e.arg)
-    if isinstance(e, Add):
-        return set().union(*(refs_in(t) for _, t in e.terms))
-    if isinstance(e, Mul):
-        return set().union(*(refs_in(f) for f in e.factors))
-    return set()
+    return {x for x in walk(e) if isinstance(x, Ref)}
