@@ -731,7 +731,9 @@ def kernel_files(cell: str) -> dict[str, str]:
 
 
 def package_files(cells: list[str]) -> dict[str, str]:
-    """generated/__init__.py, listing the kernels."""
-    template = "numpy/package_init.py.j2"
-    text = environment().get_template(template).render(cells=list(cells), template=template)
-    return {"__init__.py": text}
+    """generated/__init__.py (listing the kernels) and generated/_runtime.py (the
+    cell-independent checks and RTRL drivers every kernel module uses)."""
+    env = environment()
+    init, runtime = "numpy/package_init.py.j2", "numpy/runtime.py.j2"
+    return {"__init__.py": env.get_template(init).render(cells=list(cells), template=init),
+            "_runtime.py": env.get_template(runtime).render(template=runtime)}

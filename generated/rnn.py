@@ -31,6 +31,8 @@ state_jacobian(params, x_t, state) -> ndarray
 
 import numpy as np
 
+from generated import _runtime as rt
+
 PARAMS = {
     "W": ("n_hidden", "n_in"),
     "U": ("n_hidden", "n_hidden"),
@@ -39,94 +41,25 @@ PARAMS = {
 STATE = ("h",)
 
 
-def _sigmoid(z, out=None):
-    """sigma(z) = (1 + tanh(z / 2)) / 2: no overflow for large |z|, keeps the dtype; in place
-    into ``out`` when given (four passes, no temporaries)."""
-    out = np.multiply(z, 0.5, out=out)
-    np.tanh(out, out=out)
-    out *= 0.5
-    out += 0.5
-    return out
+_sigmoid = rt.sigmoid
 
 
 def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
     """Parameters drawn uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)), as torch initialises."""
-    if int(n_in) < 1 or int(n_hidden) < 1:
-        raise ValueError(f"n_in and n_hidden must be positive, got n_in={n_in}, "
-                         f"n_hidden={n_hidden}")
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-    rng = np.random.default_rng(seed)
-    k = 1.0 / np.sqrt(n_hidden)
-    sizes = {"n_in": int(n_in), "n_hidden": int(n_hidden)}
-    return {name: rng.uniform(-k, k, size=tuple(sizes[s] for s in shape)).astype(dtype)
-            for name, shape in PARAMS.items()}
+    return rt.init_params(PARAMS, n_in, n_hidden, seed=seed, dtype=dtype)
 
 
 def _sizes(params):
     """Validate a parameter dict; returns (n_hidden, n_in, dtype)."""
-    if not isinstance(params, dict):
-        raise ValueError(f"params must be a dict of arrays, got {type(params).__name__}")
-    missing = [p for p in PARAMS if p not in params]
-    extra = [p for p in params if p not in PARAMS]
-    if missing or extra:
-        raise ValueError(f"params: missing {missing}, unexpected {extra}; "
-                         f"expected exactly {list(PARAMS)}")
-    first = np.asarray(params[next(iter(PARAMS))])
-    n_hidden = first.shape[0] if first.ndim else -1
-    n_in = None
-    dtype = first.dtype
-    for name, shape in PARAMS.items():
-        a = params[name]
-        if not isinstance(a, np.ndarray):
-            raise ValueError(f"params[{name!r}] must be a numpy array, got {type(a).__name__}")
-        if a.dtype.kind != "f" or a.dtype != dtype:
-            raise ValueError(f"params[{name!r}] has dtype {a.dtype}; expected {dtype} (all "
-                             f"parameters must share one floating dtype)")
-        if a.ndim != len(shape):
-            raise ValueError(f"params[{name!r}] has shape {a.shape}; expected {shape}")
-        for size, dim in zip(a.shape, shape):
-            if dim == "n_in":
-                n_in = size if n_in is None else n_in
-                ok = size == n_in
-            else:
-                ok = size == n_hidden
-            if not ok:
-                want = tuple(n_hidden if d == "n_hidden" else n_in for d in shape)
-                raise ValueError(f"params[{name!r}] has shape {a.shape}; expected {want} "
-                                 f"for {shape} with n_hidden={n_hidden}, n_in={n_in}")
-    if dtype.kind != "f":
-        raise ValueError(f"parameters must have a floating dtype, got {dtype}")
-    return n_hidden, n_in, dtype
+    return rt.sizes(PARAMS, params)
 
 
-def _check_array(name, a, shape, dtype):
-    if not isinstance(a, np.ndarray):
-        raise ValueError(f"{name} must be a numpy array, got {type(a).__name__}")
-    if a.dtype != dtype:
-        raise ValueError(f"{name} has dtype {a.dtype}; expected {dtype} (the parameters' dtype)")
-    if a.shape != tuple(shape):
-        raise ValueError(f"{name} has shape {a.shape}; expected {tuple(shape)}")
-    return a
+_check_array = rt.check_array
+_check_xs = rt.check_xs
 
 
 def _check_state(state, batch, n_hidden, dtype, what="state0"):
-    if state is None:
-        return {s: np.zeros((batch, n_hidden), dtype) for s in STATE}
-    if not isinstance(state, dict) or set(state) != set(STATE):
-        got = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise ValueError(f"{what} must map exactly the states {list(STATE)}, got {got}")
-    return {s: _check_array(f"{what}[{s!r}]", state[s], (batch, n_hidden), dtype) for s in STATE}
-
-
-def _check_xs(xs, n_in, dtype):
-    if not isinstance(xs, np.ndarray) or xs.ndim != 3:
-        got = xs.shape if isinstance(xs, np.ndarray) else type(xs).__name__
-        raise ValueError(f"xs must be an array of shape (T, B, n_in={n_in}), got {got}")
-    if xs.shape[0] < 1 or xs.shape[1] < 1:
-        raise ValueError(f"xs must have T >= 1 and B >= 1, got shape {xs.shape}")
-    return _check_array("xs", xs, (xs.shape[0], xs.shape[1], n_in), dtype)
+    return rt.check_state(STATE, state, batch, n_hidden, dtype, what)
 
 
 def _unpack(params):
@@ -220,35 +153,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
     return grads
 
 
-def _apply(JM, Jd, S):
-    """(dense part) @ S + (diagonal part) * S of one state-Jacobian block."""
-    out = None
-    if JM is not None:
-        out = JM @ S
-    if Jd is not None:
-        term = Jd[..., None] * S if isinstance(Jd, np.ndarray) else Jd * S
-        out = term if out is None else out + term
-    return out if out is not None else np.zeros_like(S)
-
-
-def _layout(n_hidden, n_in):
-    """Column offsets of every parameter in the stacked sensitivities, and the index arrays of
-    the diagonal structure of V (d(u) d_2(v) has entries only at (i, i*k + l))."""
-    sizes = {"n_in": n_in, "n_hidden": n_hidden}
-    off, rows, cols, at = {}, {}, {}, 0
-    ar = np.arange(n_hidden)
-    for name, shape in PARAMS.items():
-        dims = [sizes[s] for s in shape]
-        size = int(np.prod(dims))
-        off[name] = (at, at + size)
-        if len(dims) == 2:
-            rows[name] = np.repeat(ar, dims[1])
-            cols[name] = at + np.arange(size)
-        else:
-            rows[name] = ar
-            cols[name] = at + ar
-        at += size
-    return off, rows, cols, at
+_apply = rt.apply_block
 
 
 def _local_step(params, x_t, prev, S=None, layout=None):
@@ -293,73 +198,16 @@ def _local_step(params, x_t, prev, S=None, layout=None):
     return new_state, J, { "h": S_h }
 
 
-def _check_step(params, x_t, state):
-    n_hidden, n_in, dtype = _sizes(params)
-    if not isinstance(x_t, np.ndarray) or x_t.ndim != 2:
-        got = x_t.shape if isinstance(x_t, np.ndarray) else type(x_t).__name__
-        raise ValueError(f"x_t must be an array of shape (B, n_in={n_in}), got {got}")
-    x_t = _check_array("x_t", x_t, (x_t.shape[0], n_in), dtype)
-    state = _check_state(state, x_t.shape[0], n_hidden, dtype, "state")
-    return n_hidden, n_in, dtype, x_t, state
-
-
 def rtrl_step(params, x_t, state, sens=None):
     """One step of real-time recurrent learning: d s_t/dA = sum_v J[s][v] d v_(t-1)/dA + V_s^A."""
-    n_hidden, n_in, dtype, x_t, state = _check_step(params, x_t, state)
-    batch = x_t.shape[0]
-    layout = _layout(n_hidden, n_in)
-    off, total = layout[0], layout[3]
-    S = {}
-    for s in STATE:
-        S[s] = np.zeros((batch, n_hidden, total), dtype)
-        if sens is not None:
-            if not isinstance(sens, dict) or s not in sens:
-                raise ValueError(f"sens must map each state in {list(STATE)} to a dict of "
-                                 f"per-parameter sensitivities")
-            for name, shape in PARAMS.items():
-                a, b = off[name]
-                want = (batch, n_hidden) + tuple(params[name].shape)
-                arr = _check_array(f"sens[{s!r}][{name!r}]", sens[s].get(name), want, dtype) \
-                    if isinstance(sens[s].get(name), np.ndarray) else None
-                if arr is None:
-                    raise ValueError(f"sens[{s!r}] is missing {name!r} (expected shape {want})")
-                S[s][:, :, a:b] = arr.reshape(batch, n_hidden, -1)
-    new_state, _, S = _local_step(params, x_t, state, S, layout)
-    out = {s: {name: S[s][:, :, off[name][0]:off[name][1]].reshape(
-        (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS} for s in STATE}
-    return new_state, out
+    return rt.rtrl_step(PARAMS, STATE, _local_step, params, x_t, state, sens)
 
 
 def rtrl(params, xs, state0=None):
     """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape)."""
-    n_hidden, n_in, dtype = _sizes(params)
-    xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
-    state = _check_state(state0, batch, n_hidden, dtype)
-    layout = _layout(n_hidden, n_in)
-    off, total = layout[0], layout[3]
-    S = {s: np.zeros((batch, n_hidden, total), dtype) for s in STATE}
-    for t in range(steps):
-        state, _, S = _local_step(params, xs[t], state, S, layout)
-    h = S[STATE[0]]
-    return {name: h[:, :, off[name][0]:off[name][1]].reshape(
-        (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS}
+    return rt.rtrl(PARAMS, STATE, _local_step, params, xs, state0)
 
 
 def state_jacobian(params, x_t, state):
     """d(all states at t)/d(all states at t-1), shape (B, S, S), states in STATE order."""
-    n_hidden, n_in, dtype, x_t, state = _check_step(params, x_t, state)
-    batch = x_t.shape[0]
-    _, J, _ = _local_step(params, x_t, state)
-    k = len(STATE)
-    out = np.zeros((batch, k * n_hidden, k * n_hidden), dtype)
-    ar = np.arange(n_hidden)
-    for a, u in enumerate(STATE):
-        for b, v in enumerate(STATE):
-            JM, Jd = J[(u, v)]
-            block = out[:, a * n_hidden:(a + 1) * n_hidden, b * n_hidden:(b + 1) * n_hidden]
-            if JM is not None:
-                block += JM
-            if Jd is not None:
-                block[:, ar, ar] += Jd
-    return out
+    return rt.state_jacobian(PARAMS, STATE, _local_step, params, x_t, state)
