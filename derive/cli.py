@@ -10,8 +10,9 @@
     derive verify CELL
 
 Modes: ``forward`` (RTRL, seed 001 eq 26), ``reverse`` (BPTT, seed 002), ``flow`` (the one-step
-state Jacobian); without ``--mode`` all three. ``--param`` takes the cell's own parameter names
-(``derive list``), whatever the notation prints them as.
+state Jacobian, then gradient flow: its products, the carousel, norm bounds, the sum over paths,
+seed 000's approximation); without ``--mode`` all three. ``--param`` takes the cell's own
+parameter names (``derive list``), whatever the notation prints them as.
 
 Exit status: 0 success; 1 a check failed (``generate --check`` found stale files, ``verify``
 found an error above tolerance); 2 bad input (unknown cell, parameter, mode or notation, an

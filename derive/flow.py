@@ -407,8 +407,9 @@ def latex_blocks(d: Derivation, names: Names | None = None) -> list[LatexBlock]:
         for v in S:
             rows.append((_dfrac(p.node(u), p.node(v, lag=1)), p.sum(d.jacobian[u][v])))
     if multi:
-        cells = r" \\ ".join(" & ".join(_dfrac(p.node(u), p.node(v, lag=1)) for v in S)
-                             for u in S)
+        # display-style fractions: in a matrix \frac would be set small and crowded
+        cells = r" \\ ".join(" & ".join(_dfrac(p.node(u), p.node(v, lag=1)).replace(
+            r"\frac", r"\dfrac", 1) for v in S) for u in S)
         rows.append(("J_t", rf"{_dfrac(_pvec(p, S, 't'), _pvec(p, S, 't', 1))} = "
                             rf"\begin{{pmatrix}} {cells} \end{{pmatrix}}"))
         rows.append((_dfrac(_pvec(p, S, "t"), _pvec(p, S, "k")),
@@ -448,13 +449,17 @@ def latex_blocks(d: Derivation, names: Names | None = None) -> list[LatexBlock]:
             rhs += r" \le 1"
         rows.append((rf"\left\|\prod_{{j=k+1}}^{{t}} {p.bracket(cs, 'j')}\right\|_2", rhs))
     if car:
+        # the prefix d h_t / d v_t of a carousel state v other than the output, in the notation
+        prefix = "".join(
+            f" Inside the output's gradient it is multiplied by the prefix "
+            f"$\\partial {p.node(h)} / \\partial {p.node(v)}$ of the step."
+            for v in car if v != h)
         blocks.append(LatexBlock(
             "carousel", "The carousel path (seed 001, eqs 27-29)",
             "The purely diagonal part of a state's self-Jacobian that passes through no "
             "activation derivative is the constant error carousel; unrolled, it multiplies "
-            "the gradient by a product of gates, which neither mixes units nor exceeds 1. "
-            "Inside the output's gradient it is multiplied by the prefix "
-            "$\\partial h_t / \\partial c_t$ of the step; $\\ldots$ are the other paths.",
+            "the gradient by a product of gates, which neither mixes units nor exceeds 1."
+            f"{prefix} The dots $\\ldots$ stand for the other paths.",
             tuple(rows)))
 
     # -- bounds ------------------------------------------------------------------------------
@@ -471,20 +476,21 @@ def latex_blocks(d: Derivation, names: Names | None = None) -> list[LatexBlock]:
             lhs = rf"\left\|{_dfrac(p.node(h), p.node(h, 'k'))}\right\|_2"
         rows.append((lhs, r"\le " + _path_bound(p, b)))
     if multi:
-        beta = r" \\ ".join(" & ".join(f"b^{{{p.name(u)}{p.name(v)}}}_j" for v in S) for u in S)
+        beta = r" \\ ".join(" & ".join(rf"\beta^{{{p.name(u)}{p.name(v)}}}_j" for v in S)
+                             for u in S)
         rows.append((rf"\left\|{_dfrac(_pvec(p, S, 't'), _pvec(p, S, 'k'))}\right\|_2",
                      rf"\le \prod_{{j=k+1}}^{{t}} \|J_j\|_2 \le \prod_{{j=k+1}}^{{t}} "
                      rf"\left\|\begin{{pmatrix}} {beta} \end{{pmatrix}}\right\|_2"))
     else:
         rows.append((rf"\left\|{_dfrac(p.node(h), p.node(h, 'k'))}\right\|_2",
-                     r"\le \prod_{j=k+1}^{t} \|J_j\|_2 \le \prod_{j=k+1}^{t} b_j"))
+                     r"\le \prod_{j=k+1}^{t} \|J_j\|_2 \le \prod_{j=k+1}^{t} \beta_j"))
     blocks.append(LatexBlock(
         "bounds", "Norm bounds (seed 001 eq 33, seed 004)",
         "Spectral norms, with $\\|d(v)\\|_2 = \\max_i |v_i|$: $\\|d(\\sigma(\\cdot))\\|_2 \\le 1$, "
         "$\\|d(\\sigma')\\|_2 \\le \\tfrac14$, $\\|d(\\tanh')\\|_2 \\le 1$ (seed 001 eq 33 uses "
         "$\\sqrt{n}$ and $\\sqrt{n}/2$, the Frobenius norms). One path repeats one term of the "
-        "output's self-Jacobian; $b^{uv}_j$ is the bound on block $uv$ at step $j$, and a block "
-        "matrix's norm is at most the norm of the matrix of its blocks' norms.",
+        "output's self-Jacobian; $\\beta^{uv}_j$ is the bound on block $uv$ at step $j$, and a "
+        "block matrix's norm is at most the norm of the matrix of its blocks' norms.",
         tuple(rows)))
 
     # -- sum over paths (seed 004) -----------------------------------------------------------
@@ -738,7 +744,7 @@ def _diag_vec(st: Step, s: Sum, n: int) -> np.ndarray:
 
 def step_bounds(tr: Trajectory, at_values: bool = False) -> np.ndarray:
     """beta_j >= ||J_j||_2 for every step: the spectral norm of the S x S matrix of block
-    bounds b^{uv}_j = sum over terms of |coef| prod ||factor||_2 (a block matrix's spectral norm
+    bounds beta^{uv}_j = sum over terms of |coef| prod ||factor||_2 (a block matrix's spectral norm
     is at most that of the matrix of its blocks' norms).
 
     By default every bounded d(v) takes its derived constant (sigma' <= 1/4, gates <= 1; see

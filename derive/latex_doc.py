@@ -9,7 +9,10 @@ A document is built in three layers:
    recursion ds_t/dA; with ``steps`` each is first written as the chain rule (eqs 7-8, gates kept
    whole), then with the gate derivatives substituted (eqs 10-13) and only then collected, as
    seed 001 eqs (14)-(25) do. ``reverse``: :func:`derive.latex.reverse_entries` (seed 002).
-   ``flow``: the state Jacobian blocks, :func:`derive.latex.jacobian_entries`.
+   ``flow``: the state Jacobian blocks, :func:`derive.latex.jacobian_entries`, then the gradient
+   flow results of :func:`derive.flow.latex_blocks` (products, carousel, bounds, path sums,
+   seed 000), their LaTeX read back into items (:func:`math_items`) with relations =, \\le,
+   \\approx.
 2. **Layout** (:func:`layout`): greedy line breaking at the '+' and '-' between summands, by an
    estimate of the rendered width (Computer Modern glyph widths measured with pdflatex and the
    TeXbook's inter-atom spacing, :func:`tex_width`), breaking inside a bracket only when the
@@ -24,6 +27,7 @@ The terminal printer :mod:`derive.text` lays out the same model with a Unicode s
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -52,7 +56,7 @@ MODES = ("forward", "reverse", "flow")
 MODE_TITLES = {
     "forward": "Forward mode (RTRL)",
     "reverse": "Reverse mode (BPTT)",
-    "flow": "Gradient flow: the state Jacobian",
+    "flow": "Gradient flow",
 }
 TEXTWIDTH = 345.0
 """\\textwidth of the standard article class at 10pt (letter or A4 paper), in pt."""
@@ -93,10 +97,13 @@ _SYMBOLS = {
     r"\Delta": 8.33, r"\Gamma": 6.25, r"\Phi": 7.22, r"\Psi": 7.78, r"\Omega": 7.22,
     r"\Lambda": 6.94, r"\prime": 2.75, r"\cdot": 2.78, r"\times": 7.78, r"\ast": 5.0,
     r"\nabla": 8.33, r"\infty": 10.0, r"\ldots": 11.67, r"\cdots": 13.33, r"\varphi": 6.0,
-    r"\varepsilon": 4.66,
+    r"\varepsilon": 4.66, r"\|": 5.0,
 }
-_OPERATORS = {r"\tanh": 20.0, r"\exp": 15.28, r"\log": 12.92, r"\sum": 14.44, r"\prod": 13.89}
-_LIMITS = {r"\sum", r"\prod"}  # scripts go below/above in display style
+_OPERATORS = {r"\tanh": 20.0, r"\exp": 15.28, r"\log": 12.92, r"\sum": 14.44, r"\prod": 13.89,
+              r"\max": 18.61, r"\min": 16.67}
+_LIMITS = {r"\sum", r"\prod", r"\max", r"\min"}  # scripts go below/above in display style
+_RELATIONS = {"=", r"\le", r"\leq", r"\ge", r"\geq", r"\approx", r"\ne", r"\neq", r"\sim",
+              r"\equiv"}
 _BINARY = {"+", "-", r"\odot", r"\times", r"\cdot", r"\ast", r"\pm", r"\circ"}
 _DELIMS = {r"\bigl": 4.58, r"\bigr": 4.58, r"\Bigl": 5.97, r"\Bigr": 5.97, r"\biggl": 7.36,
            r"\biggr": 7.36, r"\Biggl": 7.92, r"\Biggr": 7.92, r"\left": 7.36, r"\right": 7.36}
@@ -106,6 +113,15 @@ _ACCENTS = {r"\tilde", r"\hat", r"\bar", r"\vec", r"\dot", r"\ddot", r"\check", 
             r"\widetilde", r"\widehat", r"\overline", r"\mathbf", r"\mathit", r"\boldsymbol",
             r"\mathcal", r"\mathsf", r"\mathtt", r"\bm", r"\underline"}
 _ROMAN = {r"\mathrm", r"\text", r"\textrm", r"\operatorname"}
+# cmr10 (upright text and \mathrm): lower-case letters and the space; other characters 5.2pt
+_ROMAN_WIDTHS = dict(zip("abcdefghijklmnopqrstuvwxyz~", map(float, (
+    "5.0 5.56 4.44 5.56 4.44 3.06 5.0 5.56 2.78 3.06 5.28 2.78 8.33 5.56 5.0 5.56 5.28 3.92 3.94 "
+    "3.89 5.56 5.28 7.22 5.28 5.28 4.44 3.33").split()), strict=True))
+# a \left or \right delimiter by the height of what it encloses: plain, a fraction or matrix, a
+# \sum or \prod with limits (measured with pdflatex; unknown delimiters count as parentheses)
+_DELIM_GLYPHS = {".": (1.2, 1.2, 1.2), "(": (3.89, 5.97, 8.75), ")": (3.89, 5.97, 8.75),
+                 "[": (2.78, 4.72, 7.0), "]": (2.78, 4.72, 7.0), "|": (2.78, 3.33, 3.33),
+                 r"\|": (5.0, 5.56, 5.56)}
 _THIN, _MED, _THICK = 1.67, 2.22, 2.78
 _KINDS = ("ord", "op", "bin", "rel", "open", "close", "punct", "inner")
 # TeXbook ch. 18 inter-atom spacing; a negative entry applies in display and text style only
@@ -120,6 +136,9 @@ _SPACING = {
     "inner": (-_THIN, _THIN, -_MED, -_THICK, -_THIN, 0, -_THIN, -_THIN),
 }
 _TOKEN = re.compile(r"\\[A-Za-z]+|\\.|[{}_^']|\S")
+
+
+_TEXT_ARG = re.compile(r"(\\(?:text|textrm)\{)([^{}]*)\}")
 
 
 class _Tokens:
@@ -152,9 +171,12 @@ def tex_width(s: str | list[str], script: int = 0) -> float:
     """Estimated width in pt of the math-mode LaTeX ``s`` set in display style (``script``: 1
     script, 2 scriptscript), Computer Modern at 10pt. Within about -1%..+5% of pdflatex on
     derive's output (more generous for \\sum_t); unknown commands count as 8pt."""
+    if isinstance(s, str):  # spaces count inside \text{...} only
+        s = _TEXT_ARG.sub(lambda m: m.group(1) + m.group(2).replace(" ", "~") + "}", s)
     p = _Tokens(_TOKEN.findall(s) if isinstance(s, str) else list(s))
     scale = (1.0, 0.78, 0.62)[script]
     atoms: list[list] = []  # [kind, width, sub, sup, limits]
+    sizes: list[int] = []  # the size class of every open \left
 
     def glyph(c: str) -> float:
         if c in _GLYPHS:
@@ -179,11 +201,21 @@ def tex_width(s: str | list[str], script: int = 0) -> float:
             continue
         elif tok in (r"\frac", r"\dfrac", r"\tfrac"):
             a, b = p.arg(), p.arg()
-            sub = script + 1 if script else 0
-            add("inner", max(tex_width(a, sub), tex_width(b, sub)) + 2.4)
+            sub = min(script + 1, 2) if script or tok == r"\tfrac" else 0
+            w = max(tex_width(a, sub), tex_width(b, sub))
+            add("inner", w * (1.06 if tok == r"\tfrac" else 1.0) + 2.4)
+        elif tok == r"\begin":
+            add("inner", _matrix_width(p, script))
+        elif tok in (r"\left", r"\right"):
+            if tok == r"\left":
+                sizes.append(_enclosed_size(p.toks, p.i + 1))
+            size = (sizes.pop() if tok == r"\right" else sizes[-1]) if sizes else 0
+            d = p.take() if p.peek() is not None else ""
+            glyph_w = _DELIM_GLYPHS.get(d, _DELIM_GLYPHS["("])[size]
+            add("open" if tok == r"\left" else "close", glyph_w)
         elif tok in _DELIMS:
             d = p.take() if p.peek() is not None else ""
-            kind = "open" if tok.endswith("l") or tok == r"\left" else "close"
+            kind = "open" if tok.endswith("l") else "close"
             add(kind, 0.0 if d == "." else _DELIMS[tok])
         elif tok in _SPACES:
             add("space", _SPACES[tok] * scale)
@@ -192,14 +224,15 @@ def tex_width(s: str | list[str], script: int = 0) -> float:
         elif tok in _ACCENTS or tok == r"\phantom":
             add("ord", tex_width(p.arg(), script))
         elif tok in _ROMAN:
-            add("op" if tok == r"\operatorname" else "ord", 5.2 * len("".join(p.arg())) * scale)
+            w = sum(_ROMAN_WIDTHS.get(c, 5.2) for c in "".join(p.arg()))
+            add("op" if tok == r"\operatorname" else "ord", w * (1.0, 0.8, 0.64)[script])
         elif tok in _OPERATORS:
             w = (8.4 if script == 1 else 7.0) if (tok in _LIMITS and script) else \
                 _OPERATORS[tok] * scale
             add("op", w, limits=tok in _LIMITS and script == 0)
         elif tok in _BINARY:
             add("bin", (_SYMBOLS.get(tok) or _GLYPHS[tok][0]) * scale)
-        elif tok == "=":
+        elif tok in _RELATIONS:
             add("rel", 7.78 * scale)
         elif tok in "([":
             add("open", glyph(tok))
@@ -237,17 +270,70 @@ def tex_width(s: str | list[str], script: int = 0) -> float:
     return total
 
 
+def _enclosed_size(toks: list[str], i: int) -> int:
+    """Size class of what a \\left encloses (tokens from ``i`` to its \\right): 2 with a \\sum,
+    \\prod, \\max or \\min in display style, 1 with a fraction or matrix, else 0."""
+    depth, size = 1, 0
+    for tok in toks[i:]:
+        depth += {r"\left": 1, r"\right": -1}.get(tok, 0)
+        if depth == 0:
+            break
+        if tok in _LIMITS:
+            return 2
+        if tok in (r"\frac", r"\dfrac", r"\begin"):
+            size = 1
+    return size
+
+
+def _matrix_width(p: _Tokens, script: int) -> float:
+    """Width of a ``\\begin{..matrix} ... \\end{..matrix}`` (after \\begin): the widest cell of
+    every column in text style, 2\\arraycolsep between columns, parentheses or brackets around
+    (p, b, v, V) sized by the number of rows."""
+    env = "".join(p.arg())
+    body: list[str] = []
+    depth = 1
+    while p.peek() is not None:
+        tok = p.take()
+        depth += {r"\begin": 1, r"\end": -1}.get(tok, 0)
+        if depth == 0:
+            p.arg()
+            break
+        body.append(tok)
+    rows: list[list[list[str]]] = [[[]]]
+    for tok in body:
+        if tok == r"\\":
+            rows.append([[]])
+        elif tok == "&":
+            rows[-1].append([])
+        else:
+            rows[-1][-1].append(r"\tfrac" if tok == r"\frac" else tok)  # text style
+    cols: list[float] = []
+    for row in rows:
+        for k, cell in enumerate(row):
+            w = tex_width(cell, script)
+            cols += [0.0] * (k + 1 - len(cols))
+            cols[k] = max(cols[k], w)
+    total = sum(cols) + 10.0 * (len(cols) - 1)
+    if env[:1] in "pbvV" and env.endswith("matrix"):
+        cells = [tok for row in rows for cell in row for tok in cell]
+        sizes = (7.36, 8.75, 8.75) if r"\dfrac" in cells else \
+            (5.98, 7.92, 8.75) if r"\tfrac" in cells else (5.98, 7.36, 8.75)
+        total += 2 * sizes[min(len(rows), 3) - 1]
+    return total * (1.0, 0.78, 0.62)[script] if script else total
+
+
 # ----------------------------------------------------------------------------- model
 
 
 @dataclass(frozen=True)
 class Item:
-    """One summand of a right-hand side: ``sign coef head (inner) tail``.
+    """One summand of a right-hand side: ``sign coef head (inner) tail then``.
 
     ``coef`` is the LaTeX of a coefficient's magnitude ('' for 1); without ``inner`` the summand
     is ``coef head`` (``tail`` appended when given); with it, ``head`` multiplies the bracketed
     signed sum ``inner`` and ``tail`` follows the bracket (e.g. the \\partial h_{t-1}/\\partial A
-    that a block of seed 001's collected form multiplies).
+    that a block of seed 001's collected form multiplies). ``then`` is a further bracketed factor
+    of the product, ``head (inner) tail (then.inner) then.tail ...`` (its sign is +1).
     """
 
     sign: int
@@ -255,28 +341,43 @@ class Item:
     inner: tuple[Item, ...] = ()
     tail: str = ""
     coef: str = ""
+    then: Item | None = None
 
 
 @dataclass(frozen=True)
 class Row:
     """One numbered equation ``lhs = rhs[0] = rhs[1] ...``: the last right-hand side is the
-    final form, earlier ones are derivation steps. ``label`` does not depend on the notation."""
+    final form, earlier ones are derivation steps. ``label`` does not depend on the notation.
+
+    ``rels`` are the relations before the right-hand sides ('=' for all when empty; flow's
+    bounds use \\le and \\approx); with ``inline`` a later right-hand side stays on the line of
+    the one before when it fits (a chain such as ``a \\le b \\le c``), otherwise every one starts
+    a line of its own (the steps of a derivation)."""
 
     label: str
     lhs: str
     rhs: tuple[tuple[Item, ...], ...]
+    rels: tuple[str, ...] = ()
+    inline: bool = False
+
+    @property
+    def relations(self) -> tuple[str, ...]:
+        """The relation before every right-hand side."""
+        return self.rels or ("=",) * len(self.rhs)
 
 
 @dataclass(frozen=True)
 class Block:
     """Equations typeset together in one ``align``; ``text`` is LaTeX prose for the standalone
-    document, ``title`` a plain-text heading (a comment in fragments, a heading in the terminal).
+    document, ``title`` a plain-text heading (a comment in fragments, a heading in the terminal;
+    with ``heading`` also a run-in heading before the text of the standalone document).
     """
 
     title: str
     rows: tuple[Row, ...]
     text: str = ""
     param: str = ""
+    heading: bool = False
 
 
 @dataclass(frozen=True)
@@ -314,6 +415,115 @@ def slug(name: str) -> str:
     if name.endswith(HAT):
         return slug(name[: -len(HAT)]) + "-hat"
     return re.sub(r"[^A-Za-z0-9]", "", name) or "x"
+
+
+# ----------------------------------------------------------------------------- LaTeX as items
+
+_WORD = re.compile(r"\\[A-Za-z]+|\\.|\s+|.")
+_OPEN = {"{", "(", "[", r"\left", r"\begin"}
+_CLOSE = {"}", ")", "]", r"\right", r"\end"}
+
+
+def _words(text: str) -> list[str]:
+    """``text`` split at the spaces outside every group: braces, parentheses, brackets,
+    \\left ... \\right and \\begin ... \\end (a break there would leave a group open)."""
+    out: list[str] = []
+    cur, depth = "", 0
+    for tok in _WORD.findall(text):
+        if tok.isspace() and depth == 0:
+            if cur:
+                out.append(cur)
+            cur = ""
+            continue
+        depth += (tok in _OPEN) - (tok in _CLOSE)
+        cur += tok
+    return [*out, cur] if cur else out
+
+
+def _bracketed_sum(word: str) -> str | None:
+    """The signed sum inside a word ``\\left(...\\right)`` that is one bracket, else None."""
+    if not (word.startswith(r"\left(") and word.endswith(r"\right)")):
+        return None
+    inner = word[len(r"\left("):-len(r"\right)")]
+    depth = 0
+    for tok in _WORD.findall(inner):
+        depth += (tok in _OPEN) - (tok in _CLOSE)
+        if depth < 0:  # \left(a\right) b \left(c\right)
+            return None
+    return inner if depth == 0 and any(w in ("+", "-") for w in _words(inner)[1:]) else None
+
+
+def _product(sign: int, words: list[str]) -> Item:
+    """One summand: its bracketed sums become ``inner`` (the first) and ``then`` (the others)."""
+    ks = [k for k, w in enumerate(words) if _bracketed_sum(w) is not None]
+    if not ks:
+        return Item(sign, " ".join(words))
+    item: Item | None = None
+    for n in reversed(range(len(ks))):
+        k = ks[n]
+        end = ks[n + 1] if n + 1 < len(ks) else len(words)
+        inner = _summands(_words(_bracketed_sum(words[k]) or ""))
+        item = Item(sign if n == 0 else 1, " ".join(words[:k]) if n == 0 else "", inner,
+                    " ".join(words[k + 1:end]), then=item)
+    assert item is not None
+    return item
+
+
+def _summands(words: list[str]) -> tuple[Item, ...]:
+    """A signed sum split at its top-level '+' and '-' (a leading '-' is the sign)."""
+    items: list[Item] = []
+    cur: list[str] = []
+    sign = 1
+    for w in words:
+        if w in ("+", "-"):
+            if cur:
+                items.append(_product(sign, cur))
+                cur, sign = [], 1
+            sign *= -1 if w == "-" else 1
+            continue
+        if not cur and w.startswith("-") and len(w) > 1:
+            sign, w = -sign, w[1:]
+        cur.append(w)
+    if cur:
+        items.append(_product(sign, cur))
+    return tuple(items)
+
+
+def _with_tail(it: Item, text: str) -> Item:
+    if it.then is not None:
+        return replace(it, then=_with_tail(it.then, text))
+    return replace(it, tail=f"{it.tail} {text}".strip())
+
+
+def math_items(text: str) -> tuple[tuple[str, tuple[Item, ...]], ...]:
+    """A right-hand side written as LaTeX (such as those of :func:`derive.flow.latex_rows`) as
+    ``(relation, items)`` steps for the layout: split at its top-level relations (=, \\le,
+    \\approx, ...; the first is '=' unless the text starts with one), every step at its top-level
+    '+' and '-', and a summand's bracketed sums ``\\left(a + b\\right)`` into nested items that
+    the layout can break inside. A remark from a top-level \\quad on (``\\quad \\text{when }
+    ...``) stays with the last summand. :func:`render_steps` with :data:`LATEX_FLAT` gives the
+    text back."""
+    words = _words(text)
+    remark: list[str] = []
+    for k, w in enumerate(words):
+        if w in (r"\quad", r"\qquad"):
+            words, remark = words[:k], words[k:]
+            break
+    steps: list[tuple[str, list[str]]] = []
+    rel, cur = "=", []
+    for w in words:
+        if w in _RELATIONS:
+            if cur:
+                steps.append((rel, cur))
+            rel, cur = w, []
+        else:
+            cur.append(w)
+    steps.append((rel, cur))
+    out = [(r, _summands(ws) or (Item(1, ""),)) for r, ws in steps]
+    if remark:
+        r, items = out[-1]
+        out[-1] = (r, (*items[:-1], _with_tail(items[-1], " ".join(remark))))
+    return tuple(out)
 
 
 def _label(d: Derivation, *parts: str) -> str:
@@ -498,14 +708,34 @@ def reverse_section(d: Derivation, nm: dict[str, str], params: Sequence[str]) ->
 
 def flow_section(d: Derivation, nm: dict[str, str]) -> Section:
     """Gradient flow: the one-step state Jacobian blocks d u_t / d v_{t-1}
-    (:func:`derive.latex.jacobian_entries`). Kept in one function so that flow can grow."""
+    (:func:`derive.latex.jacobian_entries`), then the results of :func:`derive.flow.latex_blocks`
+    in its groups (the product of the Jacobians, the carousel, the norm bounds, the sum over
+    paths, seed 000's approximation) with their titles and sentences, less the Jacobian blocks
+    shown already. Labels are ``eq:<cell>:flow-<group>``, then ``-2``, ``-3``, ... in the group;
+    a row's right-hand side is read into layout items by :func:`math_items`."""
+    from . import flow
+
     rows = tuple(Row(_label(d, "J", slug(u), slug(v)),
                      rf"\frac{{\partial {node_symbol(nm, u)}}}{{\partial {node_symbol(nm, v, 1)}}}",
                      (sum_items(d.jacobian[u][v], nm),))
                  for u in d.states for v in d.states)
     text = ("Gradients flow from step $t$ back to step $t-1$ through the one-step Jacobian of the "
             "states; its products over time are what vanish or explode.")
-    return Section("flow", MODE_TITLES["flow"], (Block("state Jacobian", rows, text),))
+    blocks = [Block("state Jacobian", rows, text)]
+    shown = {(r.lhs, render_flat(r.rhs[0], LATEX_FLAT)) for r in rows}
+    for group in flow.latex_blocks(d, nm):
+        key = re.sub(r"[^A-Za-z0-9]+", "-", group.key).strip("-")
+        out: list[Row] = []
+        for lhs, rhs in group.rows:
+            if (lhs, rhs) in shown:
+                continue
+            steps = math_items(rhs)
+            label = _label(d, "flow", key) + (f"-{len(out) + 1}" if out else "")
+            out.append(Row(label, lhs, tuple(items for _, items in steps),
+                           tuple(rel for rel, _ in steps), inline=True))
+        if out:
+            blocks.append(Block(group.title, tuple(out), group.text, heading=True))
+    return Section("flow", MODE_TITLES["flow"], tuple(blocks))
 
 
 def sections(d: Derivation, modes: Sequence[str] = MODES, params: Sequence[str] | None = None,
@@ -576,14 +806,27 @@ LATEX_FLAT = Style(tex_width, opener=lambda h, f: r"\left(", closer=lambda h, f:
 """The style of :mod:`derive.latex` (\\left( ... \\right)), for one-line output and checks."""
 
 
+def _chain(it: Item) -> list[Item]:
+    """A summand and its further bracketed factors (``then``)."""
+    out = [it]
+    while out[-1].then is not None:
+        out.append(out[-1].then)  # type: ignore[arg-type]
+    return out
+
+
+_TALL = (r"\frac", r"\prod", r"\sum")
+
+
 def _shape(items: tuple[Item, ...]) -> tuple[int, bool]:
-    """(nesting height, holds a fraction) of a bracketed sum."""
+    """(nesting height, holds something tall: a fraction, a \\sum or \\prod) of a bracketed
+    sum."""
     height, frac = 1, False
-    for it in items:
-        frac = frac or r"\frac" in it.head or r"\frac" in it.tail
-        if it.inner:
-            h, f = _shape(it.inner)
-            height, frac = max(height, h + 1), frac or f
+    for top in items:
+        for it in _chain(top):
+            frac = frac or any(t in it.head or t in it.tail for t in _TALL)
+            if it.inner:
+                h, f = _shape(it.inner)
+                height, frac = max(height, h + 1), frac or f
     return height, frac
 
 
@@ -602,11 +845,12 @@ def _lead(it: Item, st: Style) -> str:
 def _body(it: Item, st: Style) -> str:
     lead = _lead(it, st)
     if not it.inner:
-        return lead + (" " + st.convert(it.tail) if it.tail else "")
-    h, f = _shape(it.inner)
-    out = (lead + " " if lead else "") + st.opener(h, f) + render_flat(it.inner, st) + \
-        st.closer(h, f)
-    return out + (" " + st.convert(it.tail) if it.tail else "")
+        out = lead + (" " + st.convert(it.tail) if it.tail else "")
+    else:
+        h, f = _shape(it.inner)
+        out = (lead + " " if lead else "") + st.opener(h, f) + render_flat(it.inner, st) + \
+            st.closer(h, f) + (" " + st.convert(it.tail) if it.tail else "")
+    return out + (" " + _body(it.then, st) if it.then is not None else "")
 
 
 def render_flat(items: tuple[Item, ...], st: Style) -> str:
@@ -615,21 +859,38 @@ def render_flat(items: tuple[Item, ...], st: Style) -> str:
         st.convert("0")
 
 
+def render_steps(row: Row, st: Style) -> str:
+    """One-line text of a row's right-hand sides with their relations: ``a = b``, ``\\le a``,
+    ``a \\le b`` (the first relation is left out when it is '=')."""
+    out = []
+    for j, (rel, rhs) in enumerate(zip(row.relations, row.rhs, strict=True)):
+        body = render_flat(rhs, st)
+        out.append(body if j == 0 and rel == "=" else f"{st.convert(rel)} {body}")
+    return " ".join(out)
+
+
+_GLUE_BEFORE = {"+", "-", "=", r"\odot", r"\times", r"\cdot", r"\quad", r"\qquad", "⊙", "×",
+                "·", "−", "≤", "≈", *_RELATIONS}
+_GLUE_AFTER = {"+", "-", "=", r"\odot", r"\times", r"\cdot", "⊙", "×", "·", "−", "≤", "≈",
+               *_RELATIONS}
+
+
 def _split_top(text: str) -> list[str]:
-    """Split a product at the spaces between its factors (outside braces and parentheses)."""
-    out, cur, depth = [], "", 0
-    for ch in text:
-        if ch in "{(":
-            depth += 1
-        elif ch in "})":
-            depth -= 1
-        if ch == " " and depth == 0:
-            if cur:
-                out.append(cur)
-            cur = ""
+    """Split a product at the spaces between its factors (outside every group, see
+    :func:`_words`). An operator or relation stays with the words on both sides, \\quad with the
+    word before it; \\text{...}, a \\sum or \\prod and a numeric coefficient with the word after
+    it, so that a remark such as ``\\quad \\text{when } W = 0 \\text{ or } v = 0`` breaks only
+    before its \\text and no line ends in a \\prod or a \\tfrac{1}{4}."""
+    out: list[str] = []
+    glue = False
+    for w in _words(text):
+        if out and (glue or w in _GLUE_BEFORE):
+            out[-1] += " " + w
         else:
-            cur += ch
-    return [*out, cur] if cur else out
+            out.append(w)
+        glue = w in _GLUE_AFTER or w.startswith((r"\text", *_LIMITS)) or \
+            re.fullmatch(r"\d+|\\tfrac\{\d+\}\{\d+\}", w) is not None
+    return out
 
 
 def layout(items: tuple[Item, ...], st: Style, first: float,
@@ -639,8 +900,9 @@ def layout(items: tuple[Item, ...], st: Style, first: float,
 
     Greedy, breaking before a '+' or '-': a summand that does not fit moves to the next line
     whole; a bracketed summand too wide for a line of its own opens its bracket and breaks
-    inside it (the closing bracket and what follows are kept on the last line). A single product
-    wider than a line breaks between its factors.
+    inside it (the closing bracket and what follows are kept on the last line; a further
+    bracketed factor, :attr:`Item.then`, may break in its turn). A single product wider than a
+    line breaks between its factors.
     """
     lines: list[list] = [[0, "", 0.0, False]]  # depth, text, width, ends in an open bracket
 
@@ -672,10 +934,18 @@ def layout(items: tuple[Item, ...], st: Style, first: float,
         return st.measure(_op(it, True, st) + (lead + " " if lead else "") + st.opener(h, f)) \
             + first_chunk(it.inner)
 
-    def place(seq: tuple[Item, ...], depth: int, reserve: float) -> None:
+    def words_of(body: str, depth: int) -> list[str]:
+        """The factors of a product; a group of them (see :func:`_split_top`) that a line
+        cannot hold falls apart into its words."""
+        out: list[str] = []
+        for chunk in _split_top(body):
+            out += [chunk] if st.measure(chunk) <= cont(depth) else _words(chunk)
+        return out
+
+    def place(seq: tuple[Item, ...], depth: int, reserve: float, glue: str = "") -> None:
         for k, it in enumerate(seq):
             res = reserve if k == len(seq) - 1 else 0.0
-            op, body = _op(it, k == 0, st), _body(it, st)
+            op, body = (glue if k == 0 else "") + _op(it, k == 0, st), _body(it, st)
             w = st.measure(op + body)
             if used() + w + res <= room():
                 put(op + body)
@@ -688,7 +958,7 @@ def layout(items: tuple[Item, ...], st: Style, first: float,
                     put(op + body)
                     continue
                 # wider than a line: break the product between its factors
-                words = _split_top(body)
+                words = words_of(body, depth)
                 put(op + words[0])
                 for word in words[1:]:
                     if used() + st.measure(" " + word) + res > room():
@@ -713,8 +983,11 @@ def layout(items: tuple[Item, ...], st: Style, first: float,
             # when even a fresh line cannot hold the bracket's first summand, the bracket may
             # end the line
             put(opening, opens=used() + need <= room())
-            place(it.inner, depth + 1, st.measure(closing) + res)
+            # a further bracketed factor may break in its turn: only the closing is reserved
+            place(it.inner, depth + 1, st.measure(closing) + (res if it.then is None else 0.0))
             put(closing)
+            if it.then is not None:
+                place((it.then,), depth, res, glue=" ")
 
     place(items, 0, 0.0)
     return [(dep, text.strip()) for dep, text, _, _ in lines if text.strip()]
@@ -725,28 +998,109 @@ def _quads(depth: int) -> str:
     return r"\qquad" * (n // 2) + r"\quad" * (n % 2)
 
 
+WIDE_LHS = 0.25
+"""A left-hand side wider than this share of the line (flow's norms of long products) may be set
+on a line of its own, starting where the column of left-hand sides starts, with its relation on
+the next line at the alignment point; :func:`latex_block_lines` decides which by the fewest
+lines."""
+MIN_INDENT = 20.0
+"""At least this much (2em) between the start of a left-hand side set on its own line and its
+relation, and between that start and a continuation of the left-hand side."""
+
+
+def _lhs_lines(lhs: str, first: float, cont: float) -> list[str]:
+    """A left-hand side set on lines of its own: whole when it fits ``first`` pt, else a norm
+    ``\\left\\|...\\right\\|_2`` of a product broken between its factors, every piece in
+    ``\\left\\| ... \\right.`` / ``\\left. ... \\right\\|_2`` with a \\vphantom of the whole
+    product so that the bars of all pieces have one size (continuations at most ``cont`` pt)."""
+    if tex_width(lhs) <= first:
+        return [lhs]
+    m = re.fullmatch(r"\\left\\\|(.*)\\right\\\|(_\{[^{}]*\}|_\w)?", lhs, re.S)
+    depth = 0
+    for tok in _WORD.findall(m.group(1) if m else ""):
+        depth += (tok in _OPEN) - (tok in _CLOSE)
+        if depth < 0:
+            break
+    if m is None or depth != 0:
+        return [lhs]
+    body, script = m.group(1), m.group(2) or ""
+    pieces: list[list[str]] = [[]]
+    for w in _split_top(body):
+        trial = " ".join([*pieces[-1], w])
+        if pieces[-1] and tex_width(rf"\left\|{trial}\right\|{script}") > \
+                (first if len(pieces) == 1 else cont):
+            pieces.append([w])
+        else:
+            pieces[-1].append(w)
+    out = []
+    for i, piece in enumerate(pieces):
+        left = r"\left\|" if i == 0 else r"\left."
+        right = r"\right\|" + script if i == len(pieces) - 1 else r"\right."
+        out.append(rf"{left}\vphantom{{{body}}} {' '.join(piece)}{right}")
+    return out
+
+
+def _row_lines(row: Row, col: float, big: bool, budget: float) -> list[str]:
+    """The align lines of one row with the column of left-hand sides ``col`` pt wide; ``big``:
+    the left-hand side on lines of its own (see :func:`latex_block_lines`)."""
+    room = budget - col
+
+    def cont(dep: int) -> float:
+        return room - QUAD * (dep + 1) - 4.0
+
+    lines: list[str] = []
+    if big:
+        back = f"{col - MIN_INDENT:.2f}pt"
+        for i, piece in enumerate(_lhs_lines(row.lhs, budget, budget - MIN_INDENT)):
+            lines.append(rf"\hspace{{{col:.2f}pt}} &\hspace{{-{col:.2f}pt}} {piece}" if i == 0
+                         else rf"\hspace{{{col:.2f}pt}} &\hspace{{-{back}}} {piece}")
+    last: tuple[str, float] | None = None  # text and room of the last line of the rhs
+    for j, (rel, rhs) in enumerate(zip(row.relations, row.rhs, strict=True)):
+        rel_w = tex_width("{}" + rel + "{}")
+        if j and row.inline and last is not None:
+            more = f"{last[0]} {rel} {render_flat(rhs, LATEX)}"
+            if tex_width(more) <= last[1]:
+                lines[-1] = lines[-1][:len(lines[-1]) - len(last[0])] + more
+                last = (more, last[1])
+                continue
+        broken = layout(rhs, LATEX, room - rel_w, cont)
+        if j:  # a page may break between the steps of a derivation
+            lines[-1] += r" \displaybreak[0]"
+        for i, (dep, text) in enumerate(broken):
+            if i == 0:
+                lines.append((row.lhs + " " if j == 0 and not big else "") + f"&{rel} {text}")
+                last = (text, room - rel_w)
+            else:
+                lines.append("&" + _quads(dep) + " " + text)
+                last = (text, cont(dep))
+    return lines
+
+
 def latex_block_lines(block: Block, width: float = TEXTWIDTH) -> list[tuple[str, list[str]]]:
     """(label, align lines) of every row of a block, broken to fit ``width`` pt with room for
-    the equation number. The first line is ``lhs &= ...``, a further step ``&= ...`` and a
-    continuation ``&\\quad + ...`` (deeper inside brackets: \\qquad, ...)."""
-    lhs_w = max(tex_width(r.lhs) for r in block.rows)
-    budget = (width - TAG_ROOM) * SAFETY - lhs_w
-    eq_w = tex_width("{}={}")
-    out = []
-    for row in block.rows:
-        lines: list[str] = []
-        for j, rhs in enumerate(row.rhs):
-            broken = layout(rhs, LATEX, budget - eq_w,
-                            lambda dep: budget - QUAD * (dep + 1) - 4.0)
-            if j:  # a page may break between the steps of a derivation
-                lines[-1] += r" \displaybreak[0]"
-            for i, (dep, text) in enumerate(broken):
-                if i == 0:
-                    lines.append((row.lhs + " " if j == 0 else "") + "&= " + text)
-                else:
-                    lines.append("&" + _quads(dep) + " " + text)
-        out.append((row.label, lines))
-    return out
+    the equation number. The first line is ``lhs &= ...`` (or its relation: ``&\\le ...``), a
+    further step ``&= ...`` (with :attr:`Row.inline`, on the same line when it fits) and a
+    continuation ``&\\quad + ...`` (deeper inside brackets: \\qquad, ...).
+
+    A left-hand side wider than :data:`WIDE_LHS` of the line may be set on a line of its own
+    (broken, if need be, by :func:`_lhs_lines`; a continuation 2em in), moved left to where the
+    column of left-hand sides starts as mathtools' \\MoveEqLeft does (\\hspace in the first
+    column keeps that column at least as wide as the move), its relation on the next line. Which
+    ones: the choice that takes the fewest lines, the fewest left-hand sides moved on a tie."""
+    budget = (width - TAG_ROOM) * SAFETY
+    widths = [tex_width(r.lhs) for r in block.rows]
+    best: tuple[int, int] | None = None
+    lines: list[list[str]] = []
+    for limit in sorted({w for w in widths if w > WIDE_LHS * budget} | {math.inf}, reverse=True):
+        wide = [w > limit for w in widths]
+        col = max((w for w, big in zip(widths, wide, strict=True) if not big), default=0.0)
+        if any(wide):
+            col = max(col, MIN_INDENT)
+        cand = [_row_lines(r, col, big, budget) for r, big in zip(block.rows, wide, strict=True)]
+        cost = (sum(map(len, cand)), sum(wide))
+        if best is None or cost < best:
+            best, lines = cost, cand
+    return [(r.label, ls) for r, ls in zip(block.rows, lines, strict=True)]
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -840,6 +1194,8 @@ def _section_ctx(cell: str, s: Section, width: float) -> dict:
     return {
         "cell": cell, "mode": s.mode, "title": s.title, "text": s.text,
         "blocks": [{"title": b.title, "text": b.text,
+                    "heading": re.sub(r"(\d)-(\d)", r"\1--\2", _tex_text(b.title))
+                    if b.heading else "",
                     "rows": [{"label": lab, "lines": lines}
                              for lab, lines in latex_block_lines(b, width)]}
                    for b in s.blocks],

@@ -2,10 +2,12 @@
 
 The derivation is printed from the same model as the LaTeX documents
 (:mod:`derive.latex_doc`: the forward form of seed 001 eq 26, the BPTT recursions of seed 002,
-the state Jacobian), with every LaTeX atom converted to Unicode by :func:`to_unicode`: d(oₜ),
-d(σ′(sₜ)), d₂(hₜ₋₁), ∂hₜ/∂W_f, W_oᵀ, s̃ₜ. Time indices and digits become Unicode subscripts;
-other subscripts stay as ``_f``, ``_xi`` (Unicode has no subscript for most letters), so W_f and
-W_xi read alike. Long equations break before a '+' or '-' to fit the terminal width.
+the state Jacobian and the gradient flow results), with every LaTeX atom converted to Unicode by
+:func:`to_unicode`: d(oₜ), d(σ′(sₜ)), d₂(hₜ₋₁), ∂hₜ/∂W_f, W_oᵀ, s̃ₜ, ‖W_ho‖₂ ≤ …, Πⱼ₌ₖ₊₁ᵗ.
+Time indices (t, t-1, j-1, t-k, k+1) and digits become Unicode subscripts; other subscripts stay
+as ``_f``, ``_xi``, ``_j`` (Unicode has no subscript for most letters, and a lone letter may be
+a name), so W_f and W_xi read alike. A matrix prints as ``(a, b; c, d)``. Long equations break
+before a '+' or '-' to fit the terminal width.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .latex_doc import MODES, Block, Style, layout, sections
+from .latex_doc import MODES, Block, Item, Style, layout, render_flat, sections
 
 if TYPE_CHECKING:
     from .derivation import Derivation
@@ -34,13 +36,19 @@ _COMMANDS = {
     "kappa": "κ", "chi": "χ", "pi": "π", "Sigma": "Σ", "Delta": "Δ", "Gamma": "Γ", "Phi": "Φ",
     "Psi": "Ψ", "Omega": "Ω", "Lambda": "Λ", "prime": "′", "nabla": "∇", "infty": "∞",
     "ldots": "…", "cdots": "⋯", "exp": "exp", "log": "log", "quad": "  ", "qquad": "    ",
+    "le": "≤", "leq": "≤", "ge": "≥", "geq": "≥", "approx": "≈", "ne": "≠", "neq": "≠",
+    "sim": "∼", "equiv": "≡", "max": "max", "min": "min",
 }
+_OPS = {"Σ", "Π", "max", "min"}  # their limits print as sub- and superscripts where Unicode can
+_MATRICES = {"pmatrix": ("(", ")"), "bmatrix": ("[", "]"), "vmatrix": ("|", "|"),
+             "Vmatrix": ("‖", "‖"), "matrix": ("", "")}
 _ACCENTS = {"tilde": "\u0303", "widetilde": "\u0303", "hat": "\u0302", "widehat": "\u0302",
             "bar": "\u0304", "overline": "\u0305", "vec": "\u20d7", "dot": "\u0307",
             "ddot": "\u0308", "check": "\u030c", "breve": "\u0306", "underline": "\u0332"}
 _DELIMS = {"left", "right", "bigl", "bigr", "Bigl", "Bigr", "biggl", "biggr", "Biggl", "Biggr",
            "big", "Big", "bigg", "Bigg"}
-_TIME = re.compile(r"(t([-+]\d+)?|\d+)")
+# a time index: t, t-1, t-k-1, j-1, k+1 (a lone i, j, k, l may be a name: W_i stays W_i) or digits
+_TIME = re.compile(r"(t|[ijkl](?=[-+]))([-+](\d+|[tijkl]))*|\d+")
 _TOKEN = re.compile(r"\\[A-Za-z]+|\\.|[{}_^']|\s+|[^\\{}_^'\s]")
 _GLUE = {"partial", "delta", "nabla"}  # printed against their operand: ∂h, δh
 
@@ -87,18 +95,54 @@ def _script(text: str, table: dict[str, str], mark: str, time_only: bool) -> str
     plain = text.replace(" ", "")
     if plain and all(c in table for c in plain) and (not time_only or _TIME.fullmatch(plain)):
         return "".join(table[c] for c in plain)
-    return mark + (plain if len(plain) == 1 or not plain else plain)
+    if re.search(r".[-+]", plain):  # x^(t-k), not x^t-k
+        return f"{mark}({plain})"
+    return mark + plain
 
 
 def _wrap(s: str) -> str:
-    """Parenthesise a numerator or denominator that is more than one symbol."""
-    return f"({s})" if re.search(r"[ +\-⊙]", s.strip()) else s
+    """Parenthesise a numerator or denominator that is more than one symbol (what is inside its
+    own parentheses does not count)."""
+    top = s.strip()
+    while re.search(r"\([^()]*\)", top):
+        top = re.sub(r"\([^()]*\)", "", top)
+    return f"({s})" if re.search(r"[ +\-⊙]", top) else s
+
+
+def _op_script(text: str, table: dict[str, str], mark: str) -> str:
+    """A limit of Σ, Π, max: in Unicode sub- or superscripts where every character has one."""
+    plain = text.replace(" ", "")
+    if plain and all(c in table for c in plain):
+        return "".join(table[c] for c in plain)
+    return mark + (plain if len(plain) == 1 else f"({plain})")
+
+
+def _matrix(c: _Conv, env: str) -> str:
+    """A matrix environment (after its \\begin{...}) as ``(a, b; c, d)``."""
+    rows: list[list[list[str]]] = [[[]]]
+    depth = 1
+    while c.peek() is not None:
+        tok = c.take()
+        depth += {r"\begin": 1, r"\end": -1}.get(tok, 0)
+        if depth == 0:
+            c.arg()
+            break
+        if tok == "\\\\" and depth == 1:
+            rows.append([[]])
+        elif tok == "&" and depth == 1:
+            rows[-1].append([])
+        else:
+            rows[-1][-1].append(tok)
+    opener, closer = _MATRICES.get(env, ("(", ")"))
+    body = "; ".join(", ".join(_convert_tokens(cell).strip() for cell in row) for row in rows)
+    return opener + body + closer
 
 
 def _convert_tokens(toks: list[str]) -> str:
     c = _Conv("")
     c.toks = toks
     out: list[str] = []
+    op = False  # the last thing printed is an operator with limits (Σ, Π, max)
     while c.peek() is not None:
         tok = c.take()
         if tok.isspace():
@@ -108,20 +152,30 @@ def _convert_tokens(toks: list[str]) -> str:
         if tok in ("{", "}"):
             continue
         if tok == "_":
-            out.append(_script(c.arg(), _SUB, "_", time_only=True))
+            arg = c.arg()
+            out.append(_op_script(arg, _SUB, "_") if op else
+                       _script(arg, _SUB, "_", time_only=True))
             continue
         if tok == "^":
             arg = c.arg()
-            out.append(arg if arg == "ᵀ" else _script(arg, _SUP, "^", time_only=False))
+            out.append(_op_script(arg, _SUP, "^") if op else
+                       arg if arg == "ᵀ" else _script(arg, _SUP, "^", time_only=False))
             continue
+        op = False
         if tok == "'":
             out.append("′")
             continue
         if tok.startswith("\\"):
             name = tok[1:].strip()
-            if name == "frac":
+            if name in ("frac", "tfrac", "dfrac"):
                 num, den = c.arg(), c.arg()
                 out.append(f"{_wrap(num)}/{_wrap(den)}")
+            elif name == "begin":
+                out.append(_matrix(c, c.arg().strip()))
+            elif name == "mathrm" and c.peek() == "{" and c.toks[c.i + 1:c.i + 3] == ["d", "}"]:
+                out.append(c.arg())  # the d of a total derivative, printed against its operand
+                while c.peek() is not None and c.peek().isspace():
+                    c.take()
             elif name in _ACCENTS:
                 arg = c.arg()
                 out.append(arg + _ACCENTS[name])
@@ -132,9 +186,10 @@ def _convert_tokens(toks: list[str]) -> str:
                 c.arg()
             elif name in _DELIMS:
                 delim = c.take() if c.peek() is not None else ""
-                out.append("" if delim == "." else delim)
+                out.append("" if delim == "." else "‖" if delim == "\\|" else delim)
             elif name in _COMMANDS:
                 out.append(_COMMANDS[name])
+                op = _COMMANDS[name] in _OPS
                 if name in _GLUE:
                     while c.peek() is not None and c.peek().isspace():
                         c.take()
@@ -142,6 +197,8 @@ def _convert_tokens(toks: list[str]) -> str:
                 out.append(" ")
             elif name == "!":
                 continue
+            elif name == "|":
+                out.append("‖")
             elif len(name) == 1 and not name.isalpha():
                 out.append(name)  # \{ \} \_ ...
             else:
@@ -162,20 +219,41 @@ TEXT = Style(lambda s: float(display_width(s)), to_unicode,
 """Terminal style: widths in columns, brackets ( ) innermost and [ ] around them."""
 
 
+WIDE_LHS = 0.4
+"""A left-hand side wider than this share of the line gets a line of its own (as in LaTeX)."""
+
+
 def block_lines(block: Block, width: int = 100, indent: int = 2) -> list[str]:
-    """The rows of a block laid out for a terminal ``width`` columns wide, '=' aligned."""
+    """The rows of a block laid out for a terminal ``width`` columns wide, relations aligned
+    (=, ≤, ≈); a chain of :attr:`~derive.latex_doc.Row.inline` right-hand sides continues on its
+    line while it fits. A left-hand side wider than :data:`WIDE_LHS` of the line is printed on
+    lines of its own, its relation below it."""
     lhs = [to_unicode(r.lhs) for r in block.rows]
-    lw = max(display_width(x) for x in lhs)
+    avail = width - indent
+    wide = [display_width(x) > WIDE_LHS * avail for x in lhs]
+    lw = max((display_width(x) for x, big in zip(lhs, wide, strict=True) if not big), default=0)
+    if any(wide):
+        lw = max(lw, 2)
     room = max(20, width - indent - lw - 3)
     out: list[str] = []
-    for row, left in zip(block.rows, lhs, strict=True):
+    for row, left, big in zip(block.rows, lhs, wide, strict=True):
+        if big:
+            pieces = layout((Item(1, row.lhs),), TEXT, avail, lambda dep: avail - lw - 3)
+            out += [" " * (indent + (lw + 3 if i else 0)) + text
+                    for i, (_, text) in enumerate(pieces)]
         pad = " " * (lw - display_width(left))
-        for j, rhs in enumerate(row.rhs):
+        for j, (rel, rhs) in enumerate(zip(row.relations, row.rhs, strict=True)):
+            sym = to_unicode(rel)
+            if j and row.inline:
+                more = f" {sym} {render_flat(rhs, TEXT)}"
+                if display_width(out[-1]) + display_width(more) <= width:
+                    out[-1] += more
+                    continue
             broken = layout(rhs, TEXT, room, lambda dep: room - 2 * (dep + 1))
             for i, (dep, text) in enumerate(broken):
                 if i == 0:
-                    head = (pad + left) if j == 0 else " " * lw
-                    out.append(" " * indent + head + " = " + text)
+                    head = (pad + left) if j == 0 and not big else " " * lw
+                    out.append(" " * indent + head + f" {sym} " + text)
                 else:
                     out.append(" " * (indent + lw + 3 + 2 * (dep + 1)) + text)
     return out

@@ -23,6 +23,7 @@ import pytest
 from conftest import require_executable
 
 import derive
+from derive import flow as F
 from derive import latex as L
 from derive import latex_doc as D
 from derive.notation import load
@@ -198,15 +199,34 @@ def test_one_line_form_is_the_latex_printer_form(cell):
     rows = [r for b in rev.blocks for r in b.rows]
     assert [(r.lhs, D.render_flat(r.rhs[-1], D.LATEX_FLAT)) for r in rows] == \
         L.reverse_entries(d)
-    rows = [r for b in flow.blocks for r in b.rows]
-    assert [(r.lhs, D.render_flat(r.rhs[-1], D.LATEX_FLAT)) for r in rows] == \
+    jac, *results = flow.blocks
+    assert [(r.lhs, D.render_flat(r.rhs[-1], D.LATEX_FLAT)) for r in jac.rows] == \
         L.jacobian_entries(d)
+    # then derive.flow's results, read back into the very strings derive.flow printed
+    want = [r for r in F.latex_rows(d, nm) if r not in L.jacobian_entries(d, nm)]
+    assert [(r.lhs, D.render_steps(r, D.LATEX_FLAT)) for b in results for r in b.rows] == want
+
+
+def _strip_command(tex: str, command: str) -> str:
+    """``tex`` without every ``command{...}`` (balanced braces)."""
+    out, i = [], 0
+    while (j := tex.find(command + "{", i)) >= 0:
+        out.append(tex[i:j])
+        k, depth = j + len(command) + 1, 1
+        while depth:
+            depth += {"{": 1, "}": -1}.get(tex[k], 0)
+            k += 1
+        i = k
+    return "".join(out) + tex[i:]
 
 
 def _norm(tex: str) -> str:
+    """What a reader sees: sized brackets as \\left/\\right, without alignment, spacing, the
+    \\vphantom and the \\left. ... \\right. that join the pieces of a broken left-hand side."""
+    tex = _strip_command(_strip_command(tex, r"\vphantom"), r"\hspace")
     tex = re.sub(r"\\(?:big|Big|bigg|Bigg)([lr])", lambda m: r"\left" if m.group(1) == "l"
                  else r"\right", tex)
-    tex = re.sub(r"\\notag|\\displaybreak\[\d\]|\\q?quad|&", "", tex)
+    tex = re.sub(r"\\notag|\\displaybreak\[\d\]|\\q?quad|&|\\left\.|\\right\.", "", tex)
     return re.sub(r"\s+", "", tex)
 
 
@@ -219,8 +239,8 @@ def test_line_breaking_keeps_every_symbol_once(cell, notation, width):
         for block in sec.blocks:
             laid = dict(D.latex_block_lines(block, width))
             for row in block.rows:
-                want = row.lhs + "".join("=" + D.render_flat(rhs, D.LATEX_FLAT)
-                                         for rhs in row.rhs)
+                want = row.lhs + "".join(rel + D.render_flat(rhs, D.LATEX_FLAT)
+                                         for rel, rhs in zip(row.relations, row.rhs, strict=True))
                 assert _norm("".join(laid[row.label])) == _norm(want), row.label
 
 
@@ -240,6 +260,83 @@ def test_labels_are_unique_stable_and_complete(cell):
         assert f"eq:{cell}:dL-d{slug}" in labels["native"]
     assert f"eq:{cell}:M" in labels["native"]
     assert (f"eq:{cell}:N" in labels["native"]) == (len(d.states) > 1)
+
+
+# ----------------------------------------------------------------------------- the flow section
+
+# the gate of each cell's carousel: seed 001 eq (27)'s forget gate for the LSTMs, the update gate
+# of the GRU (h_t = (1 - z_t) n_t + z_t h_{t-1}); the vanilla RNN has none (seed 004)
+CAROUSEL_GATE = {"lstm": "f", "sigmoid_lstm": "f", "peephole_lstm": "f", "gru": "z", "rnn": None}
+
+
+def _equations(doc: str) -> dict[str, str]:
+    """Every numbered equation of a document by its label, in order, normalised (:func:`_norm`)."""
+    out = {}
+    for body in re.findall(r"\\begin\{align\}(.*?)\\end\{align\}", doc, re.S):
+        parts = re.split(r"\\label\{([^}]*)\}", body)
+        for text, label in zip(parts[0::2], parts[1::2], strict=False):
+            text = re.sub(r"\\notag\\\\|\\displaybreak\[\d\]", "", text).strip()
+            out[label] = _norm(text.removeprefix("\\\\"))
+    return out
+
+
+@pytest.mark.parametrize("notation", NOTATIONS)
+@pytest.mark.parametrize("cell", CELLS)
+def test_flow_section_has_the_gradient_flow_results(cell, notation):
+    """Issue 5: the flow mode renders derive.flow's results like the rest. Every row of
+    flow.latex_rows is a numbered equation of the flow document with its relation (=, \\le,
+    \\approx), in order and labelled eq:<cell>:flow-...; the one-step Jacobian blocks it repeats
+    are the eq:<cell>:J-... equations. The fragment holds the same equations."""
+    d = derive.derive(cell)
+    nm = _names(cell, notation)
+    doc = D.document(cell, modes=["flow"], notation=notation, standalone=True)
+    eqs = _equations(doc)
+    assert _equations(D.document(cell, modes=["flow"], notation=notation)) == \
+        {lab: tex for lab, tex in eqs.items() if not lab.startswith(f"eq:{cell}:def-")}
+    flow_eqs = {lab: tex for lab, tex in eqs.items() if lab.startswith(f"eq:{cell}:flow-")}
+    jac = {tex for lab, tex in eqs.items() if lab.startswith(f"eq:{cell}:J-")}
+    assert len(jac) == len(d.states) ** 2
+    want = []
+    for lhs, rhs in F.latex_rows(d, nm):
+        rel, _ = F.split_relation(rhs)
+        text = _norm(lhs + ("=" if rel == "=" else "") + rhs)
+        if (lhs, rhs) in L.jacobian_entries(d, nm):
+            assert text in jac
+        else:
+            want.append(text)
+    assert list(flow_eqs.values()) == want
+
+    h = nm[d.output]
+    gate = CAROUSEL_GATE[cell]
+    assert (f"eq:{cell}:flow-carousel" in flow_eqs) == (gate is not None) == bool(F.carousel(d))
+    assert any(lab.startswith(f"eq:{cell}:flow-seed000") for lab in flow_eqs) == \
+        (gate is not None)
+    if gate is not None:  # the carousel is the bare gate, d(f_t) (seed 001 eq 27), or d(z_t)
+        assert flow_eqs[f"eq:{cell}:flow-carousel"].endswith(_norm(f"=d({nm[gate]}_t)"))
+    # the norm bound of the one-step Jacobian, and seed 004's sum over paths: for the RNN one per
+    # parameter, written out; for several states one for the stacked state
+    assert r"\le" in flow_eqs[f"eq:{cell}:flow-bounds"]
+    paths = [tex for lab, tex in flow_eqs.items() if lab.startswith(f"eq:{cell}:flow-paths")]
+    if len(d.states) == 1:
+        for p in d.params:
+            head = _norm(rf"\frac{{\partial {h}_t}}{{\partial {nm[p]}}}=\sum_{{k=0}}^{{t-1}}")
+            assert sum(tex.startswith(head) for tex in paths) == 1, p
+    else:
+        assert len(paths) == 1 and r"\sum_{k=0}^{t-1}" in paths[0]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_flow_results_in_the_terminal(cell):
+    from derive.text import show, to_unicode
+
+    out = show(cell, modes=["flow"], width=100)
+    for b in F.latex_blocks(derive.derive(cell)):
+        assert f"[{b.title}]" in out
+    car = [b for b in F.latex_blocks(derive.derive(cell)) if b.key == "carousel"]
+    if car:
+        lhs, rhs = car[0].rows[0]
+        assert f"{to_unicode(lhs)} = {to_unicode(rhs)}" in out
+    assert "≤" in out
 
 
 def test_the_issue_example_label():
