@@ -7,8 +7,9 @@ and name the wrong term.
     python -m derive.check FILE ...            (the same, standalone)
 
 Python API: :func:`check_file`, :func:`check_text` return a :class:`Report` (``.results``: one
-:class:`LineResult` per judged line; ``.exit_code``; ``.to_json()``; ``.format()``). Usage errors
-(no file, no equations, unknown cell or notation, an ambiguous cell) raise :class:`CheckError`.
+:class:`LineResult` per judged line; ``.skipped``: one :class:`SkippedLine` per line not judged;
+``.exit_code``; ``.to_json()``; ``.format()``). Usage errors (no file, no equations, unknown cell
+or notation, an ambiguous cell) raise :class:`CheckError`.
 
 Reading the file is :mod:`derive.check_parse` (display math -> equation chains -> AST). This
 module gives the AST its meaning, in the engine's middle layer (:mod:`derive.algebra`), and
@@ -19,6 +20,22 @@ line (1-based within its equation); each is compared with the engine's value of 
 side*, never with the previous line. The equation's ``tag`` is its ``\\tag{N}`` (or seed 001's
 trailing ``\\quad (N)``) as a string, else its 1-based index among the file's equations (an
 int).
+
+**What is judged, what is skipped.** The checker judges one-step equalities of the d(x) calculus
+(what seed 001 eqs 7-25 are). A line that is not one is *skipped* with a stated reason
+(:func:`derive.check_parse.skip_reason`): a relation other than ``=`` (a bound ``\\le``, an
+approximation ``\\approx``, ``<``, ``\\sim``, ...), a statement over several steps (``\\prod``,
+a ``\\sum`` over an index other than the ``\\sum_t`` of a gradient, a time index other than t and
+t-1 such as ``h_k``, ``f_j``, ``x_{t-k}``, a norm ``\\|.\\|``), or mathematics outside the
+calculus (a total derivative ``\\mathrm{d}``, ``|_{\\mathrm{carousel}}``, the block state
+Jacobian ``J_t``, a side condition ``\\text{when ...}``, an elision ``\\ldots``); what derive's
+own export writes in its flow section is of these kinds, except the one-step Jacobian blocks,
+which are judged. The reason depends on the text alone, never on the cell. Skipped lines are
+listed in the report as ``skipped: <reason>`` and counted in its summary line; they are *not*
+in ``--json`` (a list of verdict records, whose ``verdict`` is always correct, wrong, ill-typed
+or unparsed) and never make the exit status 1. A file whose display math holds no line at all
+is a usage error (no equations found); one whose lines are all skipped is not: exit 0, and the
+summary says that nothing was judged.
 
 **Left-hand sides** and the value they are compared with:
 
@@ -89,8 +106,9 @@ are kept, then those with the most correct lines, then those with the fewest ill
 error (exit 2) that lists the choices; a tie that changes no verdict takes the first candidate
 and the report names the others.
 
-Exit status: 0 every line correct; 1 a line is wrong, ill-typed or unparsed; 2 usage error (no
-file, no equations found, unknown cell or notation, ambiguous cell).
+Exit status: 0 every judged line correct (skipped lines do not count); 1 a line is wrong,
+ill-typed or unparsed; 2 usage error (no file, no equations found, unknown cell or notation,
+ambiguous cell).
 """
 
 from __future__ import annotations
@@ -149,6 +167,7 @@ from .check_parse import (
     Tok,
     chains,
     find_blocks,
+    skip_reason,
     unresolved,
 )
 from .derivation import Derivation, derive
@@ -727,8 +746,32 @@ class LineResult:
 
 
 @dataclass
+class SkippedLine:
+    """A line that is not judged (not a one-step equality of the d(x) calculus) and why."""
+
+    equation: int
+    tag: str | int
+    line: int
+    reason: str
+    lhs: str = ""
+    rhs: str = ""
+    position: tuple[int, int] = (0, 0)
+    label: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "tag": self.tag, "line": self.line, "reason": self.reason,
+            "equation": self.equation, "lhs": self.lhs, "rhs": self.rhs,
+            "position": {"line": self.position[0], "column": self.position[1]},
+        }
+        if self.label:
+            out["label"] = self.label
+        return out
+
+
+@dataclass
 class Report:
-    """All verdicts on one file."""
+    """All verdicts on one file; ``skipped``: the lines not judged (not in ``to_json``)."""
 
     source: str
     cell: str
@@ -738,15 +781,18 @@ class Report:
     equations: int
     skipped_rows: int = 0
     also_fits: list[str] = field(default_factory=list)
+    skipped: list[SkippedLine] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
+        """0 when every judged line is correct (skipped lines do not count), else 1."""
         return 0 if all(r.verdict == "correct" for r in self.results) else 1
 
     def counts(self) -> dict[str, int]:
         return {v: sum(r.verdict == v for r in self.results) for v in VERDICTS}
 
     def to_json(self) -> str:
+        """The verdict records, one per judged line; skipped lines are omitted."""
         return json.dumps([r.to_dict() for r in self.results], indent=2, ensure_ascii=False)
 
     def format(self) -> str:
@@ -758,18 +804,27 @@ class Report:
             out.append(f"  (the verdicts are the same under {', '.join(self.also_fits[:3])}" +
                        (f" and {more} more" if more > 0 else "") + ")")
         last = None
-        for r in self.results:
+        rows: list[LineResult | SkippedLine] = [*self.results, *self.skipped]
+        rows.sort(key=lambda r: (r.equation, r.line))  # stable: the results keep their order
+        for r in rows:
             if r.equation != last:
                 last = r.equation
                 tag = f"({r.tag})" if isinstance(r.tag, str) else f"#{r.tag}"
                 out.append(f"{tag} {r.lhs}   [line {r.position[0]}]")
+            if isinstance(r, SkippedLine):
+                out.append(f"  line {r.line}: skipped: {r.reason}")
+                continue
             extra = f" [{r.method}]" if r.method and r.verdict == "correct" else ""
             out.append(f"  line {r.line}: {r.verdict}{extra}" +
                        (f": {r.detail}" if r.detail else ""))
             out.extend(f"      note: {n}" for n in r.notes)
         c = self.counts()
-        out.append(f"{len(self.results)} lines in {self.equations} equations: " +
-                   ", ".join(f"{c[v]} {v}" for v in VERDICTS))
+        n = len(self.results) + len(self.skipped)
+        out.append(f"{n} lines in {self.equations} equations: " +
+                   ", ".join(f"{c[v]} {v}" for v in VERDICTS) + f", {len(self.skipped)} skipped")
+        if self.skipped and not self.results:
+            out.append("nothing judged: every line is skipped (not a one-step equation of the "
+                       "d(x) calculus)")
         return "\n".join(out) + "\n"
 
 
@@ -1260,12 +1315,31 @@ class _Doc:
     chains: list
     skipped: int
     problems: list[tuple[int, str]]
+    skips: dict[tuple[int, int], str] = field(default_factory=dict)  # (equation, line): reason
 
 
 def _read(text: str, fmt: str, source: str) -> _Doc:
     blocks, problems = find_blocks(text, fmt)
     cs, skipped, more = chains(blocks)
-    return _Doc(text, fmt, source, _Positions(text), cs, skipped, sorted(problems + more))
+    skips = {}
+    for idx, ch in enumerate(cs, 1):
+        for k in range(1, len(ch.rhs) + 1):
+            why = skip_reason(ch, k)
+            if why is not None:
+                skips[(idx, k)] = why
+    return _Doc(text, fmt, source, _Positions(text), cs, skipped, sorted(problems + more), skips)
+
+
+def _skipped_lines(doc: _Doc) -> list[SkippedLine]:
+    pos = doc.pos
+    out = []
+    for (idx, k), why in sorted(doc.skips.items()):
+        ch = doc.chains[idx - 1]
+        rhs = ch.rhs[k - 1]
+        anchor = rhs[0].pos if rhs else (ch.lhs[0].pos if ch.lhs else 0)
+        out.append(SkippedLine(idx, ch.tag if ch.tag is not None else idx, k, why,
+                               pos.span(ch.lhs), pos.span(rhs), pos(anchor), ch.label))
+    return out
 
 
 def _bindings(lex: Lexicon, generic: set[str], restricted: bool) -> list[dict[str, str]]:
@@ -1292,9 +1366,15 @@ def _judge_doc(doc: _Doc, ctx: Context) -> tuple[list[LineResult], int]:
     results: list[LineResult] = []
     unknown = 0
     pos = doc.pos
-    for ch in doc.chains:
-        unknown += unresolved(ch.lhs, ctx.lex) + sum(unresolved(r, ctx.lex) for r in ch.rhs)
+    judged = {idx: [k for k in range(1, len(ch.rhs) + 1) if (idx, k) not in doc.skips]
+              for idx, ch in enumerate(doc.chains, 1)}
+    for idx, ch in enumerate(doc.chains, 1):  # symbols of the judged lines only
+        if judged[idx]:
+            unknown += unresolved(ch.lhs, ctx.lex) + sum(unresolved(ch.rhs[k - 1], ctx.lex)
+                                                         for k in judged[idx])
     for idx, ch in enumerate(doc.chains, 1):
+        if ch.rhs and not judged[idx]:
+            continue  # every line skipped: the left-hand side is not read either
         tag: str | int = ch.tag if ch.tag is not None else idx
         lhs_text = pos.span(ch.lhs)
 
@@ -1320,11 +1400,15 @@ def _judge_doc(doc: _Doc, ctx: Context) -> tuple[list[LineResult], int]:
         except ParseError as exc:
             v = _unparsed(pos, exc, "" if exc.message.startswith("left-hand side")
                           else "left-hand side: ", ch.anchor)
-            results.extend(rec(k, v, r) for k, r in enumerate(ch.rhs or [[]], 1))
+            results.extend(rec(k, v, r) for k, r in enumerate(ch.rhs or [[]], 1)
+                           if (idx, k) not in doc.skips)
             continue
         generic = set(scan.generic)
-        sides: list[Side | ParseError] = []
-        for r in ch.rhs:
+        sides: list[Side | ParseError | None] = []
+        for k, r in enumerate(ch.rhs, 1):
+            if (idx, k) in doc.skips:
+                sides.append(None)
+                continue
             p = Parser(r, ctx.lex)
             try:
                 sides.append(p.side(vector=isinstance(lhs0, LDef)))
@@ -1333,6 +1417,8 @@ def _judge_doc(doc: _Doc, ctx: Context) -> tuple[list[LineResult], int]:
                 sides.append(exc)
         binds = _bindings(ctx.lex, generic, ch.restricted)
         for k, (r, s0) in enumerate(zip(ch.rhs, sides, strict=True), 1):
+            if s0 is None:  # skipped
+                continue
             if isinstance(s0, ParseError):
                 results.append(rec(k, _unparsed(pos, s0, anchor=ch.anchor), r))
                 continue
@@ -1490,7 +1576,7 @@ def check_text(text: str, *, cell: Any = None, notation: Any = None, fmt: str | 
         extra = ""
         if doc.skipped:
             extra = (f" ({doc.skipped} display row{'s' if doc.skipped > 1 else ''} without an "
-                     "'=' outside braces)")
+                     "'=' or another relation outside braces)")
         raise CheckError(f"{source}: no equations found: expected {what} holding an "
                          f"equation 'lhs = rhs'{extra}")
     ctxs = candidates(cell, notation)
@@ -1523,7 +1609,7 @@ def check_text(text: str, *, cell: Any = None, notation: Any = None, fmt: str | 
                                   position=doc.pos(p), token=doc.text[p:p + 2].strip() or None))
     _first_failure(results)
     return Report(source, ctx.spec.name, ctx.notation_label, inferred, results,
-                  len(doc.chains), doc.skipped, also)
+                  len(doc.chains), doc.skipped, also, _skipped_lines(doc))
 
 
 def check_file(path: str | Path, *, cell: Any = None, notation: Any = None) -> Report:
@@ -1555,7 +1641,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--notation", "-n", metavar="NAME|FILE",
                    help="native, seed001, standard or a notation .toml; default: inferred")
     p.add_argument("--json", action="store_true",
-                   help="print a JSON list, one record per judged line")
+                   help="print a JSON list, one record per judged line (skipped lines: none)")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -1594,8 +1680,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run(p.parse_args(argv), p)
 
 
-__all__ = ["CheckError", "LineResult", "Report", "add_arguments", "candidates", "check_file",
-           "check_text", "main", "register", "run"]
+__all__ = ["CheckError", "LineResult", "Report", "SkippedLine", "add_arguments", "candidates",
+           "check_file", "check_text", "main", "register", "run"]
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -14,8 +14,17 @@ Layers (:mod:`derive.check` judges what this module reads):
    ``lhs = rhs_1 = rhs_2 ...``: a row with something before its first top-level ``=`` starts a
    chain, a row starting with ``=`` adds a right-hand side, a row without ``=`` continues the last
    right-hand side (a row without ``=`` before any chain is a heading, e.g. seed 001's
-   ``\\mathbf{3.4} ...``, and is skipped). Equation numbers: ``\\tag{N}``, and seed 001's
-   trailing ``\\quad (N)``; ``\\label{..}`` is kept.
+   ``\\mathbf{3.4} ...``, and is skipped). The other relations (``\\le``, ``\\approx``, ``<``,
+   ``\\sim``, ...) split rows like ``=`` and are recorded per right-hand side
+   (:attr:`Chain.rels`); after a row that ends a numbered equation (``\\label``/``\\tag``), a
+   row without a relation is the left-hand side of the next row (a long left-hand side set on
+   its own row); a top-level ``\\text{when ...}`` (``if``, ``where``, ``for``, ...) starts a
+   side condition whose ``=`` are prose. ``\\hspace{..}``, ``\\phantom{..}`` and the like are
+   dropped with their argument, and a matrix environment (``pmatrix``, ...) is not split into
+   rows. Equation numbers: ``\\tag{N}``, and seed 001's trailing ``\\quad (N)``;
+   ``\\label{..}`` is kept.
+2b. :func:`skip_reason`: why a line is not a one-step equality of the d(x) calculus and is not
+   judged (a bound, an approximation, a statement over several steps, ...), or None.
 3. :class:`Parser`: recursive descent over the tokens of one side. Matrix level: signed sums of
    products of ``d(v)``, ``d_2(v)``, weight matrices (``^\\top``), ``I``,
    ``\\frac{\\partial u}{\\partial A}`` (any numerator: a symbol, ``(f_t \\odot s_{t-1} + ...)``,
@@ -39,7 +48,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -70,6 +79,9 @@ _SPACING = {r"\quad", r"\qquad", r"\displaystyle", r"\textstyle", r"\notag", r"\
             r"\displaybreak", r"\allowdisplaybreaks", r"\pagebreak", r"\nopagebreak",
             r"\linebreak", r"\nolinebreak", r"\strut", r"\mathstrut"}
 _ESC_SPACING = {r"\,", r"\;", r"\:", r"\!", r"\>"}
+# spacing commands dropped together with their {argument} (\hspace{-117.45pt}, \phantom{=})
+_SPACING_ARG = {r"\hspace", r"\hskip", r"\vspace", r"\kern", r"\mkern", r"\mskip",
+                r"\phantom", r"\hphantom", r"\vphantom"}
 _SIZERS = {r"\left", r"\right", r"\middle", r"\big", r"\Big", r"\bigg", r"\Bigg", r"\bigl",
            r"\bigr", r"\Bigl", r"\Bigr", r"\biggl", r"\biggr", r"\Biggl", r"\Biggr", r"\bigm",
            r"\Bigm"}
@@ -229,6 +241,7 @@ class Chain:
     label: str | None = None
     restricted: bool = False  # the block mentions A_{p \neq g}: A ranges over other gates' params
     anchor: Tok | None = None  # the first '=' (where an empty side is reported)
+    rels: list[str] = field(default_factory=list)  # the relation before each rhs: '=', '\le', ...
 
     @property
     def pos(self) -> int:
@@ -261,28 +274,49 @@ def chains(blocks: list[Block]) -> tuple[list[Chain], int, list[tuple[int, str]]
             continue
         toks, qtags = _quad_tags(toks)
         tags.extend(qtags)
-        rows = _rows(_strip(toks))
+        ends = sorted(p for p, _ in [*tags, *labels])  # where numbered equations end
         block_chains: list[tuple[Chain, int, int]] = []  # chain, first pos, last pos
         cur: Chain | None = None
-        for row in rows:
+        pending: list[Tok] | None = None  # a left-hand side on a row of its own
+        ended = False  # the previous row ended a numbered equation
+        prev_sep = -1
+        for row, sep in _rows(_strip(toks)):
+            was_ended, ended = ended, any(prev_sep < p < sep for p in ends) or (
+                ended and not row)
+            prev_sep = sep
             if not row:
                 continue
-            eqs = [k for k, t in enumerate(row) if t.text == "=" and _depth(row, k) == 0]
+            cond = _condition(row)
+            limit = len(row) if cond is None else cond
+            eqs = [k for k in range(limit)
+                   if row[k].text in RELATIONS and _depth(row, k) == 0]
             if not eqs:
-                if cur is None or not cur.rhs:
-                    skipped += 1
+                if cur is None or not cur.rhs or was_ended:
+                    if pending is not None:
+                        skipped += 1
+                    pending = row
                     continue
                 cur.rhs[-1].extend(row)
                 block_chains[-1] = (cur, block_chains[-1][1], row[-1].pos)
                 continue
             lhs = row[:eqs[0]]
+            first = row[0].pos
+            if pending is not None:
+                if not lhs:
+                    lhs, first = pending, pending[0].pos
+                else:
+                    skipped += 1
+                pending = None
             parts = [row[a + 1:b] for a, b in zip(eqs, [*eqs[1:], len(row)], strict=True)]
             if lhs or cur is None:
                 cur = Chain(lhs, [], bi, restricted=restricted, anchor=row[eqs[0]])
-                block_chains.append((cur, row[0].pos, row[-1].pos))
+                block_chains.append((cur, first, row[-1].pos))
             else:
                 block_chains[-1] = (cur, block_chains[-1][1], row[-1].pos)
             cur.rhs.extend(parts)
+            cur.rels.extend(row[k].text for k in eqs)
+        if pending is not None:
+            skipped += 1
         for pos, v in tags:
             c = _owner(block_chains, pos)
             if c is not None and c.tag is None:
@@ -297,6 +331,39 @@ def chains(blocks: list[Block]) -> tuple[list[Chain], int, list[tuple[int, str]]
                     part.pop()
         out.extend(c for c, _, _ in block_chains)
     return out, skipped, problems
+
+
+RELATIONS = {"=", r"\le", r"\leq", r"\leqslant", r"\ge", r"\geq", r"\geqslant", "<", ">",
+             r"\lt", r"\gt", r"\lesssim", r"\gtrsim", r"\ll", r"\gg", r"\approx", r"\sim",
+             r"\simeq", r"\eqsim", r"\propto", r"\neq", r"\ne"}
+_BOUNDS = {r"\le", r"\leq", r"\leqslant", r"\ge", r"\geq", r"\geqslant", "<", ">", r"\lt",
+           r"\gt", r"\lesssim", r"\gtrsim"}
+_APPROX = {r"\approx", r"\sim", r"\simeq", r"\eqsim"}
+_TEXT = {r"\text", r"\textrm", r"\textnormal", r"\textit", r"\textup", r"\mbox"}
+_CONDITION_WORDS = {"when", "whenever", "if", "iff", "where", "for", "provided", "unless", "with",
+                    "assuming", "given"}
+
+
+def _words(toks: list[Tok]) -> str:
+    """The text of a token run with the file's word breaks (``\\text{when }`` -> 'when')."""
+    out = ""
+    for k, t in enumerate(toks):
+        if k and t.pos > toks[k - 1].end:
+            out += " "
+        out += t.text
+    return out
+
+
+def _condition(row: list[Tok]) -> int | None:
+    """Index of a top-level ``\\text{when ...}`` (``if``, ``where``, ...): a side condition,
+    whose own '=' are prose, not relations of the row."""
+    for k, t in enumerate(row):
+        if t.text in _TEXT and k + 1 < len(row) and row[k + 1].text == "{" and \
+                _depth(row, k) == 0:
+            words = _words(row[k + 2:_match(row, k + 1)]).split()
+            if words and words[0].lower() in _CONDITION_WORDS:
+                return k
+    return None
 
 
 def _unbalanced(toks: list[Tok]) -> Tok | None:
@@ -352,6 +419,13 @@ def _strip(toks: list[Tok]) -> list[Tok]:
     i = 0
     while i < len(toks):
         t = toks[i]
+        if t.text in _SPACING_ARG:
+            i += 1
+            if i < len(toks) and toks[i].text == "*":
+                i += 1
+            if i < len(toks) and toks[i].text == "{":
+                i = _match(toks, i) + 1
+            continue
         if t.text in _SPACING or t.text in _ESC_SPACING or t.text in ("&", "~"):
             i += 1
             if t.text in _SPACING and i + 2 < len(toks) and toks[i].text == "[" and \
@@ -373,20 +447,174 @@ def _strip(toks: list[Tok]) -> list[Tok]:
     return out
 
 
-def _rows(toks: list[Tok]) -> list[list[Tok]]:
-    rows: list[list[Tok]] = [[]]
-    depth = 0
+def _rows(toks: list[Tok]) -> list[tuple[list[Tok], int]]:
+    """The rows (split at ``\\\\`` outside braces and outside a matrix environment) and the
+    offset of the separator that ends each (a large number for the last)."""
+    rows: list[tuple[list[Tok], int]] = []
+    cur: list[Tok] = []
+    depth = env = 0
     for t in toks:
         if t.text == "{":
             depth += 1
         elif t.text == "}":
             depth -= 1
-        if (t.kind == "row" or t.text == r"\cr") and depth <= 0:
-            rows.append([])
+        elif t.text == r"\begin":
+            env += 1
+        elif t.text == r"\end":
+            env = max(env - 1, 0)
+        if (t.kind == "row" or t.text == r"\cr") and depth <= 0 and env == 0:
+            rows.append((cur, t.pos))
+            cur = []
             continue
-        rows[-1].append(t)
+        cur.append(t)
+    rows.append((cur, 1 << 62))
     return rows
 
+
+
+# ----------------------------------------------------------------------------- lines not judged
+
+
+_FRACS = {r"\frac", r"\dfrac", r"\tfrac"}
+_NORMS = {r"\|", r"\Vert", r"\lVert", r"\rVert"}
+_BARS = {"|", r"\vert", r"\rvert", r"\lvert"}
+_ELLIPSES = {r"\ldots", r"\cdots", r"\dots", r"\vdots", r"\ddots", r"\dotsb", r"\dotsc",
+             r"\dotsm", r"\dotsi", r"\dotso"}
+_MATRICES = {"pmatrix", "bmatrix", "Bmatrix", "vmatrix", "Vmatrix", "matrix", "smallmatrix",
+             "array", "cases"}
+
+
+def skip_reason(ch: Chain, k: int) -> str | None:
+    """Why line ``k`` (1-based) of a chain is not judged, or None when it is.
+
+    :mod:`derive.check` judges one-step equalities of the d(x) calculus (seed 001 eqs 7-25).
+    Skipped, first reason that applies: a relation other than ``=`` (a bound ``\\le``/``<``/
+    ``\\ge``, an approximation ``\\approx``/``\\sim``, or another: ``\\propto``, ``\\neq``); a
+    statement over several steps: ``\\prod``, a ``\\sum`` over an index other than t (the
+    ``\\sum_t`` of a gradient is judged), a time index other than t and t-1 (``h_k``, ``f_j``,
+    ``c_{j-1}``, ``x_{t-k}``, ``s_{t-2}``; digits such as ``T_0`` are names), a norm
+    ``\\|.\\|``; and, outside the calculus: a total derivative
+    ``\\frac{\\mathrm{d} c_t}{\\mathrm{d} c_{t-1}}`` (seed 000's, the other states of step t-1
+    following), a part of a derivative ``|_{\\mathrm{carousel}}``, the block state Jacobian
+    ``J_t`` (with ``\\partial (h_t, c_t)``, a ``pmatrix``), a side condition ``\\text{when ...}``,
+    an elision (``\\ldots``, ``\\text{other terms}``). The reason names the relation or the symbol
+    found. The left-hand side counts for every line. The reason depends on the text alone."""
+    rel = ch.rels[k - 1] if k - 1 < len(ch.rels) else "="
+    if rel != "=":
+        what = "a bound" if rel in _BOUNDS else "an approximation" if rel in _APPROX else \
+            "a relation"
+        return f"{what} ({rel}), not an equation"
+    toks = [*ch.lhs, *ch.rhs[k - 1]]
+    return _several_steps(toks) or _outside(toks)
+
+
+def _script(toks: list[Tok], i: int) -> tuple[str | None, int]:
+    """The canonical subscript right after toks[i-1] (toks[i] is '_'), and the index after it."""
+    if i >= len(toks) or toks[i].text != "_" or i + 1 >= len(toks):
+        return None, i
+    if toks[i + 1].text == "{":
+        j = _match(toks, i + 1)
+        return _canon(toks[i + 2:j]), j + 1
+    return toks[i + 1].text, i + 2
+
+
+def _bound_var(toks: list[Tok], i: int) -> str | None:
+    """The index of the \\sum or \\prod at toks[i] (``\\prod_{j=k+1}^{t}`` -> 'j'), if written."""
+    sub, _ = _script(toks, i + 1)
+    if sub is None:
+        return None
+    return sub.split("=", 1)[0].strip() or None
+
+
+def _other_time(sub: str | None) -> bool:
+    """A time subscript other than t and t-1: j, k, l (with an offset), t-k, t-2, t+1."""
+    if sub is None:
+        return False
+    s = sub.replace(" ", "")
+    if s in ("t", "t-1"):
+        return False
+    return bool(re.fullmatch(r"[jkl](?:[+-]\d+)?", s)
+                or re.fullmatch(r"t(?:[+-](?:\d+|[a-z]))+", s))
+
+
+def _several_steps(toks: list[Tok]) -> str | None:
+    for i, t in enumerate(toks):
+        if t.text == r"\prod":
+            var = _bound_var(toks, i)
+            return "a statement over several steps (\\prod" + (f" over {var})" if var else ")")
+    for i, t in enumerate(toks):
+        if t.text == r"\sum":
+            var = _bound_var(toks, i)
+            if var is not None and var != "t":
+                return f"a statement over several steps (\\sum over {var})"
+    for i in range(len(toks)):
+        a = read_atom(toks, i)
+        if a is not None and _other_time(a.sub):
+            sub = a.sub if len(a.sub) == 1 else "{" + a.sub + "}"  # type: ignore[arg-type]
+            return f"a statement over several steps ({a.base}_{sub} at step {a.sub})"
+    for t in toks:
+        if t.text in _NORMS:
+            return "a statement about norms (\\|\\cdot\\|), not an equation of the d(x) calculus"
+    return None
+
+
+def _total_d(den: list[Tok]) -> bool:
+    """A denominator written with an upright or plain d: ``\\mathrm{d} c_{t-1}``, ``d c``."""
+    if not den:
+        return False
+    if den[0].text in (r"\mathrm", r"\text", r"\operatorname", r"\mathit", r"\rm"):
+        nxt = den[1:4]
+        return bool(nxt) and (nxt[0].text == "d" or [x.text for x in nxt] == ["{", "d", "}"])
+    return den[0].text == "d" and (len(den) == 1 or den[1].text not in ("(", "[", "_"))
+
+
+def _outside(toks: list[Tok]) -> str | None:
+    """Readable mathematics that is not a one-step equality of the d(x) calculus."""
+    for i, t in enumerate(toks):
+        if t.text in _FRACS and i + 1 < len(toks) and toks[i + 1].text == "{":
+            j = _match(toks, i + 1)
+            den = toks[j + 2:_match(toks, j + 1)] if j + 1 < len(toks) and \
+                toks[j + 1].text == "{" else []
+            if _total_d(den):
+                return ("a total derivative (\\mathrm{d}), not a one-step \\partial of the "
+                        "d(x) calculus")
+    for i, t in enumerate(toks):
+        if t.text in _BARS and i + 1 < len(toks) and toks[i + 1].text == "_":
+            sub, _ = _script(toks, i + 1)
+            return f"a part of a derivative (|_{{{sub}}}), not its whole value"
+    for i, t in enumerate(toks):
+        a = read_atom(toks, i) if t.text == "J" else None
+        if a is not None and a.base == "J" and _time(a.sub) is not None:
+            sub = a.sub if a.sub == "t" else "{" + str(a.sub) + "}"
+            return (f"a statement about the block state Jacobian J_{sub}, outside the one-state "
+                    "d(x) calculus")
+        if t.text == r"\partial" and i + 1 < len(toks) and toks[i + 1].text == "(":
+            depth = 0
+            for j in range(i + 1, len(toks)):
+                depth += {"(": 1, ")": -1}.get(toks[j].text, 0)
+                if depth == 0:
+                    break
+                if toks[j].text == "," and depth == 1:
+                    return ("a statement about the block state Jacobian (a derivative of "
+                            "stacked states), outside the one-state d(x) calculus")
+        if t.text == r"\begin" and i + 2 < len(toks) and toks[i + 1].text == "{":
+            name = _canon(toks[i + 2:_match(toks, i + 1)])
+            if name.rstrip("*") in _MATRICES:
+                return (f"a statement about the block state Jacobian (a block matrix, {name}), "
+                        "outside the one-state d(x) calculus")
+    for i, t in enumerate(toks):
+        if t.text in _TEXT and i + 1 < len(toks) and toks[i + 1].text == "{":
+            words = _words(toks[i + 2:_match(toks, i + 1)]).split()
+            if words and words[0].lower() in _CONDITION_WORDS:
+                return f"a conditional statement (\\text{{{words[0]} ...}})"
+    for i, t in enumerate(toks):
+        if t.text in _ELLIPSES:
+            return f"an elided expression ({t.text}), not a whole value"
+        if t.text in _TEXT and i + 1 < len(toks) and toks[i + 1].text == "{":
+            words = _words(toks[i + 2:_match(toks, i + 1)]).strip()
+            if any(ch.isalpha() for ch in words):
+                return f"an elided expression (\\text{{{words}}}), not a whole value"
+    return None
 
 # ----------------------------------------------------------------------------- atoms
 
