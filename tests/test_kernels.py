@@ -244,3 +244,22 @@ def test_rtrl_step_and_state_jacobian_reject_bad_input():
         mod.rtrl_step(P, xs[0], {**s0, "h": s0["h"][:1]})
     with pytest.raises(ValueError, match="sens.*missing 'W_xi'"):
         mod.rtrl_step(P, xs[0], s0, {"h": {}, "c": {}})
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_numba_forward_switches_by_size_with_the_same_results(cell):
+    """Above FUSED_FORWARD_MAX (batch x unit) elements per step the numba backend runs the
+    vectorised forward; its fused backward must accept that cache and match NumPy."""
+    b = kernel(cell, "numba")
+    a = kernel(cell)
+    rng = np.random.default_rng(4)
+    n, batch = 24, b.FUSED_FORWARD_MAX // 24 + 1  # just above the threshold
+    P = a.init_params(M, n, seed=3)
+    xs = rng.normal(size=(3, batch, M))
+    R = rng.normal(size=(3, batch, n))
+    ha, ca = a.forward(P, xs)
+    hb, cb = b.forward(P, xs)
+    assert rel(hb, ha) <= 1e-14
+    ga, gb = a.backward(P, ca, R), b.backward(P, cb, R)
+    for k in ga:
+        assert rel(gb[k], ga[k]) <= 1e-12, k
