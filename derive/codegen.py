@@ -157,6 +157,9 @@ class KernelPlan:
         self.aligned: list[int] = []
         self.rewrite: dict[str, Expr] = {}
         self.folded_in: dict[str, list[str]] = {}  # pre-activation -> biases inside A_x
+        # gate -> slot of A_x that stores its value once its projection has been used: the input
+        # projection of all steps becomes the gate cache (no second T x B x K n array)
+        self.gate_slot: dict[str, int] = {}
         if xs is None:
             return
         for name, node in self.spec.nodes.items():
@@ -172,6 +175,9 @@ class KernelPlan:
                       and self.spec.params[t.name].shape == ("hidden",)]
             self.fold.setdefault(kx, []).extend(b.name for b in biases)
             self.folded_in[name] = [b.name for b in biases]
+            gate = name[: -len(HAT)]
+            if self.spec.nodes[gate].role == "gate" and gate in self.cached_nodes:
+                self.gate_slot[gate] = kx
             keep = [(sg, t) for sg, t in terms if not (sg > 0 and t in biases)]
             kh = None
             if hs is not None and kx < len(hs.params):
@@ -317,7 +323,10 @@ class KernelPlan:
             lines.append(f"# {node_symbol(self.names, name)} = {_latex_vec(shown, self.names)}")
             var = self.var[name]
             if seq and (name in self.states or name in self.cached_nodes):
-                slot = f"S_{name}[t + 1]" if name in self.states else f"C_{var}[t]"
+                k = self.gate_slot.get(name)
+                slot = f"S_{name}[t + 1]" if name in self.states else \
+                    f"A_x[t, :, {k} * n_hidden:{k + 1} * n_hidden]" if k is not None else \
+                    f"C_{var}[t]"
                 lines.append(f"{var} = {slot}")
                 self.emit_into(e, var, lines)
             else:
@@ -665,6 +674,8 @@ class KernelPlan:
             "bias_stack": [" + ".join(f'params["{b}"]' for b in self.fold.get(k, [])) or "zero"
                            for k in range(len(x_stack.params))] if x_stack and self.fold else [],
             "cached_nodes": [self.var[n] for n in self.cached_nodes],
+            "slot_nodes": [(self.var[n], k) for n, k in self.gate_slot.items()],
+            "heap_nodes": [self.var[n] for n in self.cached_nodes if n not in self.gate_slot],
             "temps": list(self.temps.values()),
             "backward_lines": self.backward_lines(),
             "grads": grads,

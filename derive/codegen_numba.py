@@ -141,6 +141,8 @@ class NumbaPlan(KernelPlan):
             lines.append(f"{var} = {self.sc(node.expr, 'fwd', lines)}")
             if name in self.states:
                 lines.append(f"S_{name}[t + 1, b, j] = {var}")
+            elif name in self.gate_slot:  # its projection is used: A_x keeps the gate
+                lines.append(f"A_x[t, b, {self.gate_slot[name]} * n_hidden + j] = {var}")
             elif name in self.cached_nodes:
                 lines.append(f"C_{var}[t, b, j] = {var}")
         return lines
@@ -180,6 +182,7 @@ class NumbaPlan(KernelPlan):
         state_stacks = {st.vec.name: st for st in self.stacks if st.vec.kind == "node"}
         vec_params = [p for p in self.params if not self.spec.params[p].is_matrix]
         cached = ctx["cached_nodes"] + ctx["temps"]
+        heap = ctx["heap_nodes"] + ctx["temps"]
         acc = [p for p in self.params if self.grad_plan(p)[0] == "acc"]
         buffers = [b for b, _ in ctx["buffers"]]
         carries = []
@@ -189,7 +192,7 @@ class NumbaPlan(KernelPlan):
                             "buffer": st.buffer if st else None})
         ctx.update({
             "fwd_args": ["t", "A_x"] + [f"A_{v}" for v in state_stacks]
-            + [f"S_{s}" for s in self.states] + [f"C_{v}" for v in cached]
+            + [f"S_{s}" for s in self.states] + [f"C_{v}" for v in heap]
             + [_ident(p) for p in vec_params],
             "bwd_args": ["t", "dhs"] + [f"S_{s}" for s in self.states]
             + [f"C_{v}" for v in cached] + [_ident(p) for p in vec_params] + buffers

@@ -20,10 +20,11 @@ init_params(n_in, n_hidden, *, seed=0, dtype=np.float64) -> dict
 forward(params, xs, state0=None) -> (hs, cache)
     xs (T, B, n_in) -> hs (T, B, n_hidden); state0 maps each state name to (B, n_hidden)
     (zeros when None). cache["state"] holds the final state.
-backward(params, cache, dhs, *, dstate=None, input_grad=False) -> grads
+backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False) -> grads
     dhs = dL/dh_t for every t, (T, B, n_hidden); dstate optionally maps state names to dL/d(final
     state). grads[name] for every parameter (same shape and dtype), grads["<state>0"] = dL/d(initial
-    state) for every state, and grads["xs"] = dL/dxs when input_grad=True.
+    state) for every state, and grads["xs"] = dL/dxs when input_grad=True. It reuses the cache's
+    memory, so one cache serves one backward unless keep_cache=True.
 rtrl(params, xs, state0=None) -> dict
     forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape).
 rtrl_step(params, x_t, state, sens=None) -> (state, sens)
@@ -108,9 +109,6 @@ def forward(params, xs, state0=None):
     A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
-    C_r = np.empty((steps, batch, n_hidden), dtype)
-    C_z = np.empty((steps, batch, n_hidden), dtype)
-    C_n = np.empty((steps, batch, n_hidden), dtype)
     C_s0 = np.empty((steps, batch, n_hidden), dtype)
     C_s1 = np.empty((steps, batch, n_hidden), dtype)
     A_h = np.empty((batch, 3 * n_hidden), dtype)
@@ -122,13 +120,13 @@ def forward(params, xs, state0=None):
         # pre-activations of the gates whose x and h projections share a slot
         A_h[:, 0 * n_hidden:2 * n_hidden] += A_x[t][:, 0 * n_hidden:2 * n_hidden]
         # r_t = \sigma(W_{xr} x_t + W_{hr} h_{t-1} + b_r)
-        r = C_r[t]
+        r = A_x[t, :, 0 * n_hidden:1 * n_hidden]
         _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden], out=r)
         # z_t = \sigma(W_{xz} x_t + W_{hz} h_{t-1} + b_z)
-        z = C_z[t]
+        z = A_x[t, :, 1 * n_hidden:2 * n_hidden]
         _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden], out=z)
         # n_t = \tanh(W_{xn} x_t + b_{xn} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
-        n = C_n[t]
+        n = A_x[t, :, 2 * n_hidden:3 * n_hidden]
         s1 = C_s1[t]
         s1[...] = A_h[:, 2 * n_hidden:3 * n_hidden]
         s1 += b_hn
@@ -142,19 +140,27 @@ def forward(params, xs, state0=None):
         h += z * h_prev
     cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
     cache["S_h"] = S_h
-    cache["r"] = C_r
-    cache["z"] = C_z
-    cache["n"] = C_n
     cache["s0"] = C_s0
     cache["s1"] = C_s1
+    cache["r"] = A_x[:, :, 0 * n_hidden:1 * n_hidden]  # stored in A_x
+    cache["z"] = A_x[:, :, 1 * n_hidden:2 * n_hidden]  # stored in A_x
+    cache["n"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # stored in A_x
+    cache["A_x"] = A_x
     return S_h[1:], cache
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring."""
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring.
+
+    The pre-activation adjoints are written over the gate values the cache holds (the memory
+    is reused, as torch frees saved tensors), so a cache serves one backward unless
+    keep_cache=True."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
     xs = cache["xs"]
     steps, batch = xs.shape[:2]
     if xs.shape[2] != n_in or xs.dtype != dtype:
@@ -178,16 +184,16 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
     S_h = cache["S_h"]
     d_h_next = carry["h"]
     dA_h = np.empty((steps, batch, 3 * n_hidden), dtype)
-    dA_x = np.empty((steps, batch, 3 * n_hidden), dtype)
+    dA_x = np.empty((steps, batch, 3 * n_hidden), dtype) if keep_cache else cache["A_x"]
     for t in range(steps - 1, -1, -1):
         x_t = xs[t]
         h_prev = S_h[t]
         h = S_h[t + 1]
-        r = cache["r"][t]
-        z = cache["z"][t]
-        n = cache["n"][t]
         s0 = cache["s0"][t]
         s1 = cache["s1"][t]
+        r = cache["r"][t].copy()  # its slot receives the step's adjoints below
+        z = cache["z"][t].copy()  # its slot receives the step's adjoints below
+        n = cache["n"][t].copy()  # its slot receives the step's adjoints below
         # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
         # \bar{n}_t = d(1 - z_t) \bar{h}_t
@@ -214,6 +220,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
         # \delta h_{t-1} = W_{hr}^\top \bar{\hat{r}}_t + W_{hz}^\top \bar{\hat{z}}_t + W_{hn}^\top d(r_t) \bar{\hat{n}}_t + d(z_t) \bar{h}_t
         d_h_new = dA_h[t] @ W_stack_h + z * d_h
         d_h_next = d_h_new
+    cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
     G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)

@@ -53,22 +53,22 @@ def _tanh_s(z):
 
 
 @njit(cache=True)
-def _forward_step(t, A_x, A_h, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn):
+def _forward_step(t, A_x, A_h, S_h, C_s0, C_s1, b_r, b_z, b_xn, b_hn):
     """The elementwise part of forward step t, fused: one pass over (batch, unit)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
         for j in range(n_hidden):
             # r_t = sigmoid(W_xr @ x + W_hr @ h_prev + b_r)
             r = _sigmoid_s((A_x[t, b, 0 * n_hidden + j] + A_h[b, 0 * n_hidden + j]))
-            C_r[t, b, j] = r
+            A_x[t, b, 0 * n_hidden + j] = r
             # z_t = sigmoid(W_xz @ x + W_hz @ h_prev + b_z)
             z = _sigmoid_s((A_x[t, b, 1 * n_hidden + j] + A_h[b, 1 * n_hidden + j]))
-            C_z[t, b, j] = z
+            A_x[t, b, 1 * n_hidden + j] = z
             # n_t = tanh(W_xn @ x + b_xn + r * (W_hn @ h_prev + b_hn))
             s1 = A_h[b, 2 * n_hidden + j] + b_hn[j]
             C_s1[t, b, j] = s1
             n = _tanh_s((A_x[t, b, 2 * n_hidden + j] + r * (s1)))
-            C_n[t, b, j] = n
+            A_x[t, b, 2 * n_hidden + j] = n
             # h_t = (1 - z) * n + z * h_prev
             s0 = 1.0 - z
             C_s0[t, b, j] = s0
@@ -90,9 +90,6 @@ def forward(params, xs, state0=None):
     A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
-    C_r = np.empty((steps, batch, n_hidden), dtype)
-    C_z = np.empty((steps, batch, n_hidden), dtype)
-    C_n = np.empty((steps, batch, n_hidden), dtype)
     C_s0 = np.empty((steps, batch, n_hidden), dtype)
     C_s1 = np.empty((steps, batch, n_hidden), dtype)
     W_stack_h_T = P["W_stack_h"].T
@@ -103,14 +100,15 @@ def forward(params, xs, state0=None):
     b_hn = np.ascontiguousarray(P["b_hn"])
     for t in range(steps):
         np.matmul(S_h[t], W_stack_h_T, out=A_h)  # the recurrent projection (BLAS)
-        _forward_step(t, A_x, A_h, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn)
+        _forward_step(t, A_x, A_h, S_h, C_s0, C_s1, b_r, b_z, b_xn, b_hn)
     cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
     cache["S_h"] = S_h
-    cache["r"] = C_r
-    cache["z"] = C_z
-    cache["n"] = C_n
     cache["s0"] = C_s0
     cache["s1"] = C_s1
+    cache["r"] = A_x[:, :, 0 * n_hidden:1 * n_hidden]  # stored in A_x
+    cache["z"] = A_x[:, :, 1 * n_hidden:2 * n_hidden]  # stored in A_x
+    cache["n"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # stored in A_x
+    cache["A_x"] = A_x
     return S_h[1:], cache
 
 
@@ -149,11 +147,15 @@ def _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn,
             R_h[b, j] = (z) * d_h
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.gru."""
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.gru
+    (one cache serves one backward unless keep_cache=True)."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
     xs = cache["xs"]
     steps, batch = xs.shape[:2]
     if xs.shape[2] != n_in or xs.dtype != dtype:
@@ -176,13 +178,14 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
     b_xn = np.ascontiguousarray(P["b_xn"])
     b_hn = np.ascontiguousarray(P["b_hn"])
     dA_h = np.empty((steps, batch, 3 * n_hidden), dtype)
-    dA_x = np.empty((steps, batch, 3 * n_hidden), dtype)
+    dA_x = np.empty((steps, batch, 3 * n_hidden), dtype) if keep_cache else cache["A_x"]
     R_h = np.empty((batch, n_hidden), dtype)
     for t in range(steps - 1, -1, -1):
         _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, dA_h, dA_x, d_h_next, R_h)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
         d_h_next = np.matmul(dA_h[t], W_stack_h)
         d_h_next += R_h
+    cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
     G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)

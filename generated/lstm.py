@@ -22,10 +22,11 @@ init_params(n_in, n_hidden, *, seed=0, dtype=np.float64) -> dict
 forward(params, xs, state0=None) -> (hs, cache)
     xs (T, B, n_in) -> hs (T, B, n_hidden); state0 maps each state name to (B, n_hidden)
     (zeros when None). cache["state"] holds the final state.
-backward(params, cache, dhs, *, dstate=None, input_grad=False) -> grads
+backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False) -> grads
     dhs = dL/dh_t for every t, (T, B, n_hidden); dstate optionally maps state names to dL/d(final
     state). grads[name] for every parameter (same shape and dtype), grads["<state>0"] = dL/d(initial
-    state) for every state, and grads["xs"] = dL/dxs when input_grad=True.
+    state) for every state, and grads["xs"] = dL/dxs when input_grad=True. It reuses the cache's
+    memory, so one cache serves one backward unless keep_cache=True.
 rtrl(params, xs, state0=None) -> dict
     forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape).
 rtrl_step(params, x_t, state, sens=None) -> (state, sens)
@@ -116,10 +117,6 @@ def forward(params, xs, state0=None):
     S_h[0] = state["h"]
     S_c = np.empty((steps + 1, batch, n_hidden), dtype)
     S_c[0] = state["c"]
-    C_i = np.empty((steps, batch, n_hidden), dtype)
-    C_f = np.empty((steps, batch, n_hidden), dtype)
-    C_g = np.empty((steps, batch, n_hidden), dtype)
-    C_o = np.empty((steps, batch, n_hidden), dtype)
     C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
     A_h = np.empty((batch, 4 * n_hidden), dtype)
     for t in range(steps):
@@ -131,16 +128,16 @@ def forward(params, xs, state0=None):
         # pre-activations of the gates whose x and h projections share a slot
         A_h[...] += A_x[t]
         # i_t = \sigma(W_{xi} x_t + W_{hi} h_{t-1} + b_i)
-        i = C_i[t]
+        i = A_x[t, :, 0 * n_hidden:1 * n_hidden]
         _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden], out=i)
         # f_t = \sigma(W_{xf} x_t + W_{hf} h_{t-1} + b_f)
-        f = C_f[t]
+        f = A_x[t, :, 1 * n_hidden:2 * n_hidden]
         _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden], out=f)
         # g_t = \tanh(W_{xg} x_t + W_{hg} h_{t-1} + b_g)
-        g = C_g[t]
+        g = A_x[t, :, 2 * n_hidden:3 * n_hidden]
         np.tanh(A_h[:, 2 * n_hidden:3 * n_hidden], out=g)
         # o_t = \sigma(W_{xo} x_t + W_{ho} h_{t-1} + b_o)
-        o = C_o[t]
+        o = A_x[t, :, 3 * n_hidden:4 * n_hidden]
         _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden], out=o)
         # c_t = f_t \odot c_{t-1} + i_t \odot g_t
         c = S_c[t + 1]
@@ -154,19 +151,27 @@ def forward(params, xs, state0=None):
     cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_c, ))}}
     cache["S_h"] = S_h
     cache["S_c"] = S_c
-    cache["i"] = C_i
-    cache["f"] = C_f
-    cache["g"] = C_g
-    cache["o"] = C_o
     cache["tanh_c"] = C_tanh_c
+    cache["i"] = A_x[:, :, 0 * n_hidden:1 * n_hidden]  # stored in A_x
+    cache["f"] = A_x[:, :, 1 * n_hidden:2 * n_hidden]  # stored in A_x
+    cache["g"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # stored in A_x
+    cache["o"] = A_x[:, :, 3 * n_hidden:4 * n_hidden]  # stored in A_x
+    cache["A_x"] = A_x
     return S_h[1:], cache
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring."""
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring.
+
+    The pre-activation adjoints are written over the gate values the cache holds (the memory
+    is reused, as torch frees saved tensors), so a cache serves one backward unless
+    keep_cache=True."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
     xs = cache["xs"]
     steps, batch = xs.shape[:2]
     if xs.shape[2] != n_in or xs.dtype != dtype:
@@ -193,18 +198,18 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
     d_h_next = carry["h"]
     S_c = cache["S_c"]
     d_c_next = carry["c"]
-    dA_x = np.empty((steps, batch, 4 * n_hidden), dtype)
+    dA_x = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
     for t in range(steps - 1, -1, -1):
         x_t = xs[t]
         h_prev = S_h[t]
         h = S_h[t + 1]
         c_prev = S_c[t]
         c = S_c[t + 1]
-        i = cache["i"][t]
-        f = cache["f"][t]
-        g = cache["g"][t]
-        o = cache["o"][t]
         tanh_c = cache["tanh_c"][t]
+        i = cache["i"][t].copy()  # its slot receives the step's adjoints below
+        f = cache["f"][t].copy()  # its slot receives the step's adjoints below
+        g = cache["g"][t].copy()  # its slot receives the step's adjoints below
+        o = cache["o"][t].copy()  # its slot receives the step's adjoints below
         # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
         # \bar{c}_t = \delta c_t + d(o_t) d(\tanh'(c_t)) \bar{h}_t
@@ -235,6 +240,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
         d_c_new = f * d_c
         d_h_next = d_h_new
         d_c_next = d_c_new
+    cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
     G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)

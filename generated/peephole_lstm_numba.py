@@ -53,26 +53,26 @@ def _tanh_s(z):
 
 
 @njit(cache=True)
-def _forward_step(t, A_x, A_h, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o):
+def _forward_step(t, A_x, A_h, S_h, S_c, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o):
     """The elementwise part of forward step t, fused: one pass over (batch, unit)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
         for j in range(n_hidden):
             # i_t = sigmoid(W_xi @ x + W_hi @ h_prev + p_i * c_prev + b_i)
             i = _sigmoid_s((A_x[t, b, 0 * n_hidden + j] + A_h[b, 0 * n_hidden + j] + p_i[j] * S_c[t, b, j]))
-            C_i[t, b, j] = i
+            A_x[t, b, 0 * n_hidden + j] = i
             # f_t = sigmoid(W_xf @ x + W_hf @ h_prev + p_f * c_prev + b_f)
             f = _sigmoid_s((A_x[t, b, 1 * n_hidden + j] + A_h[b, 1 * n_hidden + j] + p_f[j] * S_c[t, b, j]))
-            C_f[t, b, j] = f
+            A_x[t, b, 1 * n_hidden + j] = f
             # g_t = tanh(W_xg @ x + W_hg @ h_prev + b_g)
             g = _tanh_s((A_x[t, b, 2 * n_hidden + j] + A_h[b, 2 * n_hidden + j]))
-            C_g[t, b, j] = g
+            A_x[t, b, 2 * n_hidden + j] = g
             # c_t = f * c_prev + i * g
             c = f * S_c[t, b, j] + i * g
             S_c[t + 1, b, j] = c
             # o_t = sigmoid(W_xo @ x + W_ho @ h_prev + p_o * c + b_o)
             o = _sigmoid_s((A_x[t, b, 3 * n_hidden + j] + A_h[b, 3 * n_hidden + j] + p_o[j] * c))
-            C_o[t, b, j] = o
+            A_x[t, b, 3 * n_hidden + j] = o
             # h_t = o * tanh(c)
             tanh_c = _tanh_s(c)
             C_tanh_c[t, b, j] = tanh_c
@@ -96,10 +96,6 @@ def forward(params, xs, state0=None):
     S_h[0] = state["h"]
     S_c = np.empty((steps + 1, batch, n_hidden), dtype)
     S_c[0] = state["c"]
-    C_i = np.empty((steps, batch, n_hidden), dtype)
-    C_f = np.empty((steps, batch, n_hidden), dtype)
-    C_g = np.empty((steps, batch, n_hidden), dtype)
-    C_o = np.empty((steps, batch, n_hidden), dtype)
     C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
     W_stack_h_T = P["W_stack_h"].T
     A_h = np.empty((batch, W_stack_h_T.shape[1]), dtype)
@@ -112,15 +108,16 @@ def forward(params, xs, state0=None):
     p_o = np.ascontiguousarray(P["p_o"])
     for t in range(steps):
         np.matmul(S_h[t], W_stack_h_T, out=A_h)  # the recurrent projection (BLAS)
-        _forward_step(t, A_x, A_h, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o)
+        _forward_step(t, A_x, A_h, S_h, S_c, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o)
     cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_c, ))}}
     cache["S_h"] = S_h
     cache["S_c"] = S_c
-    cache["i"] = C_i
-    cache["f"] = C_f
-    cache["g"] = C_g
-    cache["o"] = C_o
     cache["tanh_c"] = C_tanh_c
+    cache["i"] = A_x[:, :, 0 * n_hidden:1 * n_hidden]  # stored in A_x
+    cache["f"] = A_x[:, :, 1 * n_hidden:2 * n_hidden]  # stored in A_x
+    cache["g"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # stored in A_x
+    cache["o"] = A_x[:, :, 3 * n_hidden:4 * n_hidden]  # stored in A_x
+    cache["A_x"] = A_x
     return S_h[1:], cache
 
 
@@ -167,11 +164,15 @@ def _backward_step(t, dhs, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g
             g_p_o[j] += (S_c[t + 1, b, j]) * d_o_hat
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.peephole_lstm."""
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.peephole_lstm
+    (one cache serves one backward unless keep_cache=True)."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
     xs = cache["xs"]
     steps, batch = xs.shape[:2]
     if xs.shape[2] != n_in or xs.dtype != dtype:
@@ -198,7 +199,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
     p_i = np.ascontiguousarray(P["p_i"])
     p_f = np.ascontiguousarray(P["p_f"])
     p_o = np.ascontiguousarray(P["p_o"])
-    dA_x = np.empty((steps, batch, 4 * n_hidden), dtype)
+    dA_x = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
     g_p_i = np.zeros(params["p_i"].shape, dtype)
     g_p_f = np.zeros(params["p_f"].shape, dtype)
     g_p_o = np.zeros(params["p_o"].shape, dtype)
@@ -210,6 +211,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
         d_h_next = np.matmul(dA_x[t], W_stack_h)
         d_h_next += R_h
         d_c_next = R_c.copy()
+    cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
     G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)

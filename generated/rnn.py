@@ -17,10 +17,11 @@ init_params(n_in, n_hidden, *, seed=0, dtype=np.float64) -> dict
 forward(params, xs, state0=None) -> (hs, cache)
     xs (T, B, n_in) -> hs (T, B, n_hidden); state0 maps each state name to (B, n_hidden)
     (zeros when None). cache["state"] holds the final state.
-backward(params, cache, dhs, *, dstate=None, input_grad=False) -> grads
+backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False) -> grads
     dhs = dL/dh_t for every t, (T, B, n_hidden); dstate optionally maps state names to dL/d(final
     state). grads[name] for every parameter (same shape and dtype), grads["<state>0"] = dL/d(initial
-    state) for every state, and grads["xs"] = dL/dxs when input_grad=True.
+    state) for every state, and grads["xs"] = dL/dxs when input_grad=True. It reuses the cache's
+    memory, so one cache serves one backward unless keep_cache=True.
 rtrl(params, xs, state0=None) -> dict
     forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape).
 rtrl_step(params, x_t, state, sens=None) -> (state, sens)
@@ -107,11 +108,18 @@ def forward(params, xs, state0=None):
     return S_h[1:], cache
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring."""
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring.
+
+    The pre-activation adjoints are written over the gate values the cache holds (the memory
+    is reused, as torch frees saved tensors), so a cache serves one backward unless
+    keep_cache=True."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
     xs = cache["xs"]
     steps, batch = xs.shape[:2]
     if xs.shape[2] != n_in or xs.dtype != dtype:

@@ -103,11 +103,15 @@ def _backward_step(t, dhs, S_h, b_h, dA_x, d_h_next, R_h):
             R_h[b, j] = 0.0
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.rnn."""
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.rnn
+    (one cache serves one backward unless keep_cache=True)."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
     xs = cache["xs"]
     steps, batch = xs.shape[:2]
     if xs.shape[2] != n_in or xs.dtype != dtype:

@@ -53,23 +53,23 @@ def _tanh_s(z):
 
 
 @njit(cache=True)
-def _forward_step(t, A_x, A_h, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o):
+def _forward_step(t, A_x, A_h, S_h, S_s, C_sigmoid_s, b, b_i, b_f, b_o):
     """The elementwise part of forward step t, fused: one pass over (batch, unit)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
         for j in range(n_hidden):
             # o_t = sigmoid(W_o @ h_prev + U_o @ x + b_o)
             o = _sigmoid_s((A_h[b, 3 * n_hidden + j] + A_x[t, b, 3 * n_hidden + j]))
-            C_o[t, b, j] = o
+            A_x[t, b, 3 * n_hidden + j] = o
             # i_t = sigmoid(W_i @ h_prev + U_i @ x + b_i)
             i = _sigmoid_s((A_h[b, 1 * n_hidden + j] + A_x[t, b, 1 * n_hidden + j]))
-            C_i[t, b, j] = i
+            A_x[t, b, 1 * n_hidden + j] = i
             # f_t = sigmoid(W_f @ h_prev + U_f @ x + b_f)
             f = _sigmoid_s((A_h[b, 2 * n_hidden + j] + A_x[t, b, 2 * n_hidden + j]))
-            C_f[t, b, j] = f
+            A_x[t, b, 2 * n_hidden + j] = f
             # \tilde{s}_t = sigmoid(W @ h_prev + U @ x + b)
             s_tilde = _sigmoid_s((A_h[b, 0 * n_hidden + j] + A_x[t, b, 0 * n_hidden + j]))
-            C_s_tilde[t, b, j] = s_tilde
+            A_x[t, b, 0 * n_hidden + j] = s_tilde
             # s_t = f * s_prev + i * s_tilde
             s = f * S_s[t, b, j] + i * s_tilde
             S_s[t + 1, b, j] = s
@@ -96,10 +96,6 @@ def forward(params, xs, state0=None):
     S_h[0] = state["h"]
     S_s = np.empty((steps + 1, batch, n_hidden), dtype)
     S_s[0] = state["s"]
-    C_o = np.empty((steps, batch, n_hidden), dtype)
-    C_i = np.empty((steps, batch, n_hidden), dtype)
-    C_f = np.empty((steps, batch, n_hidden), dtype)
-    C_s_tilde = np.empty((steps, batch, n_hidden), dtype)
     C_sigmoid_s = np.empty((steps, batch, n_hidden), dtype)
     W_stack_h_T = P["W_stack_h"].T
     A_h = np.empty((batch, W_stack_h_T.shape[1]), dtype)
@@ -109,15 +105,16 @@ def forward(params, xs, state0=None):
     b_o = np.ascontiguousarray(P["b_o"])
     for t in range(steps):
         np.matmul(S_h[t], W_stack_h_T, out=A_h)  # the recurrent projection (BLAS)
-        _forward_step(t, A_x, A_h, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o)
+        _forward_step(t, A_x, A_h, S_h, S_s, C_sigmoid_s, b, b_i, b_f, b_o)
     cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_s, ))}}
     cache["S_h"] = S_h
     cache["S_s"] = S_s
-    cache["o"] = C_o
-    cache["i"] = C_i
-    cache["f"] = C_f
-    cache["s_tilde"] = C_s_tilde
     cache["sigmoid_s"] = C_sigmoid_s
+    cache["o"] = A_x[:, :, 3 * n_hidden:4 * n_hidden]  # stored in A_x
+    cache["i"] = A_x[:, :, 1 * n_hidden:2 * n_hidden]  # stored in A_x
+    cache["f"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # stored in A_x
+    cache["s_tilde"] = A_x[:, :, 0 * n_hidden:1 * n_hidden]  # stored in A_x
+    cache["A_x"] = A_x
     return S_h[1:], cache
 
 
@@ -161,11 +158,15 @@ def _backward_step(t, dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b
             R_s[b, j] = (f) * d_s
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.sigmoid_lstm."""
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.sigmoid_lstm
+    (one cache serves one backward unless keep_cache=True)."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
     xs = cache["xs"]
     steps, batch = xs.shape[:2]
     if xs.shape[2] != n_in or xs.dtype != dtype:
@@ -189,7 +190,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
     b_i = np.ascontiguousarray(P["b_i"])
     b_f = np.ascontiguousarray(P["b_f"])
     b_o = np.ascontiguousarray(P["b_o"])
-    dA_h = np.empty((steps, batch, 4 * n_hidden), dtype)
+    dA_h = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
     R_h = np.empty((batch, n_hidden), dtype)
     R_s = np.empty((batch, n_hidden), dtype)
     for t in range(steps - 1, -1, -1):
@@ -198,6 +199,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False):
         d_h_next = np.matmul(dA_h[t], W_stack_h)
         d_h_next += R_h
         d_s_next = R_s.copy()
+    cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
     G_W_stack_h = dA_h.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)

@@ -263,3 +263,17 @@ def test_numba_forward_switches_by_size_with_the_same_results(cell):
     ga, gb = a.backward(P, ca, R), b.backward(P, cb, R)
     for k in ga:
         assert rel(gb[k], ga[k]) <= 1e-12, k
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_backward_reuses_the_cache_once_unless_kept(cell, backend):
+    mod, P, xs, s0, rng = setup(cell, backend=backend)
+    R = rng.normal(size=(T, B, N))
+    _, cache = mod.forward(P, xs, s0)
+    kept = mod.backward(P, cache, R, keep_cache=True)
+    again = mod.backward(P, cache, R, keep_cache=True)
+    last = mod.backward(P, cache, R)  # reuses the cache's memory for the adjoints
+    for k in kept:
+        assert np.array_equal(kept[k], again[k]) and np.array_equal(kept[k], last[k]), k
+    with pytest.raises(ValueError, match="used by an earlier backward"):
+        mod.backward(P, cache, R)
