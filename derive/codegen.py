@@ -572,6 +572,7 @@ class KernelPlan:
     def jacobian_lines(self) -> list[str]:
         """J[u][v] = d u_t / d v_{t-1} as a diagonal part (vector) plus a dense part."""
         lines: list[str] = []
+        self.jac_parts: dict[tuple[str, str], tuple[bool, bool, bool]] = {}
         for u in self.states:
             for v in self.states:
                 s = self.d.jacobian[u][v]
@@ -584,17 +585,36 @@ class KernelPlan:
                     (diag if kind == "diag" else dense).append(code)
                 lines.append(f"Jd_{u}_{v} = {' + '.join(diag) if diag else 'None'}")
                 lines.append(f"JM_{u}_{v} = {' + '.join(dense) if dense else 'None'}")
+                self.jac_parts[(u, v)] = (bool(dense), diag == ["1.0"], bool(diag))
         return lines
 
     def rtrl_lines(self) -> list[str]:
-        """S_u <- sum_v J[u][v] S_v + V_u^A for every parameter A at once (S stacks all A)."""
+        """S_u <- sum_v J[u][v] S_v + V_u^A for every parameter A at once (S stacks all A),
+        accumulated in place into the preallocated ``out[u]``; the diagonal structure of V goes
+        through the precomputed strided views ``V[u][A]``."""
+        if not hasattr(self, "jac_parts"):
+            self.jacobian_lines()
         lines: list[str] = []
         for u in self.states:
-            parts = []
+            lines.append(f"# S_{u} <- sum_v (d {u}_t / d v_(t-1)) S_v + V_{u}")
+            lines.append(f'out_{u} = out["{u}"]')
+            first = True
             for v in self.states:
-                parts.append(f"_apply(JM_{u}_{v}, Jd_{u}_{v}, S_{v})")
-            lines.append(f"# S_{u} = sum_v (d {u}_t / d v_(t-1)) S_v + V_{u}")
-            lines.append(f"new_{u} = {' + '.join(parts)}")
+                dense, one, has_diag = self.jac_parts[(u, v)]
+                if dense:
+                    lines.append(f"np.matmul(JM_{u}_{v}, S_{v}, out=out_{u})" if first
+                                 else f"out_{u} += JM_{u}_{v} @ S_{v}")
+                    first = False
+                if has_diag:
+                    term = f"S_{v}" if one else f"Jd_{u}_{v}[..., None] * S_{v}"
+                    if first:
+                        lines.append(f"np.multiply(Jd_{u}_{v}[..., None], S_{v}, out=out_{u})"
+                                     if not one else f"out_{u}[...] = S_{v}")
+                        first = False
+                    else:
+                        lines.append(f"out_{u} += {term}")
+            if first:
+                lines.append(f"out_{u}[...] = 0.0")
         for u in self.states:
             for p in self.params:
                 V = self.d.forward[p].raw.V[u]
@@ -603,8 +623,6 @@ class KernelPlan:
                 lines.append(f"# V_{u}^{p} = {expanded(V, self.names)}")
                 for t in V:
                     lines.extend(self._v_term(u, p, t))
-        for u in self.states:
-            lines.append(f"S_{u} = new_{u}")
         return lines
 
     def _v_term(self, u: str, p: str, t: Term) -> list[str]:
@@ -612,13 +630,11 @@ class KernelPlan:
         prefix = Term(t.coef, t.factors[:-1] or (Ident(),))
         kind, pre = self.matrix_code(prefix)
         sl = f"off['{p}']"
-        tgt = f"new_{u}"
+        tgt = f"out_{u}"
         if isinstance(last, Diag2):
             v = self._wrap(self.vec(last.v, "bwd"))
             if kind == "diag":
-                return [f"{tgt}[:, idx_rows['{p}'], idx_cols['{p}']] += "
-                        f"({pre} * ones)[..., None] * {v}[..., None, :]).reshape(batch, -1)"
-                        .replace("+= (", "+= ((", 1)]
+                return [f"V['{u}']['{p}'] += ({pre} * ones)[..., None] * {v}[..., None, :]"]
             return [f"{tgt}[:, :, {sl}[0]:{sl}[1]] += ((({pre}) * ones[..., None])"
                     f"[..., None] * {v}[..., None, None, :]).reshape(batch, n_hidden, -1)"]
         vec = "1.0"
@@ -627,7 +643,7 @@ class KernelPlan:
         elif not isinstance(last, Ident):
             raise TypeError(f"unexpected last factor {last!r} of V")
         if kind == "diag":
-            return [f"{tgt}[:, idx_rows['{p}'], idx_cols['{p}']] += {pre} * {vec} * ones"]
+            return [f"V['{u}']['{p}'] += {pre} * {vec} * ones"]
         scale = f" * {vec}[..., None, :]" if vec != "1.0" else ""
         return [f"{tgt}[:, :, {sl}[0]:{sl}[1]] += ({pre}){scale} * ones[..., None]"]
 

@@ -120,24 +120,30 @@ def apply_block(JM, Jd, S):
 
 
 def sens_layout(PARAMS, n_hidden, n_in):
-    """Column offsets of every parameter in the stacked sensitivities, and the index arrays of
-    the diagonal structure of V (d(u) d_2(v) has entries only at (i, i*k + l))."""
+    """Column offsets of every parameter in the stacked sensitivities, and the row length k of a
+    matrix parameter (None for a vector one), which fixes where the diagonal structure of V lies:
+    d(u) d_2(v) has entries only at (i, i*k + l), d(u) (a bias) only at (i, i)."""
     sizes = {"n_in": n_in, "n_hidden": n_hidden}
-    off, rows, cols, at = {}, {}, {}, 0
-    ar = np.arange(n_hidden)
+    off, kdim, at = {}, {}, 0
     for name, shape in PARAMS.items():
         dims = [sizes[s] for s in shape]
         size = int(np.prod(dims))
         off[name] = (at, at + size)
-        if len(dims) == 2:
-            rows[name] = np.repeat(ar, dims[1])
-            cols[name] = at + np.arange(size)
-        else:
-            rows[name] = ar
-            cols[name] = at + ar
+        kdim[name] = dims[1] if len(dims) == 2 else None
         at += size
-    return off, rows, cols, at
+    return off, kdim, None, at
 
+
+def diag_view(S, start, k):
+    """A writable strided view of the entries of S (B, n, P) where a d(u) d_2(v) (k = len(v))
+    or d(u) (k None) term of V lives: S[:, i, start + i*k + l] as (B, n, k), S[:, i, start + i]
+    as (B, n). Adding into it is a plain in-place add, no fancy indexing."""
+    s0, s1, s2 = S.strides
+    base = S[:, :, start:]
+    if k is None:
+        return np.lib.stride_tricks.as_strided(base, shape=S.shape[:2], strides=(s0, s1 + s2))
+    return np.lib.stride_tricks.as_strided(base, shape=(S.shape[0], S.shape[1], k),
+                                           strides=(s0, s1 + k * s2, s2))
 
 
 def check_step(PARAMS, STATE, params, x_t, state):
@@ -151,32 +157,42 @@ def check_step(PARAMS, STATE, params, x_t, state):
 
 
 
+def sens_buffers(PARAMS, STATE, batch, n_hidden, n_in, dtype):
+    """Two zeroed sensitivity buffers per state (they take turns as S and out), the strided
+    views of each buffer's diagonal structure (built once, not per step), and the offsets."""
+    off, kdim, _, total = sens_layout(PARAMS, n_hidden, n_in)
+    bufs = [{s: np.zeros((batch, n_hidden, total), dtype) for s in STATE} for _ in range(2)]
+    views = [{s: {name: diag_view(buf[s], off[name][0], kdim[name]) for name in PARAMS}
+              for s in STATE} for buf in bufs]
+    return bufs, views, off
+
+
+def _split(PARAMS, params, S, off, batch, n_hidden):
+    return {name: S[:, :, off[name][0]:off[name][1]].reshape(
+        (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS}
+
+
 def rtrl_step(PARAMS, STATE, local_step, params, x_t, state, sens=None):
     """One step of real-time recurrent learning: d s_t/dA = sum_v J[s][v] d v_(t-1)/dA + V_s^A."""
     n_hidden, n_in, dtype, x_t, state = check_step(PARAMS, STATE, params, x_t, state)
     batch = x_t.shape[0]
-    layout = sens_layout(PARAMS, n_hidden, n_in)
-    off, total = layout[0], layout[3]
-    S = {}
-    for s in STATE:
-        S[s] = np.zeros((batch, n_hidden, total), dtype)
-        if sens is not None:
-            if not isinstance(sens, dict) or s not in sens:
-                raise ValueError(f"sens must map each state in {list(STATE)} to a dict of "
-                                 f"per-parameter sensitivities")
-            for name, shape in PARAMS.items():
+    bufs, views, off = sens_buffers(PARAMS, STATE, batch, n_hidden, n_in, dtype)
+    S = bufs[0]
+    if sens is not None:
+        if not isinstance(sens, dict) or any(s not in sens for s in STATE):
+            raise ValueError(f"sens must map each state in {list(STATE)} to a dict of "
+                             f"per-parameter sensitivities")
+        for s in STATE:
+            for name in PARAMS:
                 a, b = off[name]
                 want = (batch, n_hidden) + tuple(params[name].shape)
-                arr = check_array(f"sens[{s!r}][{name!r}]", sens[s].get(name), want, dtype) \
-                    if isinstance(sens[s].get(name), np.ndarray) else None
-                if arr is None:
+                got = sens[s].get(name) if isinstance(sens[s], dict) else None
+                if not isinstance(got, np.ndarray):
                     raise ValueError(f"sens[{s!r}] is missing {name!r} (expected shape {want})")
+                arr = check_array(f"sens[{s!r}][{name!r}]", got, want, dtype)
                 S[s][:, :, a:b] = arr.reshape(batch, n_hidden, -1)
-    new_state, _, S = local_step(params, x_t, state, S, layout)
-    out = {s: {name: S[s][:, :, off[name][0]:off[name][1]].reshape(
-        (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS} for s in STATE}
-    return new_state, out
-
+    new_state, _, out = local_step(params, x_t, state, S, bufs[1], views[1], off)
+    return new_state, {s: _split(PARAMS, params, out[s], off, batch, n_hidden) for s in STATE}
 
 
 def rtrl(PARAMS, STATE, local_step, params, xs, state0=None):
@@ -185,14 +201,13 @@ def rtrl(PARAMS, STATE, local_step, params, xs, state0=None):
     xs = check_xs(xs, n_in, dtype)
     steps, batch = xs.shape[:2]
     state = check_state(STATE, state0, batch, n_hidden, dtype)
-    layout = sens_layout(PARAMS, n_hidden, n_in)
-    off, total = layout[0], layout[3]
-    S = {s: np.zeros((batch, n_hidden, total), dtype) for s in STATE}
+    bufs, views, off = sens_buffers(PARAMS, STATE, batch, n_hidden, n_in, dtype)
+    cur = 0
     for t in range(steps):
-        state, _, S = local_step(params, xs[t], state, S, layout)
-    h = S[STATE[0]]
-    return {name: h[:, :, off[name][0]:off[name][1]].reshape(
-        (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS}
+        state, _, _ = local_step(params, xs[t], state, bufs[cur], bufs[1 - cur], views[1 - cur],
+                                 off)
+        cur = 1 - cur
+    return _split(PARAMS, params, bufs[cur][STATE[0]], off, batch, n_hidden)
 
 
 def state_jacobian(PARAMS, STATE, local_step, params, x_t, state):

@@ -244,8 +244,10 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
 _apply = rt.apply_block
 
 
-def _local_step(params, x_t, prev, S=None, layout=None):
-    """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update."""
+def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None):
+    """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update of the
+    sensitivities S into ``out`` (V: strided views of out's diagonal structure, off: column
+    offsets; see generated._runtime.rtrl)."""
     P = _unpack(params)
     W_xr = P["W_xr"]
     W_xz = P["W_xz"]
@@ -286,36 +288,36 @@ def _local_step(params, x_t, prev, S=None, layout=None):
     new_state = { "h": h }
     if S is None:
         return new_state, J, None
-    off, idx_rows, idx_cols, _ = layout
     ones = np.ones((batch, n_hidden), x_t.dtype)
     S_h = S["h"]
-    # S_h = sum_v (d h_t / d v_(t-1)) S_v + V_h
-    new_h = _apply(JM_h_h, Jd_h_h, S_h)
+    # S_h <- sum_v (d h_t / d v_(t-1)) S_v + V_h
+    out_h = out["h"]
+    np.matmul(JM_h_h, S_h, out=out_h)
+    out_h += Jd_h_h[..., None] * S_h
     # V_h^W_xr = d(1 - z_t) d(n'_t) d(W_{hn} h_{t-1} + b_{hn}) d(r'_t) d_2(x_t)
-    new_h[:, idx_rows['W_xr'], idx_cols['W_xr']] += ((s0 * (1.0 - n * n) * s1 * (r * (1.0 - r)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['W_xr'] += (s0 * (1.0 - n * n) * s1 * (r * (1.0 - r)) * ones)[..., None] * x_t[..., None, :]
     # V_h^W_xz = -d(n_t) d(z'_t) d_2(x_t) + d(z'_t) d(h_{t-1}) d_2(x_t)
-    new_h[:, idx_rows['W_xz'], idx_cols['W_xz']] += ((-1.0 * (n * (z * (1.0 - z))) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
-    new_h[:, idx_rows['W_xz'], idx_cols['W_xz']] += (((z * (1.0 - z)) * h_prev * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['W_xz'] += (-1.0 * (n * (z * (1.0 - z))) * ones)[..., None] * x_t[..., None, :]
+    V['h']['W_xz'] += ((z * (1.0 - z)) * h_prev * ones)[..., None] * x_t[..., None, :]
     # V_h^W_xn = d(1 - z_t) d(n'_t) d_2(x_t)
-    new_h[:, idx_rows['W_xn'], idx_cols['W_xn']] += ((s0 * (1.0 - n * n) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['W_xn'] += (s0 * (1.0 - n * n) * ones)[..., None] * x_t[..., None, :]
     # V_h^W_hr = d(1 - z_t) d(n'_t) d(W_{hn} h_{t-1} + b_{hn}) d(r'_t) d_2(h_{t-1})
-    new_h[:, idx_rows['W_hr'], idx_cols['W_hr']] += ((s0 * (1.0 - n * n) * s1 * (r * (1.0 - r)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['W_hr'] += (s0 * (1.0 - n * n) * s1 * (r * (1.0 - r)) * ones)[..., None] * h_prev[..., None, :]
     # V_h^W_hz = -d(n_t) d(z'_t) d_2(h_{t-1}) + d(z'_t) d(h_{t-1}) d_2(h_{t-1})
-    new_h[:, idx_rows['W_hz'], idx_cols['W_hz']] += ((-1.0 * (n * (z * (1.0 - z))) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
-    new_h[:, idx_rows['W_hz'], idx_cols['W_hz']] += (((z * (1.0 - z)) * h_prev * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['W_hz'] += (-1.0 * (n * (z * (1.0 - z))) * ones)[..., None] * h_prev[..., None, :]
+    V['h']['W_hz'] += ((z * (1.0 - z)) * h_prev * ones)[..., None] * h_prev[..., None, :]
     # V_h^W_hn = d(1 - z_t) d(n'_t) d(r_t) d_2(h_{t-1})
-    new_h[:, idx_rows['W_hn'], idx_cols['W_hn']] += ((s0 * (1.0 - n * n) * r * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['W_hn'] += (s0 * (1.0 - n * n) * r * ones)[..., None] * h_prev[..., None, :]
     # V_h^b_r = d(1 - z_t) d(n'_t) d(W_{hn} h_{t-1} + b_{hn}) d(r'_t)
-    new_h[:, idx_rows['b_r'], idx_cols['b_r']] += s0 * (1.0 - n * n) * s1 * (r * (1.0 - r)) * ones
+    V['h']['b_r'] += s0 * (1.0 - n * n) * s1 * (r * (1.0 - r)) * ones
     # V_h^b_z = -d(n_t) d(z'_t) + d(z'_t) d(h_{t-1})
-    new_h[:, idx_rows['b_z'], idx_cols['b_z']] += -1.0 * (n) * (z * (1.0 - z)) * ones
-    new_h[:, idx_rows['b_z'], idx_cols['b_z']] += (z * (1.0 - z)) * h_prev * ones
+    V['h']['b_z'] += -1.0 * (n) * (z * (1.0 - z)) * ones
+    V['h']['b_z'] += (z * (1.0 - z)) * h_prev * ones
     # V_h^b_xn = d(1 - z_t) d(n'_t)
-    new_h[:, idx_rows['b_xn'], idx_cols['b_xn']] += s0 * (1.0 - n * n) * ones
+    V['h']['b_xn'] += s0 * (1.0 - n * n) * ones
     # V_h^b_hn = d(1 - z_t) d(n'_t) d(r_t)
-    new_h[:, idx_rows['b_hn'], idx_cols['b_hn']] += s0 * (1.0 - n * n) * r * ones
-    S_h = new_h
-    return new_state, J, { "h": S_h }
+    V['h']['b_hn'] += s0 * (1.0 - n * n) * r * ones
+    return new_state, J, out
 
 
 def rtrl_step(params, x_t, state, sens=None):

@@ -288,8 +288,10 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
 _apply = rt.apply_block
 
 
-def _local_step(params, x_t, prev, S=None, layout=None):
-    """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update."""
+def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None):
+    """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update of the
+    sensitivities S into ``out`` (V: strided views of out's diagonal structure, off: column
+    offsets; see generated._runtime.rtrl)."""
     P = _unpack(params)
     W_xi = P["W_xi"]
     W_xf = P["W_xf"]
@@ -351,80 +353,81 @@ def _local_step(params, x_t, prev, S=None, layout=None):
     new_state = { "h": h, "c": c }
     if S is None:
         return new_state, J, None
-    off, idx_rows, idx_cols, _ = layout
     ones = np.ones((batch, n_hidden), x_t.dtype)
     S_h = S["h"]
     S_c = S["c"]
-    # S_h = sum_v (d h_t / d v_(t-1)) S_v + V_h
-    new_h = _apply(JM_h_h, Jd_h_h, S_h) + _apply(JM_h_c, Jd_h_c, S_c)
-    # S_c = sum_v (d c_t / d v_(t-1)) S_v + V_c
-    new_c = _apply(JM_c_h, Jd_c_h, S_h) + _apply(JM_c_c, Jd_c_c, S_c)
+    # S_h <- sum_v (d h_t / d v_(t-1)) S_v + V_h
+    out_h = out["h"]
+    np.matmul(JM_h_h, S_h, out=out_h)
+    out_h += Jd_h_c[..., None] * S_c
+    # S_c <- sum_v (d c_t / d v_(t-1)) S_v + V_c
+    out_c = out["c"]
+    np.matmul(JM_c_h, S_h, out=out_c)
+    out_c += Jd_c_c[..., None] * S_c
     # V_h^W_xi = d(\tanh(c_t)) d(o'_t) d(p_o) d(g_t) d(i'_t) d_2(x_t) + d(o_t) d(g_t) d(i'_t) d(\tanh'(c_t)) d_2(x_t)
-    new_h[:, idx_rows['W_xi'], idx_cols['W_xi']] += ((tanh_c * (o * (1.0 - o)) * p_o * g * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
-    new_h[:, idx_rows['W_xi'], idx_cols['W_xi']] += ((o * g * (i * (1.0 - i)) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['W_xi'] += (tanh_c * (o * (1.0 - o)) * p_o * g * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]
+    V['h']['W_xi'] += (o * g * (i * (1.0 - i)) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * x_t[..., None, :]
     # V_h^W_xf = d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(f'_t) d_2(x_t) + d(o_t) d(c_{t-1}) d(f'_t) d(\tanh'(c_t)) d_2(x_t)
-    new_h[:, idx_rows['W_xf'], idx_cols['W_xf']] += ((tanh_c * (o * (1.0 - o)) * p_o * c_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
-    new_h[:, idx_rows['W_xf'], idx_cols['W_xf']] += ((o * c_prev * (f * (1.0 - f)) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['W_xf'] += (tanh_c * (o * (1.0 - o)) * p_o * c_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]
+    V['h']['W_xf'] += (o * c_prev * (f * (1.0 - f)) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * x_t[..., None, :]
     # V_h^W_xg = d(\tanh(c_t)) d(o'_t) d(p_o) d(i_t) d(g'_t) d_2(x_t) + d(o_t) d(i_t) d(g'_t) d(\tanh'(c_t)) d_2(x_t)
-    new_h[:, idx_rows['W_xg'], idx_cols['W_xg']] += ((tanh_c * (o * (1.0 - o)) * p_o * i * (1.0 - g * g) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
-    new_h[:, idx_rows['W_xg'], idx_cols['W_xg']] += ((o * i * (1.0 - g * g) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['W_xg'] += (tanh_c * (o * (1.0 - o)) * p_o * i * (1.0 - g * g) * ones)[..., None] * x_t[..., None, :]
+    V['h']['W_xg'] += (o * i * (1.0 - g * g) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * x_t[..., None, :]
     # V_h^W_xo = d(\tanh(c_t)) d(o'_t) d_2(x_t)
-    new_h[:, idx_rows['W_xo'], idx_cols['W_xo']] += ((tanh_c * (o * (1.0 - o)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['W_xo'] += (tanh_c * (o * (1.0 - o)) * ones)[..., None] * x_t[..., None, :]
     # V_h^W_hi = d(\tanh(c_t)) d(o'_t) d(p_o) d(g_t) d(i'_t) d_2(h_{t-1}) + d(o_t) d(g_t) d(i'_t) d(\tanh'(c_t)) d_2(h_{t-1})
-    new_h[:, idx_rows['W_hi'], idx_cols['W_hi']] += ((tanh_c * (o * (1.0 - o)) * p_o * g * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
-    new_h[:, idx_rows['W_hi'], idx_cols['W_hi']] += ((o * g * (i * (1.0 - i)) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['W_hi'] += (tanh_c * (o * (1.0 - o)) * p_o * g * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]
+    V['h']['W_hi'] += (o * g * (i * (1.0 - i)) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * h_prev[..., None, :]
     # V_h^W_hf = d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(f'_t) d_2(h_{t-1}) + d(o_t) d(c_{t-1}) d(f'_t) d(\tanh'(c_t)) d_2(h_{t-1})
-    new_h[:, idx_rows['W_hf'], idx_cols['W_hf']] += ((tanh_c * (o * (1.0 - o)) * p_o * c_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
-    new_h[:, idx_rows['W_hf'], idx_cols['W_hf']] += ((o * c_prev * (f * (1.0 - f)) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['W_hf'] += (tanh_c * (o * (1.0 - o)) * p_o * c_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]
+    V['h']['W_hf'] += (o * c_prev * (f * (1.0 - f)) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * h_prev[..., None, :]
     # V_h^W_hg = d(\tanh(c_t)) d(o'_t) d(p_o) d(i_t) d(g'_t) d_2(h_{t-1}) + d(o_t) d(i_t) d(g'_t) d(\tanh'(c_t)) d_2(h_{t-1})
-    new_h[:, idx_rows['W_hg'], idx_cols['W_hg']] += ((tanh_c * (o * (1.0 - o)) * p_o * i * (1.0 - g * g) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
-    new_h[:, idx_rows['W_hg'], idx_cols['W_hg']] += ((o * i * (1.0 - g * g) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['W_hg'] += (tanh_c * (o * (1.0 - o)) * p_o * i * (1.0 - g * g) * ones)[..., None] * h_prev[..., None, :]
+    V['h']['W_hg'] += (o * i * (1.0 - g * g) * (1.0 - tanh_c * tanh_c) * ones)[..., None] * h_prev[..., None, :]
     # V_h^W_ho = d(\tanh(c_t)) d(o'_t) d_2(h_{t-1})
-    new_h[:, idx_rows['W_ho'], idx_cols['W_ho']] += ((tanh_c * (o * (1.0 - o)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['W_ho'] += (tanh_c * (o * (1.0 - o)) * ones)[..., None] * h_prev[..., None, :]
     # V_h^b_i = d(\tanh(c_t)) d(o'_t) d(p_o) d(g_t) d(i'_t) + d(o_t) d(g_t) d(i'_t) d(\tanh'(c_t))
-    new_h[:, idx_rows['b_i'], idx_cols['b_i']] += tanh_c * (o * (1.0 - o)) * p_o * g * (i * (1.0 - i)) * ones
-    new_h[:, idx_rows['b_i'], idx_cols['b_i']] += o * g * (i * (1.0 - i)) * (1.0 - tanh_c * tanh_c) * ones
+    V['h']['b_i'] += tanh_c * (o * (1.0 - o)) * p_o * g * (i * (1.0 - i)) * ones
+    V['h']['b_i'] += o * g * (i * (1.0 - i)) * (1.0 - tanh_c * tanh_c) * ones
     # V_h^b_f = d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(f'_t) + d(o_t) d(c_{t-1}) d(f'_t) d(\tanh'(c_t))
-    new_h[:, idx_rows['b_f'], idx_cols['b_f']] += tanh_c * (o * (1.0 - o)) * p_o * c_prev * (f * (1.0 - f)) * ones
-    new_h[:, idx_rows['b_f'], idx_cols['b_f']] += o * c_prev * (f * (1.0 - f)) * (1.0 - tanh_c * tanh_c) * ones
+    V['h']['b_f'] += tanh_c * (o * (1.0 - o)) * p_o * c_prev * (f * (1.0 - f)) * ones
+    V['h']['b_f'] += o * c_prev * (f * (1.0 - f)) * (1.0 - tanh_c * tanh_c) * ones
     # V_h^b_g = d(\tanh(c_t)) d(o'_t) d(p_o) d(i_t) d(g'_t) + d(o_t) d(i_t) d(g'_t) d(\tanh'(c_t))
-    new_h[:, idx_rows['b_g'], idx_cols['b_g']] += tanh_c * (o * (1.0 - o)) * p_o * i * (1.0 - g * g) * ones
-    new_h[:, idx_rows['b_g'], idx_cols['b_g']] += o * i * (1.0 - g * g) * (1.0 - tanh_c * tanh_c) * ones
+    V['h']['b_g'] += tanh_c * (o * (1.0 - o)) * p_o * i * (1.0 - g * g) * ones
+    V['h']['b_g'] += o * i * (1.0 - g * g) * (1.0 - tanh_c * tanh_c) * ones
     # V_h^b_o = d(\tanh(c_t)) d(o'_t)
-    new_h[:, idx_rows['b_o'], idx_cols['b_o']] += tanh_c * (o * (1.0 - o)) * ones
+    V['h']['b_o'] += tanh_c * (o * (1.0 - o)) * ones
     # V_h^p_i = d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(g_t) d(i'_t) + d(o_t) d(c_{t-1}) d(g_t) d(i'_t) d(\tanh'(c_t))
-    new_h[:, idx_rows['p_i'], idx_cols['p_i']] += tanh_c * (o * (1.0 - o)) * p_o * c_prev * g * (i * (1.0 - i)) * ones
-    new_h[:, idx_rows['p_i'], idx_cols['p_i']] += o * c_prev * g * (i * (1.0 - i)) * (1.0 - tanh_c * tanh_c) * ones
+    V['h']['p_i'] += tanh_c * (o * (1.0 - o)) * p_o * c_prev * g * (i * (1.0 - i)) * ones
+    V['h']['p_i'] += o * c_prev * g * (i * (1.0 - i)) * (1.0 - tanh_c * tanh_c) * ones
     # V_h^p_f = d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(c_{t-1}) d(f'_t) + d(o_t) d(c_{t-1}) d(c_{t-1}) d(f'_t) d(\tanh'(c_t))
-    new_h[:, idx_rows['p_f'], idx_cols['p_f']] += tanh_c * (o * (1.0 - o)) * p_o * c_prev * c_prev * (f * (1.0 - f)) * ones
-    new_h[:, idx_rows['p_f'], idx_cols['p_f']] += o * c_prev * c_prev * (f * (1.0 - f)) * (1.0 - tanh_c * tanh_c) * ones
+    V['h']['p_f'] += tanh_c * (o * (1.0 - o)) * p_o * c_prev * c_prev * (f * (1.0 - f)) * ones
+    V['h']['p_f'] += o * c_prev * c_prev * (f * (1.0 - f)) * (1.0 - tanh_c * tanh_c) * ones
     # V_h^p_o = d(\tanh(c_t)) d(o'_t) d(c_t)
-    new_h[:, idx_rows['p_o'], idx_cols['p_o']] += tanh_c * (o * (1.0 - o)) * c * ones
+    V['h']['p_o'] += tanh_c * (o * (1.0 - o)) * c * ones
     # V_c^W_xi = d(g_t) d(i'_t) d_2(x_t)
-    new_c[:, idx_rows['W_xi'], idx_cols['W_xi']] += ((g * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['c']['W_xi'] += (g * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]
     # V_c^W_xf = d(c_{t-1}) d(f'_t) d_2(x_t)
-    new_c[:, idx_rows['W_xf'], idx_cols['W_xf']] += ((c_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['c']['W_xf'] += (c_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]
     # V_c^W_xg = d(i_t) d(g'_t) d_2(x_t)
-    new_c[:, idx_rows['W_xg'], idx_cols['W_xg']] += ((i * (1.0 - g * g) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['c']['W_xg'] += (i * (1.0 - g * g) * ones)[..., None] * x_t[..., None, :]
     # V_c^W_hi = d(g_t) d(i'_t) d_2(h_{t-1})
-    new_c[:, idx_rows['W_hi'], idx_cols['W_hi']] += ((g * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['c']['W_hi'] += (g * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]
     # V_c^W_hf = d(c_{t-1}) d(f'_t) d_2(h_{t-1})
-    new_c[:, idx_rows['W_hf'], idx_cols['W_hf']] += ((c_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['c']['W_hf'] += (c_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]
     # V_c^W_hg = d(i_t) d(g'_t) d_2(h_{t-1})
-    new_c[:, idx_rows['W_hg'], idx_cols['W_hg']] += ((i * (1.0 - g * g) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['c']['W_hg'] += (i * (1.0 - g * g) * ones)[..., None] * h_prev[..., None, :]
     # V_c^b_i = d(g_t) d(i'_t)
-    new_c[:, idx_rows['b_i'], idx_cols['b_i']] += g * (i * (1.0 - i)) * ones
+    V['c']['b_i'] += g * (i * (1.0 - i)) * ones
     # V_c^b_f = d(c_{t-1}) d(f'_t)
-    new_c[:, idx_rows['b_f'], idx_cols['b_f']] += c_prev * (f * (1.0 - f)) * ones
+    V['c']['b_f'] += c_prev * (f * (1.0 - f)) * ones
     # V_c^b_g = d(i_t) d(g'_t)
-    new_c[:, idx_rows['b_g'], idx_cols['b_g']] += i * (1.0 - g * g) * ones
+    V['c']['b_g'] += i * (1.0 - g * g) * ones
     # V_c^p_i = d(c_{t-1}) d(g_t) d(i'_t)
-    new_c[:, idx_rows['p_i'], idx_cols['p_i']] += c_prev * g * (i * (1.0 - i)) * ones
+    V['c']['p_i'] += c_prev * g * (i * (1.0 - i)) * ones
     # V_c^p_f = d(c_{t-1}) d(c_{t-1}) d(f'_t)
-    new_c[:, idx_rows['p_f'], idx_cols['p_f']] += c_prev * c_prev * (f * (1.0 - f)) * ones
-    S_h = new_h
-    S_c = new_c
-    return new_state, J, { "h": S_h, "c": S_c }
+    V['c']['p_f'] += c_prev * c_prev * (f * (1.0 - f)) * ones
+    return new_state, J, out
 
 
 def rtrl_step(params, x_t, state, sens=None):

@@ -164,8 +164,10 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
 _apply = rt.apply_block
 
 
-def _local_step(params, x_t, prev, S=None, layout=None):
-    """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update."""
+def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None):
+    """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update of the
+    sensitivities S into ``out`` (V: strided views of out's diagonal structure, off: column
+    offsets; see generated._runtime.rtrl)."""
     P = _unpack(params)
     W = P["W"]
     U = P["U"]
@@ -191,19 +193,18 @@ def _local_step(params, x_t, prev, S=None, layout=None):
     new_state = { "h": h }
     if S is None:
         return new_state, J, None
-    off, idx_rows, idx_cols, _ = layout
     ones = np.ones((batch, n_hidden), x_t.dtype)
     S_h = S["h"]
-    # S_h = sum_v (d h_t / d v_(t-1)) S_v + V_h
-    new_h = _apply(JM_h_h, Jd_h_h, S_h)
+    # S_h <- sum_v (d h_t / d v_(t-1)) S_v + V_h
+    out_h = out["h"]
+    np.matmul(JM_h_h, S_h, out=out_h)
     # V_h^W = d(h'_t) d_2(x_t)
-    new_h[:, idx_rows['W'], idx_cols['W']] += (((1.0 - h * h) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['W'] += ((1.0 - h * h) * ones)[..., None] * x_t[..., None, :]
     # V_h^U = d(h'_t) d_2(h_{t-1})
-    new_h[:, idx_rows['U'], idx_cols['U']] += (((1.0 - h * h) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['U'] += ((1.0 - h * h) * ones)[..., None] * h_prev[..., None, :]
     # V_h^b_h = d(h'_t)
-    new_h[:, idx_rows['b_h'], idx_cols['b_h']] += 1.0 * (1.0 - h * h) * ones
-    S_h = new_h
-    return new_state, J, { "h": S_h }
+    V['h']['b_h'] += 1.0 * (1.0 - h * h) * ones
+    return new_state, J, out
 
 
 def rtrl_step(params, x_t, state, sens=None):

@@ -267,8 +267,10 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
 _apply = rt.apply_block
 
 
-def _local_step(params, x_t, prev, S=None, layout=None):
-    """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update."""
+def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None):
+    """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update of the
+    sensitivities S into ``out`` (V: strided views of out's diagonal structure, off: column
+    offsets; see generated._runtime.rtrl)."""
     P = _unpack(params)
     W = P["W"]
     W_i = P["W_i"]
@@ -327,59 +329,60 @@ def _local_step(params, x_t, prev, S=None, layout=None):
     new_state = { "h": h, "s": s }
     if S is None:
         return new_state, J, None
-    off, idx_rows, idx_cols, _ = layout
     ones = np.ones((batch, n_hidden), x_t.dtype)
     S_h = S["h"]
     S_s = S["s"]
-    # S_h = sum_v (d h_t / d v_(t-1)) S_v + V_h
-    new_h = _apply(JM_h_h, Jd_h_h, S_h) + _apply(JM_h_s, Jd_h_s, S_s)
-    # S_s = sum_v (d s_t / d v_(t-1)) S_v + V_s
-    new_s = _apply(JM_s_h, Jd_s_h, S_h) + _apply(JM_s_s, Jd_s_s, S_s)
+    # S_h <- sum_v (d h_t / d v_(t-1)) S_v + V_h
+    out_h = out["h"]
+    np.matmul(JM_h_h, S_h, out=out_h)
+    out_h += Jd_h_s[..., None] * S_s
+    # S_s <- sum_v (d s_t / d v_(t-1)) S_v + V_s
+    out_s = out["s"]
+    np.matmul(JM_s_h, S_h, out=out_s)
+    out_s += Jd_s_s[..., None] * S_s
     # V_h^W = d(o_t) d(\sigma'(s_t)) d(i_t) d(\tilde{s}'_t) d_2(h_{t-1})
-    new_h[:, idx_rows['W'], idx_cols['W']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['W'] += (o * (sigmoid_s * (1.0 - sigmoid_s)) * i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * h_prev[..., None, :]
     # V_h^W_i = d(o_t) d(\sigma'(s_t)) d(\tilde{s}_t) d(i'_t) d_2(h_{t-1})
-    new_h[:, idx_rows['W_i'], idx_cols['W_i']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * s_tilde * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['W_i'] += (o * (sigmoid_s * (1.0 - sigmoid_s)) * s_tilde * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]
     # V_h^W_f = d(o_t) d(\sigma'(s_t)) d(s_{t-1}) d(f'_t) d_2(h_{t-1})
-    new_h[:, idx_rows['W_f'], idx_cols['W_f']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * s_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['W_f'] += (o * (sigmoid_s * (1.0 - sigmoid_s)) * s_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]
     # V_h^W_o = d(\sigma(s_t)) d(o'_t) d_2(h_{t-1})
-    new_h[:, idx_rows['W_o'], idx_cols['W_o']] += ((sigmoid_s * (o * (1.0 - o)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['h']['W_o'] += (sigmoid_s * (o * (1.0 - o)) * ones)[..., None] * h_prev[..., None, :]
     # V_h^U = d(o_t) d(\sigma'(s_t)) d(i_t) d(\tilde{s}'_t) d_2(x_t)
-    new_h[:, idx_rows['U'], idx_cols['U']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['U'] += (o * (sigmoid_s * (1.0 - sigmoid_s)) * i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * x_t[..., None, :]
     # V_h^U_i = d(o_t) d(\sigma'(s_t)) d(\tilde{s}_t) d(i'_t) d_2(x_t)
-    new_h[:, idx_rows['U_i'], idx_cols['U_i']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * s_tilde * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['U_i'] += (o * (sigmoid_s * (1.0 - sigmoid_s)) * s_tilde * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]
     # V_h^U_f = d(o_t) d(\sigma'(s_t)) d(s_{t-1}) d(f'_t) d_2(x_t)
-    new_h[:, idx_rows['U_f'], idx_cols['U_f']] += ((o * (sigmoid_s * (1.0 - sigmoid_s)) * s_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['U_f'] += (o * (sigmoid_s * (1.0 - sigmoid_s)) * s_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]
     # V_h^U_o = d(\sigma(s_t)) d(o'_t) d_2(x_t)
-    new_h[:, idx_rows['U_o'], idx_cols['U_o']] += ((sigmoid_s * (o * (1.0 - o)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['h']['U_o'] += (sigmoid_s * (o * (1.0 - o)) * ones)[..., None] * x_t[..., None, :]
     # V_h^b = d(o_t) d(\sigma'(s_t)) d(i_t) d(\tilde{s}'_t)
-    new_h[:, idx_rows['b'], idx_cols['b']] += o * (sigmoid_s * (1.0 - sigmoid_s)) * i * (s_tilde * (1.0 - s_tilde)) * ones
+    V['h']['b'] += o * (sigmoid_s * (1.0 - sigmoid_s)) * i * (s_tilde * (1.0 - s_tilde)) * ones
     # V_h^b_i = d(o_t) d(\sigma'(s_t)) d(\tilde{s}_t) d(i'_t)
-    new_h[:, idx_rows['b_i'], idx_cols['b_i']] += o * (sigmoid_s * (1.0 - sigmoid_s)) * s_tilde * (i * (1.0 - i)) * ones
+    V['h']['b_i'] += o * (sigmoid_s * (1.0 - sigmoid_s)) * s_tilde * (i * (1.0 - i)) * ones
     # V_h^b_f = d(o_t) d(\sigma'(s_t)) d(s_{t-1}) d(f'_t)
-    new_h[:, idx_rows['b_f'], idx_cols['b_f']] += o * (sigmoid_s * (1.0 - sigmoid_s)) * s_prev * (f * (1.0 - f)) * ones
+    V['h']['b_f'] += o * (sigmoid_s * (1.0 - sigmoid_s)) * s_prev * (f * (1.0 - f)) * ones
     # V_h^b_o = d(\sigma(s_t)) d(o'_t)
-    new_h[:, idx_rows['b_o'], idx_cols['b_o']] += sigmoid_s * (o * (1.0 - o)) * ones
+    V['h']['b_o'] += sigmoid_s * (o * (1.0 - o)) * ones
     # V_s^W = d(i_t) d(\tilde{s}'_t) d_2(h_{t-1})
-    new_s[:, idx_rows['W'], idx_cols['W']] += ((i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['s']['W'] += (i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * h_prev[..., None, :]
     # V_s^W_i = d(\tilde{s}_t) d(i'_t) d_2(h_{t-1})
-    new_s[:, idx_rows['W_i'], idx_cols['W_i']] += ((s_tilde * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['s']['W_i'] += (s_tilde * (i * (1.0 - i)) * ones)[..., None] * h_prev[..., None, :]
     # V_s^W_f = d(s_{t-1}) d(f'_t) d_2(h_{t-1})
-    new_s[:, idx_rows['W_f'], idx_cols['W_f']] += ((s_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]).reshape(batch, -1)
+    V['s']['W_f'] += (s_prev * (f * (1.0 - f)) * ones)[..., None] * h_prev[..., None, :]
     # V_s^U = d(i_t) d(\tilde{s}'_t) d_2(x_t)
-    new_s[:, idx_rows['U'], idx_cols['U']] += ((i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['s']['U'] += (i * (s_tilde * (1.0 - s_tilde)) * ones)[..., None] * x_t[..., None, :]
     # V_s^U_i = d(\tilde{s}_t) d(i'_t) d_2(x_t)
-    new_s[:, idx_rows['U_i'], idx_cols['U_i']] += ((s_tilde * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['s']['U_i'] += (s_tilde * (i * (1.0 - i)) * ones)[..., None] * x_t[..., None, :]
     # V_s^U_f = d(s_{t-1}) d(f'_t) d_2(x_t)
-    new_s[:, idx_rows['U_f'], idx_cols['U_f']] += ((s_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]).reshape(batch, -1)
+    V['s']['U_f'] += (s_prev * (f * (1.0 - f)) * ones)[..., None] * x_t[..., None, :]
     # V_s^b = d(i_t) d(\tilde{s}'_t)
-    new_s[:, idx_rows['b'], idx_cols['b']] += i * (s_tilde * (1.0 - s_tilde)) * ones
+    V['s']['b'] += i * (s_tilde * (1.0 - s_tilde)) * ones
     # V_s^b_i = d(\tilde{s}_t) d(i'_t)
-    new_s[:, idx_rows['b_i'], idx_cols['b_i']] += s_tilde * (i * (1.0 - i)) * ones
+    V['s']['b_i'] += s_tilde * (i * (1.0 - i)) * ones
     # V_s^b_f = d(s_{t-1}) d(f'_t)
-    new_s[:, idx_rows['b_f'], idx_cols['b_f']] += s_prev * (f * (1.0 - f)) * ones
-    S_h = new_h
-    S_s = new_s
-    return new_state, J, { "h": S_h, "s": S_s }
+    V['s']['b_f'] += s_prev * (f * (1.0 - f)) * ones
+    return new_state, J, out
 
 
 def rtrl_step(params, x_t, state, sens=None):
