@@ -70,6 +70,10 @@ class Stack:
     name: str  # W_stack_x, W_stack_h ...
     adj: dict[str, Sum] = field(default_factory=dict)  # P -> projection adjoint \bar a_P
     buffer: str = ""  # dA_x ...
+    # slot k of the stack -> (buffer, position) holding \bar a_{P_k} for all steps: a slot whose
+    # adjoint equals the input stack's slot k is read from the input stack's buffer
+    slots: dict[int, tuple[str, int]] = field(default_factory=dict)
+    own: int = 0  # slots stored in this stack's own buffer
 
 
 class KernelPlan:
@@ -93,13 +97,20 @@ class KernelPlan:
                 st.buffer = f"dA_{tag}"
                 self.stacks.append(st)
         self.stacked = {p: st for st in self.stacks for p in st.params}
-        # two stacks whose projection adjoints are the same share one buffer (LSTM: x and h)
-        for i, st in enumerate(self.stacks):
-            for other in self.stacks[:i]:
-                if [st.adj[p].key() for p in st.params] == \
-                        [other.adj[p].key() for p in other.params]:
-                    st.buffer = other.buffer
-                    break
+        # a stack slot whose projection adjoint equals the first stack's (the input's) slot k is
+        # not stored twice: LSTM's h stack shares every slot with x, GRU's all but n's
+        # the input stack comes first: its buffer is the one the others share and the one that
+        # reuses the cache's A_x memory
+        self.stacks.sort(key=lambda st: st.vec.kind != "input")
+        first = self.stacks[0] if self.stacks else None
+        for st in self.stacks:
+            for k, p in enumerate(st.params):
+                if first is not None and st is not first and k < len(first.params) and \
+                        st.adj[p].key() == first.adj[first.params[k]].key():
+                    st.slots[k] = (first.buffer, k)
+                else:
+                    st.slots[k] = (st.buffer, st.own)
+                    st.own += 1
         # --- vectors the backward pass needs
         self.needed: list[Expr] = []
         sums = [s for _, s in rev.assignments] + list(rev.carries.values()) + \
@@ -429,13 +440,13 @@ class KernelPlan:
         for st in self.stacks:
             for k, p in enumerate(st.params):
                 a = st.adj[p]
+                if st.slots[k] in done:
+                    continue
                 if len(a) == 1 and a.terms[0].coef == 1 and len(a.terms[0].factors) == 1:
                     w = a.terms[0].factors[0]
                     if isinstance(w, Adj) and w.name not in into:
-                        into[w.name] = f"{st.buffer}[t, :, {k} * n_hidden:{k + 1} * n_hidden]"
-                        done.add((st.buffer, k))
-                    elif isinstance(w, Adj) and into[w.name].startswith(st.buffer + "["):
-                        done.add((st.buffer, k))
+                        into[w.name] = self.slot_ref(st, k)
+                        done.add(st.slots[k])
         for u, s in rev.assignments:
             lines.append(self.comment(_latex_adj(self.names, u), s))
             var = self.adj_var(Adj(u, "bar"))
@@ -447,19 +458,18 @@ class KernelPlan:
         # the other projection adjoints of the stacked matrices, into the per-step buffers
         for st in self.stacks:
             for k, p in enumerate(st.params):
-                if (st.buffer, k) in done:
+                if st.slots[k] in done:
                     continue
-                done.add((st.buffer, k))
+                done.add(st.slots[k])
                 lines.append(f"# \\bar{{a}}_{{{p}}} (projection adjoint; dL/d{p} = "
                              f"sum_t of it times {_latex_vec(st.vec, self.names)}^T)")
-                lines.append(f"{st.buffer}[t, :, {k} * n_hidden:{k + 1} * n_hidden] = "
-                             f"{self.bwd_sum(st.adj[p])}")
+                lines.append(f"{self.slot_ref(st, k)} = {self.bwd_sum(st.adj[p])}")
         # carried adjoints delta v_{t-1}: stacked part as one matmul, the rest term by term
         new_carry: list[str] = []
         for v, s in rev.carries.items():
             stack = next((st for st in self.stacks if st.vec == Ref(v, 1, "node")), None)
             rest = self._unstacked(s, stack)
-            parts = [f"{stack.buffer}[t] @ {stack.name}"] if stack else []
+            parts = [self.carry_matmul(stack)] if stack else []
             if rest:
                 parts.append(self.bwd_sum(rest))
             lines.append(self.comment(rf"\delta {node_symbol(self.names, v, 1)}", s))
@@ -477,6 +487,48 @@ class KernelPlan:
         x_rest = self._unstacked(rev.inputs, self._x_stack())
         if x_rest:
             lines.append(f"dxs_rest[t] = {self.bwd_sum(x_rest)}")
+        return lines
+
+    def slot_ref(self, st: Stack, k: int, t: str = "t") -> str:
+        """The buffer slice holding slot k's projection adjoint at step t (t='' for all steps)."""
+        buf, j = st.slots[k]
+        return f"{buf}[{t or ':'}, :, {j} * n_hidden:{j + 1} * n_hidden]"
+
+    def slot_runs(self, st: Stack) -> list[tuple[str, int, int, int]]:
+        """Maximal runs (buffer, first buffer position, first slot, end slot) of consecutive slots
+        stored consecutively in one buffer."""
+        runs: list[tuple[str, int, int, int]] = []
+        for k in range(len(st.params)):
+            buf, j = st.slots[k]
+            if runs and runs[-1][0] == buf and runs[-1][1] + (k - runs[-1][2]) == j \
+                    and runs[-1][3] == k:
+                runs[-1] = (buf, runs[-1][1], runs[-1][2], k + 1)
+            else:
+                runs.append((buf, j, k, k + 1))
+        return runs
+
+    def carry_matmul(self, st: Stack, t: str = "t") -> str:
+        """sum_k P_k^T \\bar a_{P_k} at step t as one matmul per run of stored slots."""
+        runs = self.slot_runs(st)
+        if len(runs) == 1 and runs[0][1] == 0 and runs[0][2] == 0:
+            return f"{runs[0][0]}[{t}] @ {st.name}"
+        return " + ".join(
+            f"{buf}[{t}, :, {j} * n_hidden:{j + k1 - k0} * n_hidden] @ "
+            f"{st.name}[{k0} * n_hidden:{k1} * n_hidden]" for buf, j, k0, k1 in runs)
+
+    def stack_grad_lines(self) -> list[str]:
+        """dL/dTheta_v = sum_t \\bar a_{v,t} v_t^T, one matmul over all steps per run of slots."""
+        lines = []
+        for st in self.stacks:
+            vec = "xs" if st.vec.kind == "input" else f"S_{st.vec.name}[:-1]"
+            for i, (buf, j, k0, k1) in enumerate(self.slot_runs(st)):
+                g = f"G_{st.name}_{i}"
+                lines.append(f"{g} = {buf}[:, :, {j} * n_hidden:{j + k1 - k0} * n_hidden]"
+                             f".reshape(steps * batch, -1).T @ {vec}.reshape(steps * batch, -1)")
+                for k in range(k0, k1):
+                    r = k - k0
+                    lines.append(f'grads["{st.params[k]}"] = '
+                                 f"{g}[{r} * n_hidden:{r + 1} * n_hidden]")
         return lines
 
     def _x_stack(self) -> Stack | None:
@@ -512,7 +564,7 @@ class KernelPlan:
         for st in self.stacks:
             for k, q in enumerate(st.params):
                 if st.adj[q].key() == g.key():
-                    return "sum", f"{st.buffer}[:, :, {k} * n_hidden:{k + 1} * n_hidden]"
+                    return "sum", self.slot_ref(st, k, "")
         if all(not isinstance(t.last, Outer) for t in g):
             return "acc", f"({self.bwd_sum(g)}).sum(axis=0)"
         # an unstacked matrix: sum_t (\bar a) v^T
@@ -679,7 +731,8 @@ class KernelPlan:
                         "input": st.vec.kind == "input"} for st in self.stacks],
             "state_stacks": [(st.vec.name, len(st.params)) for st in self.stacks
                              if st.vec.kind == "node"],
-            "buffers": sorted({(st.buffer, len(st.params)) for st in self.stacks}),
+            "buffers": sorted({(st.buffer, st.own) for st in self.stacks if st.own}),
+            "stack_grad_lines": self.stack_grad_lines(),
             "x_stack": x_stack.name if x_stack else None,
             "x_buffer": x_stack.buffer if x_stack else None,
             "x_rest": bool(self._unstacked(rev.inputs, x_stack)),

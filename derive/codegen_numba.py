@@ -158,10 +158,11 @@ class NumbaPlan(KernelPlan):
         done: set[tuple[str, int]] = set()
         for st in self.stacks:
             for k, p in enumerate(st.params):
-                if (st.buffer, k) in done:
+                if st.slots[k] in done:
                     continue
-                done.add((st.buffer, k))
-                lines.append(f"{st.buffer}[t, b, {k} * n_hidden + j] = {self.sc_sum(st.adj[p])}")
+                done.add(st.slots[k])
+                buf, pos = st.slots[k]
+                lines.append(f"{buf}[t, b, {pos} * n_hidden + j] = {self.sc_sum(st.adj[p])}")
         for v, s in rev.carries.items():
             stack = next((st for st in self.stacks if st.vec == Ref(v, 1, "node")), None)
             rest = self._unstacked(s, stack)
@@ -189,7 +190,7 @@ class NumbaPlan(KernelPlan):
         for v in self.states:
             st = state_stacks.get(v)
             carries.append({"state": v, "stack": st.name if st else None,
-                            "buffer": st.buffer if st else None})
+                            "matmul": self.carry_matmul(st) if st else None})
         ctx.update({
             "fwd_args": ["t", "A_x"] + [f"A_{v}" for v in state_stacks]
             + [f"S_{s}" for s in self.states] + [f"C_{v}" for v in heap]

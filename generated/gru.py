@@ -183,7 +183,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
     d_h_next = carry["h"]
-    dA_h = np.empty((steps, batch, 3 * n_hidden), dtype)
+    dA_h = np.empty((steps, batch, 1 * n_hidden), dtype)
     dA_x = np.empty((steps, batch, 3 * n_hidden), dtype) if keep_cache else cache["A_x"]
     for t in range(steps - 1, -1, -1):
         x_t = xs[t]
@@ -211,30 +211,27 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         # \bar{\hat{r}}_t = d(r'_t) \bar{r}_t
         d_r_hat = dA_x[t, :, 0 * n_hidden:1 * n_hidden]
         np.multiply((r * (1.0 - r)), d_r, out=d_r_hat)
-        # \bar{a}_{W_hr} (projection adjoint; dL/dW_hr = sum_t of it times h_{t-1}^T)
-        dA_h[t, :, 0 * n_hidden:1 * n_hidden] = d_r_hat
-        # \bar{a}_{W_hz} (projection adjoint; dL/dW_hz = sum_t of it times h_{t-1}^T)
-        dA_h[t, :, 1 * n_hidden:2 * n_hidden] = d_z_hat
         # \bar{a}_{W_hn} (projection adjoint; dL/dW_hn = sum_t of it times h_{t-1}^T)
-        dA_h[t, :, 2 * n_hidden:3 * n_hidden] = r * d_n_hat
+        dA_h[t, :, 0 * n_hidden:1 * n_hidden] = r * d_n_hat
         # \delta h_{t-1} = W_{hr}^\top \bar{\hat{r}}_t + W_{hz}^\top \bar{\hat{z}}_t + W_{hn}^\top d(r_t) \bar{\hat{n}}_t + d(z_t) \bar{h}_t
-        d_h_new = dA_h[t] @ W_stack_h + z * d_h
+        d_h_new = dA_x[t, :, 0 * n_hidden:2 * n_hidden] @ W_stack_h[0 * n_hidden:2 * n_hidden] + dA_h[t, :, 0 * n_hidden:1 * n_hidden] @ W_stack_h[2 * n_hidden:3 * n_hidden] + z * d_h
         d_h_next = d_h_new
     cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-    G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-    G_W_stack_h = dA_h.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
-    grads["W_xr"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
-    grads["W_xz"] = G_W_stack_x[1 * n_hidden:2 * n_hidden]
-    grads["W_xn"] = G_W_stack_x[2 * n_hidden:3 * n_hidden]
-    grads["W_hr"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
-    grads["W_hz"] = G_W_stack_h[1 * n_hidden:2 * n_hidden]
-    grads["W_hn"] = G_W_stack_h[2 * n_hidden:3 * n_hidden]
+    G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    grads["W_xr"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
+    grads["W_xz"] = G_W_stack_x_0[1 * n_hidden:2 * n_hidden]
+    grads["W_xn"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
+    G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:2 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W_hr"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
+    grads["W_hz"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
+    G_W_stack_h_1 = dA_h[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W_hn"] = G_W_stack_h_1[0 * n_hidden:1 * n_hidden]
     grads["b_r"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
     grads["b_z"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
     grads["b_xn"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
-    grads["b_hn"] = dA_h[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
+    grads["b_hn"] = dA_h[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
     grads["h0"] = d_h_next
     if input_grad:
         grads["xs"] = dA_x @ W_stack_x

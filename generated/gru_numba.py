@@ -141,9 +141,7 @@ def _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn,
             dA_x[t, b, 0 * n_hidden + j] = d_r_hat
             dA_x[t, b, 1 * n_hidden + j] = d_z_hat
             dA_x[t, b, 2 * n_hidden + j] = d_n_hat
-            dA_h[t, b, 0 * n_hidden + j] = d_r_hat
-            dA_h[t, b, 1 * n_hidden + j] = d_z_hat
-            dA_h[t, b, 2 * n_hidden + j] = (r) * d_n_hat
+            dA_h[t, b, 0 * n_hidden + j] = (r) * d_n_hat
             R_h[b, j] = (z) * d_h
 
 
@@ -177,29 +175,30 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     b_z = np.ascontiguousarray(P["b_z"])
     b_xn = np.ascontiguousarray(P["b_xn"])
     b_hn = np.ascontiguousarray(P["b_hn"])
-    dA_h = np.empty((steps, batch, 3 * n_hidden), dtype)
+    dA_h = np.empty((steps, batch, 1 * n_hidden), dtype)
     dA_x = np.empty((steps, batch, 3 * n_hidden), dtype) if keep_cache else cache["A_x"]
     R_h = np.empty((batch, n_hidden), dtype)
     for t in range(steps - 1, -1, -1):
         _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, dA_h, dA_x, d_h_next, R_h)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
-        d_h_next = np.matmul(dA_h[t], W_stack_h)
+        d_h_next = dA_x[t, :, 0 * n_hidden:2 * n_hidden] @ W_stack_h[0 * n_hidden:2 * n_hidden] + dA_h[t, :, 0 * n_hidden:1 * n_hidden] @ W_stack_h[2 * n_hidden:3 * n_hidden]
         d_h_next += R_h
     cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-    G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-    G_W_stack_h = dA_h.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
-    grads["W_xr"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
-    grads["W_xz"] = G_W_stack_x[1 * n_hidden:2 * n_hidden]
-    grads["W_xn"] = G_W_stack_x[2 * n_hidden:3 * n_hidden]
-    grads["W_hr"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
-    grads["W_hz"] = G_W_stack_h[1 * n_hidden:2 * n_hidden]
-    grads["W_hn"] = G_W_stack_h[2 * n_hidden:3 * n_hidden]
+    G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    grads["W_xr"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
+    grads["W_xz"] = G_W_stack_x_0[1 * n_hidden:2 * n_hidden]
+    grads["W_xn"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
+    G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:2 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W_hr"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
+    grads["W_hz"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
+    G_W_stack_h_1 = dA_h[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W_hn"] = G_W_stack_h_1[0 * n_hidden:1 * n_hidden]
     grads["b_r"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
     grads["b_z"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
     grads["b_xn"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
-    grads["b_hn"] = dA_h[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
+    grads["b_hn"] = dA_h[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
     grads["h0"] = d_h_next
     if input_grad:
         grads["xs"] = dA_x @ W_stack_x

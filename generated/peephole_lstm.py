@@ -261,16 +261,16 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-    G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-    G_W_stack_h = dA_x.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
-    grads["W_xi"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
-    grads["W_xf"] = G_W_stack_x[1 * n_hidden:2 * n_hidden]
-    grads["W_xg"] = G_W_stack_x[2 * n_hidden:3 * n_hidden]
-    grads["W_xo"] = G_W_stack_x[3 * n_hidden:4 * n_hidden]
-    grads["W_hi"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
-    grads["W_hf"] = G_W_stack_h[1 * n_hidden:2 * n_hidden]
-    grads["W_hg"] = G_W_stack_h[2 * n_hidden:3 * n_hidden]
-    grads["W_ho"] = G_W_stack_h[3 * n_hidden:4 * n_hidden]
+    G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    grads["W_xi"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
+    grads["W_xf"] = G_W_stack_x_0[1 * n_hidden:2 * n_hidden]
+    grads["W_xg"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
+    grads["W_xo"] = G_W_stack_x_0[3 * n_hidden:4 * n_hidden]
+    G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W_hi"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
+    grads["W_hf"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
+    grads["W_hg"] = G_W_stack_h_0[2 * n_hidden:3 * n_hidden]
+    grads["W_ho"] = G_W_stack_h_0[3 * n_hidden:4 * n_hidden]
     grads["b_i"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
     grads["b_f"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
     grads["b_g"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))

@@ -150,10 +150,10 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         d_h_next = d_h_new
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-    G_W_stack_x = dA_x.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-    G_W_stack_h = dA_x.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
-    grads["W"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
-    grads["U"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
+    G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    grads["W"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
+    G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["U"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
     grads["b_h"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
     grads["h0"] = d_h_next
     if input_grad:

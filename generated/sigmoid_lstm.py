@@ -80,10 +80,10 @@ def _check_state(state, batch, n_hidden, dtype, what="state0"):
 def _unpack(params):
     """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
     P = dict(params)
-    # W_stack_h = [W; W_i; W_f; W_o] acts on h
-    P["W_stack_h"] = np.concatenate([params["W"], params["W_i"], params["W_f"], params["W_o"]], axis=0)
     # W_stack_x = [U; U_i; U_f; U_o] acts on x
     P["W_stack_x"] = np.concatenate([params["U"], params["U_i"], params["U_f"], params["U_o"]], axis=0)
+    # W_stack_h = [W; W_i; W_f; W_o] acts on h
+    P["W_stack_h"] = np.concatenate([params["W"], params["W_i"], params["W_f"], params["W_o"]], axis=0)
     # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
     P["b_stack_x"] = np.concatenate([params["b"], params["b_i"], params["b_f"], params["b_o"]])
     return P
@@ -108,8 +108,8 @@ def forward(params, xs, state0=None):
     b_i = P["b_i"]
     b_f = P["b_f"]
     b_o = P["b_o"]
-    W_stack_h = P["W_stack_h"]
     W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
     # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
     A_x += P["b_stack_x"]
@@ -192,13 +192,13 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     b_i = P["b_i"]
     b_f = P["b_f"]
     b_o = P["b_o"]
-    W_stack_h = P["W_stack_h"]
     W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
     d_h_next = carry["h"]
     S_s = cache["S_s"]
     d_s_next = carry["s"]
-    dA_h = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
+    dA_x = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
     for t in range(steps - 1, -1, -1):
         x_t = xs[t]
         h_prev = S_h[t]
@@ -217,25 +217,25 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         # \bar{\tilde{s}}_t = d(i_t) \bar{s}_t
         d_s_tilde = i * d_s
         # \bar{\hat{\tilde{s}}}_t = d(\tilde{s}'_t) \bar{\tilde{s}}_t
-        d_s_tilde_hat = dA_h[t, :, 0 * n_hidden:1 * n_hidden]
+        d_s_tilde_hat = dA_x[t, :, 0 * n_hidden:1 * n_hidden]
         np.multiply((s_tilde * (1.0 - s_tilde)), d_s_tilde, out=d_s_tilde_hat)
         # \bar{f}_t = d(s_{t-1}) \bar{s}_t
         d_f = s_prev * d_s
         # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
-        d_f_hat = dA_h[t, :, 2 * n_hidden:3 * n_hidden]
+        d_f_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
         np.multiply((f * (1.0 - f)), d_f, out=d_f_hat)
         # \bar{i}_t = d(\tilde{s}_t) \bar{s}_t
         d_i = s_tilde * d_s
         # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
-        d_i_hat = dA_h[t, :, 1 * n_hidden:2 * n_hidden]
+        d_i_hat = dA_x[t, :, 1 * n_hidden:2 * n_hidden]
         np.multiply((i * (1.0 - i)), d_i, out=d_i_hat)
         # \bar{o}_t = d(\sigma(s_t)) \bar{h}_t
         d_o = sigmoid_s * d_h
         # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
-        d_o_hat = dA_h[t, :, 3 * n_hidden:4 * n_hidden]
+        d_o_hat = dA_x[t, :, 3 * n_hidden:4 * n_hidden]
         np.multiply((o * (1.0 - o)), d_o, out=d_o_hat)
         # \delta h_{t-1} = W_o^\top \bar{\hat{o}}_t + W_i^\top \bar{\hat{i}}_t + W_f^\top \bar{\hat{f}}_t + W^\top \bar{\hat{\tilde{s}}}_t
-        d_h_new = dA_h[t] @ W_stack_h
+        d_h_new = dA_x[t] @ W_stack_h
         # \delta s_{t-1} = d(f_t) \bar{s}_t
         d_s_new = f * d_s
         d_h_next = d_h_new
@@ -243,24 +243,24 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-    G_W_stack_h = dA_h.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
-    G_W_stack_x = dA_h.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-    grads["W"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
-    grads["W_i"] = G_W_stack_h[1 * n_hidden:2 * n_hidden]
-    grads["W_f"] = G_W_stack_h[2 * n_hidden:3 * n_hidden]
-    grads["W_o"] = G_W_stack_h[3 * n_hidden:4 * n_hidden]
-    grads["U"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
-    grads["U_i"] = G_W_stack_x[1 * n_hidden:2 * n_hidden]
-    grads["U_f"] = G_W_stack_x[2 * n_hidden:3 * n_hidden]
-    grads["U_o"] = G_W_stack_x[3 * n_hidden:4 * n_hidden]
-    grads["b"] = dA_h[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
-    grads["b_i"] = dA_h[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
-    grads["b_f"] = dA_h[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
-    grads["b_o"] = dA_h[:, :, 3 * n_hidden:4 * n_hidden].sum(axis=(0, 1))
+    G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    grads["U"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
+    grads["U_i"] = G_W_stack_x_0[1 * n_hidden:2 * n_hidden]
+    grads["U_f"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
+    grads["U_o"] = G_W_stack_x_0[3 * n_hidden:4 * n_hidden]
+    G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
+    grads["W_i"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
+    grads["W_f"] = G_W_stack_h_0[2 * n_hidden:3 * n_hidden]
+    grads["W_o"] = G_W_stack_h_0[3 * n_hidden:4 * n_hidden]
+    grads["b"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    grads["b_i"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
+    grads["b_f"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
+    grads["b_o"] = dA_x[:, :, 3 * n_hidden:4 * n_hidden].sum(axis=(0, 1))
     grads["h0"] = d_h_next
     grads["s0"] = d_s_next
     if input_grad:
-        grads["xs"] = dA_h @ W_stack_x
+        grads["xs"] = dA_x @ W_stack_x
     return grads
 
 
@@ -284,8 +284,8 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None):
     b_i = P["b_i"]
     b_f = P["b_f"]
     b_o = P["b_o"]
-    W_stack_h = P["W_stack_h"]
     W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
     batch, n_hidden = x_t.shape[0], prev["h"].shape[1]
     A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
     t = 0

@@ -119,7 +119,7 @@ def forward(params, xs, state0=None):
 
 
 @njit(cache=True)
-def _backward_step(t, dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o, dA_h, d_h_next, d_s_next, R_h, R_s):
+def _backward_step(t, dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o, dA_x, d_h_next, d_s_next, R_h, R_s):
     """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
     projection adjoints of step t and the carried adjoints that bypass the stacked matmul."""
     batch, n_hidden = dhs.shape[1], dhs.shape[2]
@@ -150,10 +150,10 @@ def _backward_step(t, dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b
             d_o = (sigmoid_s) * d_h
             # bar{hat{o}}_t = d(o'_t) bar{o}_t
             d_o_hat = ((o * (1.0 - o))) * d_o
-            dA_h[t, b, 0 * n_hidden + j] = d_s_tilde_hat
-            dA_h[t, b, 1 * n_hidden + j] = d_i_hat
-            dA_h[t, b, 2 * n_hidden + j] = d_f_hat
-            dA_h[t, b, 3 * n_hidden + j] = d_o_hat
+            dA_x[t, b, 0 * n_hidden + j] = d_s_tilde_hat
+            dA_x[t, b, 1 * n_hidden + j] = d_i_hat
+            dA_x[t, b, 2 * n_hidden + j] = d_f_hat
+            dA_x[t, b, 3 * n_hidden + j] = d_o_hat
             R_h[b, j] = 0.0
             R_s[b, j] = (f) * d_s
 
@@ -175,8 +175,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
     P = _unpack(params)
-    W_stack_h = P["W_stack_h"]
     W_stack_x = P["W_stack_x"]
+    W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
     d_h_next = np.ascontiguousarray(carry["h"])
     S_s = cache["S_s"]
@@ -190,34 +190,34 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     b_i = np.ascontiguousarray(P["b_i"])
     b_f = np.ascontiguousarray(P["b_f"])
     b_o = np.ascontiguousarray(P["b_o"])
-    dA_h = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
+    dA_x = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
     R_h = np.empty((batch, n_hidden), dtype)
     R_s = np.empty((batch, n_hidden), dtype)
     for t in range(steps - 1, -1, -1):
-        _backward_step(t, dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o, dA_h, d_h_next, d_s_next, R_h, R_s)
+        _backward_step(t, dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o, dA_x, d_h_next, d_s_next, R_h, R_s)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
-        d_h_next = np.matmul(dA_h[t], W_stack_h)
+        d_h_next = dA_x[t] @ W_stack_h
         d_h_next += R_h
         d_s_next = R_s.copy()
     cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-    G_W_stack_h = dA_h.reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
-    G_W_stack_x = dA_h.reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-    grads["W"] = G_W_stack_h[0 * n_hidden:1 * n_hidden]
-    grads["W_i"] = G_W_stack_h[1 * n_hidden:2 * n_hidden]
-    grads["W_f"] = G_W_stack_h[2 * n_hidden:3 * n_hidden]
-    grads["W_o"] = G_W_stack_h[3 * n_hidden:4 * n_hidden]
-    grads["U"] = G_W_stack_x[0 * n_hidden:1 * n_hidden]
-    grads["U_i"] = G_W_stack_x[1 * n_hidden:2 * n_hidden]
-    grads["U_f"] = G_W_stack_x[2 * n_hidden:3 * n_hidden]
-    grads["U_o"] = G_W_stack_x[3 * n_hidden:4 * n_hidden]
-    grads["b"] = dA_h[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
-    grads["b_i"] = dA_h[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
-    grads["b_f"] = dA_h[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
-    grads["b_o"] = dA_h[:, :, 3 * n_hidden:4 * n_hidden].sum(axis=(0, 1))
+    G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    grads["U"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
+    grads["U_i"] = G_W_stack_x_0[1 * n_hidden:2 * n_hidden]
+    grads["U_f"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
+    grads["U_o"] = G_W_stack_x_0[3 * n_hidden:4 * n_hidden]
+    G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads["W"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
+    grads["W_i"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
+    grads["W_f"] = G_W_stack_h_0[2 * n_hidden:3 * n_hidden]
+    grads["W_o"] = G_W_stack_h_0[3 * n_hidden:4 * n_hidden]
+    grads["b"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    grads["b_i"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
+    grads["b_f"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
+    grads["b_o"] = dA_x[:, :, 3 * n_hidden:4 * n_hidden].sum(axis=(0, 1))
     grads["h0"] = d_h_next
     grads["s0"] = d_s_next
     if input_grad:
-        grads["xs"] = dA_h @ W_stack_x
+        grads["xs"] = dA_x @ W_stack_x
     return grads
