@@ -25,7 +25,7 @@ from pathlib import Path
 import jinja2
 
 from .activations import ACTIVATIONS
-from .algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Sum, Term
+from .algebra import Adj, Diag, Diag2, Factor, Ident, Mat, Outer, Sum, Term
 from .derivation import Derivation, derive
 from .latex import expanded, names_for, node_symbol
 from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, children, walk
@@ -667,6 +667,7 @@ class KernelPlan:
                         lines.append(f"out_{u} += {term}")
             if first:
                 lines.append(f"out_{u}[...] = 0.0")
+        self._vpre: dict[str, str] = {}
         for u in self.states:
             for p in self.params:
                 V = self.d.forward[p].raw.V[u]
@@ -681,23 +682,35 @@ class KernelPlan:
         last = t.factors[-1]
         prefix = Term(t.coef, t.factors[:-1] or (Ident(),))
         kind, pre = self.matrix_code(prefix)
+        out: list[str] = []
+        # a prefix shared by several parameters (every parameter of one gate has the same one)
+        # is computed once per step and broadcast to the batch shape there
+        if pre not in self._vpre:
+            name = f"u{len(self._vpre)}"
+            self._vpre[pre] = name
+            shape = "ones" if kind == "diag" else "ones[..., None]"
+            out.append(f"{name} = ({pre}) * {shape}")
+        pre = self._vpre[pre]
+        return out + self._v_update(u, p, last, kind, pre)
+
+    def _v_update(self, u: str, p: str, last: Factor, kind: str, pre: str) -> list[str]:
         sl = f"off['{p}']"
         tgt = f"out_{u}"
         if isinstance(last, Diag2):
             v = self._wrap(self.vec(last.v, "bwd"))
             if kind == "diag":
-                return [f"V['{u}']['{p}'] += ({pre} * ones)[..., None] * {v}[..., None, :]"]
-            return [f"{tgt}[:, :, {sl}[0]:{sl}[1]] += ((({pre}) * ones[..., None])"
-                    f"[..., None] * {v}[..., None, None, :]).reshape(batch, n_hidden, -1)"]
+                return [f"V['{u}']['{p}'] += {pre}[..., None] * {v}[..., None, :]"]
+            return [f"{tgt}[:, :, {sl}[0]:{sl}[1]] += ({pre}[..., None] * "
+                    f"{v}[..., None, None, :]).reshape(batch, n_hidden, -1)"]
         vec = "1.0"
         if isinstance(last, Diag):  # an elementwise parameter: P d(v)
             vec = self._wrap(self.vec(last.v, "bwd"))
         elif not isinstance(last, Ident):
             raise TypeError(f"unexpected last factor {last!r} of V")
         if kind == "diag":
-            return [f"V['{u}']['{p}'] += {pre} * {vec} * ones"]
+            return [f"V['{u}']['{p}'] += {pre}" + (f" * {vec}" if vec != "1.0" else "")]
         scale = f" * {vec}[..., None, :]" if vec != "1.0" else ""
-        return [f"{tgt}[:, :, {sl}[0]:{sl}[1]] += ({pre}){scale} * ones[..., None]"]
+        return [f"{tgt}[:, :, {sl}[0]:{sl}[1]] += {pre}{scale}"]
 
     # ------------------------------------------------------------------ template context
     def context(self, template: str) -> dict:

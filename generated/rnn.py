@@ -199,11 +199,13 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None):
     out_h = out["h"]
     np.matmul(JM_h_h, S_h, out=out_h)
     # V_h^W = d(h'_t) d_2(x_t)
-    V['h']['W'] += ((1.0 - h * h) * ones)[..., None] * x_t[..., None, :]
+    u0 = ((1.0 - h * h)) * ones
+    V['h']['W'] += u0[..., None] * x_t[..., None, :]
     # V_h^U = d(h'_t) d_2(h_{t-1})
-    V['h']['U'] += ((1.0 - h * h) * ones)[..., None] * h_prev[..., None, :]
+    V['h']['U'] += u0[..., None] * h_prev[..., None, :]
     # V_h^b_h = d(h'_t)
-    V['h']['b_h'] += 1.0 * (1.0 - h * h) * ones
+    u1 = (1.0) * ones
+    V['h']['b_h'] += u1 * (1.0 - h * h)
     return new_state, J, out
 
 
