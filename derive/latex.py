@@ -245,27 +245,40 @@ def names_for(d: Derivation, names: Names | None = None) -> dict[str, str]:
     return out
 
 
-def collected(d: Derivation, param: str, state: str, names: Names | None = None,
-              shared: bool = False) -> str:
-    """Right-hand side of d state_t / dA in seed 001's final form (eq 14's last line):
-    (M_t) dh_{t-1}/dA + (N_t) ds_{t-1}/dA + V_t^A; with ``shared`` the blocks of the output
-    state's row print as M_t and N_t."""
-    nm = names_for(d, names)
+def recursion_blocks(d: Derivation, param: str, state: str, nm: Names,
+                     shared: bool) -> list[tuple[Sum | str, str]]:
+    """(coefficient, d v_{t-1}/dA symbol) of every non-empty recursion block of d state_t/dA, in
+    state order; with ``shared`` the output state's blocks are the symbols 'M_t' and 'N_t'
+    (seed 001 eq 26)."""
     fp = d.forward[param].raw
-    parts: list[str] = []
+    out: list[tuple[Sum | str, str]] = []
     for v in d.states:
         blk = fp.blocks[state][v]
         if not blk:
             continue
         rec = partial_symbol(nm, v, 1, param)
         if shared and state == d.output and v in (d.output, d.second_state):
-            sym = "M_t" if v == d.output else "N_t"
-            parts.append(f"{sym} {rec}")
+            out.append(("M_t" if v == d.output else "N_t", rec))
+        else:
+            out.append((blk, rec))
+    return out
+
+
+def collected(d: Derivation, param: str, state: str, names: Names | None = None,
+              shared: bool = False) -> str:
+    """Right-hand side of d state_t / dA in seed 001's final form (eq 14's last line):
+    (M_t) dh_{t-1}/dA + (N_t) ds_{t-1}/dA + V_t^A; with ``shared`` the blocks of the output
+    state's row print as M_t and N_t."""
+    nm = names_for(d, names)
+    parts: list[str] = []
+    for blk, rec in recursion_blocks(d, param, state, nm, shared):
+        if isinstance(blk, str):
+            parts.append(f"{blk} {rec}")
         elif len(blk) == 1 and blk.terms[0].coef == 1:
             parts.append(f"{product(blk.terms[0].factors, nm)} {rec}")
         else:
             parts.append(f"{bracket(blk, nm)} {rec}")
-    V = fp.V[state]
+    V = d.forward[param].raw.V[state]
     if V:
         parts.append(factored(V, nm))
     if not parts:

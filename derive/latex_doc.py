@@ -44,6 +44,7 @@ from .latex import (
     node_symbol,
     partial_symbol,
     product,
+    recursion_blocks,
     vec,
 )
 from .spec import HAT, Ref
@@ -533,22 +534,17 @@ def _label(d: Derivation, *parts: str) -> str:
 def _collected(d: Derivation, param: str, state: str, nm: dict[str, str],
                shared: bool) -> tuple[Item, ...]:
     """Seed 001's final form of d state_t/dA (:func:`derive.latex.collected`, as items)."""
-    fp = d.forward[param].raw
     items: list[Item] = []
-    for v in d.states:
-        blk = fp.blocks[state][v]
-        if not blk:
-            continue
-        rec = partial_symbol(nm, v, 1, param)
-        if shared and state == d.output and v in (d.output, d.second_state):
-            items.append(Item(1, ("M_t" if v == d.output else "N_t") + " " + rec))
+    for blk, rec in recursion_blocks(d, param, state, nm, shared):
+        if isinstance(blk, str):
+            items.append(Item(1, blk + " " + rec))
         elif len(blk) == 1:
             t = blk.terms[0]
             items.append(Item(_sign(t.coef), product(t.factors, nm) + " " + rec,
                               coef=_coef(t.coef)))
         else:
             items.append(Item(1, "", items_from_pieces(factored_pieces(blk, nm)), rec))
-    V = fp.V[state]
+    V = d.forward[param].raw.V[state]
     if V:
         items.extend(items_from_pieces(factored_pieces(V, nm)))
     return tuple(items) or (Item(1, "0"),)
