@@ -76,6 +76,19 @@ class Stack:
     own: int = 0  # slots stored in this stack's own buffer
 
 
+@dataclass
+class _Stmt:
+    """One statement of the backward step, with what the schedule needs to know about it."""
+
+    lines: list[str]
+    provides: set[str] = field(default_factory=set)  # adjoints it defines
+    needs: set[str] = field(default_factory=set)  # adjoints it reads
+    reads: set[str] = field(default_factory=set)  # forward node values at t it reads
+    clobbers: str | None = None  # the gate whose cached value its slot write overwrites
+    writes_slot: bool = False  # writes a projection-adjoint slot of the step
+    reads_slots: bool = False  # reads every slot of the step (the carried matmul)
+
+
 class KernelPlan:
     """Everything the NumPy template needs for one cell, printed as lines of code."""
 
@@ -430,12 +443,32 @@ class KernelPlan:
                 out += (" - " if c < 0 else " + ") + mag + body
         return out or "0.0"
 
+    def _reads(self, s: Sum) -> set[str]:
+        """Names of the forward nodes whose values at t a sum of products reads."""
+        out: set[str] = set()
+        for t in s:
+            for f in t.factors:
+                if isinstance(f, (Diag, Diag2, Outer)):
+                    for e in walk(f.v):
+                        if isinstance(e, Ref) and e.kind == "node" and not e.lag:
+                            out.add(e.name[: -len(HAT)] if e.name.endswith(HAT) else e.name)
+        return out
+
+    @staticmethod
+    def _adjs(s: Sum) -> set[str]:
+        return {f.name for t in s for f in t.factors if isinstance(f, Adj) and f.kind == "bar"}
+
     def backward_lines(self) -> list[str]:
+        """One backward step. Statements are scheduled so that a projection adjoint is written
+        into its slot of the x buffer (which, without keep_cache, is the cache's A_x and holds a
+        gate's value at t) only after the step's last read of that gate; ``self.bwd_copies``
+        lists the gates that still need a copy (none for the built-in cells)."""
         rev = self.d.reverse
-        lines: list[str] = []
+        x_st = self._x_stack()
+        slot_gate = {k: g for g, k in self.gate_slot.items()}
         # a pre-activation adjoint that *is* a stacked projection adjoint is computed straight
         # into its slot of the per-step buffer (no copy)
-        into: dict[str, str] = {}
+        into: dict[str, tuple[str, tuple[str, int]]] = {}
         done: set[tuple[str, int]] = set()
         for st in self.stacks:
             for k, p in enumerate(st.params):
@@ -445,49 +478,107 @@ class KernelPlan:
                 if len(a) == 1 and a.terms[0].coef == 1 and len(a.terms[0].factors) == 1:
                     w = a.terms[0].factors[0]
                     if isinstance(w, Adj) and w.name not in into:
-                        into[w.name] = self.slot_ref(st, k)
+                        into[w.name] = (self.slot_ref(st, k), st.slots[k])
                         done.add(st.slots[k])
+
+        def clobbers(slot: tuple[str, int] | None) -> str | None:
+            if slot is None or x_st is None or slot[0] != x_st.buffer:
+                return None
+            return slot_gate.get(slot[1])
+
+        stmts: list[_Stmt] = []
         for u, s in rev.assignments:
-            lines.append(self.comment(_latex_adj(self.names, u), s))
+            lines = [self.comment(_latex_adj(self.names, u), s)]
             var = self.adj_var(Adj(u, "bar"))
+            slot = None
             if u in into:
-                lines.append(f"{var} = {into[u]}")
+                ref, slot = into[u]
+                lines.append(f"{var} = {ref}")
                 self.emit_sum_into(s, var, lines)
             else:
                 lines.append(f"{var} = {self.bwd_sum(s)}")
+            stmts.append(_Stmt(lines, {u}, self._adjs(s), self._reads(s), clobbers(slot),
+                               slot is not None))
         # the other projection adjoints of the stacked matrices, into the per-step buffers
         for st in self.stacks:
             for k, p in enumerate(st.params):
                 if st.slots[k] in done:
                     continue
                 done.add(st.slots[k])
-                lines.append(f"# \\bar{{a}}_{{{p}}} (projection adjoint; dL/d{p} = "
-                             f"sum_t of it times {_latex_vec(st.vec, self.names)}^T)")
-                lines.append(f"{self.slot_ref(st, k)} = {self.bwd_sum(st.adj[p])}")
+                lines = [f"# \\bar{{a}}_{{{p}}} (projection adjoint; dL/d{p} = "
+                         f"sum_t of it times {_latex_vec(st.vec, self.names)}^T)",
+                         f"{self.slot_ref(st, k)} = {self.bwd_sum(st.adj[p])}"]
+                stmts.append(_Stmt(lines, set(), self._adjs(st.adj[p]), self._reads(st.adj[p]),
+                                   clobbers(st.slots[k]), True))
         # carried adjoints delta v_{t-1}: stacked part as one matmul, the rest term by term
         new_carry: list[str] = []
         for v, s in rev.carries.items():
             stack = next((st for st in self.stacks if st.vec == Ref(v, 1, "node")), None)
             rest = self._unstacked(s, stack)
-            parts = [self.carry_matmul(stack)] if stack else []
-            if rest:
-                parts.append(self.bwd_sum(rest))
-            lines.append(self.comment(rf"\delta {node_symbol(self.names, v, 1)}", s))
-            lines.append(f"d_{v}_new = {' + '.join(parts) if parts else '0.0'}")
+            head = [self.comment(rf"\delta {node_symbol(self.names, v, 1)}", s)]
+            if stack and rest:
+                # the terms outside the matmul first (they may read a gate whose slot the
+                # matmul needs written), then the matmul over the step's slots
+                mine = f"delta {v}"
+                stmts.append(_Stmt(head + [f"d_{v}_new = {self.bwd_sum(rest)}"], {mine},
+                                   self._adjs(rest), self._reads(rest)))
+                stmts.append(_Stmt([f"d_{v}_new += {self.carry_matmul(stack)}"], set(), {mine},
+                                   reads_slots=True))
+            elif stack:
+                stmts.append(_Stmt(head + [f"d_{v}_new = {self.carry_matmul(stack)}"],
+                                   reads_slots=True))
+            else:
+                stmts.append(_Stmt(head + [f"d_{v}_new = {self.bwd_sum(rest) if rest else '0.0'}"],
+                                   set(), self._adjs(s), self._reads(s)))
             new_carry.append(v)
-        for v in new_carry:
-            lines.append(f"d_{v}_next = d_{v}_new")
         # per-step accumulations of gradients that are not stacked projections
         for p in self.params:
             kind, code = self.grad_plan(p)
             if kind == "acc":
                 lhs = rf"\partial L / \partial {p} \mathrel{{+}}="
-                lines.append(self.comment(lhs, rev.grads[p]))
-                lines.append(f"g_{p} += {code}")
-        x_rest = self._unstacked(rev.inputs, self._x_stack())
+                g = rev.grads[p]
+                stmts.append(_Stmt([self.comment(lhs, g), f"g_{p} += {code}"], set(),
+                                   self._adjs(g), self._reads(g)))
+        x_rest = self._unstacked(rev.inputs, x_st)
         if x_rest:
-            lines.append(f"dxs_rest[t] = {self.bwd_sum(x_rest)}")
+            stmts.append(_Stmt([f"dxs_rest[t] = {self.bwd_sum(x_rest)}"], set(),
+                               self._adjs(x_rest), self._reads(x_rest)))
+        lines = []
+        for st_ in self._schedule(stmts):
+            lines.extend(st_.lines)
+        for v in new_carry:
+            lines.append(f"d_{v}_next = d_{v}_new")
         return lines
+
+    def _schedule(self, stmts: list[_Stmt]) -> list[_Stmt]:
+        """An order of the statements: each after the adjoints it needs, the carried matmul
+        after every slot write, and a write over gate g's cached value after every other
+        statement that reads g; otherwise the original order (the derivation's). Where no
+        statement can go without clobbering a gate still to be read, that gate is copied at
+        the top of the step (``self.bwd_copies``)."""
+        self.bwd_copies: list[str] = []
+        copied: set[str] = set()
+        order: list[_Stmt] = []
+        left = list(stmts)
+
+        def ready(x: _Stmt, strict: bool) -> bool:
+            if any(y is not x and (y.provides & x.needs or (x.reads_slots and y.writes_slot))
+                   for y in left):
+                return False
+            if strict and x.clobbers is not None and x.clobbers not in copied:
+                return not any(y is not x and x.clobbers in y.reads for y in left)
+            return True
+
+        while left:
+            x = next((x for x in left if ready(x, True)), None)
+            if x is None:
+                x = next(x for x in left if ready(x, False))
+                assert x.clobbers is not None
+                copied.add(x.clobbers)
+                self.bwd_copies.append(self.var[x.clobbers])
+            order.append(x)
+            left.remove(x)
+        return order
 
     def slot_ref(self, st: Stack, k: int, t: str = "t") -> str:
         """The buffer slice holding slot k's projection adjoint at step t (t='' for all steps)."""
@@ -531,6 +622,19 @@ class KernelPlan:
                                  f"{g}[{r} * n_hidden:{r + 1} * n_hidden]")
         return lines
 
+    def bias_sum_lines(self) -> list[str]:
+        """dL/db = sum_t \\bar a_t for the biases whose step adjoint is a stored projection
+        adjoint: every column of the buffer summed once, as one contiguous reduction (summing
+        each bias's strided slice separately was 8x slower at c3)."""
+        bufs = []
+        for p in self.params:
+            kind, code = self.grad_plan(p)
+            if kind == "sum":
+                buf = code.split("[", 1)[0][len("colsum_"):]
+                if buf not in bufs:
+                    bufs.append(buf)
+        return [f"colsum_{b} = {b}.reshape(steps * batch, -1).sum(axis=0)" for b in bufs]
+
     def _x_stack(self) -> Stack | None:
         return next((st for st in self.stacks if st.vec.kind == "input"), None)
 
@@ -560,11 +664,13 @@ class KernelPlan:
         g = self.d.reverse.grads[p]
         if p in self.stacked:
             return "stack", ""
-        # a bias whose step term equals a stacked projection adjoint: sum that buffer slice
+        # a bias whose step term equals a stacked projection adjoint: its rows of the buffer's
+        # column sums over all steps and the batch (bias_sum_lines)
         for st in self.stacks:
             for k, q in enumerate(st.params):
                 if st.adj[q].key() == g.key():
-                    return "sum", self.slot_ref(st, k, "")
+                    buf, j = st.slots[k]
+                    return "sum", f"colsum_{buf}[{j} * n_hidden:{j + 1} * n_hidden]"
         if all(not isinstance(t.last, Outer) for t in g):
             return "acc", f"({self.bwd_sum(g)}).sum(axis=0)"
         # an unstacked matrix: sum_t (\bar a) v^T
@@ -717,6 +823,7 @@ class KernelPlan:
         spec = self.spec
         rev = self.d.reverse
         x_stack = self._x_stack()
+        backward_lines = self.backward_lines()  # sets self.bwd_copies
         grads = []
         for p in self.params:
             kind, code = self.grad_plan(p)
@@ -746,6 +853,7 @@ class KernelPlan:
                              if st.vec.kind == "node"],
             "buffers": sorted({(st.buffer, st.own) for st in self.stacks if st.own}),
             "stack_grad_lines": self.stack_grad_lines(),
+            "bias_sum_lines": self.bias_sum_lines(),
             "x_stack": x_stack.name if x_stack else None,
             "x_buffer": x_stack.buffer if x_stack else None,
             "x_rest": bool(self._unstacked(rev.inputs, x_stack)),
@@ -759,7 +867,8 @@ class KernelPlan:
             "slot_nodes": [(self.var[n], k) for n, k in self.gate_slot.items()],
             "heap_nodes": [self.var[n] for n in self.cached_nodes if n not in self.gate_slot],
             "temps": list(self.temps.values()),
-            "backward_lines": self.backward_lines(),
+            "backward_lines": backward_lines,
+            "bwd_copies": self.bwd_copies,
             "grads": grads,
             "jacobian_lines": self.jacobian_lines(),
             "rtrl_lines": self.rtrl_lines(),

@@ -191,30 +191,31 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         h = S_h[t + 1]
         s0 = cache["s0"][t]
         s1 = cache["s1"][t]
-        r = cache["r"][t].copy()  # its slot receives the step's adjoints below
-        z = cache["z"][t].copy()  # its slot receives the step's adjoints below
-        n = cache["n"][t].copy()  # its slot receives the step's adjoints below
+        r = cache["r"][t]  # its slot receives its adjoint after the last read
+        z = cache["z"][t]  # its slot receives its adjoint after the last read
+        n = cache["n"][t]  # its slot receives its adjoint after the last read
         # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
         # \bar{n}_t = d(1 - z_t) \bar{h}_t
         d_n = s0 * d_h
+        # \bar{z}_t = -d(n_t) \bar{h}_t + d(h_{t-1}) \bar{h}_t
+        d_z = -n * d_h + h_prev * d_h
         # \bar{\hat{n}}_t = d(n'_t) \bar{n}_t
         d_n_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
         np.multiply((1.0 - n * n), d_n, out=d_n_hat)
-        # \bar{z}_t = -d(n_t) \bar{h}_t + d(h_{t-1}) \bar{h}_t
-        d_z = -n * d_h + h_prev * d_h
-        # \bar{\hat{z}}_t = d(z'_t) \bar{z}_t
-        d_z_hat = dA_x[t, :, 1 * n_hidden:2 * n_hidden]
-        np.multiply((z * (1.0 - z)), d_z, out=d_z_hat)
         # \bar{r}_t = d(W_{hn} h_{t-1} + b_{hn}) \bar{\hat{n}}_t
         d_r = s1 * d_n_hat
+        # \bar{a}_{W_hn} (projection adjoint; dL/dW_hn = sum_t of it times h_{t-1}^T)
+        dA_h[t, :, 0 * n_hidden:1 * n_hidden] = r * d_n_hat
         # \bar{\hat{r}}_t = d(r'_t) \bar{r}_t
         d_r_hat = dA_x[t, :, 0 * n_hidden:1 * n_hidden]
         np.multiply((r * (1.0 - r)), d_r, out=d_r_hat)
-        # \bar{a}_{W_hn} (projection adjoint; dL/dW_hn = sum_t of it times h_{t-1}^T)
-        dA_h[t, :, 0 * n_hidden:1 * n_hidden] = r * d_n_hat
         # \delta h_{t-1} = W_{hr}^\top \bar{\hat{r}}_t + W_{hz}^\top \bar{\hat{z}}_t + W_{hn}^\top d(r_t) \bar{\hat{n}}_t + d(z_t) \bar{h}_t
-        d_h_new = dA_x[t, :, 0 * n_hidden:2 * n_hidden] @ W_stack_h[0 * n_hidden:2 * n_hidden] + dA_h[t, :, 0 * n_hidden:1 * n_hidden] @ W_stack_h[2 * n_hidden:3 * n_hidden] + z * d_h
+        d_h_new = z * d_h
+        # \bar{\hat{z}}_t = d(z'_t) \bar{z}_t
+        d_z_hat = dA_x[t, :, 1 * n_hidden:2 * n_hidden]
+        np.multiply((z * (1.0 - z)), d_z, out=d_z_hat)
+        d_h_new += dA_x[t, :, 0 * n_hidden:2 * n_hidden] @ W_stack_h[0 * n_hidden:2 * n_hidden] + dA_h[t, :, 0 * n_hidden:1 * n_hidden] @ W_stack_h[2 * n_hidden:3 * n_hidden]
         d_h_next = d_h_new
     cache["consumed"] = not keep_cache
     grads = {}
@@ -228,10 +229,13 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["W_hz"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
     G_W_stack_h_1 = dA_h[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
     grads["W_hn"] = G_W_stack_h_1[0 * n_hidden:1 * n_hidden]
-    grads["b_r"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
-    grads["b_z"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
-    grads["b_xn"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
-    grads["b_hn"] = dA_h[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+    colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
+    colsum_dA_h = dA_h.reshape(steps * batch, -1).sum(axis=0)
+    grads["b_r"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
+    grads["b_z"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
+    grads["b_xn"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
+    grads["b_hn"] = colsum_dA_h[0 * n_hidden:1 * n_hidden]
     grads["h0"] = d_h_next
     if input_grad:
         grads["xs"] = dA_x @ W_stack_x

@@ -195,10 +195,13 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["W_hz"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
     G_W_stack_h_1 = dA_h[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
     grads["W_hn"] = G_W_stack_h_1[0 * n_hidden:1 * n_hidden]
-    grads["b_r"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
-    grads["b_z"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
-    grads["b_xn"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
-    grads["b_hn"] = dA_h[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+    colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
+    colsum_dA_h = dA_h.reshape(steps * batch, -1).sum(axis=0)
+    grads["b_r"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
+    grads["b_z"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
+    grads["b_xn"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
+    grads["b_hn"] = colsum_dA_h[0 * n_hidden:1 * n_hidden]
     grads["h0"] = d_h_next
     if input_grad:
         grads["xs"] = dA_x @ W_stack_x

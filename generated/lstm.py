@@ -206,10 +206,10 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         c_prev = S_c[t]
         c = S_c[t + 1]
         tanh_c = cache["tanh_c"][t]
-        i = cache["i"][t].copy()  # its slot receives the step's adjoints below
-        f = cache["f"][t].copy()  # its slot receives the step's adjoints below
-        g = cache["g"][t].copy()  # its slot receives the step's adjoints below
-        o = cache["o"][t].copy()  # its slot receives the step's adjoints below
+        i = cache["i"][t]  # its slot receives its adjoint after the last read
+        f = cache["f"][t]  # its slot receives its adjoint after the last read
+        g = cache["g"][t]  # its slot receives its adjoint after the last read
+        o = cache["o"][t]  # its slot receives its adjoint after the last read
         # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
         # \bar{c}_t = \delta c_t + d(o_t) d(\tanh'(c_t)) \bar{h}_t
@@ -221,23 +221,23 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         np.multiply((o * (1.0 - o)), d_o, out=d_o_hat)
         # \bar{g}_t = d(i_t) \bar{c}_t
         d_g = i * d_c
+        # \bar{f}_t = d(c_{t-1}) \bar{c}_t
+        d_f = c_prev * d_c
+        # \bar{i}_t = d(g_t) \bar{c}_t
+        d_i = g * d_c
         # \bar{\hat{g}}_t = d(g'_t) \bar{g}_t
         d_g_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
         np.multiply((1.0 - g * g), d_g, out=d_g_hat)
-        # \bar{f}_t = d(c_{t-1}) \bar{c}_t
-        d_f = c_prev * d_c
-        # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
-        d_f_hat = dA_x[t, :, 1 * n_hidden:2 * n_hidden]
-        np.multiply((f * (1.0 - f)), d_f, out=d_f_hat)
-        # \bar{i}_t = d(g_t) \bar{c}_t
-        d_i = g * d_c
         # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
         d_i_hat = dA_x[t, :, 0 * n_hidden:1 * n_hidden]
         np.multiply((i * (1.0 - i)), d_i, out=d_i_hat)
-        # \delta h_{t-1} = W_{hi}^\top \bar{\hat{i}}_t + W_{hf}^\top \bar{\hat{f}}_t + W_{hg}^\top \bar{\hat{g}}_t + W_{ho}^\top \bar{\hat{o}}_t
-        d_h_new = dA_x[t] @ W_stack_h
         # \delta c_{t-1} = d(f_t) \bar{c}_t
         d_c_new = f * d_c
+        # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
+        d_f_hat = dA_x[t, :, 1 * n_hidden:2 * n_hidden]
+        np.multiply((f * (1.0 - f)), d_f, out=d_f_hat)
+        # \delta h_{t-1} = W_{hi}^\top \bar{\hat{i}}_t + W_{hf}^\top \bar{\hat{f}}_t + W_{hg}^\top \bar{\hat{g}}_t + W_{ho}^\top \bar{\hat{o}}_t
+        d_h_new = dA_x[t] @ W_stack_h
         d_h_next = d_h_new
         d_c_next = d_c_new
     cache["consumed"] = not keep_cache
@@ -253,10 +253,12 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["W_hf"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
     grads["W_hg"] = G_W_stack_h_0[2 * n_hidden:3 * n_hidden]
     grads["W_ho"] = G_W_stack_h_0[3 * n_hidden:4 * n_hidden]
-    grads["b_i"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
-    grads["b_f"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
-    grads["b_g"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
-    grads["b_o"] = dA_x[:, :, 3 * n_hidden:4 * n_hidden].sum(axis=(0, 1))
+    # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+    colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
+    grads["b_i"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
+    grads["b_f"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
+    grads["b_g"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
+    grads["b_o"] = colsum_dA_x[3 * n_hidden:4 * n_hidden]
     grads["h0"] = d_h_next
     grads["c0"] = d_c_next
     if input_grad:

@@ -154,7 +154,9 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["W"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
     G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
     grads["U"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
-    grads["b_h"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
+    # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+    colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
+    grads["b_h"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
     grads["h0"] = d_h_next
     if input_grad:
         grads["xs"] = dA_x @ W_stack_x

@@ -206,26 +206,23 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         s_prev = S_s[t]
         s = S_s[t + 1]
         sigmoid_s = cache["sigmoid_s"][t]
-        o = cache["o"][t].copy()  # its slot receives the step's adjoints below
-        i = cache["i"][t].copy()  # its slot receives the step's adjoints below
-        f = cache["f"][t].copy()  # its slot receives the step's adjoints below
-        s_tilde = cache["s_tilde"][t].copy()  # its slot receives the step's adjoints below
+        o = cache["o"][t]  # its slot receives its adjoint after the last read
+        i = cache["i"][t]  # its slot receives its adjoint after the last read
+        f = cache["f"][t]  # its slot receives its adjoint after the last read
+        s_tilde = cache["s_tilde"][t]  # its slot receives its adjoint after the last read
         # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
         # \bar{s}_t = \delta s_t + d(o_t) d(\sigma'(s_t)) \bar{h}_t
         d_s = d_s_next + o * (sigmoid_s * (1.0 - sigmoid_s)) * d_h
         # \bar{\tilde{s}}_t = d(i_t) \bar{s}_t
         d_s_tilde = i * d_s
+        # \bar{f}_t = d(s_{t-1}) \bar{s}_t
+        d_f = s_prev * d_s
+        # \bar{i}_t = d(\tilde{s}_t) \bar{s}_t
+        d_i = s_tilde * d_s
         # \bar{\hat{\tilde{s}}}_t = d(\tilde{s}'_t) \bar{\tilde{s}}_t
         d_s_tilde_hat = dA_x[t, :, 0 * n_hidden:1 * n_hidden]
         np.multiply((s_tilde * (1.0 - s_tilde)), d_s_tilde, out=d_s_tilde_hat)
-        # \bar{f}_t = d(s_{t-1}) \bar{s}_t
-        d_f = s_prev * d_s
-        # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
-        d_f_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
-        np.multiply((f * (1.0 - f)), d_f, out=d_f_hat)
-        # \bar{i}_t = d(\tilde{s}_t) \bar{s}_t
-        d_i = s_tilde * d_s
         # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
         d_i_hat = dA_x[t, :, 1 * n_hidden:2 * n_hidden]
         np.multiply((i * (1.0 - i)), d_i, out=d_i_hat)
@@ -234,10 +231,13 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
         d_o_hat = dA_x[t, :, 3 * n_hidden:4 * n_hidden]
         np.multiply((o * (1.0 - o)), d_o, out=d_o_hat)
-        # \delta h_{t-1} = W_o^\top \bar{\hat{o}}_t + W_i^\top \bar{\hat{i}}_t + W_f^\top \bar{\hat{f}}_t + W^\top \bar{\hat{\tilde{s}}}_t
-        d_h_new = dA_x[t] @ W_stack_h
         # \delta s_{t-1} = d(f_t) \bar{s}_t
         d_s_new = f * d_s
+        # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
+        d_f_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
+        np.multiply((f * (1.0 - f)), d_f, out=d_f_hat)
+        # \delta h_{t-1} = W_o^\top \bar{\hat{o}}_t + W_i^\top \bar{\hat{i}}_t + W_f^\top \bar{\hat{f}}_t + W^\top \bar{\hat{\tilde{s}}}_t
+        d_h_new = dA_x[t] @ W_stack_h
         d_h_next = d_h_new
         d_s_next = d_s_new
     cache["consumed"] = not keep_cache
@@ -253,10 +253,12 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["W_i"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
     grads["W_f"] = G_W_stack_h_0[2 * n_hidden:3 * n_hidden]
     grads["W_o"] = G_W_stack_h_0[3 * n_hidden:4 * n_hidden]
-    grads["b"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
-    grads["b_i"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
-    grads["b_f"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
-    grads["b_o"] = dA_x[:, :, 3 * n_hidden:4 * n_hidden].sum(axis=(0, 1))
+    # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+    colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
+    grads["b"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
+    grads["b_i"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
+    grads["b_f"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
+    grads["b_o"] = colsum_dA_x[3 * n_hidden:4 * n_hidden]
     grads["h0"] = d_h_next
     grads["s0"] = d_s_next
     if input_grad:

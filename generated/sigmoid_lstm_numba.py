@@ -212,10 +212,12 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["W_i"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
     grads["W_f"] = G_W_stack_h_0[2 * n_hidden:3 * n_hidden]
     grads["W_o"] = G_W_stack_h_0[3 * n_hidden:4 * n_hidden]
-    grads["b"] = dA_x[:, :, 0 * n_hidden:1 * n_hidden].sum(axis=(0, 1))
-    grads["b_i"] = dA_x[:, :, 1 * n_hidden:2 * n_hidden].sum(axis=(0, 1))
-    grads["b_f"] = dA_x[:, :, 2 * n_hidden:3 * n_hidden].sum(axis=(0, 1))
-    grads["b_o"] = dA_x[:, :, 3 * n_hidden:4 * n_hidden].sum(axis=(0, 1))
+    # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+    colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
+    grads["b"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
+    grads["b_i"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
+    grads["b_f"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
+    grads["b_o"] = colsum_dA_x[3 * n_hidden:4 * n_hidden]
     grads["h0"] = d_h_next
     grads["s0"] = d_s_next
     if input_grad:
