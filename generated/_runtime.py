@@ -158,13 +158,45 @@ def check_step(PARAMS, STATE, params, x_t, state):
 
 
 def sens_buffers(PARAMS, STATE, batch, n_hidden, n_in, dtype):
-    """Two zeroed sensitivity buffers per state (they take turns as S and out), the strided
-    views of each buffer's diagonal structure (built once, not per step), and the offsets."""
+    """Two zeroed sensitivity buffers (they take turns as S and out), each one array
+    (B, states x n_hidden, P) whose row blocks are the states' S; the strided views of each
+    buffer's diagonal structure (built once, not per step), and the offsets. Returns
+    (per-state views, diagonal views, offsets, whole arrays)."""
     off, kdim, _, total = sens_layout(PARAMS, n_hidden, n_in)
-    bufs = [{s: np.zeros((batch, n_hidden, total), dtype) for s in STATE} for _ in range(2)]
+    k = len(STATE)
+    whole = [np.zeros((batch, k * n_hidden, total), dtype) for _ in range(2)]
+    bufs = [{s: w[:, i * n_hidden:(i + 1) * n_hidden] for i, s in enumerate(STATE)}
+            for w in whole]
     views = [{s: {name: diag_view(buf[s], off[name][0], kdim[name]) for name in PARAMS}
               for s in STATE} for buf in bufs]
-    return bufs, views, off
+    return bufs, views, off, whole
+
+
+def dense_jacobian(STATE, J, out):
+    """The state-Jacobian blocks J[(u, v)] = (dense part, diagonal part) written into ``out``
+    (B, S, S), states in STATE order: the matrix d(all states at t)/d(all states at t-1)."""
+    out[...] = 0.0
+    n = out.shape[1] // len(STATE)
+    s0, s1, s2 = out.strides
+    for a, u in enumerate(STATE):
+        for b, v in enumerate(STATE):
+            JM, Jd = J[(u, v)]
+            block = out[:, a * n:(a + 1) * n, b * n:(b + 1) * n]
+            if JM is not None:
+                block += JM
+            if Jd is not None:
+                diag = np.lib.stride_tricks.as_strided(block, shape=(out.shape[0], n),
+                                                       strides=(s0, s1 + s2))
+                diag += Jd
+    return out
+
+
+def rtrl_dense_max(dense_max, STATE, n_hidden):
+    """Whether RTRL multiplies S by the whole dense state Jacobian (one matmul) rather than
+    block by block: when the stacked state has at most ``dense_max`` entries (the kernel's
+    RTRL_DENSE_MAX, chosen by the code generator from the cell's Jacobian structure and
+    measured crossovers; the dense matrix is S x S, never a d(.) of a parameter's size)."""
+    return len(STATE) * n_hidden <= dense_max
 
 
 def _split(PARAMS, params, S, off, batch, n_hidden):
@@ -172,11 +204,12 @@ def _split(PARAMS, params, S, off, batch, n_hidden):
         (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS}
 
 
-def rtrl_step(PARAMS, STATE, local_step, params, x_t, state, sens=None):
+def rtrl_step(PARAMS, STATE, local_step, params, x_t, state, sens=None, unpack=None,
+              dense_max=0):
     """One step of real-time recurrent learning: d s_t/dA = sum_v J[s][v] d v_(t-1)/dA + V_s^A."""
     n_hidden, n_in, dtype, x_t, state = check_step(PARAMS, STATE, params, x_t, state)
     batch = x_t.shape[0]
-    bufs, views, off = sens_buffers(PARAMS, STATE, batch, n_hidden, n_in, dtype)
+    bufs, views, off, whole = sens_buffers(PARAMS, STATE, batch, n_hidden, n_in, dtype)
     S = bufs[0]
     if sens is not None:
         if not isinstance(sens, dict) or any(s not in sens for s in STATE):
@@ -191,21 +224,32 @@ def rtrl_step(PARAMS, STATE, local_step, params, x_t, state, sens=None):
                     raise ValueError(f"sens[{s!r}] is missing {name!r} (expected shape {want})")
                 arr = check_array(f"sens[{s!r}][{name!r}]", got, want, dtype)
                 S[s][:, :, a:b] = arr.reshape(batch, n_hidden, -1)
-    new_state, _, out = local_step(params, x_t, state, S, bufs[1], views[1], off)
+    dense = None
+    if rtrl_dense_max(dense_max, STATE, n_hidden):
+        k = len(STATE) * n_hidden
+        dense = (np.empty((batch, k, k), dtype), whole[0], whole[1])
+    new_state, _, out = local_step(params, x_t, state, S, bufs[1], views[1], off,
+                                   P=unpack(params) if unpack else None, dense=dense)
     return new_state, {s: _split(PARAMS, params, out[s], off, batch, n_hidden) for s in STATE}
 
 
-def rtrl(PARAMS, STATE, local_step, params, xs, state0=None):
+def rtrl(PARAMS, STATE, local_step, params, xs, state0=None, unpack=None, dense_max=0):
     """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape)."""
     n_hidden, n_in, dtype = sizes(PARAMS, params)
     xs = check_xs(xs, n_in, dtype)
     steps, batch = xs.shape[:2]
     state = check_state(STATE, state0, batch, n_hidden, dtype)
-    bufs, views, off = sens_buffers(PARAMS, STATE, batch, n_hidden, n_in, dtype)
+    bufs, views, off, whole = sens_buffers(PARAMS, STATE, batch, n_hidden, n_in, dtype)
+    P = unpack(params) if unpack else None  # the stacked blocks, once for all steps
+    Jbuf = None
+    if rtrl_dense_max(dense_max, STATE, n_hidden):
+        k = len(STATE) * n_hidden
+        Jbuf = np.empty((batch, k, k), dtype)
     cur = 0
     for t in range(steps):
+        dense = None if Jbuf is None else (Jbuf, whole[cur], whole[1 - cur])
         state, _, _ = local_step(params, xs[t], state, bufs[cur], bufs[1 - cur], views[1 - cur],
-                                 off)
+                                 off, P=P, dense=dense)
         cur = 1 - cur
     return _split(PARAMS, params, bufs[cur][STATE[0]], off, batch, n_hidden)
 
@@ -215,15 +259,5 @@ def state_jacobian(PARAMS, STATE, local_step, params, x_t, state):
     n_hidden, n_in, dtype, x_t, state = check_step(PARAMS, STATE, params, x_t, state)
     batch = x_t.shape[0]
     _, J, _ = local_step(params, x_t, state)
-    k = len(STATE)
-    out = np.zeros((batch, k * n_hidden, k * n_hidden), dtype)
-    ar = np.arange(n_hidden)
-    for a, u in enumerate(STATE):
-        for b, v in enumerate(STATE):
-            JM, Jd = J[(u, v)]
-            block = out[:, a * n_hidden:(a + 1) * n_hidden, b * n_hidden:(b + 1) * n_hidden]
-            if JM is not None:
-                block += JM
-            if Jd is not None:
-                block[:, ar, ar] += Jd
-    return out
+    k = len(STATE) * n_hidden
+    return dense_jacobian(STATE, J, np.empty((batch, k, k), dtype))

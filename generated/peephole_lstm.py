@@ -290,11 +290,16 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
 _apply = rt.apply_block
 
 
-def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None):
+RTRL_DENSE_MAX = 32  # see rt.rtrl_dense_max
+
+
+def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, dense=None):
     """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update of the
     sensitivities S into ``out`` (V: strided views of out's diagonal structure, off: column
-    offsets; see generated._runtime.rtrl)."""
-    P = _unpack(params)
+    offsets, P: _unpack(params) when the caller keeps it, dense: (J buffer, whole S, whole
+    out) for the one-matmul product; see generated._runtime.rtrl)."""
+    if P is None:
+        P = _unpack(params)
     W_xi = P["W_xi"]
     W_xf = P["W_xf"]
     W_xg = P["W_xg"]
@@ -358,14 +363,19 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None):
     ones = np.ones((batch, n_hidden), x_t.dtype)
     S_h = S["h"]
     S_c = S["c"]
-    # S_h <- sum_v (d h_t / d v_(t-1)) S_v + V_h
     out_h = out["h"]
-    np.matmul(JM_h_h, S_h, out=out_h)
-    out_h += Jd_h_c[..., None] * S_c
-    # S_c <- sum_v (d c_t / d v_(t-1)) S_v + V_c
     out_c = out["c"]
-    np.matmul(JM_c_h, S_h, out=out_c)
-    out_c += Jd_c_c[..., None] * S_c
+    if dense is not None:
+        # small state: S <- J S with the whole state Jacobian, one matmul (rt.rtrl_dense_max)
+        np.matmul(rt.dense_jacobian(STATE, J, dense[0]), dense[1], out=dense[2])
+    else:
+        # S_h <- sum_v (d h_t / d v_(t-1)) S_v
+        np.matmul(JM_h_h, S_h, out=out_h)
+        out_h += Jd_h_c[..., None] * S_c
+        # S_c <- sum_v (d c_t / d v_(t-1)) S_v
+        np.matmul(JM_c_h, S_h, out=out_c)
+        out_c += Jd_c_c[..., None] * S_c
+    # S_u += V_u^A, through the strided views of the diagonal structure
     # V_h^W_xi = d(\tanh(c_t)) d(o'_t) d(p_o) d(g_t) d(i'_t) d_2(x_t) + d(o_t) d(g_t) d(i'_t) d(\tanh'(c_t)) d_2(x_t)
     u0 = (tanh_c * (o * (1.0 - o)) * p_o * g * (i * (1.0 - i))) * ones
     V['h']['W_xi'] += u0[..., None] * x_t[..., None, :]
@@ -460,12 +470,14 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None):
 
 def rtrl_step(params, x_t, state, sens=None):
     """One step of real-time recurrent learning: d s_t/dA = sum_v J[s][v] d v_(t-1)/dA + V_s^A."""
-    return rt.rtrl_step(PARAMS, STATE, _local_step, params, x_t, state, sens)
+    return rt.rtrl_step(PARAMS, STATE, _local_step, params, x_t, state, sens,
+                        unpack=_unpack, dense_max=RTRL_DENSE_MAX)
 
 
 def rtrl(params, xs, state0=None):
     """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape)."""
-    return rt.rtrl(PARAMS, STATE, _local_step, params, xs, state0)
+    return rt.rtrl(PARAMS, STATE, _local_step, params, xs, state0, unpack=_unpack,
+                   dense_max=RTRL_DENSE_MAX)
 
 
 def state_jacobian(params, x_t, state):

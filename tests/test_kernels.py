@@ -102,7 +102,11 @@ def test_backward_matches_complex_step(cell, backend):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_rtrl_and_rtrl_step_match_complex_step(cell, backend):
+@pytest.mark.parametrize("product", ["dense", "blocks"])
+def test_rtrl_and_rtrl_step_match_complex_step(cell, backend, product, monkeypatch):
+    """Both RTRL products: S <- J S with the whole dense state Jacobian (small states) and
+    block by block (larger states), forced here by the kernel's RTRL_DENSE_MAX."""
+    monkeypatch.setattr(kernel(cell), "RTRL_DENSE_MAX", 1 << 30 if product == "dense" else 0)
     mod, P, xs, s0, _ = setup(cell, backend=backend)
     sens = mod.rtrl(P, xs, s0)
     state, online = dict(s0), None
