@@ -305,6 +305,38 @@ def blas_info() -> dict:
     return info
 
 
+def cpu_isa() -> list[str]:
+    """The wide-vector extensions the CPU reports (Linux /proc/cpuinfo; empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                return [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+                        if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def blas_mismatch(info: dict) -> str:
+    """A warning when OpenBLAS runs kernels narrower than the CPU offers. OpenBLAS picks its
+    kernels at load time from OPENBLAS_CORETYPE or, unset, from the CPU model; this machine's
+    environment sets OPENBLAS_CORETYPE=Haswell (AVX2) on an AVX-512 CPU, which halves NumPy's
+    float32 GEMM throughput, while torch's oneDNN uses AVX-512 regardless. The benchmark keeps
+    whatever the environment says and reports it; see bench/README.md for both settings."""
+    if "avx512f" not in info.get("cpu_isa", []):
+        return ""
+    bt = info.get("blas_threads")
+    archs = [p.get("architecture", "") for p in bt] if isinstance(bt, list) else []
+    if any(a.lower() in ("haswell", "zen", "sandybridge") for a in archs):
+        why = (f"pinned by OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']}"
+               if os.environ.get("OPENBLAS_CORETYPE") else "its choice for this CPU model")
+        return ("WARNING: the CPU has AVX-512 but OpenBLAS runs its " + "/".join(archs)
+                + f" kernels ({why}): NumPy's GEMMs at about half the CPU's speed "
+                "(OPENBLAS_CORETYPE=SkylakeX selects the AVX-512 ones)")
+    return ""
+
+
 def machine_info(torch_threads: int | None = None) -> dict:
     import numpy as np
 
@@ -316,7 +348,10 @@ def machine_info(torch_threads: int | None = None) -> dict:
         "numpy": np.__version__,
         "loadavg_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
         **blas_info(),
+        "cpu_isa": cpu_isa(),
+        "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
     }
+    info["blas_warning"] = blas_mismatch(info)
     try:
         import torch
 
@@ -360,6 +395,9 @@ def machine_text(info: dict) -> str:
         f"CPU: {info['cpu']}, {info['cores']} cores ({info['platform']})",
         f"Python {info['python']}, numpy {info['numpy']} with {info['numpy_blas']}; BLAS at run "
         f"time: {bt}",
+        f"CPU vector extensions: {', '.join(info.get('cpu_isa') or ['unknown'])}; "
+        f"OPENBLAS_CORETYPE={info.get('openblas_coretype') or 'unset'}"
+        + (f"; {info['blas_warning']}" if info.get("blas_warning") else ""),
         f"torch {info.get('torch')} ({info.get('torch_threads')} threads, mkldnn "
         f"{info.get('torch_mkldnn')}); jax {info.get('jax')}",
     ]
