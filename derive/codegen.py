@@ -755,7 +755,7 @@ class KernelPlan:
         lines: list[str] = [f'out_{u} = out["{u}"]' for u in self.states]
         lines.append("if dense is not None:")
         lines.append("    # small state: S <- J S with the whole state Jacobian, one matmul "
-                     "(rt.rtrl_dense_max)")
+                     "(rt.use_dense_product)")
         lines.append("    np.matmul(rt.dense_jacobian(STATE, J, dense[0]), dense[1], "
                      "out=dense[2])")
         lines.append("else:")

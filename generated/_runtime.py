@@ -191,7 +191,7 @@ def dense_jacobian(STATE, J, out):
     return out
 
 
-def rtrl_dense_max(dense_max, STATE, n_hidden):
+def use_dense_product(dense_max, STATE, n_hidden):
     """Whether RTRL multiplies S by the whole dense state Jacobian (one matmul) rather than
     block by block: when the stacked state has at most ``dense_max`` entries (the kernel's
     RTRL_DENSE_MAX, chosen by the code generator from the cell's Jacobian structure and
@@ -225,7 +225,7 @@ def rtrl_step(PARAMS, STATE, local_step, params, x_t, state, sens=None, unpack=N
                 arr = check_array(f"sens[{s!r}][{name!r}]", got, want, dtype)
                 S[s][:, :, a:b] = arr.reshape(batch, n_hidden, -1)
     dense = None
-    if rtrl_dense_max(dense_max, STATE, n_hidden):
+    if use_dense_product(dense_max, STATE, n_hidden):
         k = len(STATE) * n_hidden
         dense = (np.empty((batch, k, k), dtype), whole[0], whole[1])
     new_state, _, out = local_step(params, x_t, state, S, bufs[1], views[1], off,
@@ -242,7 +242,7 @@ def rtrl(PARAMS, STATE, local_step, params, xs, state0=None, unpack=None, dense_
     bufs, views, off, whole = sens_buffers(PARAMS, STATE, batch, n_hidden, n_in, dtype)
     P = unpack(params) if unpack else None  # the stacked blocks, once for all steps
     Jbuf = None
-    if rtrl_dense_max(dense_max, STATE, n_hidden):
+    if use_dense_product(dense_max, STATE, n_hidden):
         k = len(STATE) * n_hidden
         Jbuf = np.empty((batch, k, k), dtype)
     cur = 0

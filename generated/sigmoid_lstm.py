@@ -269,7 +269,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
 _apply = rt.apply_block
 
 
-RTRL_DENSE_MAX = 32  # see rt.rtrl_dense_max
+RTRL_DENSE_MAX = 32  # see rt.use_dense_product and KernelPlan.rtrl_dense_max
 
 
 def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, dense=None):
@@ -342,7 +342,7 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     out_h = out["h"]
     out_s = out["s"]
     if dense is not None:
-        # small state: S <- J S with the whole state Jacobian, one matmul (rt.rtrl_dense_max)
+        # small state: S <- J S with the whole state Jacobian, one matmul (rt.use_dense_product)
         np.matmul(rt.dense_jacobian(STATE, J, dense[0]), dense[1], out=dense[2])
     else:
         # S_h <- sum_v (d h_t / d v_(t-1)) S_v
