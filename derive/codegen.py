@@ -462,7 +462,8 @@ class KernelPlan:
         """One backward step. Statements are scheduled so that a projection adjoint is written
         into its slot of the x buffer (which, without keep_cache, is the cache's A_x and holds a
         gate's value at t) only after the step's last read of that gate; ``self.bwd_copies``
-        lists the gates that still need a copy (none for the built-in cells)."""
+        lists the gates that still need a copy (peephole LSTM: f and o, whose adjoints feed
+        terms that read them; none for lstm, gru, rnn, sigmoid_lstm)."""
         rev = self.d.reverse
         x_st = self._x_stack()
         slot_gate = {k: g for g, k in self.gate_slot.items()}
@@ -628,11 +629,9 @@ class KernelPlan:
         each bias's strided slice separately was 8x slower at c3)."""
         bufs = []
         for p in self.params:
-            kind, code = self.grad_plan(p)
-            if kind == "sum":
-                buf = code.split("[", 1)[0][len("colsum_"):]
-                if buf not in bufs:
-                    bufs.append(buf)
+            slot = self._bias_slot(p)
+            if slot is not None and slot[0] not in bufs:
+                bufs.append(slot[0])
         return [f"colsum_{b} = {b}.reshape(steps * batch, -1).sum(axis=0)" for b in bufs]
 
     def _x_stack(self) -> Stack | None:
@@ -658,6 +657,18 @@ class KernelPlan:
                 raise AssertionError(f"{self.spec.name}: stacked adjoint of {p} does not match")
         return Sum(tuple(rest), s.order)
 
+    def _bias_slot(self, p: str) -> tuple[str, int] | None:
+        """(buffer, position) of the stored projection adjoint equal to dL/dp's step term, for
+        an unstacked parameter whose gradient is that adjoint summed (a bias); else None."""
+        if p in self.stacked:
+            return None
+        g = self.d.reverse.grads[p]
+        for st in self.stacks:
+            for k, q in enumerate(st.params):
+                if st.adj[q].key() == g.key():
+                    return st.slots[k]
+        return None
+
     def grad_plan(self, p: str) -> tuple[str, str]:
         """How dL/dP is assembled: 'stack' (rows of one matmul), 'sum' (a buffer slice summed
         over steps and batch) or 'acc' (accumulated per step)."""
@@ -666,11 +677,10 @@ class KernelPlan:
             return "stack", ""
         # a bias whose step term equals a stacked projection adjoint: its rows of the buffer's
         # column sums over all steps and the batch (bias_sum_lines)
-        for st in self.stacks:
-            for k, q in enumerate(st.params):
-                if st.adj[q].key() == g.key():
-                    buf, j = st.slots[k]
-                    return "sum", f"colsum_{buf}[{j} * n_hidden:{j + 1} * n_hidden]"
+        slot = self._bias_slot(p)
+        if slot is not None:
+            buf, j = slot
+            return "sum", f"colsum_{buf}[{j} * n_hidden:{j + 1} * n_hidden]"
         if all(not isinstance(t.last, Outer) for t in g):
             return "acc", f"({self.bwd_sum(g)}).sum(axis=0)"
         # an unstacked matrix: sum_t (\bar a) v^T
