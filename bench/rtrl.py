@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 from _common import RTRL_CONFIGS, Policy, Row, busy_note, measure, median
-from bptt import have_jax, kernel, rel_err
+from bptt import have_jax, kernel, label, rel_err
 
 TOL = {"float32": 2e-3, "float64": 1e-8}
 
@@ -105,22 +105,22 @@ def jax_hT(cell: str):
     return f
 
 
-def run(cells, dtypes, policy: Policy, use_jax: bool, configs=None, log=print) -> list[Row]:
+def run(cells, dtypes, policy: Policy, use_jax: bool, configs=None, log=print,
+        backends=("numpy",)) -> list[Row]:
+    """Every backend's rtrl and the peers, timed in one measurement per (config, dtype, cell)."""
     import torch
     from torch.func import jacfwd
     rows: list[Row] = []
     jax_ok = use_jax and have_jax()
     for config in configs or RTRL_CONFIGS:
         T, B, n_in, n = RTRL_CONFIGS[config]
-        label = f"T={T},B={B},{n_in}/{n}"
+        cfg = f"T={T},B={B},{n_in}/{n}"
         for dtype in dtypes:
             for cell in cells:
-                K = kernel(cell)
-                P = K.init_params(n_in, n, seed=0, dtype=dtype)
+                mods = {b: kernel(cell, b) for b in backends}
+                P = mods[backends[0]].init_params(n_in, n, seed=0, dtype=dtype)
                 xs = np.random.default_rng(1).standard_normal((T, B, n_in)).astype(dtype)
-
-                def d_run(K=K, P=P, xs=xs):
-                    return K.rtrl(P, xs)
+                runs = {b: (lambda K=K, P=P, xs=xs: K.rtrl(P, xs)) for b, K in mods.items()}
 
                 tp = {k: torch.from_numpy(v) for k, v in P.items()}
                 tx = torch.from_numpy(xs)
@@ -129,9 +129,11 @@ def run(cells, dtypes, policy: Policy, use_jax: bool, configs=None, log=print) -
                 def t_run(tj=tj, tp=tp, tx=tx):
                     return tj(tp, tx)
 
-                ours = d_run()
-                err_t = rel_err(ours, {k: v.numpy() for k, v in t_run().items()})
-                fns = {"derive": d_run, "torch": t_run}
+                ours = {b: f() for b, f in runs.items()}  # also compiles numba kernels
+                want_t = {k: v.numpy() for k, v in t_run().items()}
+                errs = {(b, "torch"): rel_err(o, want_t) for b, o in ours.items()}
+                fns = {f"derive:{b}": f for b, f in runs.items()}
+                fns["torch"] = t_run
                 if jax_ok:
                     from bptt import _jax
 
@@ -142,36 +144,41 @@ def run(cells, dtypes, policy: Policy, use_jax: bool, configs=None, log=print) -
                     t0 = time.perf_counter()
                     jres = jax.block_until_ready(jj(jp, jx))
                     compile_s = time.perf_counter() - t0
-                    err_j = rel_err(ours, {k: np.asarray(v) for k, v in jres.items()})
+                    want_j = {k: np.asarray(v) for k, v in jres.items()}
+                    errs.update({(b, "jax"): rel_err(o, want_j) for b, o in ours.items()})
 
                     def j_run(jj=jj, jp=jp, jx=jx, jax=jax):
                         return jax.block_until_ready(jj(jp, jx))
 
                     fns["jax"] = j_run
-                log(f"  rtrl {cell} {label} {dtype}: rel err torch {err_t:.1e}"
-                    + (f", jax {err_j:.1e} (jit {compile_s:.2f} s)" if jax_ok else "")
-                    + " ... timing", file=sys.stderr)
-                ts, share = measure(fns, policy, f"rtrl {cell} {label} {dtype}")
+                log(f"  rtrl {cell} {cfg} {dtype}: rel err "
+                    + ", ".join(f"{b} vs {p} {e:.1e}" for (b, p), e in errs.items())
+                    + (f" (jax jit {compile_s:.2f} s)" if jax_ok else "") + " ... timing",
+                    file=sys.stderr)
+                ts, share = measure(fns, policy, f"rtrl {cell} {cfg} {dtype}")
                 busy = busy_note(share, policy)
-                md = median(ts["derive"])
                 tol = TOL[dtype]
-                for peer, name in (("torch", "torch.func.jacfwd"), ("jax", "jax.jit(jax.jacfwd)")):
-                    if peer not in ts:
-                        continue
-                    err = err_t if peer == "torch" else err_j
-                    mp = median(ts[peer])
-                    r = md / mp
-                    is_tgt = peer == "torch" and dtype == "float64"
-                    rows.append(Row(
-                        what=f"rtrl {cell} vs {name}", config=label, dtype=dtype, derive=md,
-                        peer=peer, peer_value=mp, ratio=r,
-                        ratio_text=f"{r:.3g} ({1 / r:.1f}x faster)" if r < 1
-                        else f"{r:.3g} ({r:.1f}x slower)",
-                        target="<= 0.05 (>= 20x faster)" if is_tgt else "",
-                        met=((r <= 0.05) and err <= tol) if is_tgt else None,
-                        n_derive=len(ts["derive"]), n_peer=len(ts[peer]),
-                        note="; ".join(filter(None, [
-                            busy, "" if err <= tol else f"RESULTS DIFFER: rel err {err:.1e}"])),
-                        extra={"rel_err": err, "foreign_cpu_share": share,
-                               **({"jit_compile_s": compile_s} if peer == "jax" else {})}))
+                for b in backends:
+                    md = median(ts[f"derive:{b}"])
+                    for peer, name in (("torch", "torch.func.jacfwd"),
+                                       ("jax", "jax.jit(jax.jacfwd)")):
+                        if peer not in ts:
+                            continue
+                        err = errs[(b, peer)]
+                        mp = median(ts[peer])
+                        r = md / mp
+                        is_tgt = peer == "torch" and dtype == "float64"
+                        rows.append(Row(
+                            what=f"rtrl {label(cell, b)} vs {name}", config=cfg, dtype=dtype,
+                            derive=md, peer=peer, peer_value=mp, ratio=r,
+                            ratio_text=f"{r:.3g} ({1 / r:.1f}x faster)" if r < 1
+                            else f"{r:.3g} ({r:.1f}x slower)",
+                            target="<= 0.05 (>= 20x faster)" if is_tgt else "",
+                            met=((r <= 0.05) and err <= tol) if is_tgt else None,
+                            n_derive=len(ts[f"derive:{b}"]), n_peer=len(ts[peer]),
+                            note="; ".join(filter(None, [
+                                busy,
+                                "" if err <= tol else f"RESULTS DIFFER: rel err {err:.1e}"])),
+                            extra={"rel_err": err, "foreign_cpu_share": share, "backend": b,
+                                   **({"jit_compile_s": compile_s} if peer == "jax" else {})}))
     return rows

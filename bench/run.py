@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     if "rtrl" in sections:
         import rtrl
 
-        rows += rtrl.run(cells, dtypes, policy, use_jax=not args.no_jax, configs=rconfigs)
+        rows += rtrl.run(cells, dtypes, policy, use_jax=not args.no_jax, configs=rconfigs,
+                         backends=backends)
     if "memory" in sections:
         rows += bptt.run_memory(cells, dtypes, backends=backends)
     if "generate" in sections:

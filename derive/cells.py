@@ -2,7 +2,8 @@
 
 Every cell is a plain dictionary in the declarative spec format of :mod:`derive.spec`; nothing
 in the engine knows any of these cells by name. A new cell is one more dictionary (see
-``tests/test_custom_cell.py`` for a minimal gated unit that derives without touching the engine).
+``test_custom_cell_from_a_spec_file`` in ``tests/test_check.py``: a minimal gated unit, read from
+a JSON file, that derives without touching the engine).
 
 Format (see :func:`derive.spec.CellSpec.from_dict`):
 

@@ -10,14 +10,15 @@ matmul each. (Matrix products inside numba go through SciPy's separate BLAS, who
 fights NumPy's on a small machine: measured 6x slower at c2 before this split.)
 
 It is an optional backend, chosen explicitly: ``import generated.lstm_numba`` has the API of
-``generated.lstm`` (and reuses its rtrl, rtrl_step, state_jacobian and input checks). It
+``generated.lstm`` (and reuses its rtrl_step, state_jacobian and input checks; rtrl runs as two
+fused loops around BLAS products per step, see :meth:`NumbaPlan.rtrl_parts`). It
 supports cells whose within-step graph multiplies matrices only with x_t or previous states
 (all built-in cells); :class:`Unsupported` names the culprit otherwise.
 """
 
 from __future__ import annotations
 
-from .algebra import Adj, Diag, Ident, Mat, Sum, Term
+from .algebra import Adj, Diag, Diag2, Ident, Mat, Sum, Term
 from .codegen import KernelPlan, _ident, _latex_adj, _num, environment, join_signed
 from .derivation import derive
 from .latex import expanded, node_symbol
@@ -178,8 +179,156 @@ class NumbaPlan(KernelPlan):
             raise Unsupported(f"cell {self.spec.name!r}: x_t adjoint outside the stacked matmul")
         return lines
 
+    # ------------------------------------------------------------------ RTRL
+    def _diag_coef(self, t: Term, upto: int | None = None) -> str:
+        """Scalar code of coef * (product of the d(.) factors t.factors[:upto]) at (b, j)."""
+        parts = []
+        for f in t.factors[:upto]:
+            if isinstance(f, Diag):
+                parts.append(f"({self.sc(f.v, 'bwd')})")
+            elif not isinstance(f, Ident):
+                raise Unsupported(f"cell {self.spec.name!r}: RTRL term {f!r} is not a d(.)")
+        code = " * ".join(parts) or "1.0"
+        return code if t.coef == 1 else f"{_num(t.coef)} * {code}"
+
+    def _zvec(self, v: Expr, zs: dict[Expr, tuple[str, str]], fill: list[str]) -> tuple[str, str]:
+        """(array, index prefix) of the vector v of a d_2(v) at step t: v[l] is
+        ``array[prefix b, l]`` and its length ``array.shape[-1]``."""
+        if v not in zs:
+            if isinstance(v, Ref) and v.kind == "input":
+                zs[v] = ("xs", "t, ")
+            elif isinstance(v, Ref) and v.kind == "node" and v.lag == 1 and v.name in self.states:
+                zs[v] = (f"S_{v.name}", "t, ")
+            else:  # a vector computed inside the step: the coefficient loop stores it
+                zs[v] = (f"Z{len(fill)}", "")
+                fill.append(f"{zs[v][0]}[b, j] = {self.sc(v, 'bwd')}")
+        return zs[v]
+
+    def rtrl_parts(self) -> dict:
+        """The RTRL step S_t = J_t S_(t-1) + V_t as two fused loops around BLAS products.
+
+        ``coef_loop`` (one pass over (b, j)) writes the row j of every dense column block
+        J[:, v] (d u_t / d v_(t-1) for all states u; a diagonal block of the same column folds
+        into it), the remaining diagonal blocks and the coefficients of V_t; then one matmul
+        per column v with a dense block, ``out = J[:, v] S_v``; then ``post_loop`` adds the
+        remaining diagonal blocks (one pass over S) and V_t on its diagonal structure:
+        P d_2(z) at out[u_j, off_P + j k + l] += U_j z_l, a vector parameter at
+        out[u_j, off_P + j]. Supports J terms d(.)...d(.) W (one matrix, rows scaled) and V
+        terms d(.)...d(.) d_2(z) / d(.)...d(.) (all built-in cells); Unsupported otherwise."""
+        jac = self.d.jacobian
+        row = {u: k for k, u in enumerate(self.states)}
+        coefs: dict[str, str] = {}  # scalar code -> local name, shared across blocks
+
+        def scalar(code: str) -> str:
+            if code not in coefs:
+                coefs[code] = f"k{len(coefs)}"
+            return coefs[code]
+
+        dense: dict[str, dict[str, list[tuple[str, Mat]]]] = {}
+        diag: dict[tuple[str, str], list[str]] = {}
+        for u in self.states:
+            for v in self.states:
+                for t in jac[u][v]:
+                    fs = [f for f in t.factors if not isinstance(f, Ident)]
+                    if fs and isinstance(fs[-1], Mat):
+                        if any(not isinstance(f, Diag) for f in fs[:-1]):
+                            raise Unsupported(f"cell {self.spec.name!r}: J term {t!r}")
+                        dense.setdefault(v, {}).setdefault(u, []).append(
+                            (scalar(self._diag_coef(Term(t.coef, tuple(fs[:-1])))), fs[-1]))
+                    else:
+                        diag.setdefault((u, v), []).append(scalar(self._diag_coef(t)))
+        mats = sorted({m.name for cols in dense.values() for ts in cols.values() for _, m in ts},
+                      key=self.params.index)
+        coef_lines: list[str] = []
+        for v, cols in dense.items():
+            for u, ts in cols.items():
+                rhs = " + ".join(f"{k} * {_ident(m.name)}"
+                                 + ("[m, j]" if m.transposed else "[j, m]") for k, m in ts)
+                coef_lines += [f"# d {u}_t / d {v}_(t-1), row j: the dense part",
+                               "for m in range(n_hidden):",
+                               f"    J_{v}[b, {row[u]} * n_hidden + j, m] = {rhs}"]
+        left: dict[str, list[tuple[str, str]]] = {}
+        for (u, v), ks in diag.items():
+            total = " + ".join(ks)
+            if v in dense:  # folded into the dense column block's diagonal
+                op = "+=" if u in dense[v] else "="
+                coef_lines.append(f"J_{v}[b, {row[u]} * n_hidden + j, j] {op} {total}")
+            else:
+                left.setdefault(v, []).append((u, f"D_{u}_{v}"))
+                coef_lines.append(f"D_{u}_{v}[b, j] = {total}")
+        # V_t: one coefficient array per distinct coefficient, shared by parameters and states
+        zs: dict[Expr, str] = {}
+        zfill: list[str] = []
+        ubuf: dict[str, str] = {}
+        updates: list[tuple[str, int, str, tuple[str, str] | None, str]] = []
+        for u in self.states:
+            for i, p in enumerate(self.params):
+                V = self.d.forward[p].raw.V[u]
+                if not V:
+                    continue
+                by_z: dict[Expr | None, list[str]] = {}
+                for t in V:
+                    last = t.factors[-1]
+                    if isinstance(last, Diag2):
+                        by_z.setdefault(last.v, []).append(self._diag_coef(t, -1))
+                    elif isinstance(last, (Diag, Ident)):
+                        by_z.setdefault(None, []).append(self._diag_coef(t))
+                    else:
+                        raise Unsupported(f"cell {self.spec.name!r}: V term {t!r}")
+                note = f"V_{u}^{p} = {_plain(expanded(V, self.names))}"
+                for z, codes in by_z.items():
+                    code = " + ".join(scalar(c) for c in codes)
+                    if code not in ubuf:
+                        ubuf[code] = f"U{len(ubuf)}"
+                    zarr = None if z is None else self._zvec(z, zs, zfill)
+                    updates.append((u, i, ubuf[code], zarr, note))
+        coef_lines += [f"{name}[b, j] = {code}" for code, name in ubuf.items()] + zfill
+        head = [f"{name} = {code}" for code, name in coefs.items()]
+        post: list[str] = []
+        for v, blocks in left.items():
+            post += [f"# out_u += d(D_u{v}) S_{v}: the diagonal blocks, one pass over S_{v}"]
+            post += [f"d{k} = {d}[b, j]" for k, (_, d) in enumerate(blocks)]
+            post.append(f"s = S[b, {row[v]} * n_hidden + j]")  # rows as 1-d views: SIMD loop
+            post += [f"r{k} = out[b, {row[u]} * n_hidden + j]" for k, (u, _) in enumerate(blocks)]
+            post += ["for p in range(width):"]
+            post += [f"    r{k}[p] += d{k} * s[p]" for k in range(len(blocks))]
+        post.append("# V_t on its diagonal structure")
+        for u, i, U, z, note in updates:
+            post.append(f"# {note}")
+            r = f"out[b, {row[u]} * n_hidden + j"
+            if z is None:  # a vector parameter: its entry (j, j)
+                post.append(f"{r}, OFF[{i}] + j] += {U}[b, j]")
+            else:  # P d_2(z): the entries (j, j k + l), l < k = len(z)
+                arr, pre = z
+                post += [f"u = {U}[b, j]",
+                         f"o = OFF[{i}] + j * {arr}.shape[-1]",
+                         f"for l in range({arr}.shape[-1]):",
+                         f"    {r}, o + l] += u * {arr}[{pre}b, l]"]
+        arrays = [f"D_{u}_{v}" for v, bl in left.items() for u, _ in bl] + \
+            list(ubuf.values()) + [a for a, pre in zs.values() if not pre]
+        zargs = [a for a, pre in zs.values() if pre]
+        return {
+            "dense_cols": [(v, row[v]) for v in dense],
+            "mats": [(p, _ident(p)) for p in mats],
+            "arrays": arrays,
+            "coef_args": ["t"] + [f"S_{s}" for s in self.states]
+            + [f"C_{v}" for v in [self.var[n] for n in self.cached_nodes]
+               + list(self.temps.values())]
+            + [_ident(p) for p in self.params if not self.spec.params[p].is_matrix]
+            + [_ident(p) for p in mats] + [f"J_{v}" for v in dense] + arrays,
+            "post_args": ["t", "out", "S", "OFF"] + zargs + arrays,
+            "coef_loop": [f"{v} = C_{v}[t, b, j]" for v in
+                          [self.var[n] for n in self.cached_nodes] + list(self.temps.values())]
+            + head + coef_lines,
+            "post_loop": post,
+        }
+
     def context(self, template: str) -> dict:
         ctx = super().context(template)
+        try:
+            rtrl = self.rtrl_parts()
+        except Unsupported:
+            rtrl = None  # the module re-exports the NumPy backend's rtrl
         state_stacks = {st.vec.name: st for st in self.stacks if st.vec.kind == "node"}
         vec_params = [p for p in self.params if not self.spec.params[p].is_matrix]
         cached = ctx["cached_nodes"] + ctx["temps"]
@@ -205,6 +354,7 @@ class NumbaPlan(KernelPlan):
             "carries": carries,
             "fwd_loop": self.fwd_loop_lines(),
             "bwd_loop": self.bwd_loop_lines(),
+            "rtrl": rtrl,
         })
         return ctx
 

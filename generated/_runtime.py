@@ -199,7 +199,9 @@ def use_dense_product(dense_max, STATE, n_hidden):
     return len(STATE) * n_hidden <= dense_max
 
 
-def _split(PARAMS, params, S, off, batch, n_hidden):
+def split_sens(PARAMS, params, S, off, batch, n_hidden):
+    """The per-parameter sensitivities (B, n_hidden, *A.shape): views of one state's rows of
+    the stacked S (B, n_hidden, P), columns off[A]."""
     return {name: S[:, :, off[name][0]:off[name][1]].reshape(
         (batch, n_hidden) + tuple(params[name].shape)) for name in PARAMS}
 
@@ -230,7 +232,7 @@ def rtrl_step(PARAMS, STATE, local_step, params, x_t, state, sens=None, unpack=N
         dense = (np.empty((batch, k, k), dtype), whole[0], whole[1])
     new_state, _, out = local_step(params, x_t, state, S, bufs[1], views[1], off,
                                    P=unpack(params) if unpack else None, dense=dense)
-    return new_state, {s: _split(PARAMS, params, out[s], off, batch, n_hidden) for s in STATE}
+    return new_state, {s: split_sens(PARAMS, params, out[s], off, batch, n_hidden) for s in STATE}
 
 
 def rtrl(PARAMS, STATE, local_step, params, xs, state0=None, unpack=None, dense_max=0):
@@ -251,7 +253,7 @@ def rtrl(PARAMS, STATE, local_step, params, xs, state0=None, unpack=None, dense_
         state, _, _ = local_step(params, xs[t], state, bufs[cur], bufs[1 - cur], views[1 - cur],
                                  off, P=P, dense=dense)
         cur = 1 - cur
-    return _split(PARAMS, params, bufs[cur][STATE[0]], off, batch, n_hidden)
+    return split_sens(PARAMS, params, bufs[cur][STATE[0]], off, batch, n_hidden)
 
 
 def state_jacobian(PARAMS, STATE, local_step, params, x_t, state):

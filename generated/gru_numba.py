@@ -3,16 +3,19 @@
 # or the template. Cell: gru, numba backend.
 """GRU (torch.nn.GRU): forward and BPTT as fused numba loops (optional backend).
 
-Same API as ``generated.gru`` (which this module uses for init_params, rtrl, rtrl_step,
-state_jacobian and the input checks): the elementwise part of every time step runs as one
-compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
-stay NumPy's BLAS calls. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
+Same API as ``generated.gru`` (which this module uses for init_params, rtrl_step,
+state_jacobian and the input checks): the elementwise part of every time step runs as
+one compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
+stay NumPy's BLAS calls. ``rtrl`` runs its steps the same way: per step one compiled
+loop for the state Jacobian's blocks and V's coefficients, one BLAS product per state with a
+dense block, one compiled loop for the diagonal blocks and V. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
 compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
 """
 
 import numpy as np
 from numba import njit
 
+from generated import _runtime as rt
 from generated.gru import (  # noqa: F401  (re-exported: same API)
     PARAMS,
     STATE,
@@ -22,7 +25,6 @@ from generated.gru import (  # noqa: F401  (re-exported: same API)
     _sizes,
     _unpack,
     init_params,
-    rtrl,
     rtrl_step,
     state_jacobian,
 )
@@ -206,3 +208,122 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     if input_grad:
         grads["xs"] = dA_x @ W_stack_x
     return grads
+
+
+@njit(cache=True)
+def _rtrl_coef(t, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, W_hr, W_hz, W_hn, J_h, U0, U1, U2, U3):
+    """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
+    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
+    coefficients of V_t (one per distinct d(.) product; see derive.codegen_numba.rtrl_parts)."""
+    batch, n_hidden = S_h.shape[1], S_h.shape[2]
+    for b in range(batch):
+        for j in range(n_hidden):
+            r = C_r[t, b, j]
+            z = C_z[t, b, j]
+            n = C_n[t, b, j]
+            s0 = C_s0[t, b, j]
+            s1 = C_s1[t, b, j]
+            k0 = -1.0 * (n) * ((z * (1.0 - z)))
+            k1 = (s0) * ((1.0 - n * n)) * (s1) * ((r * (1.0 - r)))
+            k2 = (s0) * ((1.0 - n * n)) * (r)
+            k3 = ((z * (1.0 - z))) * (S_h[t, b, j])
+            k4 = (z)
+            k5 = (s0) * ((1.0 - n * n))
+            # d h_t / d h_(t-1), row j: the dense part
+            for m in range(n_hidden):
+                J_h[b, 0 * n_hidden + j, m] = k0 * W_hz[j, m] + k1 * W_hr[j, m] + k2 * W_hn[j, m] + k3 * W_hz[j, m]
+            J_h[b, 0 * n_hidden + j, j] += k4
+            U0[b, j] = k1
+            U1[b, j] = k0 + k3
+            U2[b, j] = k5
+            U3[b, j] = k2
+
+
+@njit(cache=True)
+def _rtrl_post(t, out, S, OFF, xs, S_h, U0, U1, U2, U3):
+    """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
+    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
+    vector parameter): one pass over (batch, unit)."""
+    batch, n_hidden, width = out.shape[0], out.shape[1] // 1, out.shape[2]
+    for b in range(batch):
+        for j in range(n_hidden):
+            # V_t on its diagonal structure
+            # V_h^W_xr = d(1 - z_t) d(n'_t) d(W_{hn} h_{t-1} + b_{hn}) d(r'_t) d_2(x_t)
+            u = U0[b, j]
+            o = OFF[0] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^W_xz = -d(n_t) d(z'_t) d_2(x_t) + d(z'_t) d(h_{t-1}) d_2(x_t)
+            u = U1[b, j]
+            o = OFF[1] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^W_xn = d(1 - z_t) d(n'_t) d_2(x_t)
+            u = U2[b, j]
+            o = OFF[2] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^W_hr = d(1 - z_t) d(n'_t) d(W_{hn} h_{t-1} + b_{hn}) d(r'_t) d_2(h_{t-1})
+            u = U0[b, j]
+            o = OFF[3] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^W_hz = -d(n_t) d(z'_t) d_2(h_{t-1}) + d(z'_t) d(h_{t-1}) d_2(h_{t-1})
+            u = U1[b, j]
+            o = OFF[4] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^W_hn = d(1 - z_t) d(n'_t) d(r_t) d_2(h_{t-1})
+            u = U3[b, j]
+            o = OFF[5] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^b_r = d(1 - z_t) d(n'_t) d(W_{hn} h_{t-1} + b_{hn}) d(r'_t)
+            out[b, 0 * n_hidden + j, OFF[6] + j] += U0[b, j]
+            # V_h^b_z = -d(n_t) d(z'_t) + d(z'_t) d(h_{t-1})
+            out[b, 0 * n_hidden + j, OFF[7] + j] += U1[b, j]
+            # V_h^b_xn = d(1 - z_t) d(n'_t)
+            out[b, 0 * n_hidden + j, OFF[8] + j] += U2[b, j]
+            # V_h^b_hn = d(1 - z_t) d(n'_t) d(r_t)
+            out[b, 0 * n_hidden + j, OFF[9] + j] += U3[b, j]
+
+
+def rtrl(params, xs, state0=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
+    recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
+    layout and result as generated.gru.rtrl): the forward pass first (all steps' values),
+    then per step two compiled passes and one BLAS product per dense Jacobian column."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    _, cache = forward(params, xs, state0)
+    P = _unpack(params)
+    S_h = cache["S_h"]
+    C_r = cache["r"]
+    C_z = cache["z"]
+    C_n = cache["n"]
+    C_s0 = cache["s0"]
+    C_s1 = cache["s1"]
+    b_r = np.ascontiguousarray(P["b_r"])
+    b_z = np.ascontiguousarray(P["b_z"])
+    b_xn = np.ascontiguousarray(P["b_xn"])
+    b_hn = np.ascontiguousarray(P["b_hn"])
+    W_hr = np.ascontiguousarray(P["W_hr"])
+    W_hz = np.ascontiguousarray(P["W_hz"])
+    W_hn = np.ascontiguousarray(P["W_hn"])
+    off, _, _, width = rt.sens_layout(PARAMS, n_hidden, n_in)
+    OFF = np.array([off[p][0] for p in PARAMS], np.int64)
+    rows = len(STATE) * n_hidden
+    # S_0 = 0; the other buffer is first written whole (by the matmul or the zero fill)
+    whole = [np.zeros((batch, rows, width), dtype), np.empty((batch, rows, width), dtype)]
+    J_h = np.zeros((batch, rows, n_hidden), dtype)  # d(all states)/d h_(t-1)
+    U0 = np.empty((batch, n_hidden), dtype)
+    U1 = np.empty((batch, n_hidden), dtype)
+    U2 = np.empty((batch, n_hidden), dtype)
+    U3 = np.empty((batch, n_hidden), dtype)
+    for t in range(steps):
+        S, out = whole[t % 2], whole[1 - t % 2]
+        _rtrl_coef(t, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, W_hr, W_hz, W_hn, J_h, U0, U1, U2, U3)
+        np.matmul(J_h, S[:, 0 * n_hidden:1 * n_hidden], out=out)
+        _rtrl_post(t, out, S, OFF, xs, S_h, U0, U1, U2, U3)
+    return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden], off, batch, n_hidden)

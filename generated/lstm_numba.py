@@ -3,16 +3,19 @@
 # or the template. Cell: lstm, numba backend.
 """LSTM (torch.nn.LSTM): forward and BPTT as fused numba loops (optional backend).
 
-Same API as ``generated.lstm`` (which this module uses for init_params, rtrl, rtrl_step,
-state_jacobian and the input checks): the elementwise part of every time step runs as one
-compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
-stay NumPy's BLAS calls. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
+Same API as ``generated.lstm`` (which this module uses for init_params, rtrl_step,
+state_jacobian and the input checks): the elementwise part of every time step runs as
+one compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
+stay NumPy's BLAS calls. ``rtrl`` runs its steps the same way: per step one compiled
+loop for the state Jacobian's blocks and V's coefficients, one BLAS product per state with a
+dense block, one compiled loop for the diagonal blocks and V. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
 compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
 """
 
 import numpy as np
 from numba import njit
 
+from generated import _runtime as rt
 from generated.lstm import (  # noqa: F401  (re-exported: same API)
     PARAMS,
     STATE,
@@ -22,7 +25,6 @@ from generated.lstm import (  # noqa: F401  (re-exported: same API)
     _sizes,
     _unpack,
     init_params,
-    rtrl,
     rtrl_step,
     state_jacobian,
 )
@@ -223,3 +225,194 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     if input_grad:
         grads["xs"] = dA_x @ W_stack_x
     return grads
+
+
+@njit(cache=True)
+def _rtrl_coef(t, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, W_hi, W_hf, W_hg, W_ho, J_h, D_h_c, D_c_c, U0, U1, U2, U3, U4, U5, U6):
+    """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
+    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
+    coefficients of V_t (one per distinct d(.) product; see derive.codegen_numba.rtrl_parts)."""
+    batch, n_hidden = S_h.shape[1], S_h.shape[2]
+    for b in range(batch):
+        for j in range(n_hidden):
+            i = C_i[t, b, j]
+            f = C_f[t, b, j]
+            g = C_g[t, b, j]
+            o = C_o[t, b, j]
+            tanh_c = C_tanh_c[t, b, j]
+            k0 = (tanh_c) * ((o * (1.0 - o)))
+            k1 = (o) * ((1.0 - tanh_c * tanh_c)) * (S_c[t, b, j]) * ((f * (1.0 - f)))
+            k2 = (o) * ((1.0 - tanh_c * tanh_c)) * (g) * ((i * (1.0 - i)))
+            k3 = (o) * ((1.0 - tanh_c * tanh_c)) * (i) * ((1.0 - g * g))
+            k4 = (o) * ((1.0 - tanh_c * tanh_c)) * (f)
+            k5 = (S_c[t, b, j]) * ((f * (1.0 - f)))
+            k6 = (g) * ((i * (1.0 - i)))
+            k7 = (i) * ((1.0 - g * g))
+            k8 = (f)
+            # d h_t / d h_(t-1), row j: the dense part
+            for m in range(n_hidden):
+                J_h[b, 0 * n_hidden + j, m] = k0 * W_ho[j, m] + k1 * W_hf[j, m] + k2 * W_hi[j, m] + k3 * W_hg[j, m]
+            # d c_t / d h_(t-1), row j: the dense part
+            for m in range(n_hidden):
+                J_h[b, 1 * n_hidden + j, m] = k5 * W_hf[j, m] + k6 * W_hi[j, m] + k7 * W_hg[j, m]
+            D_h_c[b, j] = k4
+            D_c_c[b, j] = k8
+            U0[b, j] = k2
+            U1[b, j] = k1
+            U2[b, j] = k3
+            U3[b, j] = k0
+            U4[b, j] = k6
+            U5[b, j] = k5
+            U6[b, j] = k7
+
+
+@njit(cache=True)
+def _rtrl_post(t, out, S, OFF, xs, S_h, D_h_c, D_c_c, U0, U1, U2, U3, U4, U5, U6):
+    """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
+    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
+    vector parameter): one pass over (batch, unit)."""
+    batch, n_hidden, width = out.shape[0], out.shape[1] // 2, out.shape[2]
+    for b in range(batch):
+        for j in range(n_hidden):
+            # out_u += d(D_uc) S_c: the diagonal blocks, one pass over S_c
+            d0 = D_h_c[b, j]
+            d1 = D_c_c[b, j]
+            s = S[b, 1 * n_hidden + j]
+            r0 = out[b, 0 * n_hidden + j]
+            r1 = out[b, 1 * n_hidden + j]
+            for p in range(width):
+                r0[p] += d0 * s[p]
+                r1[p] += d1 * s[p]
+            # V_t on its diagonal structure
+            # V_h^W_xi = d(o_t) d(tanh'(c_t)) d(g_t) d(i'_t) d_2(x_t)
+            u = U0[b, j]
+            o = OFF[0] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^W_xf = d(o_t) d(tanh'(c_t)) d(c_{t-1}) d(f'_t) d_2(x_t)
+            u = U1[b, j]
+            o = OFF[1] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^W_xg = d(o_t) d(tanh'(c_t)) d(i_t) d(g'_t) d_2(x_t)
+            u = U2[b, j]
+            o = OFF[2] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^W_xo = d(tanh(c_t)) d(o'_t) d_2(x_t)
+            u = U3[b, j]
+            o = OFF[3] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^W_hi = d(o_t) d(tanh'(c_t)) d(g_t) d(i'_t) d_2(h_{t-1})
+            u = U0[b, j]
+            o = OFF[4] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^W_hf = d(o_t) d(tanh'(c_t)) d(c_{t-1}) d(f'_t) d_2(h_{t-1})
+            u = U1[b, j]
+            o = OFF[5] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^W_hg = d(o_t) d(tanh'(c_t)) d(i_t) d(g'_t) d_2(h_{t-1})
+            u = U2[b, j]
+            o = OFF[6] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^W_ho = d(tanh(c_t)) d(o'_t) d_2(h_{t-1})
+            u = U3[b, j]
+            o = OFF[7] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^b_i = d(o_t) d(tanh'(c_t)) d(g_t) d(i'_t)
+            out[b, 0 * n_hidden + j, OFF[8] + j] += U0[b, j]
+            # V_h^b_f = d(o_t) d(tanh'(c_t)) d(c_{t-1}) d(f'_t)
+            out[b, 0 * n_hidden + j, OFF[9] + j] += U1[b, j]
+            # V_h^b_g = d(o_t) d(tanh'(c_t)) d(i_t) d(g'_t)
+            out[b, 0 * n_hidden + j, OFF[10] + j] += U2[b, j]
+            # V_h^b_o = d(tanh(c_t)) d(o'_t)
+            out[b, 0 * n_hidden + j, OFF[11] + j] += U3[b, j]
+            # V_c^W_xi = d(g_t) d(i'_t) d_2(x_t)
+            u = U4[b, j]
+            o = OFF[0] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_c^W_xf = d(c_{t-1}) d(f'_t) d_2(x_t)
+            u = U5[b, j]
+            o = OFF[1] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_c^W_xg = d(i_t) d(g'_t) d_2(x_t)
+            u = U6[b, j]
+            o = OFF[2] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_c^W_hi = d(g_t) d(i'_t) d_2(h_{t-1})
+            u = U4[b, j]
+            o = OFF[4] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_c^W_hf = d(c_{t-1}) d(f'_t) d_2(h_{t-1})
+            u = U5[b, j]
+            o = OFF[5] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_c^W_hg = d(i_t) d(g'_t) d_2(h_{t-1})
+            u = U6[b, j]
+            o = OFF[6] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_c^b_i = d(g_t) d(i'_t)
+            out[b, 1 * n_hidden + j, OFF[8] + j] += U4[b, j]
+            # V_c^b_f = d(c_{t-1}) d(f'_t)
+            out[b, 1 * n_hidden + j, OFF[9] + j] += U5[b, j]
+            # V_c^b_g = d(i_t) d(g'_t)
+            out[b, 1 * n_hidden + j, OFF[10] + j] += U6[b, j]
+
+
+def rtrl(params, xs, state0=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
+    recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
+    layout and result as generated.lstm.rtrl): the forward pass first (all steps' values),
+    then per step two compiled passes and one BLAS product per dense Jacobian column."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    _, cache = forward(params, xs, state0)
+    P = _unpack(params)
+    S_h = cache["S_h"]
+    S_c = cache["S_c"]
+    C_i = cache["i"]
+    C_f = cache["f"]
+    C_g = cache["g"]
+    C_o = cache["o"]
+    C_tanh_c = cache["tanh_c"]
+    b_i = np.ascontiguousarray(P["b_i"])
+    b_f = np.ascontiguousarray(P["b_f"])
+    b_g = np.ascontiguousarray(P["b_g"])
+    b_o = np.ascontiguousarray(P["b_o"])
+    W_hi = np.ascontiguousarray(P["W_hi"])
+    W_hf = np.ascontiguousarray(P["W_hf"])
+    W_hg = np.ascontiguousarray(P["W_hg"])
+    W_ho = np.ascontiguousarray(P["W_ho"])
+    off, _, _, width = rt.sens_layout(PARAMS, n_hidden, n_in)
+    OFF = np.array([off[p][0] for p in PARAMS], np.int64)
+    rows = len(STATE) * n_hidden
+    # S_0 = 0; the other buffer is first written whole (by the matmul or the zero fill)
+    whole = [np.zeros((batch, rows, width), dtype), np.empty((batch, rows, width), dtype)]
+    J_h = np.zeros((batch, rows, n_hidden), dtype)  # d(all states)/d h_(t-1)
+    D_h_c = np.empty((batch, n_hidden), dtype)
+    D_c_c = np.empty((batch, n_hidden), dtype)
+    U0 = np.empty((batch, n_hidden), dtype)
+    U1 = np.empty((batch, n_hidden), dtype)
+    U2 = np.empty((batch, n_hidden), dtype)
+    U3 = np.empty((batch, n_hidden), dtype)
+    U4 = np.empty((batch, n_hidden), dtype)
+    U5 = np.empty((batch, n_hidden), dtype)
+    U6 = np.empty((batch, n_hidden), dtype)
+    for t in range(steps):
+        S, out = whole[t % 2], whole[1 - t % 2]
+        _rtrl_coef(t, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, W_hi, W_hf, W_hg, W_ho, J_h, D_h_c, D_c_c, U0, U1, U2, U3, U4, U5, U6)
+        np.matmul(J_h, S[:, 0 * n_hidden:1 * n_hidden], out=out)
+        _rtrl_post(t, out, S, OFF, xs, S_h, D_h_c, D_c_c, U0, U1, U2, U3, U4, U5, U6)
+    return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden], off, batch, n_hidden)

@@ -3,16 +3,19 @@
 # or the template. Cell: rnn, numba backend.
 """Vanilla RNN of seed 004 (torch.nn.RNN, tanh) with readout y_t: forward and BPTT as fused numba loops (optional backend).
 
-Same API as ``generated.rnn`` (which this module uses for init_params, rtrl, rtrl_step,
-state_jacobian and the input checks): the elementwise part of every time step runs as one
-compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
-stay NumPy's BLAS calls. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
+Same API as ``generated.rnn`` (which this module uses for init_params, rtrl_step,
+state_jacobian and the input checks): the elementwise part of every time step runs as
+one compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
+stay NumPy's BLAS calls. ``rtrl`` runs its steps the same way: per step one compiled
+loop for the state Jacobian's blocks and V's coefficients, one BLAS product per state with a
+dense block, one compiled loop for the diagonal blocks and V. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
 compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
 """
 
 import numpy as np
 from numba import njit
 
+from generated import _runtime as rt
 from generated.rnn import (  # noqa: F401  (re-exported: same API)
     PARAMS,
     STATE,
@@ -22,7 +25,6 @@ from generated.rnn import (  # noqa: F401  (re-exported: same API)
     _sizes,
     _unpack,
     init_params,
-    rtrl,
     rtrl_step,
     state_jacobian,
 )
@@ -145,3 +147,69 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     if input_grad:
         grads["xs"] = dA_x @ W_stack_x
     return grads
+
+
+@njit(cache=True)
+def _rtrl_coef(t, S_h, b_h, U, J_h, U0):
+    """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
+    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
+    coefficients of V_t (one per distinct d(.) product; see derive.codegen_numba.rtrl_parts)."""
+    batch, n_hidden = S_h.shape[1], S_h.shape[2]
+    for b in range(batch):
+        for j in range(n_hidden):
+            k0 = ((1.0 - S_h[t + 1, b, j] * S_h[t + 1, b, j]))
+            # d h_t / d h_(t-1), row j: the dense part
+            for m in range(n_hidden):
+                J_h[b, 0 * n_hidden + j, m] = k0 * U[j, m]
+            U0[b, j] = k0
+
+
+@njit(cache=True)
+def _rtrl_post(t, out, S, OFF, xs, S_h, U0):
+    """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
+    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
+    vector parameter): one pass over (batch, unit)."""
+    batch, n_hidden, width = out.shape[0], out.shape[1] // 1, out.shape[2]
+    for b in range(batch):
+        for j in range(n_hidden):
+            # V_t on its diagonal structure
+            # V_h^W = d(h'_t) d_2(x_t)
+            u = U0[b, j]
+            o = OFF[0] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^U = d(h'_t) d_2(h_{t-1})
+            u = U0[b, j]
+            o = OFF[1] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^b_h = d(h'_t)
+            out[b, 0 * n_hidden + j, OFF[2] + j] += U0[b, j]
+
+
+def rtrl(params, xs, state0=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
+    recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
+    layout and result as generated.rnn.rtrl): the forward pass first (all steps' values),
+    then per step two compiled passes and one BLAS product per dense Jacobian column."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    _, cache = forward(params, xs, state0)
+    P = _unpack(params)
+    S_h = cache["S_h"]
+    b_h = np.ascontiguousarray(P["b_h"])
+    U = np.ascontiguousarray(P["U"])
+    off, _, _, width = rt.sens_layout(PARAMS, n_hidden, n_in)
+    OFF = np.array([off[p][0] for p in PARAMS], np.int64)
+    rows = len(STATE) * n_hidden
+    # S_0 = 0; the other buffer is first written whole (by the matmul or the zero fill)
+    whole = [np.zeros((batch, rows, width), dtype), np.empty((batch, rows, width), dtype)]
+    J_h = np.zeros((batch, rows, n_hidden), dtype)  # d(all states)/d h_(t-1)
+    U0 = np.empty((batch, n_hidden), dtype)
+    for t in range(steps):
+        S, out = whole[t % 2], whole[1 - t % 2]
+        _rtrl_coef(t, S_h, b_h, U, J_h, U0)
+        np.matmul(J_h, S[:, 0 * n_hidden:1 * n_hidden], out=out)
+        _rtrl_post(t, out, S, OFF, xs, S_h, U0)
+    return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden], off, batch, n_hidden)

@@ -3,16 +3,19 @@
 # or the template. Cell: sigmoid_lstm, numba backend.
 """LSTM of seed 001, eqs (1)-(6): sigmoid candidate and h_t = o_t * sigma(s_t): forward and BPTT as fused numba loops (optional backend).
 
-Same API as ``generated.sigmoid_lstm`` (which this module uses for init_params, rtrl, rtrl_step,
-state_jacobian and the input checks): the elementwise part of every time step runs as one
-compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
-stay NumPy's BLAS calls. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
+Same API as ``generated.sigmoid_lstm`` (which this module uses for init_params, rtrl_step,
+state_jacobian and the input checks): the elementwise part of every time step runs as
+one compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
+stay NumPy's BLAS calls. ``rtrl`` runs its steps the same way: per step one compiled
+loop for the state Jacobian's blocks and V's coefficients, one BLAS product per state with a
+dense block, one compiled loop for the diagonal blocks and V. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
 compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
 """
 
 import numpy as np
 from numba import njit
 
+from generated import _runtime as rt
 from generated.sigmoid_lstm import (  # noqa: F401  (re-exported: same API)
     PARAMS,
     STATE,
@@ -22,7 +25,6 @@ from generated.sigmoid_lstm import (  # noqa: F401  (re-exported: same API)
     _sizes,
     _unpack,
     init_params,
-    rtrl,
     rtrl_step,
     state_jacobian,
 )
@@ -223,3 +225,194 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     if input_grad:
         grads["xs"] = dA_x @ W_stack_x
     return grads
+
+
+@njit(cache=True)
+def _rtrl_coef(t, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o, W, W_i, W_f, W_o, J_h, D_h_s, D_s_s, U0, U1, U2, U3, U4, U5, U6):
+    """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
+    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
+    coefficients of V_t (one per distinct d(.) product; see derive.codegen_numba.rtrl_parts)."""
+    batch, n_hidden = S_h.shape[1], S_h.shape[2]
+    for b in range(batch):
+        for j in range(n_hidden):
+            o = C_o[t, b, j]
+            i = C_i[t, b, j]
+            f = C_f[t, b, j]
+            s_tilde = C_s_tilde[t, b, j]
+            sigmoid_s = C_sigmoid_s[t, b, j]
+            k0 = (sigmoid_s) * ((o * (1.0 - o)))
+            k1 = (o) * ((sigmoid_s * (1.0 - sigmoid_s))) * (S_s[t, b, j]) * ((f * (1.0 - f)))
+            k2 = (o) * ((sigmoid_s * (1.0 - sigmoid_s))) * (s_tilde) * ((i * (1.0 - i)))
+            k3 = (o) * ((sigmoid_s * (1.0 - sigmoid_s))) * (i) * ((s_tilde * (1.0 - s_tilde)))
+            k4 = (o) * ((sigmoid_s * (1.0 - sigmoid_s))) * (f)
+            k5 = (S_s[t, b, j]) * ((f * (1.0 - f)))
+            k6 = (s_tilde) * ((i * (1.0 - i)))
+            k7 = (i) * ((s_tilde * (1.0 - s_tilde)))
+            k8 = (f)
+            # d h_t / d h_(t-1), row j: the dense part
+            for m in range(n_hidden):
+                J_h[b, 0 * n_hidden + j, m] = k0 * W_o[j, m] + k1 * W_f[j, m] + k2 * W_i[j, m] + k3 * W[j, m]
+            # d s_t / d h_(t-1), row j: the dense part
+            for m in range(n_hidden):
+                J_h[b, 1 * n_hidden + j, m] = k5 * W_f[j, m] + k6 * W_i[j, m] + k7 * W[j, m]
+            D_h_s[b, j] = k4
+            D_s_s[b, j] = k8
+            U0[b, j] = k3
+            U1[b, j] = k2
+            U2[b, j] = k1
+            U3[b, j] = k0
+            U4[b, j] = k7
+            U5[b, j] = k6
+            U6[b, j] = k5
+
+
+@njit(cache=True)
+def _rtrl_post(t, out, S, OFF, S_h, xs, D_h_s, D_s_s, U0, U1, U2, U3, U4, U5, U6):
+    """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
+    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
+    vector parameter): one pass over (batch, unit)."""
+    batch, n_hidden, width = out.shape[0], out.shape[1] // 2, out.shape[2]
+    for b in range(batch):
+        for j in range(n_hidden):
+            # out_u += d(D_us) S_s: the diagonal blocks, one pass over S_s
+            d0 = D_h_s[b, j]
+            d1 = D_s_s[b, j]
+            s = S[b, 1 * n_hidden + j]
+            r0 = out[b, 0 * n_hidden + j]
+            r1 = out[b, 1 * n_hidden + j]
+            for p in range(width):
+                r0[p] += d0 * s[p]
+                r1[p] += d1 * s[p]
+            # V_t on its diagonal structure
+            # V_h^W = d(o_t) d(sigma'(s_t)) d(i_t) d(tilde{s}'_t) d_2(h_{t-1})
+            u = U0[b, j]
+            o = OFF[0] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^W_i = d(o_t) d(sigma'(s_t)) d(tilde{s}_t) d(i'_t) d_2(h_{t-1})
+            u = U1[b, j]
+            o = OFF[1] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^W_f = d(o_t) d(sigma'(s_t)) d(s_{t-1}) d(f'_t) d_2(h_{t-1})
+            u = U2[b, j]
+            o = OFF[2] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^W_o = d(sigma(s_t)) d(o'_t) d_2(h_{t-1})
+            u = U3[b, j]
+            o = OFF[3] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_h^U = d(o_t) d(sigma'(s_t)) d(i_t) d(tilde{s}'_t) d_2(x_t)
+            u = U0[b, j]
+            o = OFF[4] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^U_i = d(o_t) d(sigma'(s_t)) d(tilde{s}_t) d(i'_t) d_2(x_t)
+            u = U1[b, j]
+            o = OFF[5] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^U_f = d(o_t) d(sigma'(s_t)) d(s_{t-1}) d(f'_t) d_2(x_t)
+            u = U2[b, j]
+            o = OFF[6] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^U_o = d(sigma(s_t)) d(o'_t) d_2(x_t)
+            u = U3[b, j]
+            o = OFF[7] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_h^b = d(o_t) d(sigma'(s_t)) d(i_t) d(tilde{s}'_t)
+            out[b, 0 * n_hidden + j, OFF[8] + j] += U0[b, j]
+            # V_h^b_i = d(o_t) d(sigma'(s_t)) d(tilde{s}_t) d(i'_t)
+            out[b, 0 * n_hidden + j, OFF[9] + j] += U1[b, j]
+            # V_h^b_f = d(o_t) d(sigma'(s_t)) d(s_{t-1}) d(f'_t)
+            out[b, 0 * n_hidden + j, OFF[10] + j] += U2[b, j]
+            # V_h^b_o = d(sigma(s_t)) d(o'_t)
+            out[b, 0 * n_hidden + j, OFF[11] + j] += U3[b, j]
+            # V_s^W = d(i_t) d(tilde{s}'_t) d_2(h_{t-1})
+            u = U4[b, j]
+            o = OFF[0] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_s^W_i = d(tilde{s}_t) d(i'_t) d_2(h_{t-1})
+            u = U5[b, j]
+            o = OFF[1] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_s^W_f = d(s_{t-1}) d(f'_t) d_2(h_{t-1})
+            u = U6[b, j]
+            o = OFF[2] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * S_h[t, b, l]
+            # V_s^U = d(i_t) d(tilde{s}'_t) d_2(x_t)
+            u = U4[b, j]
+            o = OFF[4] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_s^U_i = d(tilde{s}_t) d(i'_t) d_2(x_t)
+            u = U5[b, j]
+            o = OFF[5] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_s^U_f = d(s_{t-1}) d(f'_t) d_2(x_t)
+            u = U6[b, j]
+            o = OFF[6] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_s^b = d(i_t) d(tilde{s}'_t)
+            out[b, 1 * n_hidden + j, OFF[8] + j] += U4[b, j]
+            # V_s^b_i = d(tilde{s}_t) d(i'_t)
+            out[b, 1 * n_hidden + j, OFF[9] + j] += U5[b, j]
+            # V_s^b_f = d(s_{t-1}) d(f'_t)
+            out[b, 1 * n_hidden + j, OFF[10] + j] += U6[b, j]
+
+
+def rtrl(params, xs, state0=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
+    recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
+    layout and result as generated.sigmoid_lstm.rtrl): the forward pass first (all steps' values),
+    then per step two compiled passes and one BLAS product per dense Jacobian column."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    _, cache = forward(params, xs, state0)
+    P = _unpack(params)
+    S_h = cache["S_h"]
+    S_s = cache["S_s"]
+    C_o = cache["o"]
+    C_i = cache["i"]
+    C_f = cache["f"]
+    C_s_tilde = cache["s_tilde"]
+    C_sigmoid_s = cache["sigmoid_s"]
+    b = np.ascontiguousarray(P["b"])
+    b_i = np.ascontiguousarray(P["b_i"])
+    b_f = np.ascontiguousarray(P["b_f"])
+    b_o = np.ascontiguousarray(P["b_o"])
+    W = np.ascontiguousarray(P["W"])
+    W_i = np.ascontiguousarray(P["W_i"])
+    W_f = np.ascontiguousarray(P["W_f"])
+    W_o = np.ascontiguousarray(P["W_o"])
+    off, _, _, width = rt.sens_layout(PARAMS, n_hidden, n_in)
+    OFF = np.array([off[p][0] for p in PARAMS], np.int64)
+    rows = len(STATE) * n_hidden
+    # S_0 = 0; the other buffer is first written whole (by the matmul or the zero fill)
+    whole = [np.zeros((batch, rows, width), dtype), np.empty((batch, rows, width), dtype)]
+    J_h = np.zeros((batch, rows, n_hidden), dtype)  # d(all states)/d h_(t-1)
+    D_h_s = np.empty((batch, n_hidden), dtype)
+    D_s_s = np.empty((batch, n_hidden), dtype)
+    U0 = np.empty((batch, n_hidden), dtype)
+    U1 = np.empty((batch, n_hidden), dtype)
+    U2 = np.empty((batch, n_hidden), dtype)
+    U3 = np.empty((batch, n_hidden), dtype)
+    U4 = np.empty((batch, n_hidden), dtype)
+    U5 = np.empty((batch, n_hidden), dtype)
+    U6 = np.empty((batch, n_hidden), dtype)
+    for t in range(steps):
+        S, out = whole[t % 2], whole[1 - t % 2]
+        _rtrl_coef(t, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b, b_i, b_f, b_o, W, W_i, W_f, W_o, J_h, D_h_s, D_s_s, U0, U1, U2, U3, U4, U5, U6)
+        np.matmul(J_h, S[:, 0 * n_hidden:1 * n_hidden], out=out)
+        _rtrl_post(t, out, S, OFF, S_h, xs, D_h_s, D_s_s, U0, U1, U2, U3, U4, U5, U6)
+    return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden], off, batch, n_hidden)

@@ -281,3 +281,37 @@ def test_backward_reuses_the_cache_once_unless_kept(cell, backend):
         assert np.array_equal(kept[k], again[k]) and np.array_equal(kept[k], last[k]), k
     with pytest.raises(ValueError, match="used by an earlier backward"):
         mod.backward(P, cache, R)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_numba_rtrl_is_its_own_and_matches_numpy_on_both_forward_paths(cell):
+    """The numba backend prints its own rtrl for every built-in cell (not NumPy's re-exported);
+    it equals NumPy's rtrl (itself checked against complex steps above) below and above
+    FUSED_FORWARD_MAX, where the forward pass it runs first switches to the vectorised one."""
+    b = kernel(cell, "numba")
+    a = kernel(cell)
+    assert b.rtrl is not a.rtrl and b.rtrl.__module__ == b.__name__
+    rng = np.random.default_rng(5)
+    for n, batch in ((5, 3), (24, b.FUSED_FORWARD_MAX // 24 + 1)):
+        P = a.init_params(M, n, seed=2)
+        xs = rng.normal(size=(3, batch, M))
+        s0 = {s: 0.5 * rng.normal(size=(batch, n)) for s in a.STATE}
+        ra, rb = a.rtrl(P, xs, s0), b.rtrl(P, xs, s0)
+        for k in ra:
+            assert rb[k].shape == ra[k].shape and rel(rb[k], ra[k]) <= 1e-12, (n, k)
+
+
+def test_numba_module_falls_back_to_numpy_rtrl_when_the_printer_cannot(monkeypatch):
+    """A cell whose Jacobian or V terms the numba RTRL printer does not cover still gets a
+    numba module: its rtrl is the NumPy backend's, re-exported."""
+    require("numba", "numba is not installed")
+    from derive import codegen_numba
+
+    def unsupported(self):
+        raise codegen_numba.Unsupported("not covered")
+
+    monkeypatch.setattr(codegen_numba.NumbaPlan, "rtrl_parts", unsupported)
+    text = codegen_numba.render_numba_kernel("lstm")
+    assert "def rtrl(" not in text and "def _rtrl_post(" not in text
+    assert "\n    rtrl,\n" in text  # imported from generated.lstm
+    compile(text, "lstm_numba.py", "exec")
