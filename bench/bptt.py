@@ -245,6 +245,40 @@ def gemm_throughput(cell: str, cfg, dtype: str, policy: Policy) -> tuple[float, 
     return 2 * T * B * n * G * n / median(ts), (T * B, n, G * n)
 
 
+def gemm_floor(cell: str, cfg, dtype: str, policy: Policy) -> dict[str, float]:
+    """The matmuls of one BPTT step at the generated kernels' shapes (per-step products T
+    times), each timed alone in NumPy (medians): a lower bound on any kernel whose products
+    run in NumPy's BLAS, whatever its elementwise work costs (both backends use these)."""
+    T, B, n_in, h = cfg
+    G = GATES[cell]
+    rng = np.random.default_rng(0)
+
+    def r(*s):
+        return rng.standard_normal(s).astype(dtype)
+
+    X, Wx, Wh, Hs, dA = r(T * B, n_in), r(G * h, n_in), r(G * h, h), r(T * B, h), r(T * B, G * h)
+    hb, db = r(B, h), r(B, G * h)
+    oh, od = np.empty((B, G * h), dtype), np.empty((B, h), dtype)
+    whole = {
+        "fwd input projection (T*B,n_in)@(n_in,G*n)": lambda: X @ Wx.T,
+        "bwd weight grads dA^T X, dA^T H": lambda: (dA.T @ X, dA.T @ Hs),
+    }
+    per_step = {
+        "fwd recurrent, T x (B,n)@(n,G*n)": lambda: np.matmul(hb, Wh.T, out=oh),
+        "bwd dh, T x (B,G*n)@(G*n,n)": lambda: np.matmul(db, Wh, out=od),
+    }
+    pol = Policy(min_repeats=max(policy.min_repeats, 3), min_time=min(policy.min_time, 0.5),
+                 max_repeats=policy.max_repeats, warmup=2)
+    pol.retries, pol.retry_wait, pol.foreign_max = (policy.retries, policy.retry_wait,
+                                                    policy.foreign_max)
+    out = {k: median(v) for k, v in measure(whole, pol, "gemm floor")[0].items()}
+    # a per-step product takes microseconds: time blocks of T calls, as the kernel makes them
+    blocks = {k: (lambda f=f: [f() for _ in range(T)]) for k, f in per_step.items()}
+    out.update({k: median(v) for k, v in measure(blocks, pol, "gemm floor")[0].items()})
+    out["total"] = sum(out.values())
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # peak memory
 
@@ -378,6 +412,17 @@ def run(cells, configs, dtypes, policy: Policy, use_jax: bool, backends=("numpy"
                             f"{fl['total'] / 1e9:.3g} GFLOP at {thr / 1e9:.0f} GFLOP/s", busy])),
                         extra={"flops": fl, "gemm_flops_per_s": thr, "gemm_shape": shape,
                                "backend": b}))
+                # the floor: the step's matmuls alone at the kernels' shapes, against torch
+                floor = gemm_floor(cell, cfg, dtype, policy)
+                mt = median(ts["torch"])
+                rows.append(Row(
+                    what=f"bptt {cell}: its matmuls alone vs {PEER_MODULE[cell]}",
+                    config=config, dtype=dtype, derive=floor["total"], peer="torch",
+                    peer_value=mt, ratio=floor["total"] / mt,
+                    note="; ".join(filter(None, [
+                        "lower bound of any kernel on NumPy's BLAS"
+                        + (": above the target" if floor["total"] / mt > tgt else ""), busy])),
+                    extra={"gemm_floor": floor}))
                 del fns, t_step
     return rows
 

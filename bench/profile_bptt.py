@@ -21,9 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the `generated` package
 
-import numpy as np  # noqa: E402
-from _common import CONFIGS, GATES, median  # noqa: E402
-from bptt import make_inputs  # noqa: E402
+from _common import CONFIGS, Policy, median  # noqa: E402
+from bptt import gemm_floor, make_inputs  # noqa: E402
 
 
 def tmed(fn, n: int) -> float:
@@ -34,27 +33,6 @@ def tmed(fn, n: int) -> float:
         fn()
         ts.append(time.perf_counter() - t0)
     return median(ts)
-
-
-def gemm_alone(cell: str, cfg, dtype: str, n: int) -> dict[str, float]:
-    """The matmuls of one BPTT step at the generated kernel's shapes, timed alone."""
-    T, B, n_in, h = cfg
-    G = GATES[cell]
-    rng = np.random.default_rng(0)
-
-    def r(*s):
-        return rng.standard_normal(s).astype(dtype)
-
-    X, Wx, Wh, Hs, dA = r(T * B, n_in), r(G * h, n_in), r(G * h, h), r(T * B, h), r(T * B, G * h)
-    hb, db = r(B, h), r(B, G * h)
-    out = {
-        "fwd input projection (T*B,n_in)@(n_in,G*n)": tmed(lambda: X @ Wx.T, n),
-        "fwd recurrent, T x (B,n)@(n,G*n)": T * tmed(lambda: hb @ Wh.T, max(n, 50)),
-        "bwd dh, T x (B,G*n)@(G*n,n)": T * tmed(lambda: db @ Wh, max(n, 50)),
-        "bwd weight grads dA^T X, dA^T H": tmed(lambda: (dA.T @ X, dA.T @ Hs), n),
-    }
-    out["total"] = sum(out.values())
-    return out
 
 
 def main() -> None:
@@ -80,7 +58,7 @@ def main() -> None:
     print(f"{args.cell} {args.config} {cfg} {args.dtype}: forward {tf * 1e3:.3f} ms "
           f"({tf / T * 1e6:.1f} µs/step), backward {tb * 1e3:.3f} ms ({tb / T * 1e6:.1f} µs/step),"
           f" total {(tf + tb) * 1e3:.3f} ms ({n} repeats)")
-    g = gemm_alone(args.cell, cfg, args.dtype, n)
+    g = gemm_floor(args.cell, cfg, args.dtype, Policy(min_repeats=3, min_time=0.5))
     for k, v in g.items():
         print(f"  matmul alone: {k:45s} {v * 1e3:9.3f} ms  ({v / (tf + tb):5.1%} of the step)")
     if args.cprofile:
