@@ -314,8 +314,8 @@ def rtrl(params, xs, state0=None):
     off, _, _, width = rt.sens_layout(PARAMS, n_hidden, n_in)
     OFF = np.array([off[p][0] for p in PARAMS], np.int64)
     rows = len(STATE) * n_hidden
-    # S_0 = 0; the other buffer is first written whole (by the matmul or the zero fill)
-    whole = [np.zeros((batch, rows, width), dtype), np.empty((batch, rows, width), dtype)]
+    # S_0 = 0; one block for both buffers, freed whole (see rt.sens_buffers)
+    whole = list(np.zeros((2, batch, rows, width), dtype))
     J_h = np.zeros((batch, rows, n_hidden), dtype)  # d(all states)/d h_(t-1)
     U0 = np.empty((batch, n_hidden), dtype)
     U1 = np.empty((batch, n_hidden), dtype)
@@ -326,4 +326,6 @@ def rtrl(params, xs, state0=None):
         _rtrl_coef(t, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, W_hr, W_hz, W_hn, J_h, U0, U1, U2, U3)
         np.matmul(J_h, S[:, 0 * n_hidden:1 * n_hidden], out=out)
         _rtrl_post(t, out, S, OFF, xs, S_h, U0, U1, U2, U3)
-    return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden], off, batch, n_hidden)
+    # a compact copy of the output state's rows: the result keeps neither buffer alive
+    return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden].copy(), off, batch,
+                         n_hidden)
