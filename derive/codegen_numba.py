@@ -148,10 +148,13 @@ class NumbaPlan(KernelPlan):
                 lines.append(f"C_{var}[t, b, j] = {var}")
         return lines
 
+    def cached_vars(self) -> list[str]:
+        """Names of the forward values the backward and RTRL loops read from the cache."""
+        return [self.var[n] for n in self.cached_nodes] + list(self.temps.values())
+
     def bwd_loop_lines(self) -> list[str]:
         rev = self.d.reverse
-        lines = [f"{v} = C_{v}[t, b, j]" for v in [self.var[n] for n in self.cached_nodes]
-                 + list(self.temps.values())]
+        lines = [f"{v} = C_{v}[t, b, j]" for v in self.cached_vars()]
         for u, s in rev.assignments:
             lhs = _plain(_latex_adj(self.names, u))
             lines.append(f"# {lhs} = {_plain(expanded(s, self.names))}")
@@ -191,76 +194,61 @@ class NumbaPlan(KernelPlan):
         code = " * ".join(parts) or "1.0"
         return code if t.coef == 1 else f"{_num(t.coef)} * {code}"
 
-    def _zvec(self, v: Expr, zs: dict[Expr, tuple[str, str]], fill: list[str]) -> tuple[str, str]:
-        """(array, index prefix) of the vector v of a d_2(v) at step t: v[l] is
-        ``array[prefix b, l]`` and its length ``array.shape[-1]``."""
-        if v not in zs:
-            if isinstance(v, Ref) and v.kind == "input":
-                zs[v] = ("xs", "t, ")
-            elif isinstance(v, Ref) and v.kind == "node" and v.lag == 1 and v.name in self.states:
-                zs[v] = (f"S_{v.name}", "t, ")
-            else:  # a vector computed inside the step: the coefficient loop stores it
-                zs[v] = (f"Z{len(fill)}", "")
-                fill.append(f"{zs[v][0]}[b, j] = {self.sc(v, 'bwd')}")
-        return zs[v]
+    def _zvec(self, v: Expr) -> str:
+        """The array whose [t, b, l] is entry l of the vector v of a d_2(v) at step t: x_t or a
+        previous state (a matrix acting on a value computed inside the step makes the whole
+        numba backend Unsupported already)."""
+        if isinstance(v, Ref) and v.kind == "input":
+            return "xs"
+        if isinstance(v, Ref) and v.lag == 1 and v.name in self.states:
+            return f"S_{v.name}"
+        raise Unsupported(f"cell {self.spec.name!r}: d_2 of {v!r} in V")
 
-    def rtrl_parts(self) -> dict:
-        """The RTRL step S_t = J_t S_(t-1) + V_t as two fused loops around BLAS products.
-
-        ``coef_loop`` (one pass over (b, j)) writes the row j of every dense column block
-        J[:, v] (d u_t / d v_(t-1) for all states u; a diagonal block of the same column folds
-        into it), the remaining diagonal blocks and the coefficients of V_t; then one matmul
-        per column v with a dense block, ``out = J[:, v] S_v``; then ``post_loop`` adds the
-        remaining diagonal blocks (one pass over S) and V_t on its diagonal structure:
-        P d_2(z) at out[u_j, off_P + j k + l] += U_j z_l, a vector parameter at
-        out[u_j, off_P + j]. Supports J terms d(.)...d(.) W (one matrix, rows scaled) and V
-        terms d(.)...d(.) d_2(z) / d(.)...d(.) (all built-in cells); Unsupported otherwise."""
-        jac = self.d.jacobian
+    def _rtrl_jacobian(self, scalar) -> tuple[list[str], dict, dict]:
+        """Loop lines for the state Jacobian J_t: row j of each dense column block J[:, v]
+        (terms d(.)...d(.) W, rows scaled; a diagonal block of the same column folded in) and
+        the other diagonal blocks D_u_v. Returns (lines, dense columns, remaining diagonals)."""
         row = {u: k for k, u in enumerate(self.states)}
-        coefs: dict[str, str] = {}  # scalar code -> local name, shared across blocks
-
-        def scalar(code: str) -> str:
-            if code not in coefs:
-                coefs[code] = f"k{len(coefs)}"
-            return coefs[code]
-
         dense: dict[str, dict[str, list[tuple[str, Mat]]]] = {}
         diag: dict[tuple[str, str], list[str]] = {}
         for u in self.states:
             for v in self.states:
-                for t in jac[u][v]:
+                for t in self.d.jacobian[u][v]:
                     fs = [f for f in t.factors if not isinstance(f, Ident)]
-                    if fs and isinstance(fs[-1], Mat):
-                        if any(not isinstance(f, Diag) for f in fs[:-1]):
-                            raise Unsupported(f"cell {self.spec.name!r}: J term {t!r}")
-                        dense.setdefault(v, {}).setdefault(u, []).append(
-                            (scalar(self._diag_coef(Term(t.coef, tuple(fs[:-1])))), fs[-1]))
-                    else:
+                    if not (fs and isinstance(fs[-1], Mat)):
                         diag.setdefault((u, v), []).append(scalar(self._diag_coef(t)))
-        mats = sorted({m.name for cols in dense.values() for ts in cols.values() for _, m in ts},
-                      key=self.params.index)
-        coef_lines: list[str] = []
+                    elif all(isinstance(f, Diag) for f in fs[:-1]):
+                        coef = scalar(self._diag_coef(Term(t.coef, tuple(fs[:-1]))))
+                        dense.setdefault(v, {}).setdefault(u, []).append((coef, fs[-1]))
+                    else:
+                        raise Unsupported(f"cell {self.spec.name!r}: J term {t!r}")
+        lines: list[str] = []
         for v, cols in dense.items():
             for u, ts in cols.items():
                 rhs = " + ".join(f"{k} * {_ident(m.name)}"
                                  + ("[m, j]" if m.transposed else "[j, m]") for k, m in ts)
-                coef_lines += [f"# d {u}_t / d {v}_(t-1), row j: the dense part",
-                               "for m in range(n_hidden):",
-                               f"    J_{v}[b, {row[u]} * n_hidden + j, m] = {rhs}"]
+                lines += [f"# d {u}_t / d {v}_(t-1), row j: the dense part",
+                          "for m in range(n_hidden):",
+                          f"    J_{v}[b, {row[u]} * n_hidden + j, m] = {rhs}"]
         left: dict[str, list[tuple[str, str]]] = {}
         for (u, v), ks in diag.items():
-            total = " + ".join(ks)
             if v in dense:  # folded into the dense column block's diagonal
                 op = "+=" if u in dense[v] else "="
-                coef_lines.append(f"J_{v}[b, {row[u]} * n_hidden + j, j] {op} {total}")
+                lines.append(f"J_{v}[b, {row[u]} * n_hidden + j, j] {op} {' + '.join(ks)}")
             else:
                 left.setdefault(v, []).append((u, f"D_{u}_{v}"))
-                coef_lines.append(f"D_{u}_{v}[b, j] = {total}")
-        # V_t: one coefficient array per distinct coefficient, shared by parameters and states
-        zs: dict[Expr, str] = {}
-        zfill: list[str] = []
+                lines.append(f"D_{u}_{v}[b, j] = {' + '.join(ks)}")
+        return lines, dense, left
+
+    def _rtrl_v(self, scalar) -> tuple[dict[str, str], list[str], list[str]]:
+        """V_t of every parameter and state: one coefficient array U per distinct d(.) product
+        (shared by the parameters and states that have it), and the post-loop lines adding
+        U_j z_l at out[u_j, OFF[A] + j k + l] (A d_2(z)) or U_j at out[u_j, OFF[A] + j] (a
+        vector parameter A). Returns ({coefficient code: U name}, lines, the z arrays read)."""
+        row = {u: k for k, u in enumerate(self.states)}
         ubuf: dict[str, str] = {}
-        updates: list[tuple[str, int, str, tuple[str, str] | None, str]] = []
+        lines: list[str] = []
+        zargs: list[str] = []
         for u in self.states:
             for i, p in enumerate(self.params):
                 V = self.d.forward[p].raw.V[u]
@@ -275,51 +263,62 @@ class NumbaPlan(KernelPlan):
                         by_z.setdefault(None, []).append(self._diag_coef(t))
                     else:
                         raise Unsupported(f"cell {self.spec.name!r}: V term {t!r}")
-                note = f"V_{u}^{p} = {_plain(expanded(V, self.names))}"
+                lines.append(f"# V_{u}^{p} = {_plain(expanded(V, self.names))}")
+                r = f"out[b, {row[u]} * n_hidden + j"
                 for z, codes in by_z.items():
-                    code = " + ".join(scalar(c) for c in codes)
-                    if code not in ubuf:
-                        ubuf[code] = f"U{len(ubuf)}"
-                    zarr = None if z is None else self._zvec(z, zs, zfill)
-                    updates.append((u, i, ubuf[code], zarr, note))
-        coef_lines += [f"{name}[b, j] = {code}" for code, name in ubuf.items()] + zfill
-        head = [f"{name} = {code}" for code, name in coefs.items()]
+                    U = ubuf.setdefault(" + ".join(scalar(c) for c in codes), f"U{len(ubuf)}")
+                    if z is None:  # a vector parameter: its entry (j, j)
+                        lines.append(f"{r}, OFF[{i}] + j] += {U}[b, j]")
+                        continue
+                    zarr = self._zvec(z)  # A d_2(z): the entries (j, j k + l), l < k = len(z)
+                    zargs += [] if zarr in zargs else [zarr]
+                    lines += [f"u = {U}[b, j]",
+                              f"o = OFF[{i}] + j * {zarr}.shape[-1]",
+                              f"for l in range({zarr}.shape[-1]):",
+                              f"    {r}, o + l] += u * {zarr}[t, b, l]"]
+        return ubuf, lines, zargs
+
+    def rtrl_parts(self) -> dict:
+        """The RTRL step S_t = J_t S_(t-1) + V_t as two fused loops around BLAS products.
+
+        ``coef_loop`` (one pass over (b, j)) writes row j of J_t's dense column blocks, its
+        other diagonal blocks and V_t's coefficients (:meth:`_rtrl_jacobian`, :meth:`_rtrl_v`);
+        then one matmul per state column v with a dense block, ``out = J[:, v] S_v``; then
+        ``post_loop`` adds the remaining diagonal blocks (one pass over S) and V_t on its
+        diagonal structure. Supports J terms d(.)...d(.) W and V terms d(.)...d(.) d_2(z) or
+        d(.)...d(.) (all built-in cells); Unsupported otherwise."""
+        coefs: dict[str, str] = {}  # scalar code -> local name, shared by J and V
+
+        def scalar(code: str) -> str:
+            return coefs.setdefault(code, f"k{len(coefs)}")
+
+        jac_lines, dense, left = self._rtrl_jacobian(scalar)
+        ubuf, v_lines, zargs = self._rtrl_v(scalar)
+        row = {u: k for k, u in enumerate(self.states)}
         post: list[str] = []
         for v, blocks in left.items():
-            post += [f"# out_u += d(D_u{v}) S_{v}: the diagonal blocks, one pass over S_{v}"]
+            post.append(f"# out_u += d(D_u{v}) S_{v}: the diagonal blocks, one pass over S_{v}")
             post += [f"d{k} = {d}[b, j]" for k, (_, d) in enumerate(blocks)]
             post.append(f"s = S[b, {row[v]} * n_hidden + j]")  # rows as 1-d views: SIMD loop
             post += [f"r{k} = out[b, {row[u]} * n_hidden + j]" for k, (u, _) in enumerate(blocks)]
-            post += ["for p in range(width):"]
+            post.append("for p in range(width):")
             post += [f"    r{k}[p] += d{k} * s[p]" for k in range(len(blocks))]
-        post.append("# V_t on its diagonal structure")
-        for u, i, U, z, note in updates:
-            post.append(f"# {note}")
-            r = f"out[b, {row[u]} * n_hidden + j"
-            if z is None:  # a vector parameter: its entry (j, j)
-                post.append(f"{r}, OFF[{i}] + j] += {U}[b, j]")
-            else:  # P d_2(z): the entries (j, j k + l), l < k = len(z)
-                arr, pre = z
-                post += [f"u = {U}[b, j]",
-                         f"o = OFF[{i}] + j * {arr}.shape[-1]",
-                         f"for l in range({arr}.shape[-1]):",
-                         f"    {r}, o + l] += u * {arr}[{pre}b, l]"]
-        arrays = [f"D_{u}_{v}" for v, bl in left.items() for u, _ in bl] + \
-            list(ubuf.values()) + [a for a, pre in zs.values() if not pre]
-        zargs = [a for a, pre in zs.values() if pre]
+        post += ["# V_t on its diagonal structure"] + v_lines
+        arrays = [d for bl in left.values() for _, d in bl] + list(ubuf.values())
+        mats = sorted({m.name for cols in dense.values() for ts in cols.values() for _, m in ts},
+                      key=self.params.index)
         return {
             "dense_cols": [(v, row[v]) for v in dense],
             "mats": [(p, _ident(p)) for p in mats],
             "arrays": arrays,
             "coef_args": ["t"] + [f"S_{s}" for s in self.states]
-            + [f"C_{v}" for v in [self.var[n] for n in self.cached_nodes]
-               + list(self.temps.values())]
+            + [f"C_{v}" for v in self.cached_vars()]
             + [_ident(p) for p in self.params if not self.spec.params[p].is_matrix]
             + [_ident(p) for p in mats] + [f"J_{v}" for v in dense] + arrays,
             "post_args": ["t", "out", "S", "OFF"] + zargs + arrays,
-            "coef_loop": [f"{v} = C_{v}[t, b, j]" for v in
-                          [self.var[n] for n in self.cached_nodes] + list(self.temps.values())]
-            + head + coef_lines,
+            "coef_loop": [f"{v} = C_{v}[t, b, j]" for v in self.cached_vars()]
+            + [f"{name} = {code}" for code, name in coefs.items()] + jac_lines
+            + [f"{name}[b, j] = {code}" for code, name in ubuf.items()],
             "post_loop": post,
         }
 
