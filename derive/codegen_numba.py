@@ -18,6 +18,8 @@ supports cells whose within-step graph multiplies matrices only with x_t or prev
 
 from __future__ import annotations
 
+import re
+
 from .algebra import Adj, Diag, Diag2, Ident, Mat, Sum, Term
 from .codegen import KernelPlan, _ident, _latex_adj, _num, environment, join_signed
 from .derivation import derive
@@ -29,11 +31,103 @@ class Unsupported(ValueError):
     """The cell needs a construct the numba backend does not print."""
 
 
+# Names the numba module and its loops bind (loop indices, row locals, typed literals, imports):
+# a parameter of the same name (the sigmoid LSTM's bias b) is printed with a trailing "_".
+_LOOP_NAMES = {"b", "j", "m", "l", "p", "u", "o", "s", "one", "zero", "two", "half", "math",
+               "ir", "types", "njit", "intrinsic", "overload", "rt", "width", "OFF", "S"}
+
+
+def _pid(name: str) -> str:
+    """The identifier of parameter ``name`` in the numba module."""
+    ident = _ident(name)
+    return ident + "_" if ident in _LOOP_NAMES else ident
+
+
+# An element access of the fused loops: NAME[t, b, k * n_hidden + j], NAME[t + 1, b, j],
+# NAME[b, k * n_hidden + j] or NAME[b, j] (groups: name, time index, slot).
+_ELEMENT = re.compile(r"\b([A-Za-z_]\w*)\[(?:(t(?: \+ 1)?), )?b, (?:(\d+) \* n_hidden \+ )?j\]")
+
+
+_LITERAL = re.compile(r"(?<![\w.])\d+\.\d+(?:e[-+]?\d+)?(?![\w.])")
+_LITERAL_NAMES = {0.0: "zero", 1.0: "one", 2.0: "two", 0.5: "half"}
+
+
+def typed_literals(lines: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """Replace the float literals of loop code (outside comments) by names the kernel binds to
+    the arrays' dtype: numba types a literal 1.0 as float64, and one such literal turns a float32
+    loop into float64 arithmetic with a conversion per value (LLVM then vectorises at half the
+    width, or not at all). Returns ([(name, literal)], lines)."""
+    names: dict[str, str] = {}
+
+    def name(m: re.Match) -> str:
+        v = float(m.group(0))
+        return names.setdefault(m.group(0), _LITERAL_NAMES.get(v, f"c{len(names)}"))
+
+    out = []
+    for line in lines:
+        code, hash_, comment = line.partition("#")
+        out.append(_LITERAL.sub(name, code) + hash_ + comment)
+    return [(n, lit) for lit, n in names.items()], out
+
+
+def row_views(lines: list[str], staged: tuple[str, ...] = ()) -> dict[str, list[str]]:
+    """Rewrite a fused (b, j) loop body so that LLVM vectorises its j loop.
+
+    Every element access NAME[t, b, k * n_hidden + j] becomes ROW[j] on a row view
+    ROW = NAME[t, b, k * n_hidden:(k + 1) * n_hidden] taken once per batch row b: indexed by the
+    loop counter alone, the accesses are unit-stride without numba's negative-index select, so
+    the loop vectorises (measured: the LSTM forward step 4.5x faster in float32). A write to a
+    buffer in ``staged`` goes to a row of a scratch array Z_<buffer> and is copied into the buffer
+    after the j loop: the buffer may share memory with arrays the loop reads (the backward writes
+    the adjoints over the cached gates), and LLVM vectorises only where its run-time overlap
+    check passes, which it cannot for two views of the same memory. Returns the lines before
+    the j loop ("views"), the loop body ("body") and the lines after it ("after")."""
+    views: dict[str, str] = {}
+    after: list[str] = []
+
+    def row(m: re.Match, write: bool) -> str:
+        name, time, slot = m.group(1), m.group(2), m.group(3)
+        if name in staged:
+            if not write:
+                raise Unsupported(f"the fused loop reads {name}, which it also writes")
+            view = f"{name}_{slot}"
+            if view not in views:
+                views[view] = f"Z_{name}[{slot}]"
+                t = "t" if time == "t" else "t + 1"
+                after.append(f"{name}[{t}, b, {slot} * n_hidden:{int(slot) + 1} * n_hidden] "
+                             f"= {view}")
+            return f"{view}[j]"
+        tag = {None: "_b", "t": "_t", "t + 1": "_t1"}[time]
+        view = name + tag + ("" if slot is None else f"_{slot}")
+        if view not in views:
+            idx = ", ".join(([time] if time else []) + ["b"])
+            if slot is not None:
+                k = int(slot)
+                idx += f", {k} * n_hidden:{k + 1} * n_hidden"
+            views[view] = f"{name}[{idx}]"
+        return f"{view}[j]"
+
+    body = []
+    for line in lines:
+        lhs, eq, rhs = line.partition(" = ")
+        if eq and not line.lstrip().startswith("#") and _ELEMENT.fullmatch(lhs.strip()):
+            lhs = _ELEMENT.sub(lambda m: row(m, True), lhs)
+            body.append(lhs + eq + _ELEMENT.sub(lambda m: row(m, False), rhs))
+        else:
+            body.append(_ELEMENT.sub(lambda m: row(m, False), line))
+    literals, body = typed_literals(body)
+    return {"views": [f"{v} = {e}" for v, e in views.items()], "body": body, "after": after,
+            "literals": literals}
+
+
 class NumbaPlan(KernelPlan):
     """A :class:`KernelPlan` printing scalar (per batch row b, unit j) code."""
 
     def __init__(self, d):
         super().__init__(d)
+        # the fused forward loop adds each bias where it reads the gate's projection (one load
+        # per element) instead of a separate pass over A_x, so nothing is folded into A_x
+        self.folded_in = {}
         if self._x_stack() is None:
             raise Unsupported(f"cell {self.spec.name!r}: the numba backend needs x_t to enter "
                               "through matrix parameters")
@@ -56,7 +150,7 @@ class NumbaPlan(KernelPlan):
             if e.kind == "input":
                 raise Unsupported(f"cell {self.spec.name!r}: x_t used elementwise")
             if e.kind == "param":
-                return f"{_ident(e.name)}[j]"
+                return f"{_pid(e.name)}[j]"
             if e.lag == 1:
                 return f"S_{e.name}[t, b, j]"
             if e.name.endswith(HAT):
@@ -225,7 +319,7 @@ class NumbaPlan(KernelPlan):
         lines: list[str] = []
         for v, cols in dense.items():
             for u, ts in cols.items():
-                rhs = " + ".join(f"{k} * {_ident(m.name)}"
+                rhs = " + ".join(f"{k} * {_pid(m.name)}"
                                  + ("[m, j]" if m.transposed else "[j, m]") for k, m in ts)
                 lines += [f"# d {u}_t / d {v}_(t-1), row j: the dense part",
                           "for m in range(n_hidden):",
@@ -309,12 +403,12 @@ class NumbaPlan(KernelPlan):
                       key=self.params.index)
         return {
             "dense_cols": [(v, row[v]) for v in dense],
-            "mats": [(p, _ident(p)) for p in mats],
+            "mats": [(p, _pid(p)) for p in mats],
             "arrays": arrays,
             "coef_args": ["t"] + [f"S_{s}" for s in self.states]
             + [f"C_{v}" for v in self.cached_vars()]
-            + [_ident(p) for p in self.params if not self.spec.params[p].is_matrix]
-            + [_ident(p) for p in mats] + [f"J_{v}" for v in dense] + arrays,
+            + [_pid(p) for p in self.params if not self.spec.params[p].is_matrix]
+            + [_pid(p) for p in mats] + [f"J_{v}" for v in dense] + arrays,
             "post_args": ["t", "out", "S", "OFF"] + zargs + arrays,
             "coef_loop": [f"{v} = C_{v}[t, b, j]" for v in self.cached_vars()]
             + [f"{name} = {code}" for code, name in coefs.items()] + jac_lines
@@ -339,20 +433,27 @@ class NumbaPlan(KernelPlan):
             st = state_stacks.get(v)
             carries.append({"state": v, "stack": st.name if st else None,
                             "matmul": self.carry_matmul(st) if st else None})
+        # the x buffer holds the cached gates when backward reuses the cache: staged writes
+        staged = tuple(b for b, _ in ctx["buffers"]
+                       if b == ctx["x_buffer"] and ctx["slot_nodes"])
+        fwd_loop = row_views(self.fwd_loop_lines())
+        bwd_loop = row_views(self.bwd_loop_lines(), staged)
         ctx.update({
             "fwd_args": ["t", "A_x"] + [f"A_{v}" for v in state_stacks]
             + [f"S_{s}" for s in self.states] + [f"C_{v}" for v in heap]
-            + [_ident(p) for p in vec_params],
+            + [_pid(p) for p in vec_params] + [n for n, _ in fwd_loop["literals"]],
             "bwd_args": ["t", "dhs"] + [f"S_{s}" for s in self.states]
-            + [f"C_{v}" for v in cached] + [_ident(p) for p in vec_params] + buffers
+            + [f"C_{v}" for v in cached] + [_pid(p) for p in vec_params] + buffers
+            + [f"Z_{b}" for b in staged]
             + [f"d_{s}_next" for s in self.states] + [f"R_{s}" for s in self.states]
-            + [f"g_{p}" for p in acc],
+            + [f"g_{p}" for p in acc] + [n for n, _ in bwd_loop["literals"]],
+            "staged": [(b, k) for b, k in ctx["buffers"] if b in staged],
             "numba_state_stacks": [(v, st.name) for v, st in state_stacks.items()],
-            "vec_params": [(p, _ident(p)) for p in vec_params],
+            "vec_params": [(p, _pid(p)) for p in vec_params],
             "acc": acc,
             "carries": carries,
-            "fwd_loop": self.fwd_loop_lines(),
-            "bwd_loop": self.bwd_loop_lines(),
+            "fwd_loop": fwd_loop,
+            "bwd_loop": bwd_loop,
             "rtrl": rtrl,
         })
         return ctx

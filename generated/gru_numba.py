@@ -12,8 +12,12 @@ dense block, one compiled loop for the diagonal blocks and V. Needs numba (``pip
 compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
 """
 
+import math
+
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
 
 from generated import _runtime as rt
 from generated.gru import (  # noqa: F401  (re-exported: same API)
@@ -28,54 +32,167 @@ from generated.gru import (  # noqa: F401  (re-exported: same API)
     rtrl_step,
     state_jacobian,
 )
-from generated.gru import forward as _forward_vectorized
 
 
-# Per-step versus vectorised forward, chosen by size: NumPy's SIMD tanh/exp are ~60x faster per
-# element than numba's scalar libm calls (measured: 0.31 ms vs 18.8 ms for 1e6 float32 tanh), so
-# the fused scalar loop only wins while a step is small enough for NumPy's ~1 us per call to
-# dominate. Above this many (batch x unit) elements per step the forward runs the NumPy kernel's
-# vectorised step (same cache). The backward has no transcendentals and always runs fused.
-FUSED_FORWARD_MAX = 512  # measured crossover on this 2-core machine (bench/README.md)
+# ---------------------------------------------------------------------------- activations
+# sigma and tanh as branch-free arithmetic that LLVM vectorises inside the fused loops (a libm
+# call per element cannot be: numba's scalar exp/tanh made the fused forward 4-5x slower than
+# these). exp(x) for x <= 0 is rebuilt as 2^n (1 + p): n = round(x / ln 2) by the shift trick,
+# r = x - n ln 2 in two parts (Cody-Waite), p = expm1(r) by its Taylor series (|r| <= ln2 / 2:
+# the first omitted term is below half an ulp), 2^n written straight into the exponent bits.
+# Each dtype computes in its own precision (float32 lanes are twice as many), with fused
+# multiply-adds allowed (fastmath "contract" only: 2.5x faster in float32). Measured against
+# long double over [-100, 100] and +-[1e-30, 100]: float64 <= 1.6 ulp, float32 <= 1.4 ulp
+# (where the result is a normal number); tests/test_kernels.py checks the bound.
+@intrinsic
+def _f64_from_bits(typingctx, i):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
 
 
-@njit(cache=True, inline="always")
+@intrinsic
+def _f64_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _f32_from_bits(typingctx, i):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+_D_SHIFT = 6755399441055744.0  # 1.5 * 2**52: x + shift rounds x to an integer in the low bits
+_D_SHIFT_BITS = 0x4338000000000000
+_D_LN2_HI, _D_LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_D_INV_LN2 = 1.0 / math.log(2.0)
+_D_C = tuple(1.0 / math.factorial(k) for k in range(13, 1, -1))  # 1/13!, ..., 1/2!
+_F = np.float32
+_F_SHIFT = _F(12582912.0)  # 1.5 * 2**23
+_F_SHIFT_BITS = np.int32(0x4B400000)
+_F_LN2_HI, _F_LN2_LO = _F(0.693359375), _F(-2.12194440e-4)
+_F_C7, _F_C6, _F_C5, _F_C4, _F_C3, _F_C2 = (_F(1.0 / math.factorial(k)) for k in range(7, 1, -1))
+_F_INV_LN2, _F_MIN = _F(1.0 / math.log(2.0)), _F(-87.33654)  # ln(2^-126): n >= -126
+_F_0, _F_1, _F_2, _F_127, _F_23 = _F(0.0), _F(1.0), _F(2.0), np.int32(127), np.int32(23)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _exp_parts_f64(x):
+    """(s, p) with exp(x) = s (1 + p), s = 2^n, for x <= 0; s = 0 below ln(2^-1022)."""
+    under = x < -708.39
+    x = -708.39 if under else x  # (NaN passes through)
+    t = x * _D_INV_LN2 + _D_SHIFT
+    n = t - _D_SHIFT
+    r = (x - n * _D_LN2_HI) - n * _D_LN2_LO
+    p = _D_C[0]
+    for c in _D_C[1:]:
+        p = p * r + c
+    p = (p * r) * r + r
+    s = _f64_from_bits((_f64_bits(t) - _D_SHIFT_BITS + 1023) << 52)
+    return (0.0 if under else s), p
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _exp_parts_f32(x):
+    """(s, p) with exp(x) = s (1 + p), s = 2^n, for x <= 0 in float32; s = 0 below ln(2^-126)."""
+    under = x < _F_MIN
+    x = _F_MIN if under else x  # (NaN passes through)
+    t = x * _F_INV_LN2 + _F_SHIFT
+    n = t - _F_SHIFT
+    r = (x - n * _F_LN2_HI) - n * _F_LN2_LO
+    p = ((((_F_C7 * r + _F_C6) * r + _F_C5) * r + _F_C4) * r + _F_C3) * r + _F_C2
+    p = (p * r) * r + r
+    s = _f32_from_bits((_f32_bits(t) - _F_SHIFT_BITS + _F_127) << _F_23)
+    return (_F_0 if under else s), p
+
+
 def _sigmoid_s(z):
-    """sigma(z) with one exp: exp(-|z|) never overflows."""
-    e = np.exp(-abs(z))
-    return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+    """sigma(z) = 1 / (1 + exp(-z)), from exp(-|z|) (never overflows); compiled by _sigmoid_impl."""
+    raise NotImplementedError("called from compiled code only")
 
 
-@njit(cache=True, inline="always")
 def _tanh_s(z):
-    """tanh(z) = -expm1(-2|z|) / (2 + expm1(-2|z|)), signed: one expm1, accurate near 0."""
-    e = np.expm1(-2.0 * abs(z))
-    r = -e / (2.0 + e)
-    return r if z >= 0 else -r
+    """tanh(z) = m / (2 - m) with m = -expm1(-2|z|), z's sign (accurate near 0); see _tanh_impl."""
+    raise NotImplementedError("called from compiled code only")
 
 
-@njit(cache=True)
-def _forward_step(t, A_x, A_h, S_h, C_s0, C_s1, b_r, b_z, b_xn, b_hn):
-    """The elementwise part of forward step t, fused: one pass over (batch, unit)."""
+@overload(_sigmoid_s, jit_options={"fastmath": {"contract"}})
+def _sigmoid_impl(z):
+    if z == types.float32:
+        def sigmoid_f32(z):
+            s, p = _exp_parts_f32(-abs(z))
+            e = s * p + s
+            r = _F_1 / (_F_1 + e)
+            return r if z >= _F_0 else e * r
+        return sigmoid_f32
+
+    def sigmoid_f64(z):
+        s, p = _exp_parts_f64(-abs(z))
+        e = s * p + s
+        r = 1.0 / (1.0 + e)
+        return r if z >= 0.0 else e * r
+    return sigmoid_f64
+
+
+@overload(_tanh_s, jit_options={"fastmath": {"contract"}})
+def _tanh_impl(z):
+    if z == types.float32:
+        def tanh_f32(z):
+            s, p = _exp_parts_f32(_F_2 * -abs(z))
+            m = (_F_1 - s) - s * p  # -expm1(-2|z|) >= 0
+            return math.copysign(m / (_F_2 - m), z)
+        return tanh_f32
+
+    def tanh_f64(z):
+        s, p = _exp_parts_f64(-2.0 * abs(z))
+        m = (1.0 - s) - s * p
+        return math.copysign(m / (2.0 - m), z)
+    return tanh_f64
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _forward_step(t, A_x, A_h, S_h, C_s0, C_s1, b_r, b_z, b_xn, b_hn, one):
+    """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
+    over row views of batch row b (vectorised; see derive.codegen_numba.row_views)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
+        A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
+        A_h_b_0 = A_h[b, 0 * n_hidden:1 * n_hidden]
+        A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]
+        A_h_b_1 = A_h[b, 1 * n_hidden:2 * n_hidden]
+        A_h_b_2 = A_h[b, 2 * n_hidden:3 * n_hidden]
+        C_s1_t = C_s1[t, b]
+        A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
+        C_s0_t = C_s0[t, b]
+        S_h_t = S_h[t, b]
+        S_h_t1 = S_h[t + 1, b]
         for j in range(n_hidden):
             # r_t = sigmoid(W_xr @ x + W_hr @ h_prev + b_r)
-            r = _sigmoid_s((A_x[t, b, 0 * n_hidden + j] + A_h[b, 0 * n_hidden + j]))
-            A_x[t, b, 0 * n_hidden + j] = r
+            r = _sigmoid_s((A_x_t_0[j] + A_h_b_0[j] + b_r[j]))
+            A_x_t_0[j] = r
             # z_t = sigmoid(W_xz @ x + W_hz @ h_prev + b_z)
-            z = _sigmoid_s((A_x[t, b, 1 * n_hidden + j] + A_h[b, 1 * n_hidden + j]))
-            A_x[t, b, 1 * n_hidden + j] = z
+            z = _sigmoid_s((A_x_t_1[j] + A_h_b_1[j] + b_z[j]))
+            A_x_t_1[j] = z
             # n_t = tanh(W_xn @ x + b_xn + r * (W_hn @ h_prev + b_hn))
-            s1 = A_h[b, 2 * n_hidden + j] + b_hn[j]
-            C_s1[t, b, j] = s1
-            n = _tanh_s((A_x[t, b, 2 * n_hidden + j] + r * (s1)))
-            A_x[t, b, 2 * n_hidden + j] = n
+            s1 = A_h_b_2[j] + b_hn[j]
+            C_s1_t[j] = s1
+            n = _tanh_s((A_x_t_2[j] + b_xn[j] + r * (s1)))
+            A_x_t_2[j] = n
             # h_t = (1 - z) * n + z * h_prev
-            s0 = 1.0 - z
-            C_s0[t, b, j] = s0
-            h = (s0) * n + z * S_h[t, b, j]
-            S_h[t + 1, b, j] = h
+            s0 = one - z
+            C_s0_t[j] = s0
+            h = (s0) * n + z * S_h_t[j]
+            S_h_t1[j] = h
 
 
 def forward(params, xs, state0=None):
@@ -83,26 +200,25 @@ def forward(params, xs, state0=None):
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
     steps, batch = xs.shape[:2]
-    if batch * n_hidden > FUSED_FORWARD_MAX:
-        return _forward_vectorized(params, xs, state0)
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
-    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
+    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t (the biases
+    # are added in the fused loop, which reads A_x anyway: no extra pass over it)
     A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
-    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     C_s0 = np.empty((steps, batch, n_hidden), dtype)
     C_s1 = np.empty((steps, batch, n_hidden), dtype)
-    W_stack_h_T = P["W_stack_h"].T
+    W_stack_h_T = np.ascontiguousarray(P["W_stack_h"].T)  # C order: BLAS is faster at small B
     A_h = np.empty((batch, W_stack_h_T.shape[1]), dtype)
     b_r = np.ascontiguousarray(P["b_r"])
     b_z = np.ascontiguousarray(P["b_z"])
     b_xn = np.ascontiguousarray(P["b_xn"])
     b_hn = np.ascontiguousarray(P["b_hn"])
+    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
     for t in range(steps):
         np.matmul(S_h[t], W_stack_h_T, out=A_h)  # the recurrent projection (BLAS)
-        _forward_step(t, A_x, A_h, S_h, C_s0, C_s1, b_r, b_z, b_xn, b_hn)
+        _forward_step(t, A_x, A_h, S_h, C_s0, C_s1, b_r, b_z, b_xn, b_hn, one)
     cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
     cache["S_h"] = S_h
     cache["s0"] = C_s0
@@ -114,37 +230,55 @@ def forward(params, xs, state0=None):
     return S_h[1:], cache
 
 
-@njit(cache=True)
-def _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, dA_h, dA_x, d_h_next, R_h):
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, dA_h, dA_x, Z_dA_x, d_h_next, R_h, one):
     """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
-    projection adjoints of step t and the carried adjoints that bypass the stacked matmul."""
+    projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
+    The adjoints for dA_x go to the scratch rows Z_* first and are copied in after
+    the unit loop: the buffer may hold the cached gates this loop reads."""
     batch, n_hidden = dhs.shape[1], dhs.shape[2]
     for b in range(batch):
+        C_r_t = C_r[t, b]
+        C_z_t = C_z[t, b]
+        C_n_t = C_n[t, b]
+        C_s0_t = C_s0[t, b]
+        C_s1_t = C_s1[t, b]
+        dhs_t = dhs[t, b]
+        d_h_next_b = d_h_next[b]
+        S_h_t = S_h[t, b]
+        dA_x_0 = Z_dA_x[0]
+        dA_x_1 = Z_dA_x[1]
+        dA_x_2 = Z_dA_x[2]
+        dA_h_t_0 = dA_h[t, b, 0 * n_hidden:1 * n_hidden]
+        R_h_b = R_h[b]
         for j in range(n_hidden):
-            r = C_r[t, b, j]
-            z = C_z[t, b, j]
-            n = C_n[t, b, j]
-            s0 = C_s0[t, b, j]
-            s1 = C_s1[t, b, j]
+            r = C_r_t[j]
+            z = C_z_t[j]
+            n = C_n_t[j]
+            s0 = C_s0_t[j]
+            s1 = C_s1_t[j]
             # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
-            d_h = dhs[t, b, j] + d_h_next[b, j]
+            d_h = dhs_t[j] + d_h_next_b[j]
             # bar{n}_t = d(1 - z_t) bar{h}_t
             d_n = (s0) * d_h
             # bar{hat{n}}_t = d(n'_t) bar{n}_t
-            d_n_hat = ((1.0 - n * n)) * d_n
+            d_n_hat = ((one - n * n)) * d_n
             # bar{z}_t = -d(n_t) bar{h}_t + d(h_{t-1}) bar{h}_t
-            d_z = -(n) * d_h + (S_h[t, b, j]) * d_h
+            d_z = -(n) * d_h + (S_h_t[j]) * d_h
             # bar{hat{z}}_t = d(z'_t) bar{z}_t
-            d_z_hat = ((z * (1.0 - z))) * d_z
+            d_z_hat = ((z * (one - z))) * d_z
             # bar{r}_t = d(W_{hn} h_{t-1} + b_{hn}) bar{hat{n}}_t
             d_r = (s1) * d_n_hat
             # bar{hat{r}}_t = d(r'_t) bar{r}_t
-            d_r_hat = ((r * (1.0 - r))) * d_r
-            dA_x[t, b, 0 * n_hidden + j] = d_r_hat
-            dA_x[t, b, 1 * n_hidden + j] = d_z_hat
-            dA_x[t, b, 2 * n_hidden + j] = d_n_hat
-            dA_h[t, b, 0 * n_hidden + j] = (r) * d_n_hat
-            R_h[b, j] = (z) * d_h
+            d_r_hat = ((r * (one - r))) * d_r
+            dA_x_0[j] = d_r_hat
+            dA_x_1[j] = d_z_hat
+            dA_x_2[j] = d_n_hat
+            dA_h_t_0[j] = (r) * d_n_hat
+            R_h_b[j] = (z) * d_h
+        dA_x[t, b, 0 * n_hidden:1 * n_hidden] = dA_x_0
+        dA_x[t, b, 1 * n_hidden:2 * n_hidden] = dA_x_1
+        dA_x[t, b, 2 * n_hidden:3 * n_hidden] = dA_x_2
 
 
 def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
@@ -179,9 +313,11 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     b_hn = np.ascontiguousarray(P["b_hn"])
     dA_h = np.empty((steps, batch, 1 * n_hidden), dtype)
     dA_x = np.empty((steps, batch, 3 * n_hidden), dtype) if keep_cache else cache["A_x"]
+    Z_dA_x = np.empty((3, n_hidden), dtype)  # one batch row of dA_x
     R_h = np.empty((batch, n_hidden), dtype)
+    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
     for t in range(steps - 1, -1, -1):
-        _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, dA_h, dA_x, d_h_next, R_h)
+        _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, dA_h, dA_x, Z_dA_x, d_h_next, R_h, one)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
         d_h_next = dA_x[t, :, 0 * n_hidden:2 * n_hidden] @ W_stack_h[0 * n_hidden:2 * n_hidden] + dA_h[t, :, 0 * n_hidden:1 * n_hidden] @ W_stack_h[2 * n_hidden:3 * n_hidden]
         d_h_next += R_h

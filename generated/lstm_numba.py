@@ -12,8 +12,12 @@ dense block, one compiled loop for the diagonal blocks and V. Needs numba (``pip
 compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
 """
 
+import math
+
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
 
 from generated import _runtime as rt
 from generated.lstm import (  # noqa: F401  (re-exported: same API)
@@ -28,58 +32,173 @@ from generated.lstm import (  # noqa: F401  (re-exported: same API)
     rtrl_step,
     state_jacobian,
 )
-from generated.lstm import forward as _forward_vectorized
 
 
-# Per-step versus vectorised forward, chosen by size: NumPy's SIMD tanh/exp are ~60x faster per
-# element than numba's scalar libm calls (measured: 0.31 ms vs 18.8 ms for 1e6 float32 tanh), so
-# the fused scalar loop only wins while a step is small enough for NumPy's ~1 us per call to
-# dominate. Above this many (batch x unit) elements per step the forward runs the NumPy kernel's
-# vectorised step (same cache). The backward has no transcendentals and always runs fused.
-FUSED_FORWARD_MAX = 512  # measured crossover on this 2-core machine (bench/README.md)
+# ---------------------------------------------------------------------------- activations
+# sigma and tanh as branch-free arithmetic that LLVM vectorises inside the fused loops (a libm
+# call per element cannot be: numba's scalar exp/tanh made the fused forward 4-5x slower than
+# these). exp(x) for x <= 0 is rebuilt as 2^n (1 + p): n = round(x / ln 2) by the shift trick,
+# r = x - n ln 2 in two parts (Cody-Waite), p = expm1(r) by its Taylor series (|r| <= ln2 / 2:
+# the first omitted term is below half an ulp), 2^n written straight into the exponent bits.
+# Each dtype computes in its own precision (float32 lanes are twice as many), with fused
+# multiply-adds allowed (fastmath "contract" only: 2.5x faster in float32). Measured against
+# long double over [-100, 100] and +-[1e-30, 100]: float64 <= 1.6 ulp, float32 <= 1.4 ulp
+# (where the result is a normal number); tests/test_kernels.py checks the bound.
+@intrinsic
+def _f64_from_bits(typingctx, i):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
 
 
-@njit(cache=True, inline="always")
+@intrinsic
+def _f64_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _f32_from_bits(typingctx, i):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+_D_SHIFT = 6755399441055744.0  # 1.5 * 2**52: x + shift rounds x to an integer in the low bits
+_D_SHIFT_BITS = 0x4338000000000000
+_D_LN2_HI, _D_LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_D_INV_LN2 = 1.0 / math.log(2.0)
+_D_C = tuple(1.0 / math.factorial(k) for k in range(13, 1, -1))  # 1/13!, ..., 1/2!
+_F = np.float32
+_F_SHIFT = _F(12582912.0)  # 1.5 * 2**23
+_F_SHIFT_BITS = np.int32(0x4B400000)
+_F_LN2_HI, _F_LN2_LO = _F(0.693359375), _F(-2.12194440e-4)
+_F_C7, _F_C6, _F_C5, _F_C4, _F_C3, _F_C2 = (_F(1.0 / math.factorial(k)) for k in range(7, 1, -1))
+_F_INV_LN2, _F_MIN = _F(1.0 / math.log(2.0)), _F(-87.33654)  # ln(2^-126): n >= -126
+_F_0, _F_1, _F_2, _F_127, _F_23 = _F(0.0), _F(1.0), _F(2.0), np.int32(127), np.int32(23)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _exp_parts_f64(x):
+    """(s, p) with exp(x) = s (1 + p), s = 2^n, for x <= 0; s = 0 below ln(2^-1022)."""
+    under = x < -708.39
+    x = -708.39 if under else x  # (NaN passes through)
+    t = x * _D_INV_LN2 + _D_SHIFT
+    n = t - _D_SHIFT
+    r = (x - n * _D_LN2_HI) - n * _D_LN2_LO
+    p = _D_C[0]
+    for c in _D_C[1:]:
+        p = p * r + c
+    p = (p * r) * r + r
+    s = _f64_from_bits((_f64_bits(t) - _D_SHIFT_BITS + 1023) << 52)
+    return (0.0 if under else s), p
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _exp_parts_f32(x):
+    """(s, p) with exp(x) = s (1 + p), s = 2^n, for x <= 0 in float32; s = 0 below ln(2^-126)."""
+    under = x < _F_MIN
+    x = _F_MIN if under else x  # (NaN passes through)
+    t = x * _F_INV_LN2 + _F_SHIFT
+    n = t - _F_SHIFT
+    r = (x - n * _F_LN2_HI) - n * _F_LN2_LO
+    p = ((((_F_C7 * r + _F_C6) * r + _F_C5) * r + _F_C4) * r + _F_C3) * r + _F_C2
+    p = (p * r) * r + r
+    s = _f32_from_bits((_f32_bits(t) - _F_SHIFT_BITS + _F_127) << _F_23)
+    return (_F_0 if under else s), p
+
+
 def _sigmoid_s(z):
-    """sigma(z) with one exp: exp(-|z|) never overflows."""
-    e = np.exp(-abs(z))
-    return 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+    """sigma(z) = 1 / (1 + exp(-z)), from exp(-|z|) (never overflows); compiled by _sigmoid_impl."""
+    raise NotImplementedError("called from compiled code only")
 
 
-@njit(cache=True, inline="always")
 def _tanh_s(z):
-    """tanh(z) = -expm1(-2|z|) / (2 + expm1(-2|z|)), signed: one expm1, accurate near 0."""
-    e = np.expm1(-2.0 * abs(z))
-    r = -e / (2.0 + e)
-    return r if z >= 0 else -r
+    """tanh(z) = m / (2 - m) with m = -expm1(-2|z|), z's sign (accurate near 0); see _tanh_impl."""
+    raise NotImplementedError("called from compiled code only")
 
 
-@njit(cache=True)
+@overload(_sigmoid_s, jit_options={"fastmath": {"contract"}})
+def _sigmoid_impl(z):
+    if z == types.float32:
+        def sigmoid_f32(z):
+            s, p = _exp_parts_f32(-abs(z))
+            e = s * p + s
+            r = _F_1 / (_F_1 + e)
+            return r if z >= _F_0 else e * r
+        return sigmoid_f32
+
+    def sigmoid_f64(z):
+        s, p = _exp_parts_f64(-abs(z))
+        e = s * p + s
+        r = 1.0 / (1.0 + e)
+        return r if z >= 0.0 else e * r
+    return sigmoid_f64
+
+
+@overload(_tanh_s, jit_options={"fastmath": {"contract"}})
+def _tanh_impl(z):
+    if z == types.float32:
+        def tanh_f32(z):
+            s, p = _exp_parts_f32(_F_2 * -abs(z))
+            m = (_F_1 - s) - s * p  # -expm1(-2|z|) >= 0
+            return math.copysign(m / (_F_2 - m), z)
+        return tanh_f32
+
+    def tanh_f64(z):
+        s, p = _exp_parts_f64(-2.0 * abs(z))
+        m = (1.0 - s) - s * p
+        return math.copysign(m / (2.0 - m), z)
+    return tanh_f64
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _forward_step(t, A_x, A_h, S_h, S_c, C_tanh_c, b_i, b_f, b_g, b_o):
-    """The elementwise part of forward step t, fused: one pass over (batch, unit)."""
+    """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
+    over row views of batch row b (vectorised; see derive.codegen_numba.row_views)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
+        A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
+        A_h_b_0 = A_h[b, 0 * n_hidden:1 * n_hidden]
+        A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]
+        A_h_b_1 = A_h[b, 1 * n_hidden:2 * n_hidden]
+        A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
+        A_h_b_2 = A_h[b, 2 * n_hidden:3 * n_hidden]
+        A_x_t_3 = A_x[t, b, 3 * n_hidden:4 * n_hidden]
+        A_h_b_3 = A_h[b, 3 * n_hidden:4 * n_hidden]
+        S_c_t = S_c[t, b]
+        S_c_t1 = S_c[t + 1, b]
+        C_tanh_c_t = C_tanh_c[t, b]
+        S_h_t1 = S_h[t + 1, b]
         for j in range(n_hidden):
             # i_t = sigmoid(W_xi @ x + W_hi @ h_prev + b_i)
-            i = _sigmoid_s((A_x[t, b, 0 * n_hidden + j] + A_h[b, 0 * n_hidden + j]))
-            A_x[t, b, 0 * n_hidden + j] = i
+            i = _sigmoid_s((A_x_t_0[j] + A_h_b_0[j] + b_i[j]))
+            A_x_t_0[j] = i
             # f_t = sigmoid(W_xf @ x + W_hf @ h_prev + b_f)
-            f = _sigmoid_s((A_x[t, b, 1 * n_hidden + j] + A_h[b, 1 * n_hidden + j]))
-            A_x[t, b, 1 * n_hidden + j] = f
+            f = _sigmoid_s((A_x_t_1[j] + A_h_b_1[j] + b_f[j]))
+            A_x_t_1[j] = f
             # g_t = tanh(W_xg @ x + W_hg @ h_prev + b_g)
-            g = _tanh_s((A_x[t, b, 2 * n_hidden + j] + A_h[b, 2 * n_hidden + j]))
-            A_x[t, b, 2 * n_hidden + j] = g
+            g = _tanh_s((A_x_t_2[j] + A_h_b_2[j] + b_g[j]))
+            A_x_t_2[j] = g
             # o_t = sigmoid(W_xo @ x + W_ho @ h_prev + b_o)
-            o = _sigmoid_s((A_x[t, b, 3 * n_hidden + j] + A_h[b, 3 * n_hidden + j]))
-            A_x[t, b, 3 * n_hidden + j] = o
+            o = _sigmoid_s((A_x_t_3[j] + A_h_b_3[j] + b_o[j]))
+            A_x_t_3[j] = o
             # c_t = f * c_prev + i * g
-            c = f * S_c[t, b, j] + i * g
-            S_c[t + 1, b, j] = c
+            c = f * S_c_t[j] + i * g
+            S_c_t1[j] = c
             # h_t = o * tanh(c)
             tanh_c = _tanh_s(c)
-            C_tanh_c[t, b, j] = tanh_c
+            C_tanh_c_t[j] = tanh_c
             h = o * tanh_c
-            S_h[t + 1, b, j] = h
+            S_h_t1[j] = h
 
 
 def forward(params, xs, state0=None):
@@ -87,19 +206,17 @@ def forward(params, xs, state0=None):
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
     steps, batch = xs.shape[:2]
-    if batch * n_hidden > FUSED_FORWARD_MAX:
-        return _forward_vectorized(params, xs, state0)
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
-    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
+    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t (the biases
+    # are added in the fused loop, which reads A_x anyway: no extra pass over it)
     A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
-    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     S_c = np.empty((steps + 1, batch, n_hidden), dtype)
     S_c[0] = state["c"]
     C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
-    W_stack_h_T = P["W_stack_h"].T
+    W_stack_h_T = np.ascontiguousarray(P["W_stack_h"].T)  # C order: BLAS is faster at small B
     A_h = np.empty((batch, W_stack_h_T.shape[1]), dtype)
     b_i = np.ascontiguousarray(P["b_i"])
     b_f = np.ascontiguousarray(P["b_f"])
@@ -120,44 +237,65 @@ def forward(params, xs, state0=None):
     return S_h[1:], cache
 
 
-@njit(cache=True)
-def _backward_step(t, dhs, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, dA_x, d_h_next, d_c_next, R_h, R_c):
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _backward_step(t, dhs, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, dA_x, Z_dA_x, d_h_next, d_c_next, R_h, R_c, one, zero):
     """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
-    projection adjoints of step t and the carried adjoints that bypass the stacked matmul."""
+    projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
+    The adjoints for dA_x go to the scratch rows Z_* first and are copied in after
+    the unit loop: the buffer may hold the cached gates this loop reads."""
     batch, n_hidden = dhs.shape[1], dhs.shape[2]
     for b in range(batch):
+        C_i_t = C_i[t, b]
+        C_f_t = C_f[t, b]
+        C_g_t = C_g[t, b]
+        C_o_t = C_o[t, b]
+        C_tanh_c_t = C_tanh_c[t, b]
+        dhs_t = dhs[t, b]
+        d_h_next_b = d_h_next[b]
+        d_c_next_b = d_c_next[b]
+        S_c_t = S_c[t, b]
+        dA_x_0 = Z_dA_x[0]
+        dA_x_1 = Z_dA_x[1]
+        dA_x_2 = Z_dA_x[2]
+        dA_x_3 = Z_dA_x[3]
+        R_h_b = R_h[b]
+        R_c_b = R_c[b]
         for j in range(n_hidden):
-            i = C_i[t, b, j]
-            f = C_f[t, b, j]
-            g = C_g[t, b, j]
-            o = C_o[t, b, j]
-            tanh_c = C_tanh_c[t, b, j]
+            i = C_i_t[j]
+            f = C_f_t[j]
+            g = C_g_t[j]
+            o = C_o_t[j]
+            tanh_c = C_tanh_c_t[j]
             # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
-            d_h = dhs[t, b, j] + d_h_next[b, j]
+            d_h = dhs_t[j] + d_h_next_b[j]
             # bar{c}_t = delta c_t + d(o_t) d(tanh'(c_t)) bar{h}_t
-            d_c = d_c_next[b, j] + (o) * ((1.0 - tanh_c * tanh_c)) * d_h
+            d_c = d_c_next_b[j] + (o) * ((one - tanh_c * tanh_c)) * d_h
             # bar{o}_t = d(tanh(c_t)) bar{h}_t
             d_o = (tanh_c) * d_h
             # bar{hat{o}}_t = d(o'_t) bar{o}_t
-            d_o_hat = ((o * (1.0 - o))) * d_o
+            d_o_hat = ((o * (one - o))) * d_o
             # bar{g}_t = d(i_t) bar{c}_t
             d_g = (i) * d_c
             # bar{hat{g}}_t = d(g'_t) bar{g}_t
-            d_g_hat = ((1.0 - g * g)) * d_g
+            d_g_hat = ((one - g * g)) * d_g
             # bar{f}_t = d(c_{t-1}) bar{c}_t
-            d_f = (S_c[t, b, j]) * d_c
+            d_f = (S_c_t[j]) * d_c
             # bar{hat{f}}_t = d(f'_t) bar{f}_t
-            d_f_hat = ((f * (1.0 - f))) * d_f
+            d_f_hat = ((f * (one - f))) * d_f
             # bar{i}_t = d(g_t) bar{c}_t
             d_i = (g) * d_c
             # bar{hat{i}}_t = d(i'_t) bar{i}_t
-            d_i_hat = ((i * (1.0 - i))) * d_i
-            dA_x[t, b, 0 * n_hidden + j] = d_i_hat
-            dA_x[t, b, 1 * n_hidden + j] = d_f_hat
-            dA_x[t, b, 2 * n_hidden + j] = d_g_hat
-            dA_x[t, b, 3 * n_hidden + j] = d_o_hat
-            R_h[b, j] = 0.0
-            R_c[b, j] = (f) * d_c
+            d_i_hat = ((i * (one - i))) * d_i
+            dA_x_0[j] = d_i_hat
+            dA_x_1[j] = d_f_hat
+            dA_x_2[j] = d_g_hat
+            dA_x_3[j] = d_o_hat
+            R_h_b[j] = zero
+            R_c_b[j] = (f) * d_c
+        dA_x[t, b, 0 * n_hidden:1 * n_hidden] = dA_x_0
+        dA_x[t, b, 1 * n_hidden:2 * n_hidden] = dA_x_1
+        dA_x[t, b, 2 * n_hidden:3 * n_hidden] = dA_x_2
+        dA_x[t, b, 3 * n_hidden:4 * n_hidden] = dA_x_3
 
 
 def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
@@ -193,10 +331,13 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     b_g = np.ascontiguousarray(P["b_g"])
     b_o = np.ascontiguousarray(P["b_o"])
     dA_x = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
+    Z_dA_x = np.empty((4, n_hidden), dtype)  # one batch row of dA_x
     R_h = np.empty((batch, n_hidden), dtype)
     R_c = np.empty((batch, n_hidden), dtype)
+    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
+    zero = dtype.type(0.0)  # a constant of the loop, in the arrays' dtype
     for t in range(steps - 1, -1, -1):
-        _backward_step(t, dhs, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, dA_x, d_h_next, d_c_next, R_h, R_c)
+        _backward_step(t, dhs, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, dA_x, Z_dA_x, d_h_next, d_c_next, R_h, R_c, one, zero)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
         d_h_next = dA_x[t] @ W_stack_h
         d_h_next += R_h
