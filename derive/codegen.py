@@ -324,7 +324,7 @@ class KernelPlan:
                 lines.append(f"# A_{st.vec.name} = [{'; '.join(st.params)}] "
                              f"{node_symbol(self.names, st.vec.name, 1)}: one matmul")
                 if seq:
-                    lines.append(f"np.matmul({st.vec.name}_prev, {st.name}.T, out=A_{st.vec.name})")
+                    lines.append(f"np.matmul({st.vec.name}_prev, {st.name}_T, out=A_{st.vec.name})")
                 else:
                     lines.append(f"A_{st.vec.name} = {st.vec.name}_prev @ {st.name}.T")
         if self.aligned:

@@ -242,6 +242,14 @@ class NumbaPlan(KernelPlan):
                 lines.append(f"C_{var}[t, b, j] = {var}")
         return lines
 
+    def carry_rest(self, v: str) -> Sum | None:
+        """The part of the carried adjoint delta v_(t-1) that the fused loop writes to R_v: the
+        terms the stacked matmul does not cover, or None where that matmul covers all of it
+        (the LSTM's h: no R_h array, no addition)."""
+        stack = next((st for st in self.stacks if st.vec == Ref(v, 1, "node")), None)
+        rest = self._unstacked(self.d.reverse.carries[v], stack)
+        return None if stack is not None and not rest else rest
+
     def cached_vars(self) -> list[str]:
         """Names of the forward values the backward and RTRL loops read from the cache."""
         return [self.var[n] for n in self.cached_nodes] + list(self.temps.values())
@@ -261,10 +269,10 @@ class NumbaPlan(KernelPlan):
                 done.add(st.slots[k])
                 buf, pos = st.slots[k]
                 lines.append(f"{buf}[t, b, {pos} * n_hidden + j] = {self.sc_sum(st.adj[p])}")
-        for v, s in rev.carries.items():
-            stack = next((st for st in self.stacks if st.vec == Ref(v, 1, "node")), None)
-            rest = self._unstacked(s, stack)
-            lines.append(f"R_{v}[b, j] = {self.sc_sum(rest) if rest else '0.0'}")
+        for v in rev.carries:
+            rest = self.carry_rest(v)
+            if rest is not None:
+                lines.append(f"R_{v}[b, j] = {self.sc_sum(rest) if rest else '0.0'}")
         for p in self.params:
             kind, _ = self.grad_plan(p)
             if kind == "acc":
@@ -432,7 +440,8 @@ class NumbaPlan(KernelPlan):
         for v in self.states:
             st = state_stacks.get(v)
             carries.append({"state": v, "stack": st.name if st else None,
-                            "matmul": self.carry_matmul(st) if st else None})
+                            "matmul": self.carry_matmul(st) if st else None,
+                            "rest": self.carry_rest(v) is not None})
         # the x buffer holds the cached gates when backward reuses the cache: staged writes
         staged = tuple(b for b, _ in ctx["buffers"]
                        if b == ctx["x_buffer"] and ctx["slot_nodes"])
@@ -445,7 +454,8 @@ class NumbaPlan(KernelPlan):
             "bwd_args": ["t", "dhs"] + [f"S_{s}" for s in self.states]
             + [f"C_{v}" for v in cached] + [_pid(p) for p in vec_params] + buffers
             + [f"Z_{b}" for b in staged]
-            + [f"d_{s}_next" for s in self.states] + [f"R_{s}" for s in self.states]
+            + [f"d_{s}_next" for s in self.states]
+            + [f"R_{c['state']}" for c in carries if c["rest"]]
             + [f"g_{p}" for p in acc] + [n for n, _ in bwd_loop["literals"]],
             "staged": [(b, k) for b, k in ctx["buffers"] if b in staged],
             "numba_state_stacks": [(v, st.name) for v, st in state_stacks.items()],
@@ -456,6 +466,11 @@ class NumbaPlan(KernelPlan):
             "bwd_loop": bwd_loop,
             "rtrl": rtrl,
         })
+        # pass a loop only the arrays it reads or writes: numba's dispatcher checks the type of
+        # every argument on every call (~0.2 us each, per time step)
+        for args, loop in (("fwd_args", fwd_loop), ("bwd_args", bwd_loop)):
+            text = "\n".join(loop["views"] + loop["body"] + loop["after"])
+            ctx[args] = [a for a in ctx[args] if a == "t" or re.search(rf"\b{a}\b", text)]
         return ctx
 
 

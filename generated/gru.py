@@ -104,6 +104,7 @@ def forward(params, xs, state0=None):
     b_hn = P["b_hn"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
+    W_stack_h_T = np.ascontiguousarray(W_stack_h.T)  # C order: BLAS is faster at small B
     # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
     A_x += P["b_stack_x"]
@@ -116,7 +117,7 @@ def forward(params, xs, state0=None):
         x_t = xs[t]
         h_prev = S_h[t]
         # A_h = [W_hr; W_hz; W_hn] h_{t-1}: one matmul
-        np.matmul(h_prev, W_stack_h.T, out=A_h)
+        np.matmul(h_prev, W_stack_h_T, out=A_h)
         # pre-activations of the gates whose x and h projections share a slot
         A_h[:, 0 * n_hidden:2 * n_hidden] += A_x[t][:, 0 * n_hidden:2 * n_hidden]
         # r_t = \sigma(W_{xr} x_t + W_{hr} h_{t-1} + b_r)

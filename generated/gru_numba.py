@@ -231,7 +231,7 @@ def forward(params, xs, state0=None):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, dA_h, dA_x, Z_dA_x, d_h_next, R_h, one):
+def _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, dA_h, dA_x, Z_dA_x, d_h_next, R_h, one):
     """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
     projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
     The adjoints for dA_x go to the scratch rows Z_* first and are copied in after
@@ -317,7 +317,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     R_h = np.empty((batch, n_hidden), dtype)
     one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
     for t in range(steps - 1, -1, -1):
-        _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, dA_h, dA_x, Z_dA_x, d_h_next, R_h, one)
+        _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, dA_h, dA_x, Z_dA_x, d_h_next, R_h, one)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
         d_h_next = dA_x[t, :, 0 * n_hidden:2 * n_hidden] @ W_stack_h[0 * n_hidden:2 * n_hidden] + dA_h[t, :, 0 * n_hidden:1 * n_hidden] @ W_stack_h[2 * n_hidden:3 * n_hidden]
         d_h_next += R_h

@@ -116,6 +116,7 @@ def forward(params, xs, state0=None):
     p_o = P["p_o"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
+    W_stack_h_T = np.ascontiguousarray(W_stack_h.T)  # C order: BLAS is faster at small B
     # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
     A_x += P["b_stack_x"]
@@ -130,7 +131,7 @@ def forward(params, xs, state0=None):
         h_prev = S_h[t]
         c_prev = S_c[t]
         # A_h = [W_hi; W_hf; W_hg; W_ho] h_{t-1}: one matmul
-        np.matmul(h_prev, W_stack_h.T, out=A_h)
+        np.matmul(h_prev, W_stack_h_T, out=A_h)
         # pre-activations of the gates whose x and h projections share a slot
         A_h[...] += A_x[t]
         # i_t = \sigma(W_{xi} x_t + W_{hi} h_{t-1} + p_i \odot c_{t-1} + b_i)

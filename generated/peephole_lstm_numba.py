@@ -241,7 +241,7 @@ def forward(params, xs, state0=None):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o, dA_x, Z_dA_x, d_h_next, d_c_next, R_h, R_c, g_p_i, g_p_f, g_p_o, one, zero):
+def _backward_step(t, dhs, S_c, C_i, C_f, C_g, C_o, C_tanh_c, p_i, p_f, p_o, dA_x, Z_dA_x, d_h_next, d_c_next, R_c, g_p_i, g_p_f, g_p_o, one):
     """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
     projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
     The adjoints for dA_x go to the scratch rows Z_* first and are copied in after
@@ -261,7 +261,6 @@ def _backward_step(t, dhs, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g
         dA_x_1 = Z_dA_x[1]
         dA_x_2 = Z_dA_x[2]
         dA_x_3 = Z_dA_x[3]
-        R_h_b = R_h[b]
         R_c_b = R_c[b]
         S_c_t1 = S_c[t + 1, b]
         for j in range(n_hidden):
@@ -294,7 +293,6 @@ def _backward_step(t, dhs, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g
             dA_x_1[j] = d_f_hat
             dA_x_2[j] = d_g_hat
             dA_x_3[j] = d_o_hat
-            R_h_b[j] = zero
             R_c_b[j] = (p_i[j]) * d_i_hat + (p_f[j]) * d_f_hat + (f) * d_c
             g_p_i[j] += (S_c_t[j]) * d_i_hat
             g_p_f[j] += (S_c_t[j]) * d_f_hat
@@ -327,7 +325,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     S_h = cache["S_h"]
     d_h_next = np.ascontiguousarray(carry["h"])
     S_c = cache["S_c"]
-    d_c_next = np.ascontiguousarray(carry["c"])
+    d_c_next = carry["c"].copy()  # ours: it takes turns with R_c
     C_i = cache["i"]
     C_f = cache["f"]
     C_g = cache["g"]
@@ -345,16 +343,13 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     g_p_i = np.zeros(params["p_i"].shape, dtype)
     g_p_f = np.zeros(params["p_f"].shape, dtype)
     g_p_o = np.zeros(params["p_o"].shape, dtype)
-    R_h = np.empty((batch, n_hidden), dtype)
     R_c = np.empty((batch, n_hidden), dtype)
     one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
-    zero = dtype.type(0.0)  # a constant of the loop, in the arrays' dtype
     for t in range(steps - 1, -1, -1):
-        _backward_step(t, dhs, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o, dA_x, Z_dA_x, d_h_next, d_c_next, R_h, R_c, g_p_i, g_p_f, g_p_o, one, zero)
+        _backward_step(t, dhs, S_c, C_i, C_f, C_g, C_o, C_tanh_c, p_i, p_f, p_o, dA_x, Z_dA_x, d_h_next, d_c_next, R_c, g_p_i, g_p_f, g_p_o, one)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
         d_h_next = dA_x[t] @ W_stack_h
-        d_h_next += R_h
-        d_c_next = R_c.copy()
+        d_c_next, R_c = R_c, d_c_next  # no copy
     cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps

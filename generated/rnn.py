@@ -87,6 +87,7 @@ def forward(params, xs, state0=None):
     b_h = P["b_h"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
+    W_stack_h_T = np.ascontiguousarray(W_stack_h.T)  # C order: BLAS is faster at small B
     # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
     A_x += P["b_stack_x"]
@@ -97,7 +98,7 @@ def forward(params, xs, state0=None):
         x_t = xs[t]
         h_prev = S_h[t]
         # A_h = [U] h_{t-1}: one matmul
-        np.matmul(h_prev, W_stack_h.T, out=A_h)
+        np.matmul(h_prev, W_stack_h_T, out=A_h)
         # pre-activations of the gates whose x and h projections share a slot
         A_h[...] += A_x[t]
         # h_t = \tanh(W x_t + U h_{t-1} + b_h)

@@ -199,7 +199,7 @@ def forward(params, xs, state0=None):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_h, b_h, dA_x, d_h_next, R_h, one, zero):
+def _backward_step(t, dhs, S_h, dA_x, d_h_next, one):
     """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
     projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
     """
@@ -209,14 +209,12 @@ def _backward_step(t, dhs, S_h, b_h, dA_x, d_h_next, R_h, one, zero):
         d_h_next_b = d_h_next[b]
         S_h_t1 = S_h[t + 1, b]
         dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
-        R_h_b = R_h[b]
         for j in range(n_hidden):
             # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
             d_h = dhs_t[j] + d_h_next_b[j]
             # bar{hat{h}}_t = d(h'_t) bar{h}_t
             d_h_hat = ((one - S_h_t1[j] * S_h_t1[j])) * d_h
             dA_x_t_0[j] = d_h_hat
-            R_h_b[j] = zero
 
 
 def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
@@ -242,14 +240,11 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     d_h_next = np.ascontiguousarray(carry["h"])
     b_h = np.ascontiguousarray(P["b_h"])
     dA_x = np.empty((steps, batch, 1 * n_hidden), dtype)
-    R_h = np.empty((batch, n_hidden), dtype)
     one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
-    zero = dtype.type(0.0)  # a constant of the loop, in the arrays' dtype
     for t in range(steps - 1, -1, -1):
-        _backward_step(t, dhs, S_h, b_h, dA_x, d_h_next, R_h, one, zero)
+        _backward_step(t, dhs, S_h, dA_x, d_h_next, one)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
         d_h_next = dA_x[t] @ W_stack_h
-        d_h_next += R_h
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
     G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)

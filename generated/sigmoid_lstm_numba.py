@@ -238,7 +238,7 @@ def forward(params, xs, state0=None):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b_, b_i, b_f, b_o, dA_x, Z_dA_x, d_h_next, d_s_next, R_h, R_s, one, zero):
+def _backward_step(t, dhs, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, dA_x, Z_dA_x, d_h_next, d_s_next, R_s, one):
     """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
     projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
     The adjoints for dA_x go to the scratch rows Z_* first and are copied in after
@@ -258,7 +258,6 @@ def _backward_step(t, dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b_, 
         dA_x_1 = Z_dA_x[1]
         dA_x_2 = Z_dA_x[2]
         dA_x_3 = Z_dA_x[3]
-        R_h_b = R_h[b]
         R_s_b = R_s[b]
         for j in range(n_hidden):
             o = C_o_t[j]
@@ -290,7 +289,6 @@ def _backward_step(t, dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b_, 
             dA_x_1[j] = d_i_hat
             dA_x_2[j] = d_f_hat
             dA_x_3[j] = d_o_hat
-            R_h_b[j] = zero
             R_s_b[j] = (f) * d_s
         dA_x[t, b, 0 * n_hidden:1 * n_hidden] = dA_x_0
         dA_x[t, b, 1 * n_hidden:2 * n_hidden] = dA_x_1
@@ -320,7 +318,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     S_h = cache["S_h"]
     d_h_next = np.ascontiguousarray(carry["h"])
     S_s = cache["S_s"]
-    d_s_next = np.ascontiguousarray(carry["s"])
+    d_s_next = carry["s"].copy()  # ours: it takes turns with R_s
     C_o = cache["o"]
     C_i = cache["i"]
     C_f = cache["f"]
@@ -332,16 +330,13 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     b_o = np.ascontiguousarray(P["b_o"])
     dA_x = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
     Z_dA_x = np.empty((4, n_hidden), dtype)  # one batch row of dA_x
-    R_h = np.empty((batch, n_hidden), dtype)
     R_s = np.empty((batch, n_hidden), dtype)
     one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
-    zero = dtype.type(0.0)  # a constant of the loop, in the arrays' dtype
     for t in range(steps - 1, -1, -1):
-        _backward_step(t, dhs, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b_, b_i, b_f, b_o, dA_x, Z_dA_x, d_h_next, d_s_next, R_h, R_s, one, zero)
+        _backward_step(t, dhs, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, dA_x, Z_dA_x, d_h_next, d_s_next, R_s, one)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
         d_h_next = dA_x[t] @ W_stack_h
-        d_h_next += R_h
-        d_s_next = R_s.copy()
+        d_s_next, R_s = R_s, d_s_next  # no copy
     cache["consumed"] = not keep_cache
     grads = {}
     # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
