@@ -70,33 +70,21 @@ def typed_literals(lines: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
     return [(n, lit) for lit, n in names.items()], out
 
 
-def row_views(lines: list[str], staged: tuple[str, ...] = ()) -> dict[str, list[str]]:
+def row_views(lines: list[str]) -> dict[str, list[str]]:
     """Rewrite a fused (b, j) loop body so that LLVM vectorises its j loop.
 
     Every element access NAME[t, b, k * n_hidden + j] becomes ROW[j] on a row view
     ROW = NAME[t, b, k * n_hidden:(k + 1) * n_hidden] taken once per batch row b: indexed by the
     loop counter alone, the accesses are unit-stride without numba's negative-index select, so
-    the loop vectorises (measured: the LSTM forward step 4.5x faster in float32). A write to a
-    buffer in ``staged`` goes to a row of a scratch array Z_<buffer> and is copied into the buffer
-    after the j loop: the buffer may share memory with arrays the loop reads (the backward writes
-    the adjoints over the cached gates), and LLVM vectorises only where its run-time overlap
-    check passes, which it cannot for two views of the same memory. Returns the lines before
-    the j loop ("views"), the loop body ("body") and the lines after it ("after")."""
+    the loop vectorises (measured: the LSTM forward step 4.5x faster in float32). LLVM still
+    checks at run time that the rows it writes overlap no row it reads, and runs the scalar loop
+    where they do: a value must be read and overwritten through the same view (the backward reads
+    each gate from the slot its adjoint replaces, see NumbaPlan.bwd_loop_lines). Returns the
+    lines before the j loop ("views") and the loop body ("body")."""
     views: dict[str, str] = {}
-    after: list[str] = []
 
-    def row(m: re.Match, write: bool) -> str:
+    def row(m: re.Match) -> str:
         name, time, slot = m.group(1), m.group(2), m.group(3)
-        if name in staged:
-            if not write:
-                raise Unsupported(f"the fused loop reads {name}, which it also writes")
-            view = f"{name}_{slot}"
-            if view not in views:
-                views[view] = f"Z_{name}[{slot}]"
-                t = "t" if time == "t" else "t + 1"
-                after.append(f"{name}[{t}, b, {slot} * n_hidden:{int(slot) + 1} * n_hidden] "
-                             f"= {view}")
-            return f"{view}[j]"
         tag = {None: "_b", "t": "_t", "t + 1": "_t1"}[time]
         view = name + tag + ("" if slot is None else f"_{slot}")
         if view not in views:
@@ -107,16 +95,8 @@ def row_views(lines: list[str], staged: tuple[str, ...] = ()) -> dict[str, list[
             views[view] = f"{name}[{idx}]"
         return f"{view}[j]"
 
-    body = []
-    for line in lines:
-        lhs, eq, rhs = line.partition(" = ")
-        if eq and not line.lstrip().startswith("#") and _ELEMENT.fullmatch(lhs.strip()):
-            lhs = _ELEMENT.sub(lambda m: row(m, True), lhs)
-            body.append(lhs + eq + _ELEMENT.sub(lambda m: row(m, False), rhs))
-        else:
-            body.append(_ELEMENT.sub(lambda m: row(m, False), line))
-    literals, body = typed_literals(body)
-    return {"views": [f"{v} = {e}" for v, e in views.items()], "body": body, "after": after,
+    literals, body = typed_literals([_ELEMENT.sub(row, line) for line in lines])
+    return {"views": [f"{v} = {e}" for v, e in views.items()], "body": body,
             "literals": literals}
 
 
@@ -256,7 +236,13 @@ class NumbaPlan(KernelPlan):
 
     def bwd_loop_lines(self) -> list[str]:
         rev = self.d.reverse
-        lines = [f"{v} = C_{v}[t, b, j]" for v in self.cached_vars()]
+        # a gate kept in its slot of the input projection is read from the x buffer, whose slot
+        # the loop then overwrites with the gate's adjoint: one view for both, so LLVM's overlap
+        # check passes (backward() hands the loop a copy of A_x when the cache must be kept)
+        xbuf = self._x_stack().buffer
+        slot = {self.var[n]: k for n, k in self.gate_slot.items()}
+        lines = [f"{v} = {xbuf}[t, b, {slot[v]} * n_hidden + j]" if v in slot
+                 else f"{v} = C_{v}[t, b, j]" for v in self.cached_vars()]
         for u, s in rev.assignments:
             lhs = _plain(_latex_adj(self.names, u))
             lines.append(f"# {lhs} = {_plain(expanded(s, self.names))}")
@@ -442,22 +428,17 @@ class NumbaPlan(KernelPlan):
             carries.append({"state": v, "stack": st.name if st else None,
                             "matmul": self.carry_matmul(st) if st else None,
                             "rest": self.carry_rest(v) is not None})
-        # the x buffer holds the cached gates when backward reuses the cache: staged writes
-        staged = tuple(b for b, _ in ctx["buffers"]
-                       if b == ctx["x_buffer"] and ctx["slot_nodes"])
         fwd_loop = row_views(self.fwd_loop_lines())
-        bwd_loop = row_views(self.bwd_loop_lines(), staged)
+        bwd_loop = row_views(self.bwd_loop_lines())
         ctx.update({
             "fwd_args": ["t", "A_x"] + [f"A_{v}" for v in state_stacks]
             + [f"S_{s}" for s in self.states] + [f"C_{v}" for v in heap]
             + [_pid(p) for p in vec_params] + [n for n, _ in fwd_loop["literals"]],
             "bwd_args": ["t", "dhs"] + [f"S_{s}" for s in self.states]
             + [f"C_{v}" for v in cached] + [_pid(p) for p in vec_params] + buffers
-            + [f"Z_{b}" for b in staged]
             + [f"d_{s}_next" for s in self.states]
             + [f"R_{c['state']}" for c in carries if c["rest"]]
             + [f"g_{p}" for p in acc] + [n for n, _ in bwd_loop["literals"]],
-            "staged": [(b, k) for b, k in ctx["buffers"] if b in staged],
             "numba_state_stacks": [(v, st.name) for v, st in state_stacks.items()],
             "vec_params": [(p, _pid(p)) for p in vec_params],
             "acc": acc,
@@ -469,7 +450,7 @@ class NumbaPlan(KernelPlan):
         # pass a loop only the arrays it reads or writes: numba's dispatcher checks the type of
         # every argument on every call (~0.2 us each, per time step)
         for args, loop in (("fwd_args", fwd_loop), ("bwd_args", bwd_loop)):
-            text = "\n".join(loop["views"] + loop["body"] + loop["after"])
+            text = "\n".join(loop["views"] + loop["body"])
             ctx[args] = [a for a in ctx[args] if a == "t" or re.search(rf"\b{a}\b", text)]
         return ctx
 

@@ -231,30 +231,26 @@ def forward(params, xs, state0=None):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, dA_h, dA_x, Z_dA_x, d_h_next, R_h, one):
+def _backward_step(t, dhs, S_h, C_s0, C_s1, dA_h, dA_x, d_h_next, R_h, one):
     """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
     projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
-    The adjoints for dA_x go to the scratch rows Z_* first and are copied in after
-    the unit loop: the buffer may hold the cached gates this loop reads."""
+    Gates kept in dA_x's slots are read there and overwritten by their adjoints."""
     batch, n_hidden = dhs.shape[1], dhs.shape[2]
     for b in range(batch):
-        C_r_t = C_r[t, b]
-        C_z_t = C_z[t, b]
-        C_n_t = C_n[t, b]
+        dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
+        dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
+        dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
         C_s0_t = C_s0[t, b]
         C_s1_t = C_s1[t, b]
         dhs_t = dhs[t, b]
         d_h_next_b = d_h_next[b]
         S_h_t = S_h[t, b]
-        dA_x_0 = Z_dA_x[0]
-        dA_x_1 = Z_dA_x[1]
-        dA_x_2 = Z_dA_x[2]
         dA_h_t_0 = dA_h[t, b, 0 * n_hidden:1 * n_hidden]
         R_h_b = R_h[b]
         for j in range(n_hidden):
-            r = C_r_t[j]
-            z = C_z_t[j]
-            n = C_n_t[j]
+            r = dA_x_t_0[j]
+            z = dA_x_t_1[j]
+            n = dA_x_t_2[j]
             s0 = C_s0_t[j]
             s1 = C_s1_t[j]
             # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
@@ -271,14 +267,11 @@ def _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, dA_h, dA_x, Z_dA_x, d
             d_r = (s1) * d_n_hat
             # bar{hat{r}}_t = d(r'_t) bar{r}_t
             d_r_hat = ((r * (one - r))) * d_r
-            dA_x_0[j] = d_r_hat
-            dA_x_1[j] = d_z_hat
-            dA_x_2[j] = d_n_hat
+            dA_x_t_0[j] = d_r_hat
+            dA_x_t_1[j] = d_z_hat
+            dA_x_t_2[j] = d_n_hat
             dA_h_t_0[j] = (r) * d_n_hat
             R_h_b[j] = (z) * d_h
-        dA_x[t, b, 0 * n_hidden:1 * n_hidden] = dA_x_0
-        dA_x[t, b, 1 * n_hidden:2 * n_hidden] = dA_x_1
-        dA_x[t, b, 2 * n_hidden:3 * n_hidden] = dA_x_2
 
 
 def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
@@ -312,12 +305,12 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     b_xn = np.ascontiguousarray(P["b_xn"])
     b_hn = np.ascontiguousarray(P["b_hn"])
     dA_h = np.empty((steps, batch, 1 * n_hidden), dtype)
-    dA_x = np.empty((steps, batch, 3 * n_hidden), dtype) if keep_cache else cache["A_x"]
-    Z_dA_x = np.empty((3, n_hidden), dtype)  # one batch row of dA_x
+    # the gates in A_x's slots become their adjoints; a copy of A_x when the cache is kept
+    dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
     R_h = np.empty((batch, n_hidden), dtype)
     one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
     for t in range(steps - 1, -1, -1):
-        _backward_step(t, dhs, S_h, C_r, C_z, C_n, C_s0, C_s1, dA_h, dA_x, Z_dA_x, d_h_next, R_h, one)
+        _backward_step(t, dhs, S_h, C_s0, C_s1, dA_h, dA_x, d_h_next, R_h, one)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
         d_h_next = dA_x[t, :, 0 * n_hidden:2 * n_hidden] @ W_stack_h[0 * n_hidden:2 * n_hidden] + dA_h[t, :, 0 * n_hidden:1 * n_hidden] @ W_stack_h[2 * n_hidden:3 * n_hidden]
         d_h_next += R_h

@@ -238,32 +238,27 @@ def forward(params, xs, state0=None):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_c, C_i, C_f, C_g, C_o, C_tanh_c, dA_x, Z_dA_x, d_h_next, d_c_next, R_c, one):
+def _backward_step(t, dhs, S_c, C_tanh_c, dA_x, d_h_next, d_c_next, R_c, one):
     """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
     projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
-    The adjoints for dA_x go to the scratch rows Z_* first and are copied in after
-    the unit loop: the buffer may hold the cached gates this loop reads."""
+    Gates kept in dA_x's slots are read there and overwritten by their adjoints."""
     batch, n_hidden = dhs.shape[1], dhs.shape[2]
     for b in range(batch):
-        C_i_t = C_i[t, b]
-        C_f_t = C_f[t, b]
-        C_g_t = C_g[t, b]
-        C_o_t = C_o[t, b]
+        dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
+        dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
+        dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
+        dA_x_t_3 = dA_x[t, b, 3 * n_hidden:4 * n_hidden]
         C_tanh_c_t = C_tanh_c[t, b]
         dhs_t = dhs[t, b]
         d_h_next_b = d_h_next[b]
         d_c_next_b = d_c_next[b]
         S_c_t = S_c[t, b]
-        dA_x_0 = Z_dA_x[0]
-        dA_x_1 = Z_dA_x[1]
-        dA_x_2 = Z_dA_x[2]
-        dA_x_3 = Z_dA_x[3]
         R_c_b = R_c[b]
         for j in range(n_hidden):
-            i = C_i_t[j]
-            f = C_f_t[j]
-            g = C_g_t[j]
-            o = C_o_t[j]
+            i = dA_x_t_0[j]
+            f = dA_x_t_1[j]
+            g = dA_x_t_2[j]
+            o = dA_x_t_3[j]
             tanh_c = C_tanh_c_t[j]
             # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
             d_h = dhs_t[j] + d_h_next_b[j]
@@ -285,15 +280,11 @@ def _backward_step(t, dhs, S_c, C_i, C_f, C_g, C_o, C_tanh_c, dA_x, Z_dA_x, d_h_
             d_i = (g) * d_c
             # bar{hat{i}}_t = d(i'_t) bar{i}_t
             d_i_hat = ((i * (one - i))) * d_i
-            dA_x_0[j] = d_i_hat
-            dA_x_1[j] = d_f_hat
-            dA_x_2[j] = d_g_hat
-            dA_x_3[j] = d_o_hat
+            dA_x_t_0[j] = d_i_hat
+            dA_x_t_1[j] = d_f_hat
+            dA_x_t_2[j] = d_g_hat
+            dA_x_t_3[j] = d_o_hat
             R_c_b[j] = (f) * d_c
-        dA_x[t, b, 0 * n_hidden:1 * n_hidden] = dA_x_0
-        dA_x[t, b, 1 * n_hidden:2 * n_hidden] = dA_x_1
-        dA_x[t, b, 2 * n_hidden:3 * n_hidden] = dA_x_2
-        dA_x[t, b, 3 * n_hidden:4 * n_hidden] = dA_x_3
 
 
 def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
@@ -328,12 +319,12 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     b_f = np.ascontiguousarray(P["b_f"])
     b_g = np.ascontiguousarray(P["b_g"])
     b_o = np.ascontiguousarray(P["b_o"])
-    dA_x = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
-    Z_dA_x = np.empty((4, n_hidden), dtype)  # one batch row of dA_x
+    # the gates in A_x's slots become their adjoints; a copy of A_x when the cache is kept
+    dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
     R_c = np.empty((batch, n_hidden), dtype)
     one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
     for t in range(steps - 1, -1, -1):
-        _backward_step(t, dhs, S_c, C_i, C_f, C_g, C_o, C_tanh_c, dA_x, Z_dA_x, d_h_next, d_c_next, R_c, one)
+        _backward_step(t, dhs, S_c, C_tanh_c, dA_x, d_h_next, d_c_next, R_c, one)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
         d_h_next = dA_x[t] @ W_stack_h
         d_c_next, R_c = R_c, d_c_next  # no copy

@@ -202,7 +202,7 @@ def forward(params, xs, state0=None):
 def _backward_step(t, dhs, S_h, dA_x, d_h_next, one):
     """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
     projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
-    """
+"""
     batch, n_hidden = dhs.shape[1], dhs.shape[2]
     for b in range(batch):
         dhs_t = dhs[t, b]

@@ -238,32 +238,27 @@ def forward(params, xs, state0=None):
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, dA_x, Z_dA_x, d_h_next, d_s_next, R_s, one):
+def _backward_step(t, dhs, S_s, C_sigmoid_s, dA_x, d_h_next, d_s_next, R_s, one):
     """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
     projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
-    The adjoints for dA_x go to the scratch rows Z_* first and are copied in after
-    the unit loop: the buffer may hold the cached gates this loop reads."""
+    Gates kept in dA_x's slots are read there and overwritten by their adjoints."""
     batch, n_hidden = dhs.shape[1], dhs.shape[2]
     for b in range(batch):
-        C_o_t = C_o[t, b]
-        C_i_t = C_i[t, b]
-        C_f_t = C_f[t, b]
-        C_s_tilde_t = C_s_tilde[t, b]
+        dA_x_t_3 = dA_x[t, b, 3 * n_hidden:4 * n_hidden]
+        dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
+        dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
+        dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
         C_sigmoid_s_t = C_sigmoid_s[t, b]
         dhs_t = dhs[t, b]
         d_h_next_b = d_h_next[b]
         d_s_next_b = d_s_next[b]
         S_s_t = S_s[t, b]
-        dA_x_0 = Z_dA_x[0]
-        dA_x_1 = Z_dA_x[1]
-        dA_x_2 = Z_dA_x[2]
-        dA_x_3 = Z_dA_x[3]
         R_s_b = R_s[b]
         for j in range(n_hidden):
-            o = C_o_t[j]
-            i = C_i_t[j]
-            f = C_f_t[j]
-            s_tilde = C_s_tilde_t[j]
+            o = dA_x_t_3[j]
+            i = dA_x_t_1[j]
+            f = dA_x_t_2[j]
+            s_tilde = dA_x_t_0[j]
             sigmoid_s = C_sigmoid_s_t[j]
             # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
             d_h = dhs_t[j] + d_h_next_b[j]
@@ -285,15 +280,11 @@ def _backward_step(t, dhs, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, dA_x, Z_d
             d_o = (sigmoid_s) * d_h
             # bar{hat{o}}_t = d(o'_t) bar{o}_t
             d_o_hat = ((o * (one - o))) * d_o
-            dA_x_0[j] = d_s_tilde_hat
-            dA_x_1[j] = d_i_hat
-            dA_x_2[j] = d_f_hat
-            dA_x_3[j] = d_o_hat
+            dA_x_t_0[j] = d_s_tilde_hat
+            dA_x_t_1[j] = d_i_hat
+            dA_x_t_2[j] = d_f_hat
+            dA_x_t_3[j] = d_o_hat
             R_s_b[j] = (f) * d_s
-        dA_x[t, b, 0 * n_hidden:1 * n_hidden] = dA_x_0
-        dA_x[t, b, 1 * n_hidden:2 * n_hidden] = dA_x_1
-        dA_x[t, b, 2 * n_hidden:3 * n_hidden] = dA_x_2
-        dA_x[t, b, 3 * n_hidden:4 * n_hidden] = dA_x_3
 
 
 def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
@@ -328,12 +319,12 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     b_i = np.ascontiguousarray(P["b_i"])
     b_f = np.ascontiguousarray(P["b_f"])
     b_o = np.ascontiguousarray(P["b_o"])
-    dA_x = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
-    Z_dA_x = np.empty((4, n_hidden), dtype)  # one batch row of dA_x
+    # the gates in A_x's slots become their adjoints; a copy of A_x when the cache is kept
+    dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
     R_s = np.empty((batch, n_hidden), dtype)
     one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
     for t in range(steps - 1, -1, -1):
-        _backward_step(t, dhs, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, dA_x, Z_dA_x, d_h_next, d_s_next, R_s, one)
+        _backward_step(t, dhs, S_s, C_sigmoid_s, dA_x, d_h_next, d_s_next, R_s, one)
         # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
         d_h_next = dA_x[t] @ W_stack_h
         d_s_next, R_s = R_s, d_s_next  # no copy

@@ -312,19 +312,12 @@ def test_numba_activations_are_accurate_to_two_ulp(dtype):
     assert t[2] == 0 and not np.signbit(t[2]) and t[3] == 0 and np.signbit(t[3])
 
 
-# LLVM vectorises a loop over numba arrays only behind run-time overlap checks, and gives up when
-# a loop touches too many arrays: the peephole LSTM's backward step (its three peephole gradients
-# accumulate in the loop, beside 19 other row views) stays a scalar loop, correct but slower.
-SCALAR_LOOPS = {("peephole_lstm", "_backward_step")}
-
-
 @pytest.mark.parametrize("cell", CELLS)
 def test_numba_fused_loops_compile_to_vector_code_in_the_arrays_dtype(cell):
     """Regression guard for the fused loops' speed, without timing anything: compiled for
     float32, each step's loop has vector arithmetic (LLVM vectorised it: no libm call, no
     aliasing it cannot rule out) and no float32 -> float64 conversion (a float64 literal would
-    halve the vector width). SCALAR_LOOPS lists the known exceptions, which must stay scalar:
-    one that starts to vectorise belongs off the list."""
+    halve the vector width)."""
     import re
 
     import numba
@@ -342,8 +335,7 @@ def test_numba_fused_loops_compile_to_vector_code_in_the_arrays_dtype(cell):
                    if any(getattr(a, "dtype", None) == numba.float32 for a in s))
         fresh.compile(sig)
         ir = fresh.inspect_llvm(sig)
-        vector = bool(re.search(r"fmul [a-z ]*<\d+ x float>", ir))
-        assert vector != ((cell, step.__name__) in SCALAR_LOOPS), f"{step.__name__}: {vector}"
+        assert re.search(r"fmul [a-z ]*<\d+ x float>", ir), f"{step.__name__} not vectorised"
         assert "fpext float" not in ir, f"{step.__name__} converts float32 to float64"
 
 
