@@ -17,6 +17,7 @@ Structure the printer exploits (never materialising d(x) or d_2(x)):
 
 from __future__ import annotations
 
+import functools
 import keyword
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -943,7 +944,10 @@ def _latex_adj(names, u: str) -> str:
 # ----------------------------------------------------------------------------- rendering
 
 
+@functools.cache
 def environment() -> jinja2.Environment:
+    """The kernel templates' Jinja environment, made once: it caches the compiled templates
+    (compiling them again for every cell was half of a cold `derive generate`)."""
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         undefined=jinja2.StrictUndefined,
