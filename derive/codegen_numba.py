@@ -56,7 +56,7 @@ def _pid(name: str) -> str:
 _ELEMENT = re.compile(r"\b([A-Za-z_]\w*)\[(?:(t(?: \+ 1)?), )?b, (?:(\d+) \* n_hidden \+ )?j\]")
 
 
-_LITERAL = re.compile(r"(?<![\w.])\d+\.\d+(?:e[-+]?\d+)?(?![\w.])")
+_LITERAL = re.compile(r"(?<![\w.])(?:\d+\.\d+(?:e[-+]?\d+)?|\d+e[-+]?\d+)(?![\w.])")
 _LITERAL_NAMES = {0.0: "zero", 1.0: "one", 2.0: "two", 0.5: "half"}
 
 
@@ -68,8 +68,11 @@ def typed_literals(lines: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
     names: dict[str, str] = {}
 
     def name(m: re.Match) -> str:
-        v = float(m.group(0))
-        return names.setdefault(m.group(0), _LITERAL_NAMES.get(v, f"c{len(names)}"))
+        lit = m.group(0)
+        if lit not in names:
+            generic = sum(n not in _LITERAL_NAMES.values() for n in names.values())
+            names[lit] = _LITERAL_NAMES.get(float(lit), f"c{generic}")
+        return names[lit]
 
     out = []
     for line in lines:

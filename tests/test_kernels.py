@@ -385,3 +385,25 @@ def test_numba_module_falls_back_to_numpy_rtrl_when_the_printer_cannot(monkeypat
     assert "def rtrl(" not in text and "def _rtrl_post(" not in text
     assert "\n    rtrl,\n" in text  # imported from generated.lstm
     compile(text, "lstm_numba.py", "exec")
+
+
+def test_numba_printer_row_views_and_typed_literals_exact_strings():
+    """The two rewrites that make the numba loops vectorise, on exact strings: element accesses
+    become row views taken once per batch row, float literals (not slot indices, not comments)
+    become names the kernel binds in the arrays' dtype."""
+    from derive.codegen_numba import row_views, typed_literals
+
+    out = row_views(["# c_t = f * c_prev + 1.0",
+                     "c = A_x[t, b, 1 * n_hidden + j] * S_c[t, b, j] + 1.0",
+                     "S_c[t + 1, b, j] = c - d_h_next[b, j] * 2.5e-3",
+                     "A_x[t, b, 1 * n_hidden + j] = b_f[j]"])
+    assert out["views"] == ["A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]",
+                            "S_c_t = S_c[t, b]", "S_c_t1 = S_c[t + 1, b]",
+                            "d_h_next_b = d_h_next[b]"]
+    assert out["body"] == ["# c_t = f * c_prev + 1.0",
+                           "c = A_x_t_1[j] * S_c_t[j] + one",
+                           "S_c_t1[j] = c - d_h_next_b[j] * c0",
+                           "A_x_t_1[j] = b_f[j]"]
+    assert out["literals"] == [("one", "1.0"), ("c0", "2.5e-3")]
+    assert typed_literals(["y = 0.5 * x + 1e-05 + 3 * z"]) == (
+        [("half", "0.5"), ("c0", "1e-05")], ["y = half * x + c0 + 3 * z"])
