@@ -43,7 +43,9 @@ from generated.lstm import (  # noqa: F401  (re-exported: same API)
 # Each dtype computes in its own precision (float32 lanes are twice as many), with fused
 # multiply-adds allowed (fastmath "contract" only: 2.5x faster in float32). Measured against
 # long double over [-100, 100] and +-[1e-30, 100]: float64 <= 1.6 ulp, float32 <= 1.4 ulp
-# (where the result is a normal number); tests/test_kernels.py checks the bound.
+# (where the result is a normal number); tests/test_kernels.py checks the bound. Printed into
+# every numba kernel instead of imported from one module: numba invalidates a kernel's on-disk
+# cache only when the kernel's own file changes, so code inlined from elsewhere could go stale.
 @intrinsic
 def _f64_from_bits(typingctx, i):
     def codegen(context, builder, signature, args):
