@@ -1,6 +1,7 @@
 """Where a generated kernel's BPTT step spends its time (a helper for optimising the kernels).
 
-    python bench/profile_bptt.py --cell lstm --config c3 --dtype float32 [--lines] [--cprofile]
+    python bench/profile_bptt.py --cell lstm --config c3 --dtype float32 [--backend numba]
+        [--lines] [--cprofile]
 
 Always prints the split forward / backward, the time per time step, and the matmul share
 (the step's GEMMs timed alone at their shapes). --lines prints per-line timings of forward and
@@ -40,13 +41,14 @@ def main() -> None:
     ap.add_argument("--cell", default="lstm", choices=["lstm", "gru"])
     ap.add_argument("--config", default="c1", choices=list(CONFIGS))
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "numba"])
     ap.add_argument("--repeats", type=int, default=0, help="default: adaptive")
     ap.add_argument("--lines", action="store_true")
     ap.add_argument("--cprofile", action="store_true")
     args = ap.parse_args()
     cfg = CONFIGS[args.config]
     T = cfg[0]
-    K, P, xs, R = make_inputs(args.cell, cfg, args.dtype)
+    K, P, xs, R = make_inputs(args.cell, cfg, args.dtype, backend=args.backend)
     t_one = tmed(lambda: K.backward(P, K.forward(P, xs)[1], R), 1)
     n = args.repeats or max(3, min(200, int(2.0 / max(t_one, 1e-6))))
     tf = tmed(lambda: K.forward(P, xs), n)
@@ -55,7 +57,8 @@ def main() -> None:
     caches = [K.forward(P, xs)[1] for _ in range(n + 1)]
     tb = tmed(lambda: K.backward(P, caches.pop(), R), n)
     caches.clear()
-    print(f"{args.cell} {args.config} {cfg} {args.dtype}: forward {tf * 1e3:.3f} ms "
+    print(f"{args.cell}[{args.backend}] {args.config} {cfg} {args.dtype}: "
+          f"forward {tf * 1e3:.3f} ms "
           f"({tf / T * 1e6:.1f} µs/step), backward {tb * 1e3:.3f} ms ({tb / T * 1e6:.1f} µs/step),"
           f" total {(tf + tb) * 1e3:.3f} ms ({n} repeats)")
     g = gemm_floor(args.cell, cfg, args.dtype, Policy(min_repeats=3, min_time=0.5))

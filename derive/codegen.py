@@ -628,12 +628,17 @@ class KernelPlan:
         """dL/db = sum_t \\bar a_t for the biases whose step adjoint is a stored projection
         adjoint: every column of the buffer summed once, as one contiguous reduction (summing
         each bias's strided slice separately was 8x slower at c3)."""
-        bufs = []
+        return [f"colsum_{b} = {b}.reshape(steps * batch, -1).sum(axis=0)"
+                for b in self.bias_buffers()]
+
+    def bias_buffers(self) -> list[str]:
+        """The projection-adjoint buffers whose column sums give bias gradients."""
+        bufs: list[str] = []
         for p in self.params:
             slot = self._bias_slot(p)
             if slot is not None and slot[0] not in bufs:
                 bufs.append(slot[0])
-        return [f"colsum_{b} = {b}.reshape(steps * batch, -1).sum(axis=0)" for b in bufs]
+        return bufs
 
     def _x_stack(self) -> Stack | None:
         return next((st for st in self.stacks if st.vec.kind == "input"), None)

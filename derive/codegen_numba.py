@@ -3,13 +3,22 @@
 NumPy spends one library call (and one pass over memory) per elementwise operation; at small
 batch sizes the ~40 calls per time step are pure Python overhead, at large ones the passes are
 memory traffic. This backend prints every elementwise part of a step as *one* loop over
-(batch, unit), compiled by numba, and keeps every matrix product in NumPy's BLAS: per step one
-recurrent projection (forward) or one carried-adjoint product (backward) and one compiled call,
-and, as in the NumPy backend, the input projection of all steps and the weight gradients as one
-matmul each. (Matrix products inside numba go through SciPy's separate BLAS, whose thread pool
-fights NumPy's on a small machine: measured 6x slower at c2 before this split. Running the loops
-themselves on numba's threads is worse still: with OpenBLAS's threads spinning beside OpenMP's,
-the c2 LSTM forward went from 10 ms to 860 ms.)
+(batch, unit), compiled by numba, and runs it on one of two paths, chosen by the size of the
+stacked matrices (SEQUENCE_MAX_BYTES):
+
+- **whole sequence** (small matrices, :meth:`NumbaPlan.seq_parts`): batch rows never interact
+  within a step, so each thread takes a chunk of the batch and runs every time step of it in
+  one compiled, GIL-free call: per step and pair of rows the products by the printed kernels of
+  templates/numba/_products.py.j2 (no BLAS: OpenBLAS repacks the weights on every call, and its
+  idle worker keeps spinning for ~0.1 s beside our threads), then the fused loop; the backward
+  also adds each step's rows into the chunk's own partial weight and bias gradients. The
+  LSTM-like cells make the input and recurrent products as one (:meth:`merged_stacks`).
+- **per step** (large matrices, where BLAS is faster): per step one BLAS recurrent projection
+  (forward) or one carried-adjoint product (backward) and one compiled call, and, as in the
+  NumPy backend, the input projection of all steps and the weight gradients as one matmul each.
+  (Matrix products inside numba's own BLAS binding go through SciPy's separate BLAS, whose
+  thread pool fights NumPy's: measured 6x slower at c2. numba's parallel loops are worse still:
+  with OpenBLAS's threads spinning beside OpenMP's, the c2 LSTM forward went from 10 to 860 ms.)
 
 The unit loop is written so that LLVM vectorises it (tests/test_kernels.py checks the compiled
 code): sigma and tanh are the branch-free functions of templates/numba/_activations.py.j2, in the
@@ -29,7 +38,7 @@ from __future__ import annotations
 import re
 
 from .algebra import Adj, Diag, Diag2, Ident, Mat, Sum, Term
-from .codegen import KernelPlan, _ident, _latex_adj, _num, environment, join_signed
+from .codegen import KernelPlan, Stack, _ident, _latex_adj, _num, environment, join_signed
 from .derivation import derive
 from .latex import expanded, node_symbol
 from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
@@ -42,7 +51,12 @@ class Unsupported(ValueError):
 # Names the numba module and its loops bind (loop indices, row locals, typed literals, imports):
 # a parameter of the same name (the sigmoid LSTM's bias b) is printed with a trailing "_".
 _LOOP_NAMES = {"b", "j", "m", "l", "p", "u", "o", "s", "one", "zero", "two", "half", "math",
-               "ir", "types", "njit", "intrinsic", "overload", "rt", "width", "OFF", "S"}
+               "ir", "types", "njit", "intrinsic", "overload", "rt", "width", "OFF", "S", "lo",
+               "hi", "b0", "b1", "nil", "steps", "chunks", "args", "i"}
+
+# The whole-sequence kernels run where all stacked matrices together take at most this many
+# bytes (SEQUENCE_MAX_BYTES in the printed module; see NumbaPlan.seq_parts).
+SEQUENCE_MAX_BYTES = 1 << 20
 
 
 def _pid(name: str) -> str:
@@ -119,6 +133,9 @@ class NumbaPlan(KernelPlan):
         # the fused forward loop adds each bias where it reads the gate's projection (one load
         # per element) instead of a separate pass over A_x, so nothing is folded into A_x
         self.folded_in = {}
+        # params whose products the whole-sequence forward folds into the input product (see
+        # merged_stacks); empty while printing the per-step loops
+        self._merged: set[str] = set()
         if self._x_stack() is None:
             raise Unsupported(f"cell {self.spec.name!r}: the numba backend needs x_t to enter "
                               "through matrix parameters")
@@ -181,7 +198,9 @@ class NumbaPlan(KernelPlan):
                 return f"A_x[t, b, {k} * n_hidden + j]"
             return f"A_{st.vec.name}[b, {k} * n_hidden + j]"
         if isinstance(e, Add):
-            return join_signed([(s, self._paren(t, self.sc(t, ctx, lines))) for s, t in e.terms])
+            terms = [(s, t) for s, t in e.terms
+                     if not (isinstance(t, MatVec) and t.param in self._merged)]
+            return join_signed([(s, self._paren(t, self.sc(t, ctx, lines))) for s, t in terms])
         if isinstance(e, Mul):
             return " * ".join(f"({self.sc(f, ctx, lines)})" if isinstance(f, Add)
                               else self.sc(f, ctx, lines) for f in e.factors)
@@ -421,6 +440,143 @@ class NumbaPlan(KernelPlan):
             "post_loop": post,
         }
 
+    def merged_stacks(self) -> list[Stack]:
+        """The state stacks whose product the whole-sequence forward makes together with the
+        input's, as one product of [Theta_x Theta_v] with [x_t; v_(t-1)]: those whose every
+        slot k enters the forward step only as "+ P_k v" beside "+ X_k x" in one sum, X_k the
+        input stack's slot k (the LSTM's h; not the GRU's, whose W_hn h is scaled by r). One
+        product of width n_in + n instead of two: measured 16.7 vs 8.7 + 12.6 us per row pair
+        at the c2 LSTM (64 + 128)."""
+        x = self._x_stack()
+        seen: dict[str, list[bool]] = {}
+
+        def walk(e: Expr) -> None:
+            if isinstance(e, Add):
+                plus = {t.param for sg, t in e.terms if sg > 0 and isinstance(t, MatVec)}
+                for sg, t in e.terms:
+                    if isinstance(t, MatVec):
+                        st = self.stacked.get(t.param)
+                        k = st.params.index(t.param) if st is not None else -1
+                        partner = x.params[k] if st is not None and k < len(x.params) else None
+                        seen.setdefault(t.param, []).append(sg > 0 and partner in plus)
+                        walk(t.arg)
+                    else:
+                        walk(t)
+            elif isinstance(e, MatVec):
+                seen.setdefault(e.param, []).append(False)
+                walk(e.arg)
+            elif isinstance(e, Mul):
+                for f in e.factors:
+                    walk(f)
+            elif isinstance(e, (Call, DerivAt)):
+                walk(e.arg)
+
+        for node in self.spec.nodes.values():
+            walk(node.expr)
+        return [st for st in self.stacks if st.vec.kind == "node"
+                and len(st.params) == len(x.params)
+                and all(seen.get(p) and all(seen[p]) for p in st.params)]
+
+    def seq_fwd_loop(self) -> dict:
+        """The fused forward body of _forward_seq: the per-step body without the merged
+        stacks' terms (the input product already holds them)."""
+        self._merged = {p for st in self.merged_stacks() for p in st.params}
+        try:
+            return row_views(self.fwd_loop_lines())
+        finally:
+            self._merged = set()
+
+    def seq_parts(self, fwd_args: list[str], bwd_args: list[str], carries: list[dict],
+                  acc: list[str]) -> dict:
+        """What the whole-sequence kernels (_forward_seq, _backward_seq) need beyond the loop
+        bodies they share with the per-step loops: their arguments, the carried-adjoint
+        products as runs of stored slots times the stacked matrices' transposes (the runs of
+        :meth:`carry_matmul`), the weight-gradient rank updates (the runs of
+        :meth:`stack_grad_lines`), the bias column sums, and the Python lines that allocate
+        and add up each chunk's partial sums.
+
+        A weight gradient G = sum_t (bar a_t) v_t^T is the same sum either way; here each
+        thread adds its rows of every step into its own partial G (no two threads write one
+        array), and the partials are added once at the end."""
+        x_stack = self._x_stack()
+        state_stacks = [st for st in self.stacks if st.vec.kind == "node"]
+        setup: list[str] = []
+        finish: list[str] = []
+        per_chunk: list[str] = []
+        wts: list[str] = []
+        carry_parts = []
+        for c in carries:
+            st = next((s for s in state_stacks if s.vec.name == c["state"]), None)
+            runs = []
+            for i, (buf, j, k0, k1) in enumerate(self.slot_runs(st) if st else []):
+                wt = f"WT_{st.name}_{i}"
+                wts.append(wt)
+                setup.append(f"{wt} = np.ascontiguousarray({st.name}[{k0} * n_hidden:{k1} * "
+                             f"n_hidden].T)")
+                runs.append({"buf": buf, "wt": wt,
+                             "cols": f"{j} * n_hidden:{j + k1 - k0} * n_hidden"})
+            carry_parts.append({"state": c["state"], "runs": runs, "rest": c["rest"]})
+        wgrads = []
+        for st in self.stacks:
+            vec = "xs" if st.vec.kind == "input" else f"S_{st.vec.name}"
+            width = "n_in" if st.vec.kind == "input" else "n_hidden"
+            for i, (buf, j, k0, k1) in enumerate(self.slot_runs(st)):
+                g = f"G_{st.name}_{i}"
+                wgrads.append({"buf": buf, "c0": f"{j} * n_hidden", "vec": vec, "name": g})
+                setup.append(f"{g}_part = np.zeros((len(chunks), {k1 - k0} * n_hidden, "
+                             f"{width}), dtype)")
+                finish.append(f"{g} = {g}_part.sum(axis=0)")
+                per_chunk.append(g)
+        colsums = self.bias_buffers()
+        for b in colsums:
+            setup.append(f"colsum_{b}_part = np.zeros((len(chunks), {b}.shape[2]), dtype)")
+            finish.append(f"colsum_{b} = colsum_{b}_part.sum(axis=0)")
+            per_chunk.append(f"colsum_{b}")
+        for p in acc:
+            setup.append(f'g_{p}_part = np.zeros((len(chunks),) + params["{p}"].shape, dtype)')
+            finish.append(f"g_{p} = g_{p}_part.sum(axis=0)")
+            per_chunk.append(f"g_{p}")
+
+        def unique(names: list[str]) -> list[str]:
+            return list(dict.fromkeys(names))
+
+        merged = self.merged_stacks()
+        fwd_loop = self.seq_fwd_loop()
+        text = "\n".join(fwd_loop["views"] + fwd_loop["body"])
+        fwd_used = [a for a in fwd_args if a != "t" and re.search(rf"\b{a}\b", text)]
+        apart = [st for st in state_stacks if st not in merged]
+        fwd = unique(["lo", "hi", "xs", "W_cat" if merged else x_stack.name]
+                     + [f"S_{st.vec.name}" for st in merged]
+                     + [st.name for st in apart] + [f"A_{st.vec.name}" for st in apart]
+                     + ["A_x", f"S_{self.states[0]}"] + fwd_used + ["nil"])
+        bwd = unique(["lo", "hi", "dhs"] + [a for a in bwd_args if a != "t"]
+                     + [f"d_{s}_next" for s in self.states]
+                     + [f"R_{c['state']}" for c in carries if c["rest"]]
+                     + [g["vec"] for g in wgrads] + [r["buf"] for c in carry_parts
+                                                     for r in c["runs"]]
+                     + wts + [g["name"] for g in wgrads] + [f"colsum_{b}" for b in colsums]
+                     + [f"g_{p}" for p in acc] + ["nil"])
+        products, rows = [], []
+        for line in self.stack_grad_lines():
+            (rows if line.startswith("grads[") else products).append(line)
+        return {
+            "max_bytes": SEQUENCE_MAX_BYTES,
+            "fwd_loop": fwd_loop,
+            "merged": [st.vec.name for st in merged],
+            "cat": [x_stack.name] + [st.name for st in merged],
+            "apart": [(st.vec.name, st.name) for st in apart],
+            "fwd_args": fwd,
+            "bwd_args": bwd,
+            "bwd_call": [f"{a}_part[i]" if a in per_chunk else a for a in bwd],
+            "carries": carry_parts,
+            "wgrads": wgrads,
+            "colsums": colsums,
+            "bwd_setup": setup,
+            "bwd_finish": finish,
+            "grad_products": products,
+            "grad_rows": rows,
+        }
+
     def context(self, template: str) -> dict:
         ctx = super().context(template)
         try:
@@ -463,6 +619,7 @@ class NumbaPlan(KernelPlan):
         for args, loop in (("fwd_args", fwd_loop), ("bwd_args", bwd_loop)):
             text = "\n".join(loop["views"] + loop["body"])
             ctx[args] = [a for a in ctx[args] if a == "t" or re.search(rf"\b{a}\b", text)]
+        ctx["seq"] = self.seq_parts(ctx["fwd_args"], ctx["bwd_args"], carries, acc)
         return ctx
 
 

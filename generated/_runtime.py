@@ -9,6 +9,9 @@ numpy only. Every function takes the cell's ``PARAMS`` (name -> shape in n_hidde
 """
 
 import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -275,3 +278,62 @@ def state_jacobian(PARAMS, STATE, local_step, params, x_t, state):
     _, J, _ = local_step(params, x_t, state)
     k = len(STATE) * n_hidden
     return dense_jacobian(STATE, J, np.empty((batch, k, k), dtype))
+
+
+# ------------------------------------------------------------------ threads (numba backend)
+# The numba backend's whole-sequence kernels split the batch: batch rows never interact inside
+# a step, so each thread runs every time step for its own rows, with no synchronisation until
+# the end (the kernels release the GIL). Standard library only.
+_POOL = {"pid": None, "size": 0, "pool": None}
+_POOL_LOCK = threading.Lock()
+
+
+def num_threads():
+    """Threads for the batch split: $DERIVE_NUM_THREADS if set, else the CPUs this process may
+    run on."""
+    env = os.environ.get("DERIVE_NUM_THREADS", "").strip()
+    if env:
+        try:
+            n = int(env)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"DERIVE_NUM_THREADS must be a positive integer, got {env!r}")
+        return n
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def row_chunks(batch, threads):
+    """Rows 0..batch as at most ``threads`` contiguous (lo, hi) chunks of whole row pairs (the
+    kernels' products take two rows at a time), sizes differing by at most one pair."""
+    pairs = (batch + 1) // 2
+    k = max(1, min(int(threads), pairs))
+    ends = [min(batch, 2 * ((pairs * i) // k)) for i in range(k + 1)]
+    return [(ends[i], ends[i + 1]) for i in range(k)]
+
+
+def _pool(workers):
+    with _POOL_LOCK:
+        # a new pool after fork (the parent's threads do not exist in the child) or to grow
+        if _POOL["pid"] != os.getpid() or _POOL["size"] < workers:
+            _POOL.update(pid=os.getpid(), size=workers,
+                         pool=ThreadPoolExecutor(workers, thread_name_prefix="derive"))
+        return _POOL["pool"]
+
+
+def run_chunks(fn, chunks, args):
+    """fn(lo, hi, *args(i)) for every chunk i: chunk 0 on the calling thread, the others on a
+    shared pool of worker threads; returns when all are done (re-raising the first error)."""
+    if len(chunks) == 1:
+        fn(*chunks[0], *args(0))
+        return
+    pool = _pool(len(chunks) - 1)
+    futures = [pool.submit(fn, *chunks[i], *args(i)) for i in range(1, len(chunks))]
+    try:
+        fn(*chunks[0], *args(0))
+    finally:
+        for f in futures:
+            f.result()

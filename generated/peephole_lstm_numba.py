@@ -5,8 +5,11 @@
 
 Same API as ``generated.peephole_lstm`` (which this module uses for init_params, rtrl_step,
 state_jacobian and the input checks): the elementwise part of every time step runs as
-one compiled loop over (batch, unit) instead of one NumPy call per operation; the matrix products
-stay NumPy's BLAS calls. ``rtrl`` runs its steps the same way: per step one compiled
+one compiled loop over (batch, unit) instead of one NumPy call per operation. Where the stacked
+matrices are small (SEQUENCE_MAX_BYTES), forward and backward each run as one compiled call per
+thread over all time steps for a chunk of the batch (threads: $DERIVE_NUM_THREADS, default the
+usable CPUs), with their own matrix products; above it, the matrix products are NumPy's BLAS
+calls, per step. ``rtrl`` runs its steps the same way: per step one compiled
 loop for the state Jacobian's blocks and V's coefficients, one BLAS product per state with a
 dense block, one compiled loop for the diagonal blocks and V. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
 compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
@@ -160,6 +163,254 @@ def _tanh_impl(z):
         m = (1.0 - s) - s * p
         return math.copysign(m / (2.0 - m), z)
     return tanh_f64
+# ---------------------------------------------------------------------------- matrix products
+# The whole-sequence kernels (_forward_seq, _backward_seq) make their small matrix products
+# here instead of in NumPy's BLAS, for two reasons measured on a 2-core machine: OpenBLAS
+# repacks the weight matrix on every call, so a (16, 128) @ (128, 512) product runs at 40-47
+# GFLOP/s on two threads where these loops reach 25-28 GFLOP/s on *one*; and a BLAS call from
+# inside the loop would keep OpenBLAS's worker spinning beside our own threads (an idle
+# OpenBLAS worker spins for about 0.1 s after each call: two busy threads of ours plus it on two
+# cores made the batch split no faster than one thread). Printed into every numba kernel for
+# the same reason as the activations (numba's cache invalidation is per file).
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def _nt2(u0, u1, W, out0, out1, zero, two, add):
+    """out_q[c] (+)= sum_k u_q[k] W[c, k] for the rows u0, u1 (u1 only where ``two``): a 2 x 4
+    block of dot products, each vectorised over k (reassociation allowed here only, so that
+    LLVM keeps vector partial sums; the activations stay exactly as written)."""
+    rows, width = W.shape
+    top = rows - rows % 4
+    for c in range(0, top, 4):
+        w0 = W[c]
+        w1 = W[c + 1]
+        w2 = W[c + 2]
+        w3 = W[c + 3]
+        a00 = zero
+        a01 = zero
+        a02 = zero
+        a03 = zero
+        a10 = zero
+        a11 = zero
+        a12 = zero
+        a13 = zero
+        for k in range(width):
+            x0 = u0[k]
+            x1 = u1[k]
+            a00 += x0 * w0[k]
+            a01 += x0 * w1[k]
+            a02 += x0 * w2[k]
+            a03 += x0 * w3[k]
+            a10 += x1 * w0[k]
+            a11 += x1 * w1[k]
+            a12 += x1 * w2[k]
+            a13 += x1 * w3[k]
+        if add:
+            a00 += out0[c]
+            a01 += out0[c + 1]
+            a02 += out0[c + 2]
+            a03 += out0[c + 3]
+        out0[c] = a00
+        out0[c + 1] = a01
+        out0[c + 2] = a02
+        out0[c + 3] = a03
+        if two:
+            if add:
+                a10 += out1[c]
+                a11 += out1[c + 1]
+                a12 += out1[c + 2]
+                a13 += out1[c + 3]
+            out1[c] = a10
+            out1[c + 1] = a11
+            out1[c + 2] = a12
+            out1[c + 3] = a13
+    for c in range(top, rows):
+        w0 = W[c]
+        a00 = zero
+        a10 = zero
+        for k in range(width):
+            a00 += u0[k] * w0[k]
+            a10 += u1[k] * w0[k]
+        out0[c] = a00 + out0[c] if add else a00
+        if two:
+            out1[c] = a10 + out1[c] if add else a10
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _rank_update(D, c0, V, lo, hi, G):
+    """G[c, :] += sum_{lo <= b < hi} D[b, c0 + c] V[b, :]: one step's share of a weight
+    gradient sum_t (bar a_t) v_t^T. Eight batch rows per pass over G (each pass loads and
+    stores a row of G once for eight fused multiply-adds: 28 GFLOP/s on one Zen core at
+    (512, 128), where four rows per pass reach 24), then four, then one."""
+    rows = G.shape[0]
+    b = lo
+    while b + 8 <= hi:
+        v0, v1, v2, v3 = V[b], V[b + 1], V[b + 2], V[b + 3]
+        v4, v5, v6, v7 = V[b + 4], V[b + 5], V[b + 6], V[b + 7]
+        d0, d1, d2, d3 = D[b], D[b + 1], D[b + 2], D[b + 3]
+        d4, d5, d6, d7 = D[b + 4], D[b + 5], D[b + 6], D[b + 7]
+        for c in range(rows):
+            s0, s1, s2, s3 = d0[c0 + c], d1[c0 + c], d2[c0 + c], d3[c0 + c]
+            s4, s5, s6, s7 = d4[c0 + c], d5[c0 + c], d6[c0 + c], d7[c0 + c]
+            g = G[c]
+            for k in range(g.shape[0]):
+                g[k] += ((s0 * v0[k] + s1 * v1[k] + s2 * v2[k] + s3 * v3[k])
+                         + (s4 * v4[k] + s5 * v5[k] + s6 * v6[k] + s7 * v7[k]))
+        b += 8
+    while b + 4 <= hi:
+        v0, v1, v2, v3 = V[b], V[b + 1], V[b + 2], V[b + 3]
+        d0, d1, d2, d3 = D[b], D[b + 1], D[b + 2], D[b + 3]
+        for c in range(rows):
+            s0, s1, s2, s3 = d0[c0 + c], d1[c0 + c], d2[c0 + c], d3[c0 + c]
+            g = G[c]
+            for k in range(g.shape[0]):
+                g[k] += s0 * v0[k] + s1 * v1[k] + s2 * v2[k] + s3 * v3[k]
+        b += 4
+    while b < hi:
+        v0 = V[b]
+        d0 = D[b]
+        for c in range(rows):
+            s0 = d0[c0 + c]
+            g = G[c]
+            for k in range(g.shape[0]):
+                g[k] += s0 * v0[k]
+        b += 1
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _colsum(D, lo, hi, out):
+    """out += sum_{lo <= b < hi} D[b]: one step's share of a bias gradient sum_t (bar a_t)."""
+    for b in range(lo, hi):
+        d = D[b]
+        for c in range(out.shape[0]):
+            out[c] += d[c]
+
+
+# Whole-sequence kernels where the stacked matrices are small enough to stay in a core's cache
+# (bytes of all stacked matrices <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one
+# compiled call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step.
+# Above it, per-step BLAS products around the fused step loops (BLAS is faster on big blocks).
+# Measured on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68,
+# c2 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
+SEQUENCE_MAX_BYTES = 1048576
+
+
+def _sequence(P):
+    """True where forward() and backward() run the whole-sequence kernels (see above)."""
+    return sum(P[s].nbytes for s in ("W_stack_x", "W_stack_h", )) <= SEQUENCE_MAX_BYTES
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
+def _forward_seq(lo, hi, xs, W_cat, S_h, A_x, S_c, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o, nil):
+    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair
+    of rows the input and recurrent projections (_nt2), then the fused elementwise part (the
+    loop body of _forward_step)."""
+    steps, n_in, n_hidden = xs.shape[0], xs.shape[2], S_h.shape[2]
+    U = np.empty((2, W_cat.shape[1]), xs.dtype)  # rows [x_t; h_(t-1)] of a pair
+    for t in range(steps):
+        for b0 in range(lo, hi, 2):
+            b1 = min(b0 + 1, hi - 1)
+            for q in range(2):
+                U[q, :n_in] = xs[t, b0 + q * (b1 - b0)]
+                U[q, n_in + 0 * n_hidden:n_in + 1 * n_hidden] = S_h[t, b0 + q * (b1 - b0)]
+            # A_x[t, b] = [W_stack_x W_stack_h] U: the input and recurrent products at once
+            _nt2(U[0], U[1], W_cat, A_x[t, b0], A_x[t, b1], nil, b1 > b0, False)
+            for b in range(b0, b1 + 1):
+                A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
+                S_c_t = S_c[t, b]
+                A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]
+                A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
+                S_c_t1 = S_c[t + 1, b]
+                A_x_t_3 = A_x[t, b, 3 * n_hidden:4 * n_hidden]
+                C_tanh_c_t = C_tanh_c[t, b]
+                S_h_t1 = S_h[t + 1, b]
+                for j in range(n_hidden):
+                    # i_t = sigmoid(W_xi @ x + W_hi @ h_prev + p_i * c_prev + b_i)
+                    i = _sigmoid_s((A_x_t_0[j] + p_i[j] * S_c_t[j] + b_i[j]))
+                    A_x_t_0[j] = i
+                    # f_t = sigmoid(W_xf @ x + W_hf @ h_prev + p_f * c_prev + b_f)
+                    f = _sigmoid_s((A_x_t_1[j] + p_f[j] * S_c_t[j] + b_f[j]))
+                    A_x_t_1[j] = f
+                    # g_t = tanh(W_xg @ x + W_hg @ h_prev + b_g)
+                    g = _tanh_s((A_x_t_2[j] + b_g[j]))
+                    A_x_t_2[j] = g
+                    # c_t = f * c_prev + i * g
+                    c = f * S_c_t[j] + i * g
+                    S_c_t1[j] = c
+                    # o_t = sigmoid(W_xo @ x + W_ho @ h_prev + p_o * c + b_o)
+                    o = _sigmoid_s((A_x_t_3[j] + p_o[j] * c + b_o[j]))
+                    A_x_t_3[j] = o
+                    # h_t = o * tanh(c)
+                    tanh_c = _tanh_s(c)
+                    C_tanh_c_t[j] = tanh_c
+                    h = o * tanh_c
+                    S_h_t1[j] = h
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
+def _backward_seq(lo, hi, dhs, S_c, C_tanh_c, p_i, p_f, p_o, dA_x, d_h_next, d_c_next, R_c, g_p_i, g_p_f, g_p_o, one, xs, S_h, WT_W_stack_h_0, G_W_stack_x_0, G_W_stack_h_0, colsum_dA_x, nil):
+    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step the fused
+    elementwise part (the loop body of _backward_step), the carried adjoints (_nt2 with the
+    stacked matrices' transposes), and this chunk's share of the weight and bias gradients
+    (_rank_update, _colsum, into the chunk's own partial sums)."""
+    steps, n_hidden = dhs.shape[0], dhs.shape[2]
+    for t in range(steps - 1, -1, -1):
+        for b in range(lo, hi):
+            dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
+            dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
+            dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
+            dA_x_t_3 = dA_x[t, b, 3 * n_hidden:4 * n_hidden]
+            C_tanh_c_t = C_tanh_c[t, b]
+            dhs_t = dhs[t, b]
+            d_h_next_b = d_h_next[b]
+            d_c_next_b = d_c_next[b]
+            S_c_t = S_c[t, b]
+            R_c_b = R_c[b]
+            S_c_t1 = S_c[t + 1, b]
+            for j in range(n_hidden):
+                i = dA_x_t_0[j]
+                f = dA_x_t_1[j]
+                g = dA_x_t_2[j]
+                o = dA_x_t_3[j]
+                tanh_c = C_tanh_c_t[j]
+                # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
+                d_h = dhs_t[j] + d_h_next_b[j]
+                # bar{o}_t = d(tanh(c_t)) bar{h}_t
+                d_o = (tanh_c) * d_h
+                # bar{hat{o}}_t = d(o'_t) bar{o}_t
+                d_o_hat = ((o * (one - o))) * d_o
+                # bar{c}_t = delta c_t + d(p_o) bar{hat{o}}_t + d(o_t) d(tanh'(c_t)) bar{h}_t
+                d_c = d_c_next_b[j] + (p_o[j]) * d_o_hat + (o) * ((one - tanh_c * tanh_c)) * d_h
+                # bar{g}_t = d(i_t) bar{c}_t
+                d_g = (i) * d_c
+                # bar{hat{g}}_t = d(g'_t) bar{g}_t
+                d_g_hat = ((one - g * g)) * d_g
+                # bar{f}_t = d(c_{t-1}) bar{c}_t
+                d_f = (S_c_t[j]) * d_c
+                # bar{hat{f}}_t = d(f'_t) bar{f}_t
+                d_f_hat = ((f * (one - f))) * d_f
+                # bar{i}_t = d(g_t) bar{c}_t
+                d_i = (g) * d_c
+                # bar{hat{i}}_t = d(i'_t) bar{i}_t
+                d_i_hat = ((i * (one - i))) * d_i
+                dA_x_t_0[j] = d_i_hat
+                dA_x_t_1[j] = d_f_hat
+                dA_x_t_2[j] = d_g_hat
+                dA_x_t_3[j] = d_o_hat
+                R_c_b[j] = (p_i[j]) * d_i_hat + (p_f[j]) * d_f_hat + (f) * d_c
+                g_p_i[j] += (S_c_t[j]) * d_i_hat
+                g_p_f[j] += (S_c_t[j]) * d_f_hat
+                g_p_o[j] += (S_c_t1[j]) * d_o_hat
+        # carried adjoints delta v_(t-1): the stacked part, then the rest from the loop
+        for b0 in range(lo, hi, 2):
+            b1 = min(b0 + 1, hi - 1)
+            _nt2(dA_x[t, b0, 0 * n_hidden:4 * n_hidden], dA_x[t, b1, 0 * n_hidden:4 * n_hidden], WT_W_stack_h_0, d_h_next[b0], d_h_next[b1], nil, b1 > b0, False)
+            for b in range(b0, b1 + 1):
+                d_c_next[b] = R_c[b]
+        # weight gradients: sum_t (bar a_t) v_t^T, this step's rows
+        _rank_update(dA_x[t], 0 * n_hidden, xs[t], lo, hi, G_W_stack_x_0)
+        _rank_update(dA_x[t], 0 * n_hidden, S_h[t], lo, hi, G_W_stack_h_0)
+        _colsum(dA_x[t], lo, hi, colsum_dA_x)
+
+
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
@@ -210,16 +461,11 @@ def forward(params, xs, state0=None):
     steps, batch = xs.shape[:2]
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
-    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t (the biases
-    # are added in the fused loop, which reads A_x anyway: no extra pass over it)
-    A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     S_c = np.empty((steps + 1, batch, n_hidden), dtype)
     S_c[0] = state["c"]
     C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
-    W_stack_h_T = np.ascontiguousarray(P["W_stack_h"].T)  # C order: BLAS is faster at small B
-    A_h = np.empty((batch, W_stack_h_T.shape[1]), dtype)
     b_i = np.ascontiguousarray(P["b_i"])
     b_f = np.ascontiguousarray(P["b_f"])
     b_g = np.ascontiguousarray(P["b_g"])
@@ -227,9 +473,22 @@ def forward(params, xs, state0=None):
     p_i = np.ascontiguousarray(P["p_i"])
     p_f = np.ascontiguousarray(P["p_f"])
     p_o = np.ascontiguousarray(P["p_o"])
-    for t in range(steps):
-        np.matmul(S_h[t], W_stack_h_T, out=A_h)  # the recurrent projection (BLAS)
-        _forward_step(t, A_x, A_h, S_h, S_c, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o)
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        W_cat = np.concatenate((P["W_stack_x"], P["W_stack_h"], ), axis=1)
+        A_x = np.empty((steps, batch, P["W_stack_x"].shape[0]), dtype)
+        nil = dtype.type(0.0)
+        args = (xs, W_cat, S_h, A_x, S_c, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o, nil,)
+        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda i: args)
+    else:
+        # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t (the
+        # biases are added in the fused loop, which reads A_x anyway: no extra pass over it)
+        A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
+        W_stack_h_T = np.ascontiguousarray(P["W_stack_h"].T)  # C order: BLAS is faster at small B
+        A_h = np.empty((batch, W_stack_h_T.shape[1]), dtype)
+        for t in range(steps):
+            np.matmul(S_h[t], W_stack_h_T, out=A_h)  # the recurrent projection (BLAS)
+            _forward_step(t, A_x, A_h, S_h, S_c, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o)
     cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_c, ))}}
     cache["S_h"] = S_h
     cache["S_c"] = S_c
@@ -316,9 +575,9 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
-    d_h_next = np.ascontiguousarray(carry["h"])
+    d_h_next = carry["h"].copy()  # ours: written in place
     S_c = cache["S_c"]
-    d_c_next = carry["c"].copy()  # ours: it takes turns with R_c
+    d_c_next = carry["c"].copy()  # ours: written in place
     C_i = cache["i"]
     C_f = cache["f"]
     C_g = cache["g"]
@@ -333,31 +592,51 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     p_o = np.ascontiguousarray(P["p_o"])
     # the gates in A_x's slots become their adjoints; a copy of A_x when the cache is kept
     dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
-    g_p_i = np.zeros(params["p_i"].shape, dtype)
-    g_p_f = np.zeros(params["p_f"].shape, dtype)
-    g_p_o = np.zeros(params["p_o"].shape, dtype)
     R_c = np.empty((batch, n_hidden), dtype)
     one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
-    for t in range(steps - 1, -1, -1):
-        _backward_step(t, dhs, S_c, C_tanh_c, p_i, p_f, p_o, dA_x, d_h_next, d_c_next, R_c, g_p_i, g_p_f, g_p_o, one)
-        # carried adjoints: the stacked part as one matmul (BLAS), the rest from the fused loop
-        d_h_next = dA_x[t] @ W_stack_h
-        d_c_next, R_c = R_c, d_c_next  # no copy
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        chunks = rt.row_chunks(batch, rt.num_threads())
+        # each chunk sums its own share of every gradient; the shares are added at the end
+        WT_W_stack_h_0 = np.ascontiguousarray(W_stack_h[0 * n_hidden:4 * n_hidden].T)
+        G_W_stack_x_0_part = np.zeros((len(chunks), 4 * n_hidden, n_in), dtype)
+        G_W_stack_h_0_part = np.zeros((len(chunks), 4 * n_hidden, n_hidden), dtype)
+        colsum_dA_x_part = np.zeros((len(chunks), dA_x.shape[2]), dtype)
+        g_p_i_part = np.zeros((len(chunks),) + params["p_i"].shape, dtype)
+        g_p_f_part = np.zeros((len(chunks),) + params["p_f"].shape, dtype)
+        g_p_o_part = np.zeros((len(chunks),) + params["p_o"].shape, dtype)
+        nil = dtype.type(0.0)
+        rt.run_chunks(_backward_seq, chunks, lambda i: (dhs, S_c, C_tanh_c, p_i, p_f, p_o, dA_x, d_h_next, d_c_next, R_c, g_p_i_part[i], g_p_f_part[i], g_p_o_part[i], one, xs, S_h, WT_W_stack_h_0, G_W_stack_x_0_part[i], G_W_stack_h_0_part[i], colsum_dA_x_part[i], nil,))
+        G_W_stack_x_0 = G_W_stack_x_0_part.sum(axis=0)
+        G_W_stack_h_0 = G_W_stack_h_0_part.sum(axis=0)
+        colsum_dA_x = colsum_dA_x_part.sum(axis=0)
+        g_p_i = g_p_i_part.sum(axis=0)
+        g_p_f = g_p_f_part.sum(axis=0)
+        g_p_o = g_p_o_part.sum(axis=0)
+    else:
+        g_p_i = np.zeros(params["p_i"].shape, dtype)
+        g_p_f = np.zeros(params["p_f"].shape, dtype)
+        g_p_o = np.zeros(params["p_o"].shape, dtype)
+        for t in range(steps - 1, -1, -1):
+            _backward_step(t, dhs, S_c, C_tanh_c, p_i, p_f, p_o, dA_x, d_h_next, d_c_next, R_c, g_p_i, g_p_f, g_p_o, one)
+            # carried adjoints: the stacked part as one matmul (BLAS), the rest from the loop
+            d_h_next = dA_x[t] @ W_stack_h
+            d_c_next, R_c = R_c, d_c_next  # no copy
+        # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+        G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+        G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+        # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+        colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
     cache["consumed"] = not keep_cache
     grads = {}
-    # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-    G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
     grads["W_xi"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
     grads["W_xf"] = G_W_stack_x_0[1 * n_hidden:2 * n_hidden]
     grads["W_xg"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
     grads["W_xo"] = G_W_stack_x_0[3 * n_hidden:4 * n_hidden]
-    G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
     grads["W_hi"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
     grads["W_hf"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
     grads["W_hg"] = G_W_stack_h_0[2 * n_hidden:3 * n_hidden]
     grads["W_ho"] = G_W_stack_h_0[3 * n_hidden:4 * n_hidden]
-    # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
-    colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
     grads["b_i"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
     grads["b_f"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
     grads["b_g"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]

@@ -22,19 +22,30 @@ N, M, T, B = 3, 2, 4, 2
 H = 1e-30  # complex step
 
 
-BACKENDS = ["numpy", "numba"]
+# "numba" runs the whole-sequence kernels at these test sizes (small stacked matrices),
+# "numba-steps" the same module forced onto its per-step BLAS path (what large cells run)
+BACKENDS = ["numpy", "numba", "numba-steps"]
 
 
 def kernel(cell: str, backend: str = "numpy"):
     """The generated module of a cell; the numba backend needs numba (an optional extra)."""
-    if backend == "numba":
+    if backend.startswith("numba"):
         require("numba", "numba is not installed (pip install -e '.[numba]')")
         return importlib.import_module(f"generated.{cell}_numba")
     return importlib.import_module(f"generated.{cell}")
 
 
+def numba_path(monkeypatch, path: str) -> None:
+    """Force every numba module onto its whole-sequence ("seq") or per-step ("steps") path."""
+    for cell in CELLS:
+        monkeypatch.setattr(kernel(cell, "numba"), "SEQUENCE_MAX_BYTES",
+                            1 << 62 if path == "seq" else -1)
+
+
 @pytest.fixture(params=BACKENDS)
-def backend(request) -> str:
+def backend(request, monkeypatch) -> str:
+    if request.param.startswith("numba"):
+        numba_path(monkeypatch, "steps" if request.param == "numba-steps" else "seq")
     return request.param
 
 
@@ -252,10 +263,15 @@ def test_rtrl_step_and_state_jacobian_reject_bad_input():
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_numba_backend_matches_numpy_at_vector_sizes(cell, dtype):
+@pytest.mark.parametrize("path, threads", [("seq", "1"), ("seq", "3"), ("steps", "1")])
+def test_numba_backend_matches_numpy_at_vector_sizes(cell, dtype, path, threads, monkeypatch):
     """At sizes where the fused loops run vectorised, with a remainder (n = 37 is no multiple
-    of any vector width) and several batch rows, the numba backend equals the NumPy backend:
-    float64 to rounding, float32 to float32 rounding (its activations compute in float32)."""
+    of any vector width, nor of the products' 4-row blocks) and several batch rows, the numba
+    backend equals the NumPy backend on both of its paths: float64 to rounding, float32 to
+    float32 rounding (its activations compute in float32). With 3 threads the 5 rows split
+    into chunks of 2 and 3 rows (a pair and a pair plus a single row)."""
+    numba_path(monkeypatch, path)
+    monkeypatch.setenv("DERIVE_NUM_THREADS", threads)
     b = kernel(cell, "numba")
     a = kernel(cell)
     rng = np.random.default_rng(4)
@@ -326,9 +342,13 @@ def test_numba_fused_loops_compile_to_vector_code_in_the_arrays_dtype(cell):
     mod = kernel(cell, "numba")
     P = mod.init_params(M, 9, seed=1, dtype=np.float32)
     xs = np.ones((2, 3, M), np.float32)
-    _, cache = mod.forward(P, xs)
-    mod.backward(P, cache, np.ones((2, 3, 9), np.float32))  # compiles both steps for float32
-    for step in (mod._forward_step, mod._backward_step):
+    for path in ("seq", "steps"):  # compiles every loop for float32
+        with pytest.MonkeyPatch.context() as mp:
+            numba_path(mp, path)
+            _, cache = mod.forward(P, xs)
+            mod.backward(P, cache, np.ones((2, 3, 9), np.float32))
+    for step in (mod._forward_step, mod._backward_step, mod._forward_seq, mod._backward_seq,
+                 mod._nt2, mod._rank_update):
         opts = {k: v for k, v in step.targetoptions.items() if k not in ("cache", "nopython")}
         fresh = njit(**opts)(step.py_func)  # code loaded from the cache cannot be inspected
         sig = next(s for s in step.signatures  # the float32 one (other tests compile float64)
@@ -407,3 +427,49 @@ def test_numba_printer_row_views_and_typed_literals_exact_strings():
     assert out["literals"] == [("one", "1.0"), ("c0", "2.5e-3")]
     assert typed_literals(["y = 0.5 * x + 1e-05 + 3 * z"]) == (
         [("half", "0.5"), ("c0", "1e-05")], ["y = half * x + c0 + 3 * z"])
+
+
+@pytest.mark.parametrize("batch", range(1, 10))
+@pytest.mark.parametrize("threads", [1, 2, 3, 5, 16])
+def test_row_chunks_cover_the_batch_in_whole_pairs(batch, threads):
+    """The numba backend's batch split: contiguous chunks covering every row once, each but the
+    last of whole row pairs (the products take two rows at a time), at most `threads` of them,
+    sizes within one pair of each other."""
+    from generated import _runtime as rt
+
+    chunks = rt.row_chunks(batch, threads)
+    assert 1 <= len(chunks) <= threads
+    assert chunks[0][0] == 0 and chunks[-1][1] == batch
+    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+    assert all(lo < hi and lo % 2 == 0 for lo, hi in chunks)
+    pairs = [(hi - lo + 1) // 2 for lo, hi in chunks]
+    assert max(pairs) - min(pairs) <= 1
+    assert len(chunks) == min(threads, (batch + 1) // 2)
+
+
+def test_run_chunks_runs_every_chunk_and_reraises(monkeypatch):
+    from generated import _runtime as rt
+
+    seen = []
+    rt.run_chunks(lambda lo, hi, tag: seen.append((lo, hi, tag)), [(0, 2), (2, 4), (4, 5)],
+                  lambda i: (f"t{i}",))
+    assert sorted(seen) == [(0, 2, "t0"), (2, 4, "t1"), (4, 5, "t2")]
+
+    def boom(lo, hi):
+        if lo:
+            raise RuntimeError(f"chunk {lo}")
+
+    with pytest.raises(RuntimeError, match="chunk 2"):
+        rt.run_chunks(boom, [(0, 2), (2, 4)], lambda i: ())
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_bad_derive_num_threads_is_a_clear_error(value, monkeypatch):
+    from generated import _runtime as rt
+
+    monkeypatch.setenv("DERIVE_NUM_THREADS", value)
+    with pytest.raises(ValueError, match=f"DERIVE_NUM_THREADS must be a positive integer, "
+                                         f"got '{value}'"):
+        rt.num_threads()
+    monkeypatch.setenv("DERIVE_NUM_THREADS", "3")
+    assert rt.num_threads() == 3
