@@ -8,10 +8,9 @@ numpy only. Every function takes the cell's ``PARAMS`` (name -> shape in n_hidde
 ``STATE`` (state names, output first) explicitly; the kernel modules wrap them.
 """
 
+import _thread
 import math
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -284,8 +283,10 @@ def state_jacobian(PARAMS, STATE, local_step, params, x_t, state):
 # The numba backend's whole-sequence kernels split the batch: batch rows never interact inside
 # a step, so each thread runs every time step for its own rows, with no synchronisation until
 # the end (the kernels release the GIL). Standard library only.
+# (concurrent.futures is imported on first use: importing it cost the NumPy kernels, which
+# never split, 4 ms of the import-time budget; _thread is built in)
 _POOL = {"pid": None, "size": 0, "pool": None}
-_POOL_LOCK = threading.Lock()
+_POOL_LOCK = _thread.allocate_lock()
 
 
 def num_threads():
@@ -316,6 +317,8 @@ def row_chunks(batch, threads):
 
 
 def _pool(workers):
+    from concurrent.futures import ThreadPoolExecutor
+
     with _POOL_LOCK:
         # a new pool after fork (the parent's threads do not exist in the child) or to grow
         if _POOL["pid"] != os.getpid() or _POOL["size"] < workers:

@@ -440,7 +440,7 @@ def test_row_chunks_cover_the_batch_in_whole_pairs(batch, threads):
     chunks = rt.row_chunks(batch, threads)
     assert 1 <= len(chunks) <= threads
     assert chunks[0][0] == 0 and chunks[-1][1] == batch
-    assert all(a[1] == b[0] for a, b in zip(chunks, chunks[1:]))
+    assert all(a[1] == b[0] for a, b in zip(chunks[:-1], chunks[1:], strict=True))
     assert all(lo < hi and lo % 2 == 0 for lo, hi in chunks)
     pairs = [(hi - lo + 1) // 2 for lo, hi in chunks]
     assert max(pairs) - min(pairs) <= 1
