@@ -442,28 +442,28 @@ class NumbaPlan(KernelPlan):
 
     def merged_stacks(self) -> list[Stack]:
         """The state stacks whose product the whole-sequence forward makes together with the
-        input's, as one product of [Theta_x Theta_v] with [x_t; v_(t-1)]: those whose every
-        slot k enters the forward step only as "+ P_k v" beside "+ X_k x" in one sum, X_k the
-        input stack's slot k (the LSTM's h; not the GRU's, whose W_hn h is scaled by r). One
-        product of width n_in + n instead of two: measured 16.7 vs 8.7 + 12.6 us per row pair
-        at the c2 LSTM (64 + 128)."""
+        input's, as one product of [Theta_x Theta_v] with [x_t; v_(t-1)] written into A_x: those
+        whose every slot P_k enters the forward step only as "+ P_k v" in a sum that also holds
+        "+ X_k x" (X_k the input stack's slot k), where X_k x in turn appears only in such sums
+        (so A_x's slot k is read nowhere without P_k v). The LSTM's h qualifies; the GRU's does
+        not (its W_hn h is scaled by r). One product of width n_in + n instead of two: measured
+        16.7 vs 8.7 + 12.6 us per row pair at the c2 LSTM (64 + 128)."""
         x = self._x_stack()
-        seen: dict[str, list[bool]] = {}
+        # every occurrence of a matrix product: (param, sign, the params of the + products
+        # beside it in its sum); a product outside any sum has sign 0
+        uses: list[tuple[str, int, set[str]]] = []
 
         def walk(e: Expr) -> None:
             if isinstance(e, Add):
                 plus = {t.param for sg, t in e.terms if sg > 0 and isinstance(t, MatVec)}
                 for sg, t in e.terms:
                     if isinstance(t, MatVec):
-                        st = self.stacked.get(t.param)
-                        k = st.params.index(t.param) if st is not None else -1
-                        partner = x.params[k] if st is not None and k < len(x.params) else None
-                        seen.setdefault(t.param, []).append(sg > 0 and partner in plus)
+                        uses.append((t.param, sg, plus))
                         walk(t.arg)
                     else:
                         walk(t)
             elif isinstance(e, MatVec):
-                seen.setdefault(e.param, []).append(False)
+                uses.append((e.param, 0, set()))
                 walk(e.arg)
             elif isinstance(e, Mul):
                 for f in e.factors:
@@ -473,9 +473,15 @@ class NumbaPlan(KernelPlan):
 
         for node in self.spec.nodes.values():
             walk(node.expr)
+
+        def always_beside(p: str, q: str) -> bool:
+            mine = [(sg, plus) for r, sg, plus in uses if r == p]
+            return bool(mine) and all(sg > 0 and q in plus for sg, plus in mine)
+
         return [st for st in self.stacks if st.vec.kind == "node"
                 and len(st.params) == len(x.params)
-                and all(seen.get(p) and all(seen[p]) for p in st.params)]
+                and all(always_beside(p, q) and always_beside(q, p)
+                        for p, q in zip(st.params, x.params, strict=True))]
 
     def seq_fwd_loop(self) -> dict:
         """The fused forward body of _forward_seq: the per-step body without the merged

@@ -473,3 +473,15 @@ def test_bad_derive_num_threads_is_a_clear_error(value, monkeypatch):
         rt.num_threads()
     monkeypatch.setenv("DERIVE_NUM_THREADS", "3")
     assert rt.num_threads() == 3
+
+
+@pytest.mark.parametrize("cell, merged", [("lstm", ["h"]), ("sigmoid_lstm", ["h"]),
+                                          ("peephole_lstm", ["h"]), ("rnn", ["h"]), ("gru", [])])
+def test_numba_folds_the_recurrent_product_into_the_input_product_only_where_valid(cell, merged):
+    """[W_x W_h] [x; h] in one product is right where every W_hk h is added to W_xk x and
+    nowhere else used (the LSTMs, the RNN), wrong for the GRU, whose W_hn h is scaled by r."""
+    from derive.codegen_numba import NumbaPlan
+    from derive.derivation import derive
+
+    plan = NumbaPlan(derive(cell))
+    assert [st.vec.name for st in plan.merged_stacks()] == merged
