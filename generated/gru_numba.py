@@ -303,7 +303,7 @@ def _forward_seq(lo, hi, xs, W_stack_x, W_stack_h, A_h, A_x, S_h, C_s0, C_s1, b_
     """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair
     of rows the input and recurrent projections (_nt2), then the fused elementwise part (the
     loop body of _forward_step)."""
-    steps, n_in, n_hidden = xs.shape[0], xs.shape[2], S_h.shape[2]
+    steps, n_hidden = xs.shape[0], S_h.shape[2]
     for t in range(steps):
         for b0 in range(lo, hi, 2):
             b1 = min(b0 + 1, hi - 1)
@@ -396,8 +396,6 @@ def _backward_seq(lo, hi, dhs, S_h, C_s0, C_s1, dA_h, dA_x, d_h_next, R_h, one, 
         _rank_update(dA_h[t], 0 * n_hidden, S_h[t], lo, hi, G_W_stack_h_1)
         _colsum(dA_x[t], lo, hi, colsum_dA_x)
         _colsum(dA_h[t], lo, hi, colsum_dA_h)
-
-
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})

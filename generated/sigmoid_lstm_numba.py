@@ -303,7 +303,8 @@ def _forward_seq(lo, hi, xs, W_cat, S_h, A_x, S_s, C_sigmoid_s, b_, b_i, b_f, b_
     """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair
     of rows the input and recurrent projections (_nt2), then the fused elementwise part (the
     loop body of _forward_step)."""
-    steps, n_in, n_hidden = xs.shape[0], xs.shape[2], S_h.shape[2]
+    steps, n_hidden = xs.shape[0], S_h.shape[2]
+    n_in = xs.shape[2]
     U = np.empty((2, W_cat.shape[1]), xs.dtype)  # rows [x_t; h_(t-1)] of a pair
     for t in range(steps):
         for b0 in range(lo, hi, 2):
@@ -405,8 +406,6 @@ def _backward_seq(lo, hi, dhs, S_s, C_sigmoid_s, dA_x, d_h_next, d_s_next, R_s, 
         _rank_update(dA_x[t], 0 * n_hidden, xs[t], lo, hi, G_W_stack_x_0)
         _rank_update(dA_x[t], 0 * n_hidden, S_h[t], lo, hi, G_W_stack_h_0)
         _colsum(dA_x[t], lo, hi, colsum_dA_x)
-
-
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
