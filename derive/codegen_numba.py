@@ -38,7 +38,7 @@ from __future__ import annotations
 import re
 
 from .algebra import Adj, Diag, Diag2, Ident, Mat, Sum, Term
-from .codegen import KernelPlan, Stack, _ident, _latex_adj, _num, environment, join_signed
+from .codegen.plan import KernelPlan, Stack, _ident, _latex_adj, _num, environment, join_signed
 from .derivation import derive
 from .latex import expanded, node_symbol
 from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
@@ -633,11 +633,14 @@ def _plain(latex: str) -> str:
     return latex.replace("\\", "")
 
 
-def render_numba_kernel(cell: str) -> str:
-    """The text of ``generated/<cell>_numba.py``."""
+def render_numba_kernel(cell, numpy_module: str | None = None) -> str:
+    """The text of ``generated/<cell>_numba.py``; it imports its NumPy sibling as
+    ``numpy_module`` (default ``generated.<cell>``)."""
     template = "numba/kernel.py.j2"
     plan = NumbaPlan(derive(cell))
-    return environment().get_template(template).render(**plan.context(template))
+    ctx = plan.context(template)
+    ctx["numpy_module"] = numpy_module or f"generated.{plan.spec.name}"
+    return environment().get_template(template).render(**ctx)
 
 
 def kernel_files(cell: str) -> dict[str, str]:

@@ -25,13 +25,13 @@ from pathlib import Path
 
 import jinja2
 
-from .activations import ACTIVATIONS
-from .algebra import Adj, Diag, Diag2, Factor, Ident, Mat, Outer, Sum, Term
-from .derivation import Derivation, derive
-from .latex import expanded, names_for, node_symbol
-from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, children, walk
+from ..activations import ACTIVATIONS
+from ..algebra import Adj, Diag, Diag2, Factor, Ident, Mat, Outer, Sum, Term
+from ..derivation import Derivation, derive
+from ..latex import expanded, names_for, node_symbol
+from ..spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, children, walk
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 RESERVED = {"np", "t", "xs", "params", "cache", "state", "state0", "dhs", "grads", "x_t",
             "steps", "batch", "n_hidden", "n_in", "dtype", "sens", "dstate", "values", "rows",
             "cols", "out"}
@@ -935,13 +935,13 @@ def _runs(ks: list[int]) -> list[tuple[int, int]]:
 
 
 def _latex_vec(e: Expr, names) -> str:
-    from .latex import vec
+    from ..latex import vec
 
     return vec(e, names)
 
 
 def _latex_adj(names, u: str) -> str:
-    from .latex import adjoint_symbol
+    from ..latex import adjoint_symbol
 
     return adjoint_symbol(names, u)
 
