@@ -21,7 +21,8 @@ stacked matrices (SEQUENCE_MAX_BYTES):
   with OpenBLAS's threads spinning beside OpenMP's, the c2 LSTM forward went from 10 to 860 ms.)
 
 The unit loop is written so that LLVM vectorises it (tests/test_kernels.py checks the compiled
-code): sigma and tanh are the branch-free functions of templates/numba/_activations.py.j2, in the
+code): activations print as their records' ``numba`` scalar forms (:mod:`derive.activations`;
+sigma and tanh are the branch-free functions of templates/numba/_activations.py.j2), in the
 arrays' dtype; element accesses go through row views (:func:`row_views`); float literals become
 names bound in the arrays' dtype (:func:`typed_literals`); a value the loop overwrites is read
 through the same view; biases are added in the loop rather than folded into A_x.
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import re
 
+from .activations import ACTIVATIONS
 from .algebra import Adj, Diag, Diag2, Ident, Mat, Sum, Term
 from .codegen.plan import KernelPlan, Stack, _ident, _latex_adj, _num, environment, join_signed
 from .derivation import derive
@@ -178,16 +180,17 @@ class NumbaPlan(KernelPlan):
         if isinstance(e, Const):
             return _num(e.value)
         if isinstance(e, Call):
-            arg = self.sc(e.arg, ctx, lines)
-            return f"_sigmoid_s({arg})" if e.fn == "sigmoid" else f"_tanh_s({arg})"
+            return ACTIVATIONS[e.fn].numba.format(z=self.sc(e.arg, ctx, lines))
         if isinstance(e, DerivAt):
-            from .activations import ACTIVATIONS
-
+            fmt = ACTIVATIONS[e.fn].numba_deriv_from_output
+            if fmt is None:
+                raise Unsupported(f"activation {e.fn!r}: no derivative from its output "
+                                  "(numba_deriv_from_output)")
             if isinstance(e.arg, Ref) and e.arg.name.endswith(HAT):
                 y = self.sc(Ref(e.arg.name[: -len(HAT)]), ctx, lines)
             else:
                 y = self.sc(Call(e.fn, e.arg), ctx, lines)
-            return "(" + ACTIVATIONS[e.fn].deriv_from_output.format(y=y) + ")"
+            return "(" + fmt.format(y=y) + ")"
         if isinstance(e, MatVec):
             st = self.stacked.get(e.param)
             if st is None or e.arg != st.vec:

@@ -54,12 +54,13 @@ from typing import Any
 
 import numpy as np
 
+from .activations import ACTIVATIONS, Activation, Interval
 from .algebra import ZERO, Diag, Factor, Ident, Mat, Sum, Term, make_sum, single
 from .calculus import partial
 from .derivation import Derivation, derive
 from .latex import Names, bracket, factor, factored, names_for, node_symbol, product, vec
 from .numeric import Step
-from .spec import Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
+from .spec import Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, walk
 
 # ============================================================================ symbolic structure
 
@@ -189,11 +190,6 @@ def seed000_terms(d: Derivation, state: str) -> Seed000 | None:
 
 # ----------------------------------------------------------------------------- intervals
 
-Interval = tuple[Fraction | None, Fraction | None]  # None: unbounded on that side
-_ACT_RANGE: dict[str, Interval] = {"sigmoid": (Fraction(0), Fraction(1)),
-                                   "tanh": (Fraction(-1), Fraction(1))}
-_DERIV_RANGE: dict[str, Interval] = {"sigmoid": (Fraction(0), Fraction(1, 4)),
-                                     "tanh": (Fraction(0), Fraction(1))}
 _UNBOUNDED: Interval = (None, None)
 
 
@@ -214,15 +210,16 @@ def _imul(a: Interval, b: Interval) -> Interval:
 
 def interval(d: Derivation, e: Expr) -> Interval:
     """An interval holding every entry of the vector expression, for all inputs and weights:
-    sigma in [0, 1], tanh in [-1, 1], sigma' in [0, 1/4], tanh' in [0, 1]; sums and Hadamard
-    products by interval arithmetic; gate nodes through their expressions. Inputs, parameters,
-    matrix products and previous states are unbounded (None)."""
+    activations and their derivatives by their records' ``range`` and ``deriv_range`` (sigma in
+    [0, 1], tanh in [-1, 1], sigma' in [0, 1/4], tanh' in [0, 1]); sums and Hadamard products by
+    interval arithmetic; gate nodes through their expressions. Inputs, parameters, matrix
+    products and previous states are unbounded (None)."""
     if isinstance(e, Const):
         return e.value, e.value
     if isinstance(e, Call):
-        return _ACT_RANGE.get(e.fn, _UNBOUNDED)
+        return ACTIVATIONS[e.fn].range
     if isinstance(e, DerivAt):
-        return _DERIV_RANGE.get(e.fn, _UNBOUNDED)
+        return ACTIVATIONS[e.fn].deriv_range
     if isinstance(e, Ref):
         if e.kind == "node" and e.lag == 0:
             return interval(d, d.spec.nodes[e.name].expr)
@@ -374,6 +371,37 @@ def _time_dependent(b: TermBound) -> bool:
     return any(not isinstance(f, Mat) for f in b.measured)
 
 
+def _short_frac(c: Fraction) -> str:
+    """\\tfrac14 where numerator and denominator are single digits, else as :func:`_frac`."""
+    if 0 < c.numerator < 10 and 1 < c.denominator < 10:
+        return rf"\tfrac{c.numerator}{c.denominator}"
+    return _frac(c)
+
+
+def _deriv_constant(act: Activation) -> str:
+    """$\\|d(act')\\|_2 \\le sup |act'|$, from the activation's record."""
+    norm = rf"\|d({act.latex}')\|_2"
+    bound = act.deriv_bound
+    return f"${norm}$ unbounded" if bound is None else rf"${norm} \le {_short_frac(bound)}$"
+
+
+def _norm_constants(d: Derivation) -> str:
+    """The constants of the bounds, read from the activation records: seed 001 eq 33's
+    (sigma, sigma' and tanh', quoted for every cell), then those of the cell's other
+    activations."""
+    sigma, tanh = ACTIVATIONS["sigmoid"], ACTIVATIONS["tanh"]  # the seed's, by name
+    hi = sigma.range[1]
+    assert hi is not None
+    text = (rf"$\|d({sigma.latex}(\cdot))\|_2 \le {_short_frac(hi)}$, "
+            f"{_deriv_constant(sigma)}, {_deriv_constant(tanh)} (seed 001 eq 33 uses "
+            "$\\sqrt{n}$ and $\\sqrt{n}/2$, the Frobenius norms)")
+    used = {e.fn for node in d.spec.nodes.values() for e in walk(node.expr)
+            if isinstance(e, (Call, DerivAt))}
+    other = [_deriv_constant(a) for a in ACTIVATIONS.values()
+             if a.name in used and a not in (sigma, tanh)]
+    return text + ("; this cell's other activations: " + ", ".join(other) if other else "")
+
+
 def _path_bound(p: _Printer, b: TermBound) -> str:
     """Bound on ||prod_{j=k+1}^{t} (term at j)||_2 for one term repeated over the steps."""
     if _time_dependent(b):
@@ -486,11 +514,10 @@ def latex_blocks(d: Derivation, names: Names | None = None) -> list[LatexBlock]:
                      r"\le \prod_{j=k+1}^{t} \|J_j\|_2 \le \prod_{j=k+1}^{t} \beta_j"))
     blocks.append(LatexBlock(
         "bounds", "Norm bounds (seed 001 eq 33, seed 004)",
-        "Spectral norms, with $\\|d(v)\\|_2 = \\max_i |v_i|$: $\\|d(\\sigma(\\cdot))\\|_2 \\le 1$, "
-        "$\\|d(\\sigma')\\|_2 \\le \\tfrac14$, $\\|d(\\tanh')\\|_2 \\le 1$ (seed 001 eq 33 uses "
-        "$\\sqrt{n}$ and $\\sqrt{n}/2$, the Frobenius norms). One path repeats one term of the "
-        "output's self-Jacobian; $\\beta^{uv}_j$ is the bound on block $uv$ at step $j$, and a "
-        "block matrix's norm is at most the norm of the matrix of its blocks' norms.",
+        f"Spectral norms, with $\\|d(v)\\|_2 = \\max_i |v_i|$: {_norm_constants(d)}. One path "
+        "repeats one term of the output's self-Jacobian; $\\beta^{uv}_j$ is the bound on block "
+        "$uv$ at step $j$, and a block matrix's norm is at most the norm of the matrix of its "
+        "blocks' norms.",
         tuple(rows)))
 
     # -- sum over paths (seed 004) -----------------------------------------------------------

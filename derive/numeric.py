@@ -16,36 +16,24 @@ from typing import Any
 
 import numpy as np
 
+from .activations import ACTIVATIONS
 from .algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Rec, Sum
 from .spec import Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref
 
 
 def _act(fn: str, z: np.ndarray) -> np.ndarray:
+    act = ACTIVATIONS[fn]
     if z.dtype == object:
-        from .activations import sympy_function
-
-        f = sympy_function(fn)
-        return np.array([f(v) for v in z], dtype=object)
-    if fn == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-z))
-    if fn == "tanh":
-        return np.tanh(z)
-    raise KeyError(fn)
+        return np.array([act.sympy(v) for v in z], dtype=object)
+    return act.value(z)
 
 
 def _dact(fn: str, z: np.ndarray) -> np.ndarray:
     """act'(z), at the pre-activation z."""
+    act = ACTIVATIONS[fn]
     if z.dtype == object:
-        import sympy as sp
-
-        from .activations import sympy_function
-
-        f = sympy_function(fn)
-        s = sp.Symbol("z_", real=True)
-        df = sp.diff(f(s), s)
-        return np.array([df.subs(s, v) for v in z], dtype=object)
-    y = _act(fn, z)
-    return y * (1 - y) if fn == "sigmoid" else 1 - y * y
+        return np.array([act.sympy_deriv(v) for v in z], dtype=object)
+    return act.derivative(z)
 
 
 class Step:

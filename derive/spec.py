@@ -96,9 +96,34 @@ class Mul(Expr):
 
 # ----------------------------------------------------------------------------- parser
 
+MAX_DEPTH = 64
+"""Deepest nesting of one expression: parentheses, activation calls and chained ``@`` together.
+The parser and every printer and kernel generator recurse on the expression tree; a limit far
+above any cell keeps them well inside Python's recursion limit."""
+MAX_TERMS = 256
+"""Most summands of one sum and factors of one product (the kernels print a sum as one Python
+expression, which Python's compiler nests one level per operator)."""
+MAX_CHAIN = 256
+"""Deepest same-step dependency through the nodes, counted in expression levels: a node's depth
+plus that of the deepest node it uses at time t (the engine recurses through node references)."""
+_MAX_NUMBER = 30
+"""Most digits in a number literal and largest exponent magnitude (1e-30 .. 1e30)."""
+
 _TOKEN = re.compile(
-    r"\s*(?:(?P<num>\d+(?:\.\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<op>[-+*@()]))"
+    r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|(?P<op>[-+*@()]))"
 )
+
+
+def _number(text: str, col: int) -> Fraction:
+    """A number literal as an exact fraction: 2, 0.5, .5, 1., 1e-3, 2.5E+2."""
+    mantissa, _, exp = text.lower().partition("e")
+    digits = mantissa.replace(".", "")
+    if len(digits) > _MAX_NUMBER or len(exp) > 3 or (exp and abs(int(exp)) > _MAX_NUMBER):
+        raise ValueError(f"number {text[:40]!r} at column {col + 1} is too long or too large; "
+                         f"expected at most {_MAX_NUMBER} digits and an exponent between "
+                         f"-{_MAX_NUMBER} and {_MAX_NUMBER}")
+    return Fraction(text)
 
 
 def _tokenize(text: str) -> list[tuple[str, str, int]]:
@@ -119,12 +144,17 @@ def _tokenize(text: str) -> list[tuple[str, str, int]]:
 
 class _Parser:
     """Recursive descent: expr := term (('+'|'-') term)*; term := mv ('*' mv)*;
-    mv := primary ('@' mv)?; primary := NUM | NAME | NAME '(' expr ')' | '(' expr ')'."""
+    mv := primary ('@' mv)?; primary := NUM | NAME | NAME '(' expr ')' | '(' expr ')'.
+
+    Nesting (parentheses, calls, chained '@') deeper than :data:`MAX_DEPTH` and sums or products
+    of more than :data:`MAX_TERMS` operands are rejected with a ValueError, never a
+    RecursionError."""
 
     def __init__(self, text: str):
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> tuple[str, str, int]:
         return self.toks[self.i]
@@ -137,12 +167,24 @@ class _Parser:
         self.i += 1
         return tok
 
+    def enter(self, col: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_DEPTH} levels (parentheses, activation "
+                             f"calls and chained '@') at column {col + 1}; split the expression "
+                             f"into several nodes")
+
     def parse(self) -> Expr:
         e = self.expr()
         if self.peek()[0] != "end":
             tok = self.peek()
             raise ValueError(f"unexpected {tok[1]!r} at column {tok[2] + 1}")
         return e
+
+    def _count(self, n: int, what: str, col: int) -> None:
+        if n > MAX_TERMS:
+            raise ValueError(f"a {what} of more than {MAX_TERMS} operands at column {col + 1}; "
+                             f"split it into several nodes")
 
     def expr(self) -> Expr:
         terms: list[tuple[int, Expr]] = []
@@ -152,8 +194,9 @@ class _Parser:
             sign = -1
         terms.append((sign, self.term()))
         while self.peek()[1] in "+-" and self.peek()[0] == "op":
-            sign = 1 if self.take()[1] == "+" else -1
-            terms.append((sign, self.term()))
+            tok = self.take()
+            self._count(len(terms) + 1, "sum", tok[2])
+            terms.append((1 if tok[1] == "+" else -1, self.term()))
         if len(terms) == 1 and terms[0][0] == 1:
             return terms[0][1]
         return Add(tuple(terms))
@@ -161,7 +204,8 @@ class _Parser:
     def term(self) -> Expr:
         factors = [self.matvec()]
         while self.peek()[1] == "*":
-            self.take()
+            tok = self.take()
+            self._count(len(factors) + 1, "product", tok[2])
             factors.append(self.matvec())
         return factors[0] if len(factors) == 1 else Mul(tuple(factors))
 
@@ -171,23 +215,29 @@ class _Parser:
             tok = self.take()
             if not isinstance(left, Ref):
                 raise ValueError(f"left of '@' at column {tok[2] + 1} must be a matrix parameter")
-            return MatVec(left.name, self.matvec())
+            self.enter(tok[2])
+            arg = self.matvec()
+            self.depth -= 1
+            return MatVec(left.name, arg)
         return left
 
     def primary(self) -> Expr:
         kind, value, col = self.take()
         if kind == "num":
-            return Const(Fraction(value))
+            return Const(_number(value, col))
         if kind == "name":
             if self.peek()[1] == "(":
-                self.take("(")
+                self.enter(self.take("(")[2])
                 arg = self.expr()
                 self.take(")")
+                self.depth -= 1
                 return Call(value, arg)
             return Ref(value)
         if value == "(":
+            self.enter(col)
             e = self.expr()
             self.take(")")
+            self.depth -= 1
             return e
         raise ValueError(f"unexpected {value or 'end of expression'!r} at column {col + 1}")
 
@@ -235,11 +285,73 @@ def _auto_latex(name: str) -> str:
     return name
 
 
+_IDENT = re.compile(r"[A-Za-z0-9_]+")
+_CELL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _type(value: Any) -> str:
+    """``int 5``, ``str 'h'``: what came, for an error message."""
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
+
+
+def name_problem(name: Any) -> str:
+    """Why ``name`` cannot name a node or a parameter ('' when it can).
+
+    A name is an identifier of the expression language, ``[A-Za-z][A-Za-z0-9_]*``: letters,
+    digits and '_', starting with a letter. Decisions:
+
+    * no leading '_' (the tokenizer would read ``_a``, but the automatic LaTeX name splits at the
+      first '_', ``W_xi`` -> ``W_{xi}``, and would leave a subscript without a base) and no
+      trailing '_' (an empty subscript: ``a_`` would print like ``a``);
+    * no '__' anywhere: the engine derives internal names with it (``g__hat`` is the
+      pre-activation of the gate g);
+    * ``x`` (the input x_t) and ``<anything>_prev`` (the state at t-1) are reserved;
+    * no activation name (``tanh``, ``sigmoid``, ...): ``tanh`` next to ``tanh(.)`` would read as
+      the function in every printed form (tanh_t beside tanh(c_t));
+    * Python keywords and names the kernel printer uses itself (``lambda``, ``np``, ``t``,
+      ``xs``, ``U1``, ``d_h``) are valid: the printer renames what would clash.
+    """
+    if not isinstance(name, str):
+        return f"expected a name string, got {_type(name)}"
+    if not name:
+        return "expected a non-empty name"
+    if not _IDENT.fullmatch(name) or name[0].isdigit():
+        return ("expected an identifier: letters, digits and '_', starting with a letter "
+                "(as in W_xi or h_tilde)")
+    if name.startswith("_"):
+        return ("a name may not start with '_' (its automatic LaTeX name would be a subscript "
+                "without a base)")
+    if "__" in name:
+        return (f"a name may not contain '__': derive derives internal names with it "
+                f"(g{HAT} is the pre-activation of a gate g)")
+    if name.endswith("_"):
+        return "a name may not end with '_' (its LaTeX name would have an empty subscript)"
+    if name == INPUT:
+        return "'x' is reserved: it is the input x_t"
+    if name.endswith(PREV):
+        return f"names ending in {PREV!r} are reserved: <state>{PREV} is a state at t-1"
+    if name in ACTIVATIONS:
+        return (f"{name!r} is an activation; a node or parameter named like it would read as the "
+                f"function (activations: {', '.join(sorted(ACTIVATIONS))})")
+    return ""
+
+
+def _depth(e: Expr, below: Mapping[str, int]) -> int:
+    """Levels of the expression tree, a same-step node reference counting the levels below it."""
+    if isinstance(e, Ref):
+        return 1 + (below.get(e.name, 0) if e.kind == "node" and e.lag == 0 else 0)
+    return 1 + max((_depth(c, below) for c in children(e)), default=0)
+
+
 class CellSpec:
     """A validated cell: parameters, nodes in topological order, states, readout.
 
     Build with :meth:`from_dict`. Equation references: the node expressions are the cell's
     forward equations (e.g. seed 001 eqs (1)-(6) for ``sigmoid_lstm``).
+
+    Every field is checked when read; a spec that is accepted derives and prints in every output,
+    anything else raises a :class:`SpecError` naming the cell, the field and the culprit.
     """
 
     def __init__(
@@ -254,25 +366,50 @@ class CellSpec:
         readout_params: Mapping[str, Sequence[str]] | None = None,
         latex: Mapping[str, str] | None = None,
     ):
-        self.name = str(name)
+        self._err_prefix = f"cell {name!r}" if isinstance(name, str) else f"cell {_type(name)}"
+        if not isinstance(name, str) or not _CELL_NAME.fullmatch(name):
+            raise self.error(
+                f"name: expected a string of letters, digits, '_', '.' and '-' that starts with "
+                f"a letter or digit (it names the cell's LaTeX labels and kernel), got "
+                f"{_type(name)}")
+        self.name = name
+        if not isinstance(title, str):
+            raise self.error(f"title: expected a string, got {_type(title)}")
+        if not title.isprintable() or "\\" in title or '"""' in title:
+            raise self.error(
+                f"title: expected one line of printable text without backslashes or triple "
+                f"quotes (it is printed in the LaTeX article and the kernel's docstring), got "
+                f"{title!r}")
         self.title = title or self.name
-        self._err_prefix = f"cell {self.name!r}"
         self.params: dict[str, Param] = {}
-        for pname, shape in dict(params).items():
-            self._add_param(pname, shape, readout=False)
-        for pname, shape in dict(readout_params or {}).items():
-            self._add_param(pname, shape, readout=True)
-        self.states: tuple[str, ...] = tuple(states)
-        if not self.states:
+        for field_name, group, ro in (("params", params, False),
+                                      ("readout_params", readout_params, True)):
+            if group is None and ro:
+                continue
+            if not isinstance(group, Mapping):
+                raise self.error(f"{field_name}: expected a mapping of parameter name -> shape "
+                                 f"(a dimension name or a list of them), got {_type(group)}")
+            for pname, shape in group.items():
+                self._add_param(pname, shape, readout=ro)
+        if isinstance(states, str) or not isinstance(states, (list, tuple)):
+            raise self.error(f"states: expected a non-empty list of state names, output first "
+                             f"(e.g. ['h', 'c']), got {_type(states)}")
+        if not states:
             raise self.error("needs at least one state (the output h first)")
-        node_items = list(nodes.items()) if isinstance(nodes, Mapping) else list(nodes)
-        readout_items = (list(readout.items()) if isinstance(readout, Mapping)
-                         else list(readout or []))
+        for s in states:
+            if not isinstance(s, str):
+                raise self.error(f"states: expected state names (strings), got {_type(s)}")
+        dup = sorted({s for s in states if list(states).count(s) > 1})
+        if dup:
+            raise self.error(f"states: {dup[0]!r} is listed more than once")
+        self.states: tuple[str, ...] = tuple(states)
+        node_items = self._items("nodes", nodes)
+        readout_items = self._items("readout", readout) if readout is not None else []
         self.nodes: dict[str, Node] = {}
         self._build(node_items, readout_items)
         self.latex_names = {n: _auto_latex(n) for n in [*self.params, *self.nodes, INPUT]
                             if not n.endswith(HAT)}
-        self.latex_names.update(dict(latex or {}))
+        self._check_latex(latex)
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -280,15 +417,17 @@ class CellSpec:
         """Build a spec from the plain-data format of :mod:`derive.cells`."""
         if not isinstance(data, Mapping):
             raise SpecError(f"a cell spec must be a mapping, got {type(data).__name__}")
-        known = {"name", "title", "params", "nodes", "states", "readout", "readout_params", "latex"}
-        unknown = sorted(set(data) - known)
-        name = data.get("name", "<unnamed>")
+        known = ("name", "title", "params", "nodes", "states", "readout", "readout_params",
+                 "latex")
+        name = data.get("name", "unnamed")
+        where = f"cell {name!r}" if isinstance(name, str) else f"cell {_type(name)}"
+        unknown = [k for k in data if k not in known]
         if unknown:
-            raise SpecError(f"cell {name!r}: unknown key(s) {unknown}; "
-                            f"expected some of {sorted(known)}")
+            raise SpecError(f"{where}: unknown key(s) {unknown}; expected some of "
+                            f"{sorted(known)}")
         for key in ("params", "nodes", "states"):
             if key not in data:
-                raise SpecError(f"cell {name!r}: missing key {key!r}")
+                raise SpecError(f"{where}: missing key {key!r}")
         return cls(
             name,
             data["params"],
@@ -303,39 +442,100 @@ class CellSpec:
     def error(self, msg: str) -> SpecError:
         return SpecError(f"{self._err_prefix}: {msg}")
 
-    def _add_param(self, pname: str, shape: Sequence[str], readout: bool) -> None:
+    def _items(self, field_name: str, value: Any) -> list[tuple[str, str]]:
+        """The (name, expression) pairs of ``nodes`` or ``readout``: a mapping or a list of
+        pairs, every name a valid name and every expression a string."""
+        group = "node" if field_name == "nodes" else "readout"
+        if isinstance(value, Mapping):
+            items = list(value.items())
+        elif isinstance(value, (list, tuple)):
+            items = []
+            for item in value:
+                if not (isinstance(item, (tuple, list)) and len(item) == 2):
+                    raise self.error(f"{field_name}: each {group} must be a (name, expression) "
+                                     f"pair, got {_type(item)}")
+                items.append((item[0], item[1]))
+        else:
+            raise self.error(f"{field_name}: expected a mapping of name -> expression or a list "
+                             f"of (name, expression) pairs, got {_type(value)}")
+        for nname, text in items:
+            problem = name_problem(nname)
+            if problem:
+                raise self.error(f"{field_name}: bad {group} name {nname!r}: {problem}")
+            if not isinstance(text, str):
+                raise self.error(f"{field_name}: {group} {nname!r}: expected an expression "
+                                 f"string, got {_type(text)}")
+        return items
+
+    def _add_param(self, pname: Any, shape: Any, readout: bool) -> None:
+        field_name = "readout_params" if readout else "params"
+        problem = name_problem(pname)
+        if problem:
+            raise self.error(f"{field_name}: bad parameter name {pname!r}: {problem}")
         if pname in self.params:
             raise self.error(f"duplicate parameter name {pname!r}")
-        bad = not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", pname)
-        if bad or pname.endswith(PREV) or HAT in pname:
-            raise self.error(f"bad parameter name {pname!r}")
-        shape = tuple(shape) if not isinstance(shape, str) else (shape,)
-        if len(shape) not in (1, 2) or any(d not in DIMS for d in shape):
+        if isinstance(shape, str):
+            shape = (shape,)
+        if not isinstance(shape, (list, tuple)) or len(shape) not in (1, 2) or \
+                any(not isinstance(d, str) or d not in DIMS for d in shape):
             raise self.error(
-                f"parameter {pname!r} has shape {shape}; expected 1 or 2 of the dimension "
-                f"names {DIMS}"
+                f"parameter {pname!r} has shape {shape!r}; expected 1 or 2 of the dimension "
+                f"names {DIMS} (a name or a list of them)"
             )
+        shape = tuple(shape)
+        if not readout and "output" in shape:
+            raise self.error(
+                f"parameter {pname!r} has shape {shape}: only readout parameters "
+                f"(readout_params) may use the output dimension; the output size exists only "
+                f"for the readout")
         self.params[pname] = Param(pname, shape, readout)
+
+    def _check_latex(self, latex: Any) -> None:
+        """``latex``: symbol name -> LaTeX; the names must print, and print apart."""
+        from .notation import _RESERVED_PARAM, _RESERVED_TIMED, NotationError, _check_cell, \
+            latex_problem
+
+        if latex is None:
+            latex = {}
+        if not isinstance(latex, Mapping):
+            raise self.error(f"latex: expected a mapping of symbol name -> LaTeX, got "
+                             f"{_type(latex)}")
+        known = list(self.latex_names)
+        for sym, tex in latex.items():
+            if sym not in self.latex_names:
+                raise self.error(f"latex: unknown symbol {sym!r}; expected some of {known}")
+            if not isinstance(tex, str):
+                raise self.error(f"latex: {sym}: expected a LaTeX string, got {_type(tex)}")
+            problem = latex_problem(tex)
+            if problem:
+                raise self.error(f"latex: {sym} = {tex!r}: {problem}")
+        self.latex_names.update({k: v.strip() for k, v in latex.items()})
+        # a name that derive prints itself (d, I, L, M_t, ...) is checked like a rename
+        timed = {INPUT, *(n for n in self.nodes if not n.endswith(HAT))}
+        clash = {s for s, v in self.latex_names.items()
+                 if v in (_RESERVED_TIMED if s in timed else _RESERVED_PARAM)}
+        try:
+            _check_cell("native", self, self.latex_names, set(latex) | clash)
+        except NotationError as exc:
+            detail = str(exc).split(": ", 1)[-1]
+            raise self.error(f"the LaTeX names do not work: {detail} (give the symbol another "
+                             f"name or a 'latex' entry)") from None
 
     def _build(self, node_items: list, readout_items: list) -> None:
         raw: dict[str, tuple[Expr, str, str]] = {}
         for group, items in (("node", node_items), ("readout", readout_items)):
-            for item in items:
-                if not (isinstance(item, (tuple, list)) and len(item) == 2):
-                    raise self.error(
-                        f"each {group} must be a (name, expression) pair, got {item!r}")
-                nname, text = item
+            for nname, text in items:
                 if nname in raw:
                     raise self.error(f"duplicate node name {nname!r}")
                 if nname in self.params:
                     raise self.error(f"name {nname!r} is both a parameter and a node")
-                if nname == INPUT or nname.endswith(PREV) or HAT in nname:
-                    raise self.error(f"node name {nname!r} is reserved")
                 try:
-                    expr = parse_expr(str(text))
+                    expr = parse_expr(text)
                 except ValueError as exc:
-                    raise self.error(f"node {nname!r}: cannot parse {text!r}: {exc}") from None
-                raw[nname] = (expr, group, str(text))
+                    shown = text if len(text) <= 80 else text[:77] + "..."
+                    raise self.error(f"{group} {nname!r}: cannot parse {shown!r}: {exc}") \
+                        from None
+                raw[nname] = (expr, group, text)
         for s in self.states:
             if s not in raw or raw[s][1] != "node":
                 raise self.error(f"state {s!r} is not defined as a node")
@@ -349,9 +549,15 @@ class CellSpec:
             deps[nname] = found
         order = self._toposort(list(raw), deps)
         dims: dict[str, str] = {}
+        depth: dict[str, int] = {}
         for nname in order:
             expr, group, text = raw[nname]
             e = resolved[nname]
+            depth[nname] = _depth(e, depth)
+            if depth[nname] > MAX_CHAIN:
+                raise self.error(
+                    f"node {nname!r}: the chain of same-step nodes it depends on is nested "
+                    f"{depth[nname]} expression levels deep; expected at most {MAX_CHAIN}")
             dim = self._dim(e, nname, dims)
             if nname in self.states and dim != "hidden":
                 raise self.error(f"state {nname!r} has size {dim}; states must have size hidden")
@@ -404,6 +610,12 @@ class CellSpec:
                 if n in raw:
                     if n in readouts and group != "readout":
                         raise self.error(f"node {where!r} may not use readout {n!r}")
+                    if group == "readout" and n not in readouts and n not in self.states:
+                        raise self.error(
+                            f"readout {where!r} may not use {n!r}, a node of the cell that is "
+                            f"not a state; a readout reads the states at t "
+                            f"({', '.join(self.states)}), readout parameters and other "
+                            f"readout nodes")
                     found.add(n)
                     return Ref(n, 0, "node")
                 raise self.error(
@@ -442,26 +654,36 @@ class CellSpec:
         return go(e)
 
     def _toposort(self, names: list[str], deps: dict[str, set[str]]) -> list[str]:
+        """Dependencies first, otherwise in spec order (a depth-first post-order, iterative so
+        that a long chain of nodes cannot exhaust the recursion limit)."""
         order: list[str] = []
         state: dict[str, int] = {}
-
-        def visit(n: str, path: list[str]) -> None:
-            if state.get(n) == 2:
-                return
-            if state.get(n) == 1:
-                cyc = path[path.index(n):] + [n]
-                raise self.error(
-                    f"cycle within one time step: {' -> '.join(cyc)} "
-                    f"(use <state>{PREV} for a value from t-1)"
-                )
-            state[n] = 1
-            for d in sorted(deps[n], key=names.index):
-                visit(d, path + [n])
-            state[n] = 2
-            order.append(n)
-
-        for n in names:
-            visit(n, [])
+        index = {n: i for i, n in enumerate(names)}
+        for root in names:
+            if state.get(root) == 2:
+                continue
+            state[root] = 1
+            path = [root]
+            stack = [iter(sorted(deps[root], key=index.__getitem__))]
+            while stack:
+                d = next(stack[-1], None)
+                if d is None:
+                    stack.pop()
+                    n = path.pop()
+                    state[n] = 2
+                    order.append(n)
+                    continue
+                if state.get(d) == 2:
+                    continue
+                if state.get(d) == 1:
+                    cyc = path[path.index(d):] + [d]
+                    raise self.error(
+                        f"cycle within one time step: {' -> '.join(cyc)} "
+                        f"(use <state>{PREV} for a value from t-1)"
+                    )
+                state[d] = 1
+                path.append(d)
+                stack.append(iter(sorted(deps[d], key=index.__getitem__)))
         return order
 
     def _dim(self, e: Expr, where: str, dims: dict[str, str]) -> str | None:

@@ -72,7 +72,8 @@ class Diag2Of(MatrixExpr):
 
 
 class Elementwise(MatrixExpr):
-    """act(v) or act'(v) applied entrywise (``fn`` is 'sigmoid', 'tanh', "sigmoid'", "tanh'")."""
+    """act(v) or act'(v) applied entrywise (``fn``: a registered activation's name, primed for
+    its derivative: 'tanh', "tanh'")."""
 
     def __new__(cls, fn: str | sp.Symbol, v: MatrixExpr):
         return MatrixExpr.__new__(cls, sp.Symbol(str(fn)), v)
@@ -90,15 +91,11 @@ class Elementwise(MatrixExpr):
         return self.v.shape
 
     def _entry(self, i, j, **kw):
-        from .activations import sympy_function
+        from .activations import ACTIVATIONS
 
-        base = self.fn.rstrip("'")
-        f = sympy_function(base)
+        act = ACTIVATIONS[self.fn.rstrip("'")]
         z = self.v._entry(i, j)
-        if self.fn.endswith("'"):
-            s = sp.Dummy("z")
-            return sp.diff(f(s), s).subs(s, z)
-        return f(z)
+        return act.sympy_deriv(z) if self.fn.endswith("'") else act.sympy(z)
 
     def _latex(self, printer) -> str:
         from .activations import ACTIVATIONS

@@ -12,11 +12,13 @@ before a '+' or '-' to fit the terminal width.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .activations import ACTIVATIONS
 from .latex_doc import MODES, Block, Item, Style, layout, render_flat, sections
 
 if TYPE_CHECKING:
@@ -138,6 +140,23 @@ def _matrix(c: _Conv, env: str) -> str:
     return opener + body + closer
 
 
+@functools.lru_cache(maxsize=8)
+def _activation_tokens(pairs: tuple[tuple[str, str], ...]) -> list[tuple[list[str], str]]:
+    return sorted(((_TOKEN.findall(latex), uni) for latex, uni in pairs),
+                  key=lambda p: -len(p[0]))
+
+
+def _activation_at(c: _Conv, tok: str) -> str | None:
+    """The terminal name (record's ``unicode``) of the activation whose LaTeX name starts at
+    ``tok``, consuming the rest of that name; None where none does."""
+    pairs = tuple((a.latex, a.unicode) for a in ACTIVATIONS.values())
+    for toks, uni in _activation_tokens(pairs):
+        if toks[0] == tok and c.toks[c.i:c.i + len(toks) - 1] == toks[1:]:
+            c.i += len(toks) - 1
+            return uni
+    return None
+
+
 def _convert_tokens(toks: list[str]) -> str:
     c = _Conv("")
     c.toks = toks
@@ -166,6 +185,10 @@ def _convert_tokens(toks: list[str]) -> str:
             out.append("′")
             continue
         if tok.startswith("\\"):
+            act = _activation_at(c, tok)
+            if act is not None:
+                out.append(act)
+                continue
             name = tok[1:].strip()
             if name in ("frac", "tfrac", "dfrac"):
                 num, den = c.arg(), c.arg()

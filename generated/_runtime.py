@@ -43,7 +43,9 @@ def init_params(PARAMS, n_in, n_hidden, *, seed=0, dtype=np.float64):
 
 
 def sizes(PARAMS, params):
-    """Validate a parameter dict; returns (n_hidden, n_in, dtype)."""
+    """Validate a parameter dict; returns (n_hidden, n_in, dtype). Each size is read from the
+    first parameter that has that dimension; n_in is None when no parameter has one (the
+    cell never multiplies x by a matrix: xs then fixes it)."""
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict of arrays, got {type(params).__name__}")
     missing = [p for p in PARAMS if p not in params]
@@ -51,32 +53,28 @@ def sizes(PARAMS, params):
     if missing or extra:
         raise ValueError(f"params: missing {missing}, unexpected {extra}; "
                          f"expected exactly {list(PARAMS)}")
-    first = np.asarray(params[next(iter(PARAMS))])
-    n_hidden = first.shape[0] if first.ndim else -1
-    n_in = None
-    dtype = first.dtype
+    found = {}
+    dtype = None
     for name, shape in PARAMS.items():
         a = params[name]
         if not isinstance(a, np.ndarray):
             raise ValueError(f"params[{name!r}] must be a numpy array, got {type(a).__name__}")
+        if dtype is None:
+            dtype = a.dtype
         if a.dtype.kind != "f" or a.dtype != dtype:
             raise ValueError(f"params[{name!r}] has dtype {a.dtype}; expected {dtype} (all "
                              f"parameters must share one floating dtype)")
         if a.ndim != len(shape):
             raise ValueError(f"params[{name!r}] has shape {a.shape}; expected {shape}")
         for size, dim in zip(a.shape, shape):
-            if dim == "n_in":
-                n_in = size if n_in is None else n_in
-                ok = size == n_in
-            else:
-                ok = size == n_hidden
-            if not ok:
-                want = tuple(n_hidden if d == "n_hidden" else n_in for d in shape)
+            if found.setdefault(dim, size) != size:
+                want = tuple(found.get(d, d) for d in shape)
                 raise ValueError(f"params[{name!r}] has shape {a.shape}; expected {want} "
-                                 f"for {shape} with n_hidden={n_hidden}, n_in={n_in}")
-    if dtype.kind != "f":
-        raise ValueError(f"parameters must have a floating dtype, got {dtype}")
-    return n_hidden, n_in, dtype
+                                 f"for {shape} with " + ", ".join(
+                                     f"{d}={v}" for d, v in found.items()))
+    if dtype is None or "n_hidden" not in found:
+        raise ValueError("the cell has no parameter with a hidden dimension")
+    return found["n_hidden"], found.get("n_in"), dtype
 
 
 
@@ -102,12 +100,14 @@ def check_state(STATE, state, batch, n_hidden, dtype, what="state0"):
 
 
 def check_xs(xs, n_in, dtype):
+    """xs as (T, B, n_in); n_in None accepts any input size."""
     if not isinstance(xs, np.ndarray) or xs.ndim != 3:
         got = xs.shape if isinstance(xs, np.ndarray) else type(xs).__name__
         raise ValueError(f"xs must be an array of shape (T, B, n_in={n_in}), got {got}")
     if xs.shape[0] < 1 or xs.shape[1] < 1:
         raise ValueError(f"xs must have T >= 1 and B >= 1, got shape {xs.shape}")
-    return check_array("xs", xs, (xs.shape[0], xs.shape[1], n_in), dtype)
+    width = xs.shape[2] if n_in is None else n_in
+    return check_array("xs", xs, (xs.shape[0], xs.shape[1], width), dtype)
 
 
 
@@ -155,7 +155,9 @@ def check_step(PARAMS, STATE, params, x_t, state):
     if not isinstance(x_t, np.ndarray) or x_t.ndim != 2:
         got = x_t.shape if isinstance(x_t, np.ndarray) else type(x_t).__name__
         raise ValueError(f"x_t must be an array of shape (B, n_in={n_in}), got {got}")
-    x_t = check_array("x_t", x_t, (x_t.shape[0], n_in), dtype)
+    x_t = check_array("x_t", x_t, (x_t.shape[0], x_t.shape[1] if n_in is None else n_in),
+                      dtype)
+    n_in = x_t.shape[1]
     state = check_state(STATE, state, x_t.shape[0], n_hidden, dtype, "state")
     return n_hidden, n_in, dtype, x_t, state
 
@@ -251,7 +253,7 @@ def rtrl(PARAMS, STATE, local_step, params, xs, state0=None, unpack=None, dense_
     """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape)."""
     n_hidden, n_in, dtype = sizes(PARAMS, params)
     xs = check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
+    steps, batch, n_in = xs.shape
     state = check_state(STATE, state0, batch, n_hidden, dtype)
     bufs, views, off, whole = sens_buffers(PARAMS, STATE, batch, n_hidden, n_in, dtype,
                                            block=True)

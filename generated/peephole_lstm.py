@@ -25,8 +25,8 @@ forward(params, xs, state0=None) -> (hs, cache)
 backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False) -> grads
     dhs = dL/dh_t for every t, (T, B, n_hidden); dstate optionally maps state names to dL/d(final
     state). grads[name] for every parameter (same shape and dtype), grads["<state>0"] = dL/d(initial
-    state) for every state, and grads["xs"] = dL/dxs when input_grad=True. It reuses the cache's
-    memory, so one cache serves one backward unless keep_cache=True.
+    state) for every state, and grads["xs"] = dL/dxs when input_grad=True. The cache is left
+    intact (keep_cache is accepted for compatibility and has no effect).
 rtrl(params, xs, state0=None) -> dict
     forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape).
 rtrl_step(params, x_t, state, sens=None) -> (state, sens)
@@ -58,7 +58,6 @@ PARAMS = {
 }
 STATE = ("h", "c")
 
-
 _sigmoid = rt.sigmoid
 
 
@@ -68,7 +67,8 @@ def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
 
 
 def _sizes(params):
-    """Validate a parameter dict; returns (n_hidden, n_in, dtype)."""
+    """Validate a parameter dict; returns (n_hidden, n_in, dtype) (n_in None when no parameter
+    has an input dimension: then xs fixes it)."""
     return rt.sizes(PARAMS, params)
 
 
@@ -81,14 +81,10 @@ def _check_state(state, batch, n_hidden, dtype, what="state0"):
 
 
 def _unpack(params):
-    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    """The parameters and the stacked blocks Theta_v of the matrices acting on one vector."""
     P = dict(params)
-    # W_stack_x = [W_xi; W_xf; W_xg; W_xo] acts on x
     P["W_stack_x"] = np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0)
-    # W_stack_h = [W_hi; W_hf; W_hg; W_ho] acts on h
     P["W_stack_h"] = np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0)
-    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
-    P["b_stack_x"] = np.concatenate([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])
     return P
 
 
@@ -96,7 +92,7 @@ def forward(params, xs, state0=None):
     """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
+    steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
     W_xi = P["W_xi"]
@@ -117,73 +113,71 @@ def forward(params, xs, state0=None):
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     W_stack_h_T = np.ascontiguousarray(W_stack_h.T)  # C order: BLAS is faster at small B
-    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
+    # input projections of all steps in one matmul: A_x[t] = Theta_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
-    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     S_c = np.empty((steps + 1, batch, n_hidden), dtype)
     S_c[0] = state["c"]
+    C_i = np.empty((steps, batch, n_hidden), dtype)
+    C_f = np.empty((steps, batch, n_hidden), dtype)
+    C_g = np.empty((steps, batch, n_hidden), dtype)
+    C_o = np.empty((steps, batch, n_hidden), dtype)
     C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
-    A_h = np.empty((batch, 4 * n_hidden), dtype)
     for t in range(steps):
         x_t = xs[t]
         h_prev = S_h[t]
         c_prev = S_c[t]
-        # A_h = [W_hi; W_hf; W_hg; W_ho] h_{t-1}: one matmul
-        np.matmul(h_prev, W_stack_h_T, out=A_h)
-        # pre-activations of the gates whose x and h projections share a slot
-        A_h[...] += A_x[t]
-        # i_t = \sigma(W_{xi} x_t + W_{hi} h_{t-1} + p_i \odot c_{t-1} + b_i)
-        i = A_x[t, :, 0 * n_hidden:1 * n_hidden]
-        _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden] + p_i * c_prev, out=i)
-        # f_t = \sigma(W_{xf} x_t + W_{hf} h_{t-1} + p_f \odot c_{t-1} + b_f)
-        f = A_x[t, :, 1 * n_hidden:2 * n_hidden]
-        _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden] + p_f * c_prev, out=f)
-        # g_t = \tanh(W_{xg} x_t + W_{hg} h_{t-1} + b_g)
-        g = A_x[t, :, 2 * n_hidden:3 * n_hidden]
-        np.tanh(A_h[:, 2 * n_hidden:3 * n_hidden], out=g)
-        # c_t = f_t \odot c_{t-1} + i_t \odot g_t
-        c = S_c[t + 1]
-        np.multiply(f, c_prev, out=c)
-        c += i * g
-        # o_t = \sigma(W_{xo} x_t + W_{ho} h_{t-1} + p_o \odot c_t + b_o)
-        o = A_x[t, :, 3 * n_hidden:4 * n_hidden]
-        _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden] + p_o * c, out=o)
-        # h_t = o_t \odot \tanh(c_t)
-        h = S_h[t + 1]
-        tanh_c = C_tanh_c[t]
-        np.tanh(c, out=tanh_c)
-        np.multiply(o, tanh_c, out=h)
-    cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_c, ))}}
+        # A = Theta h_prev
+        A_h = h_prev @ W_stack_h_T
+        # i = sigmoid(W_xi @ x + W_hi @ h_prev + p_i * c_prev + b_i)
+        i = _sigmoid((A_x[t, :, 0:n_hidden] + A_h[:, 0:n_hidden] + p_i * c_prev + b_i))
+        # f = sigmoid(W_xf @ x + W_hf @ h_prev + p_f * c_prev + b_f)
+        f = _sigmoid((A_x[t, :, n_hidden:2 * n_hidden] + A_h[:, n_hidden:2 * n_hidden] + p_f * c_prev + b_f))
+        # g = tanh(W_xg @ x + W_hg @ h_prev + b_g)
+        g = np.tanh((A_x[t, :, 2 * n_hidden:3 * n_hidden] + A_h[:, 2 * n_hidden:3 * n_hidden] + b_g))
+        # c = f * c_prev + i * g
+        c = f * c_prev + i * g
+        # o = sigmoid(W_xo @ x + W_ho @ h_prev + p_o * c + b_o)
+        o = _sigmoid((A_x[t, :, 3 * n_hidden:4 * n_hidden] + A_h[:, 3 * n_hidden:4 * n_hidden] + p_o * c + b_o))
+        tanh_c = np.tanh(c)
+        # h = o * tanh(c)
+        h = o * tanh_c
+        S_h[t + 1] = h
+        S_c[t + 1] = c
+        C_i[t] = i
+        C_f[t] = f
+        C_g[t] = g
+        C_o[t] = o
+        C_tanh_c[t] = tanh_c
+    cache = {"xs": xs, "backend": "numpy", "state": {
+        "h": S_h[-1],
+        "c": S_c[-1],
+    }}
     cache["S_h"] = S_h
     cache["S_c"] = S_c
-    cache["tanh_c"] = C_tanh_c
-    cache["i"] = A_x[:, :, 0 * n_hidden:1 * n_hidden]  # stored in A_x
-    cache["f"] = A_x[:, :, 1 * n_hidden:2 * n_hidden]  # stored in A_x
-    cache["g"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # stored in A_x
-    cache["o"] = A_x[:, :, 3 * n_hidden:4 * n_hidden]  # stored in A_x
-    cache["A_x"] = A_x
+    cache["C_i"] = C_i
+    cache["C_f"] = C_f
+    cache["C_g"] = C_g
+    cache["C_o"] = C_o
+    cache["C_tanh_c"] = C_tanh_c
     return S_h[1:], cache
 
 
 def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring.
-
-    The pre-activation adjoints are written over the gate values the cache holds (the memory
-    is reused, as torch frees saved tensors), so a cache serves one backward unless
-    keep_cache=True."""
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
-    if cache.get("consumed"):
-        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
-                         "run forward() again, or pass keep_cache=True to backward()")
+    if cache.get("backend") != "numpy":
+        raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
+                         f"forward(); pass it to that module's backward()")
     xs = cache["xs"]
     steps, batch = xs.shape[:2]
-    if xs.shape[2] != n_in or xs.dtype != dtype:
+    if (n_in is not None and xs.shape[2] != n_in) or xs.dtype != dtype:
         raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
                          f"params expect n_in={n_in} and dtype {dtype}")
+    n_in = xs.shape[2]
     dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
     P = _unpack(params)
@@ -205,93 +199,83 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
-    d_h_next = carry["h"]
     S_c = cache["S_c"]
+    C_i = cache["C_i"]
+    C_f = cache["C_f"]
+    C_g = cache["C_g"]
+    C_o = cache["C_o"]
+    C_tanh_c = cache["C_tanh_c"]
+    d_h_next = carry["h"]
     d_c_next = carry["c"]
-    dA_x = np.empty((steps, batch, 4 * n_hidden), dtype) if keep_cache else cache["A_x"]
+    dA_x = np.zeros((steps, batch, 4 * n_hidden), dtype)
     g_p_i = np.zeros(params["p_i"].shape, dtype)
     g_p_f = np.zeros(params["p_f"].shape, dtype)
     g_p_o = np.zeros(params["p_o"].shape, dtype)
     for t in range(steps - 1, -1, -1):
-        x_t = xs[t]
-        h_prev = S_h[t]
-        h = S_h[t + 1]
         c_prev = S_c[t]
         c = S_c[t + 1]
-        tanh_c = cache["tanh_c"][t]
-        i = cache["i"][t]  # its slot receives its adjoint after the last read
-        f = cache["f"][t].copy()  # copied: its slot is written before its last read
-        g = cache["g"][t]  # its slot receives its adjoint after the last read
-        o = cache["o"][t].copy()  # copied: its slot is written before its last read
-        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+        i = C_i[t]
+        f = C_f[t]
+        g = C_g[t]
+        o = C_o[t]
+        tanh_c = C_tanh_c[t]
+        # bar h
         d_h = dhs[t] + d_h_next
-        # \bar{o}_t = d(\tanh(c_t)) \bar{h}_t
+        # bar o
         d_o = tanh_c * d_h
-        # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
         d_o_hat = dA_x[t, :, 3 * n_hidden:4 * n_hidden]
-        np.multiply((o * (1.0 - o)), d_o, out=d_o_hat)
-        # \bar{c}_t = \delta c_t + d(p_o) \bar{\hat{o}}_t + d(o_t) d(\tanh'(c_t)) \bar{h}_t
-        d_c = d_c_next + p_o * d_o_hat + o * (1.0 - tanh_c * tanh_c) * d_h
-        # \bar{g}_t = d(i_t) \bar{c}_t
+        # bar o__hat
+        d_o_hat[...] = (o * (1.0 - o)) * d_o
+        # bar c
+        d_c = d_c_next + p_o * d_o_hat + o * ((1.0 - tanh_c * tanh_c) * d_h)
+        # bar g
         d_g = i * d_c
-        # \bar{f}_t = d(c_{t-1}) \bar{c}_t
-        d_f = c_prev * d_c
-        # \bar{i}_t = d(g_t) \bar{c}_t
-        d_i = g * d_c
-        # \bar{\hat{g}}_t = d(g'_t) \bar{g}_t
         d_g_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
-        np.multiply((1.0 - g * g), d_g, out=d_g_hat)
-        # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
-        d_i_hat = dA_x[t, :, 0 * n_hidden:1 * n_hidden]
-        np.multiply((i * (1.0 - i)), d_i, out=d_i_hat)
-        # \partial L / \partial p_i \mathrel{+}= = d(c_{t-1}) \bar{\hat{i}}_t
+        # bar g__hat
+        d_g_hat[...] = (1.0 - g * g) * d_g
+        # bar f
+        d_f = c_prev * d_c
+        d_f_hat = dA_x[t, :, n_hidden:2 * n_hidden]
+        # bar f__hat
+        d_f_hat[...] = (f * (1.0 - f)) * d_f
+        # bar i
+        d_i = g * d_c
+        d_i_hat = dA_x[t, :, 0:n_hidden]
+        # bar i__hat
+        d_i_hat[...] = (i * (1.0 - i)) * d_i
         g_p_i += (c_prev * d_i_hat).sum(axis=0)
-        # \partial L / \partial p_o \mathrel{+}= = d(c_t) \bar{\hat{o}}_t
-        g_p_o += (c * d_o_hat).sum(axis=0)
-        # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
-        d_f_hat = dA_x[t, :, 1 * n_hidden:2 * n_hidden]
-        np.multiply((f * (1.0 - f)), d_f, out=d_f_hat)
-        # \delta h_{t-1} = W_{hi}^\top \bar{\hat{i}}_t + W_{hf}^\top \bar{\hat{f}}_t + W_{hg}^\top \bar{\hat{g}}_t + W_{ho}^\top \bar{\hat{o}}_t
-        d_h_new = dA_x[t] @ W_stack_h
-        # \delta c_{t-1} = d(p_i) \bar{\hat{i}}_t + d(p_f) \bar{\hat{f}}_t + d(f_t) \bar{c}_t
-        d_c_new = p_i * d_i_hat + p_f * d_f_hat + f * d_c
-        # \partial L / \partial p_f \mathrel{+}= = d(c_{t-1}) \bar{\hat{f}}_t
         g_p_f += (c_prev * d_f_hat).sum(axis=0)
-        d_h_next = d_h_new
-        d_c_next = d_c_new
-    cache["consumed"] = not keep_cache
+        g_p_o += (c * d_o_hat).sum(axis=0)
+        d_h_next = dA_x[t, :, 0:4 * n_hidden] @ W_stack_h[0:4 * n_hidden]
+        d_c_next = p_i * d_i_hat + p_f * d_f_hat + f * d_c
     grads = {}
-    # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-    G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-    grads["W_xi"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
-    grads["W_xf"] = G_W_stack_x_0[1 * n_hidden:2 * n_hidden]
-    grads["W_xg"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
-    grads["W_xo"] = G_W_stack_x_0[3 * n_hidden:4 * n_hidden]
-    G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:4 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
-    grads["W_hi"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
-    grads["W_hf"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
-    grads["W_hg"] = G_W_stack_h_0[2 * n_hidden:3 * n_hidden]
-    grads["W_ho"] = G_W_stack_h_0[3 * n_hidden:4 * n_hidden]
-    # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+    G_W_stack_x_0 = dA_x[:, :, 0:4 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    grads['W_xi'] = G_W_stack_x_0[0:n_hidden]
+    grads['W_xf'] = G_W_stack_x_0[n_hidden:2 * n_hidden]
+    grads['W_xg'] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
+    grads['W_xo'] = G_W_stack_x_0[3 * n_hidden:4 * n_hidden]
+    G_W_stack_h_0 = dA_x[:, :, 0:4 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads['W_hi'] = G_W_stack_h_0[0:n_hidden]
+    grads['W_hf'] = G_W_stack_h_0[n_hidden:2 * n_hidden]
+    grads['W_hg'] = G_W_stack_h_0[2 * n_hidden:3 * n_hidden]
+    grads['W_ho'] = G_W_stack_h_0[3 * n_hidden:4 * n_hidden]
     colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
-    grads["b_i"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
-    grads["b_f"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
-    grads["b_g"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
-    grads["b_o"] = colsum_dA_x[3 * n_hidden:4 * n_hidden]
+    grads['b_i'] = colsum_dA_x[0:n_hidden]
+    grads['b_f'] = colsum_dA_x[n_hidden:2 * n_hidden]
+    grads['b_g'] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
+    grads['b_o'] = colsum_dA_x[3 * n_hidden:4 * n_hidden]
     grads["p_i"] = g_p_i
     grads["p_f"] = g_p_f
     grads["p_o"] = g_p_o
+    grads = {name: grads[name] for name in PARAMS}
     grads["h0"] = d_h_next
     grads["c0"] = d_c_next
     if input_grad:
-        grads["xs"] = dA_x @ W_stack_x
+        grads["xs"] = dA_x[:, :, 0:4 * n_hidden] @ W_stack_x[0:4 * n_hidden]
     return grads
 
 
-_apply = rt.apply_block
-
-
-RTRL_DENSE_MAX = 32  # see rt.use_dense_product and KernelPlan.rtrl_dense_max
+RTRL_DENSE_MAX = 32  # see rt.use_dense_product
 
 
 def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, dense=None):
@@ -318,38 +302,35 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     p_o = P["p_o"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
-    batch, n_hidden = x_t.shape[0], prev["h"].shape[1]
-    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
+    W_stack_h_T = W_stack_h.T
+    batch, n_in = x_t.shape
+    n_hidden = prev[STATE[0]].shape[1]
+    A_x = (x_t @ W_stack_x.T)[None]
     t = 0
     h_prev = prev["h"]
     c_prev = prev["c"]
-    # A_h = [W_hi; W_hf; W_hg; W_ho] h_{t-1}: one matmul
-    A_h = h_prev @ W_stack_h.T
-    # pre-activations of the gates whose x and h projections share a slot
-    A_h[...] += A_x[t]
-    # i_t = \sigma(W_{xi} x_t + W_{hi} h_{t-1} + p_i \odot c_{t-1} + b_i)
-    i = _sigmoid(A_h[:, 0 * n_hidden:1 * n_hidden] + p_i * c_prev)
-    # f_t = \sigma(W_{xf} x_t + W_{hf} h_{t-1} + p_f \odot c_{t-1} + b_f)
-    f = _sigmoid(A_h[:, 1 * n_hidden:2 * n_hidden] + p_f * c_prev)
-    # g_t = \tanh(W_{xg} x_t + W_{hg} h_{t-1} + b_g)
-    g = np.tanh(A_h[:, 2 * n_hidden:3 * n_hidden])
-    # c_t = f_t \odot c_{t-1} + i_t \odot g_t
+    # A = Theta h_prev
+    A_h = h_prev @ W_stack_h_T
+    # i = sigmoid(W_xi @ x + W_hi @ h_prev + p_i * c_prev + b_i)
+    i = _sigmoid((A_x[t, :, 0:n_hidden] + A_h[:, 0:n_hidden] + p_i * c_prev + b_i))
+    # f = sigmoid(W_xf @ x + W_hf @ h_prev + p_f * c_prev + b_f)
+    f = _sigmoid((A_x[t, :, n_hidden:2 * n_hidden] + A_h[:, n_hidden:2 * n_hidden] + p_f * c_prev + b_f))
+    # g = tanh(W_xg @ x + W_hg @ h_prev + b_g)
+    g = np.tanh((A_x[t, :, 2 * n_hidden:3 * n_hidden] + A_h[:, 2 * n_hidden:3 * n_hidden] + b_g))
+    # c = f * c_prev + i * g
     c = f * c_prev + i * g
-    # o_t = \sigma(W_{xo} x_t + W_{ho} h_{t-1} + p_o \odot c_t + b_o)
-    o = _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden] + p_o * c)
-    # h_t = o_t \odot \tanh(c_t)
+    # o = sigmoid(W_xo @ x + W_ho @ h_prev + p_o * c + b_o)
+    o = _sigmoid((A_x[t, :, 3 * n_hidden:4 * n_hidden] + A_h[:, 3 * n_hidden:4 * n_hidden] + p_o * c + b_o))
     tanh_c = np.tanh(c)
+    # h = o * tanh(c)
     h = o * tanh_c
-    # \partial h_t / \partial h_{t-1} = d(\tanh(c_t)) d(o'_t) W_{ho} + d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(f'_t) W_{hf} + d(\tanh(c_t)) d(o'_t) d(p_o) d(g_t) d(i'_t) W_{hi} + d(\tanh(c_t)) d(o'_t) d(p_o) d(i_t) d(g'_t) W_{hg} + d(o_t) d(c_{t-1}) d(f'_t) d(\tanh'(c_t)) W_{hf} + d(o_t) d(g_t) d(i'_t) d(\tanh'(c_t)) W_{hi} + d(o_t) d(i_t) d(g'_t) d(\tanh'(c_t)) W_{hg}
+    ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = None
     JM_h_h = (tanh_c * (o * (1.0 - o)))[..., None] * W_ho + (tanh_c * (o * (1.0 - o)) * p_o * c_prev * (f * (1.0 - f)))[..., None] * W_hf + (tanh_c * (o * (1.0 - o)) * p_o * g * (i * (1.0 - i)))[..., None] * W_hi + (tanh_c * (o * (1.0 - o)) * p_o * i * (1.0 - g * g))[..., None] * W_hg + (o * c_prev * (f * (1.0 - f)) * (1.0 - tanh_c * tanh_c))[..., None] * W_hf + (o * g * (i * (1.0 - i)) * (1.0 - tanh_c * tanh_c))[..., None] * W_hi + (o * i * (1.0 - g * g) * (1.0 - tanh_c * tanh_c))[..., None] * W_hg
-    # \partial h_t / \partial c_{t-1} = d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(f'_t) d(p_f) + d(\tanh(c_t)) d(o'_t) d(p_o) d(f_t) + d(\tanh(c_t)) d(o'_t) d(p_o) d(g_t) d(i'_t) d(p_i) + d(o_t) d(c_{t-1}) d(f'_t) d(p_f) d(\tanh'(c_t)) + d(o_t) d(f_t) d(\tanh'(c_t)) + d(o_t) d(g_t) d(i'_t) d(p_i) d(\tanh'(c_t))
     Jd_h_c = tanh_c * (o * (1.0 - o)) * p_o * c_prev * (f * (1.0 - f)) * p_f + tanh_c * (o * (1.0 - o)) * p_o * f + tanh_c * (o * (1.0 - o)) * p_o * g * (i * (1.0 - i)) * p_i + o * c_prev * (f * (1.0 - f)) * p_f * (1.0 - tanh_c * tanh_c) + o * f * (1.0 - tanh_c * tanh_c) + o * g * (i * (1.0 - i)) * p_i * (1.0 - tanh_c * tanh_c)
     JM_h_c = None
-    # \partial c_t / \partial h_{t-1} = d(c_{t-1}) d(f'_t) W_{hf} + d(g_t) d(i'_t) W_{hi} + d(i_t) d(g'_t) W_{hg}
     Jd_c_h = None
     JM_c_h = (c_prev * (f * (1.0 - f)))[..., None] * W_hf + (g * (i * (1.0 - i)))[..., None] * W_hi + (i * (1.0 - g * g))[..., None] * W_hg
-    # \partial c_t / \partial c_{t-1} = d(c_{t-1}) d(f'_t) d(p_f) + d(f_t) + d(g_t) d(i'_t) d(p_i)
     Jd_c_c = c_prev * (f * (1.0 - f)) * p_f + f + g * (i * (1.0 - i)) * p_i
     JM_c_c = None
     J = {
@@ -358,113 +339,87 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
         ("c", "h"): (JM_c_h, Jd_c_h),
         ("c", "c"): (JM_c_c, Jd_c_c),
     }
-    new_state = { "h": h, "c": c }
+    new_state = {
+        "h": h + 0.0 * ones,
+        "c": c + 0.0 * ones,
+    }
     if S is None:
         return new_state, J, None
-    ones = np.ones((batch, n_hidden), x_t.dtype)
-    S_h = S["h"]
-    S_c = S["c"]
-    out_h = out["h"]
-    out_c = out["c"]
+    S_h_1 = S['h']
+    S_c_1 = S['c']
+    out_h = out['h']
+    out_c = out['c']
     if dense is not None:
-        # small state: S <- J S with the whole state Jacobian, one matmul (rt.use_dense_product)
+        # a small state: S <- J S with the whole state Jacobian, one matmul
         np.matmul(rt.dense_jacobian(STATE, J, dense[0]), dense[1], out=dense[2])
     else:
-        # S_h <- sum_v (d h_t / d v_(t-1)) S_v
-        np.matmul(JM_h_h, S_h, out=out_h)
-        out_h += Jd_h_c[..., None] * S_c
-        # S_c <- sum_v (d c_t / d v_(t-1)) S_v
-        np.matmul(JM_c_h, S_h, out=out_c)
-        out_c += Jd_c_c[..., None] * S_c
+        np.matmul(JM_h_h, S_h_1, out=out_h)
+        out_h += Jd_h_c[..., None] * S_c_1
+        np.matmul(JM_c_h, S_h_1, out=out_c)
+        out_c += Jd_c_c[..., None] * S_c_1
     # S_u += V_u^A, through the strided views of the diagonal structure
-    # V_h^W_xi = d(\tanh(c_t)) d(o'_t) d(p_o) d(g_t) d(i'_t) d_2(x_t) + d(o_t) d(g_t) d(i'_t) d(\tanh'(c_t)) d_2(x_t)
-    u0 = (tanh_c * (o * (1.0 - o)) * p_o * g * (i * (1.0 - i))) * ones
+    u0 = tanh_c * (o * (1.0 - o)) * p_o * g * (i * (1.0 - i)) * ones
     V['h']['W_xi'] += u0[..., None] * x_t[..., None, :]
-    u1 = (o * g * (i * (1.0 - i)) * (1.0 - tanh_c * tanh_c)) * ones
+    u1 = o * g * (i * (1.0 - i)) * (1.0 - tanh_c * tanh_c) * ones
     V['h']['W_xi'] += u1[..., None] * x_t[..., None, :]
-    # V_h^W_xf = d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(f'_t) d_2(x_t) + d(o_t) d(c_{t-1}) d(f'_t) d(\tanh'(c_t)) d_2(x_t)
-    u2 = (tanh_c * (o * (1.0 - o)) * p_o * c_prev * (f * (1.0 - f))) * ones
+    u2 = tanh_c * (o * (1.0 - o)) * p_o * c_prev * (f * (1.0 - f)) * ones
     V['h']['W_xf'] += u2[..., None] * x_t[..., None, :]
-    u3 = (o * c_prev * (f * (1.0 - f)) * (1.0 - tanh_c * tanh_c)) * ones
+    u3 = o * c_prev * (f * (1.0 - f)) * (1.0 - tanh_c * tanh_c) * ones
     V['h']['W_xf'] += u3[..., None] * x_t[..., None, :]
-    # V_h^W_xg = d(\tanh(c_t)) d(o'_t) d(p_o) d(i_t) d(g'_t) d_2(x_t) + d(o_t) d(i_t) d(g'_t) d(\tanh'(c_t)) d_2(x_t)
-    u4 = (tanh_c * (o * (1.0 - o)) * p_o * i * (1.0 - g * g)) * ones
+    u4 = tanh_c * (o * (1.0 - o)) * p_o * i * (1.0 - g * g) * ones
     V['h']['W_xg'] += u4[..., None] * x_t[..., None, :]
-    u5 = (o * i * (1.0 - g * g) * (1.0 - tanh_c * tanh_c)) * ones
+    u5 = o * i * (1.0 - g * g) * (1.0 - tanh_c * tanh_c) * ones
     V['h']['W_xg'] += u5[..., None] * x_t[..., None, :]
-    # V_h^W_xo = d(\tanh(c_t)) d(o'_t) d_2(x_t)
-    u6 = (tanh_c * (o * (1.0 - o))) * ones
+    u6 = tanh_c * (o * (1.0 - o)) * ones
     V['h']['W_xo'] += u6[..., None] * x_t[..., None, :]
-    # V_h^W_hi = d(\tanh(c_t)) d(o'_t) d(p_o) d(g_t) d(i'_t) d_2(h_{t-1}) + d(o_t) d(g_t) d(i'_t) d(\tanh'(c_t)) d_2(h_{t-1})
     V['h']['W_hi'] += u0[..., None] * h_prev[..., None, :]
     V['h']['W_hi'] += u1[..., None] * h_prev[..., None, :]
-    # V_h^W_hf = d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(f'_t) d_2(h_{t-1}) + d(o_t) d(c_{t-1}) d(f'_t) d(\tanh'(c_t)) d_2(h_{t-1})
     V['h']['W_hf'] += u2[..., None] * h_prev[..., None, :]
     V['h']['W_hf'] += u3[..., None] * h_prev[..., None, :]
-    # V_h^W_hg = d(\tanh(c_t)) d(o'_t) d(p_o) d(i_t) d(g'_t) d_2(h_{t-1}) + d(o_t) d(i_t) d(g'_t) d(\tanh'(c_t)) d_2(h_{t-1})
     V['h']['W_hg'] += u4[..., None] * h_prev[..., None, :]
     V['h']['W_hg'] += u5[..., None] * h_prev[..., None, :]
-    # V_h^W_ho = d(\tanh(c_t)) d(o'_t) d_2(h_{t-1})
     V['h']['W_ho'] += u6[..., None] * h_prev[..., None, :]
-    # V_h^b_i = d(\tanh(c_t)) d(o'_t) d(p_o) d(g_t) d(i'_t) + d(o_t) d(g_t) d(i'_t) d(\tanh'(c_t))
-    u7 = (tanh_c * (o * (1.0 - o)) * p_o * g) * ones
+    u7 = tanh_c * (o * (1.0 - o)) * p_o * g * ones
     V['h']['b_i'] += u7 * (i * (1.0 - i))
-    u8 = (o * g * (i * (1.0 - i))) * ones
+    u8 = o * g * (i * (1.0 - i)) * ones
     V['h']['b_i'] += u8 * (1.0 - tanh_c * tanh_c)
-    # V_h^b_f = d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(f'_t) + d(o_t) d(c_{t-1}) d(f'_t) d(\tanh'(c_t))
-    u9 = (tanh_c * (o * (1.0 - o)) * p_o * c_prev) * ones
+    u9 = tanh_c * (o * (1.0 - o)) * p_o * c_prev * ones
     V['h']['b_f'] += u9 * (f * (1.0 - f))
-    u10 = (o * c_prev * (f * (1.0 - f))) * ones
+    u10 = o * c_prev * (f * (1.0 - f)) * ones
     V['h']['b_f'] += u10 * (1.0 - tanh_c * tanh_c)
-    # V_h^b_g = d(\tanh(c_t)) d(o'_t) d(p_o) d(i_t) d(g'_t) + d(o_t) d(i_t) d(g'_t) d(\tanh'(c_t))
-    u11 = (tanh_c * (o * (1.0 - o)) * p_o * i) * ones
+    u11 = tanh_c * (o * (1.0 - o)) * p_o * i * ones
     V['h']['b_g'] += u11 * (1.0 - g * g)
-    u12 = (o * i * (1.0 - g * g)) * ones
+    u12 = o * i * (1.0 - g * g) * ones
     V['h']['b_g'] += u12 * (1.0 - tanh_c * tanh_c)
-    # V_h^b_o = d(\tanh(c_t)) d(o'_t)
-    u13 = (tanh_c) * ones
+    u13 = tanh_c * ones
     V['h']['b_o'] += u13 * (o * (1.0 - o))
-    # V_h^p_i = d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(g_t) d(i'_t) + d(o_t) d(c_{t-1}) d(g_t) d(i'_t) d(\tanh'(c_t))
-    u14 = (tanh_c * (o * (1.0 - o)) * p_o * c_prev * g) * ones
+    u14 = tanh_c * (o * (1.0 - o)) * p_o * c_prev * g * ones
     V['h']['p_i'] += u14 * (i * (1.0 - i))
-    u15 = (o * c_prev * g * (i * (1.0 - i))) * ones
+    u15 = o * c_prev * g * (i * (1.0 - i)) * ones
     V['h']['p_i'] += u15 * (1.0 - tanh_c * tanh_c)
-    # V_h^p_f = d(\tanh(c_t)) d(o'_t) d(p_o) d(c_{t-1}) d(c_{t-1}) d(f'_t) + d(o_t) d(c_{t-1}) d(c_{t-1}) d(f'_t) d(\tanh'(c_t))
-    u16 = (tanh_c * (o * (1.0 - o)) * p_o * c_prev * c_prev) * ones
+    u16 = tanh_c * (o * (1.0 - o)) * p_o * c_prev * c_prev * ones
     V['h']['p_f'] += u16 * (f * (1.0 - f))
-    u17 = (o * c_prev * c_prev * (f * (1.0 - f))) * ones
+    u17 = o * c_prev * c_prev * (f * (1.0 - f)) * ones
     V['h']['p_f'] += u17 * (1.0 - tanh_c * tanh_c)
-    # V_h^p_o = d(\tanh(c_t)) d(o'_t) d(c_t)
     V['h']['p_o'] += u6 * c
-    # V_c^W_xi = d(g_t) d(i'_t) d_2(x_t)
-    u18 = (g * (i * (1.0 - i))) * ones
+    u18 = g * (i * (1.0 - i)) * ones
     V['c']['W_xi'] += u18[..., None] * x_t[..., None, :]
-    # V_c^W_xf = d(c_{t-1}) d(f'_t) d_2(x_t)
-    u19 = (c_prev * (f * (1.0 - f))) * ones
+    u19 = c_prev * (f * (1.0 - f)) * ones
     V['c']['W_xf'] += u19[..., None] * x_t[..., None, :]
-    # V_c^W_xg = d(i_t) d(g'_t) d_2(x_t)
-    u20 = (i * (1.0 - g * g)) * ones
+    u20 = i * (1.0 - g * g) * ones
     V['c']['W_xg'] += u20[..., None] * x_t[..., None, :]
-    # V_c^W_hi = d(g_t) d(i'_t) d_2(h_{t-1})
     V['c']['W_hi'] += u18[..., None] * h_prev[..., None, :]
-    # V_c^W_hf = d(c_{t-1}) d(f'_t) d_2(h_{t-1})
     V['c']['W_hf'] += u19[..., None] * h_prev[..., None, :]
-    # V_c^W_hg = d(i_t) d(g'_t) d_2(h_{t-1})
     V['c']['W_hg'] += u20[..., None] * h_prev[..., None, :]
-    # V_c^b_i = d(g_t) d(i'_t)
-    u21 = (g) * ones
+    u21 = g * ones
     V['c']['b_i'] += u21 * (i * (1.0 - i))
-    # V_c^b_f = d(c_{t-1}) d(f'_t)
-    u22 = (c_prev) * ones
+    u22 = c_prev * ones
     V['c']['b_f'] += u22 * (f * (1.0 - f))
-    # V_c^b_g = d(i_t) d(g'_t)
-    u23 = (i) * ones
+    u23 = i * ones
     V['c']['b_g'] += u23 * (1.0 - g * g)
-    # V_c^p_i = d(c_{t-1}) d(g_t) d(i'_t)
-    u24 = (c_prev * g) * ones
+    u24 = c_prev * g * ones
     V['c']['p_i'] += u24 * (i * (1.0 - i))
-    # V_c^p_f = d(c_{t-1}) d(c_{t-1}) d(f'_t)
-    u25 = (c_prev * c_prev) * ones
+    u25 = c_prev * c_prev * ones
     V['c']['p_f'] += u25 * (f * (1.0 - f))
     return new_state, J, out
 

@@ -30,7 +30,6 @@ from generated.peephole_lstm import (  # noqa: F401  (re-exported: same API)
     _check_state,
     _check_xs,
     _sizes,
-    _unpack,
     init_params,
     rtrl_step,
     state_jacobian,
@@ -293,6 +292,18 @@ def _colsum(D, lo, hi, out):
 SEQUENCE_MAX_BYTES = 1048576
 
 
+def _unpack(params):
+    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    P = dict(params)
+    # W_stack_x = [W_xi; W_xf; W_xg; W_xo] acts on x
+    P["W_stack_x"] = np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0)
+    # W_stack_h = [W_hi; W_hf; W_hg; W_ho] acts on h
+    P["W_stack_h"] = np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0)
+    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
+    P["b_stack_x"] = np.concatenate([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])
+    return P
+
+
 def _sequence(P):
     """True where forward() and backward() run the whole-sequence kernels (see above)."""
     return sum(P[s].nbytes for s in ("W_stack_x", "W_stack_h", )) <= SEQUENCE_MAX_BYTES
@@ -488,7 +499,8 @@ def forward(params, xs, state0=None):
         for t in range(steps):
             np.matmul(S_h[t], W_stack_h_T, out=A_h)  # the recurrent projection (BLAS)
             _forward_step(t, A_x, A_h, S_h, S_c, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o)
-    cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_c, ))}}
+    cache = {"xs": xs, "backend": "numba",
+             "state": {s: S[-1] for s, S in zip(STATE, (S_h, S_c, ))}}
     cache["S_h"] = S_h
     cache["S_c"] = S_c
     cache["tanh_c"] = C_tanh_c
@@ -560,6 +572,9 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("backend") != "numba":
+        raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
+                         f"forward(); pass it to that module's backward()")
     if cache.get("consumed"):
         raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
                          "run forward() again, or pass keep_cache=True to backward()")

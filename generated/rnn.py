@@ -20,8 +20,8 @@ forward(params, xs, state0=None) -> (hs, cache)
 backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False) -> grads
     dhs = dL/dh_t for every t, (T, B, n_hidden); dstate optionally maps state names to dL/d(final
     state). grads[name] for every parameter (same shape and dtype), grads["<state>0"] = dL/d(initial
-    state) for every state, and grads["xs"] = dL/dxs when input_grad=True. It reuses the cache's
-    memory, so one cache serves one backward unless keep_cache=True.
+    state) for every state, and grads["xs"] = dL/dxs when input_grad=True. The cache is left
+    intact (keep_cache is accepted for compatibility and has no effect).
 rtrl(params, xs, state0=None) -> dict
     forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape).
 rtrl_step(params, x_t, state, sens=None) -> (state, sens)
@@ -41,7 +41,6 @@ PARAMS = {
 }
 STATE = ("h",)
 
-
 _sigmoid = rt.sigmoid
 
 
@@ -51,7 +50,8 @@ def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
 
 
 def _sizes(params):
-    """Validate a parameter dict; returns (n_hidden, n_in, dtype)."""
+    """Validate a parameter dict; returns (n_hidden, n_in, dtype) (n_in None when no parameter
+    has an input dimension: then xs fixes it)."""
     return rt.sizes(PARAMS, params)
 
 
@@ -64,14 +64,10 @@ def _check_state(state, batch, n_hidden, dtype, what="state0"):
 
 
 def _unpack(params):
-    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    """The parameters and the stacked blocks Theta_v of the matrices acting on one vector."""
     P = dict(params)
-    # W_stack_x = [W] acts on x
     P["W_stack_x"] = np.concatenate([params["W"]], axis=0)
-    # W_stack_h = [U] acts on h
     P["W_stack_h"] = np.concatenate([params["U"]], axis=0)
-    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
-    P["b_stack_x"] = np.concatenate([params["b_h"]])
     return P
 
 
@@ -79,7 +75,7 @@ def forward(params, xs, state0=None):
     """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
+    steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
     W = P["W"]
@@ -88,44 +84,39 @@ def forward(params, xs, state0=None):
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     W_stack_h_T = np.ascontiguousarray(W_stack_h.T)  # C order: BLAS is faster at small B
-    # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t
+    # input projections of all steps in one matmul: A_x[t] = Theta_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
-    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
-    A_h = np.empty((batch, 1 * n_hidden), dtype)
     for t in range(steps):
         x_t = xs[t]
         h_prev = S_h[t]
-        # A_h = [U] h_{t-1}: one matmul
-        np.matmul(h_prev, W_stack_h_T, out=A_h)
-        # pre-activations of the gates whose x and h projections share a slot
-        A_h[...] += A_x[t]
-        # h_t = \tanh(W x_t + U h_{t-1} + b_h)
-        h = S_h[t + 1]
-        np.tanh(A_h[:, 0 * n_hidden:1 * n_hidden], out=h)
-    cache = {"xs": xs, "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
+        # A = Theta h_prev
+        A_h = h_prev @ W_stack_h_T
+        # h = tanh(W @ x + U @ h_prev + b_h)
+        h = np.tanh((A_x[t, :, 0:n_hidden] + A_h[:, 0:n_hidden] + b_h))
+        S_h[t + 1] = h
+    cache = {"xs": xs, "backend": "numpy", "state": {
+        "h": S_h[-1],
+    }}
     cache["S_h"] = S_h
     return S_h[1:], cache
 
 
 def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring.
-
-    The pre-activation adjoints are written over the gate values the cache holds (the memory
-    is reused, as torch frees saved tensors), so a cache serves one backward unless
-    keep_cache=True."""
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
-    if cache.get("consumed"):
-        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
-                         "run forward() again, or pass keep_cache=True to backward()")
+    if cache.get("backend") != "numpy":
+        raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
+                         f"forward(); pass it to that module's backward()")
     xs = cache["xs"]
     steps, batch = xs.shape[:2]
-    if xs.shape[2] != n_in or xs.dtype != dtype:
+    if (n_in is not None and xs.shape[2] != n_in) or xs.dtype != dtype:
         raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
                          f"params expect n_in={n_in} and dtype {dtype}")
+    n_in = xs.shape[2]
     dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
     P = _unpack(params)
@@ -136,38 +127,30 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
     d_h_next = carry["h"]
-    dA_x = np.empty((steps, batch, 1 * n_hidden), dtype)
+    dA_x = np.zeros((steps, batch, n_hidden), dtype)
     for t in range(steps - 1, -1, -1):
-        x_t = xs[t]
-        h_prev = S_h[t]
         h = S_h[t + 1]
-        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+        # bar h
         d_h = dhs[t] + d_h_next
-        # \bar{\hat{h}}_t = d(h'_t) \bar{h}_t
-        d_h_hat = dA_x[t, :, 0 * n_hidden:1 * n_hidden]
-        np.multiply((1.0 - h * h), d_h, out=d_h_hat)
-        # \delta h_{t-1} = U^\top \bar{\hat{h}}_t
-        d_h_new = dA_x[t] @ W_stack_h
-        d_h_next = d_h_new
+        d_h_hat = dA_x[t, :, 0:n_hidden]
+        # bar h__hat
+        d_h_hat[...] = (1.0 - h * h) * d_h
+        d_h_next = dA_x[t, :, 0:n_hidden] @ W_stack_h[0:n_hidden]
     grads = {}
-    # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-    G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-    grads["W"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
-    G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
-    grads["U"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
-    # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+    G_W_stack_x_0 = dA_x[:, :, 0:n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+    grads['W'] = G_W_stack_x_0[0:n_hidden]
+    G_W_stack_h_0 = dA_x[:, :, 0:n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+    grads['U'] = G_W_stack_h_0[0:n_hidden]
     colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
-    grads["b_h"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
+    grads['b_h'] = colsum_dA_x[0:n_hidden]
+    grads = {name: grads[name] for name in PARAMS}
     grads["h0"] = d_h_next
     if input_grad:
-        grads["xs"] = dA_x @ W_stack_x
+        grads["xs"] = dA_x[:, :, 0:n_hidden] @ W_stack_x[0:n_hidden]
     return grads
 
 
-_apply = rt.apply_block
-
-
-RTRL_DENSE_MAX = 1073741824  # see rt.use_dense_product and KernelPlan.rtrl_dense_max
+RTRL_DENSE_MAX = 1073741824  # see rt.use_dense_product
 
 
 def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, dense=None):
@@ -182,42 +165,39 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     b_h = P["b_h"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
-    batch, n_hidden = x_t.shape[0], prev["h"].shape[1]
-    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
+    W_stack_h_T = W_stack_h.T
+    batch, n_in = x_t.shape
+    n_hidden = prev[STATE[0]].shape[1]
+    A_x = (x_t @ W_stack_x.T)[None]
     t = 0
     h_prev = prev["h"]
-    # A_h = [U] h_{t-1}: one matmul
-    A_h = h_prev @ W_stack_h.T
-    # pre-activations of the gates whose x and h projections share a slot
-    A_h[...] += A_x[t]
-    # h_t = \tanh(W x_t + U h_{t-1} + b_h)
-    h = np.tanh(A_h[:, 0 * n_hidden:1 * n_hidden])
-    # \partial h_t / \partial h_{t-1} = d(h'_t) U
+    # A = Theta h_prev
+    A_h = h_prev @ W_stack_h_T
+    # h = tanh(W @ x + U @ h_prev + b_h)
+    h = np.tanh((A_x[t, :, 0:n_hidden] + A_h[:, 0:n_hidden] + b_h))
+    ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = None
-    JM_h_h = ((1.0 - h * h))[..., None] * U
+    JM_h_h = (1.0 - h * h)[..., None] * U
     J = {
         ("h", "h"): (JM_h_h, Jd_h_h),
     }
-    new_state = { "h": h }
+    new_state = {
+        "h": h + 0.0 * ones,
+    }
     if S is None:
         return new_state, J, None
-    ones = np.ones((batch, n_hidden), x_t.dtype)
-    S_h = S["h"]
-    out_h = out["h"]
+    S_h_1 = S['h']
+    out_h = out['h']
     if dense is not None:
-        # small state: S <- J S with the whole state Jacobian, one matmul (rt.use_dense_product)
+        # a small state: S <- J S with the whole state Jacobian, one matmul
         np.matmul(rt.dense_jacobian(STATE, J, dense[0]), dense[1], out=dense[2])
     else:
-        # S_h <- sum_v (d h_t / d v_(t-1)) S_v
-        np.matmul(JM_h_h, S_h, out=out_h)
+        np.matmul(JM_h_h, S_h_1, out=out_h)
     # S_u += V_u^A, through the strided views of the diagonal structure
-    # V_h^W = d(h'_t) d_2(x_t)
-    u0 = ((1.0 - h * h)) * ones
+    u0 = (1.0 - h * h) * ones
     V['h']['W'] += u0[..., None] * x_t[..., None, :]
-    # V_h^U = d(h'_t) d_2(h_{t-1})
     V['h']['U'] += u0[..., None] * h_prev[..., None, :]
-    # V_h^b_h = d(h'_t)
-    u1 = (1.0) * ones
+    u1 = 1.0 * ones
     V['h']['b_h'] += u1 * (1.0 - h * h)
     return new_state, J, out
 

@@ -50,7 +50,7 @@ def load_kernel(cell: str | Mapping[str, Any] | CellSpec, backend: str = "numpy"
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     spec = get_spec(cell)
-    from .plan import render_kernel
+    from .numpy_backend import render_kernel
 
     numpy_text = render_kernel(spec)
     numpy_mod = _import(numpy_text, "numpy")

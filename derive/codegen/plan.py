@@ -58,6 +58,15 @@ def join_signed(parts: list[tuple[int, str]]) -> str:
     return out
 
 
+def _from_output(fn: str) -> str:
+    """act'(z) as a NumPy format of {y} = act(z): the kernels keep the outputs, not z."""
+    text = ACTIVATIONS[fn].deriv_from_output
+    if text is None:
+        raise ValueError(f"activation {fn!r}: the kernels need its derivative from its output "
+                         "(its record's deriv_from_output is None)")
+    return text
+
+
 def _num(c: Fraction) -> str:
     return repr(c.numerator / c.denominator) if c.denominator != 1 else f"{c.numerator}.0"
 
@@ -283,14 +292,13 @@ class KernelPlan:
         if isinstance(e, Const):
             return _num(e.value)
         if isinstance(e, Call):
-            arg = self.vec(e.arg, sub, lines)
-            return "_sigmoid(" + arg + ")" if e.fn == "sigmoid" else f"np.tanh({arg})"
+            return ACTIVATIONS[e.fn].numpy_kernel.format(z=self.vec(e.arg, sub, lines))
         if isinstance(e, DerivAt):
             if isinstance(e.arg, Ref) and e.arg.name.endswith(HAT):
                 y = self.var[e.arg.name[: -len(HAT)]]
             else:
                 y = self.vec(Call(e.fn, e.arg), sub, lines)
-            return "(" + ACTIVATIONS[e.fn].deriv_from_output.format(y=y) + ")"
+            return "(" + _from_output(e.fn).format(y=y) + ")"
         if isinstance(e, MatVec):
             st = self.stacked.get(e.param)
             if sub == "fwd" and st is not None and e.arg == st.vec:
@@ -366,8 +374,7 @@ class KernelPlan:
             e = self.rewrite[e.name]
         if isinstance(e, Call):
             arg = self.vec(e.arg, ctx, lines)
-            fn = "_sigmoid" if e.fn == "sigmoid" else "np.tanh"
-            lines.append(f"{fn}({arg}, out={out})")
+            lines.append(ACTIVATIONS[e.fn].numpy_kernel_out.format(z=arg, out=out))
         elif isinstance(e, Mul):
             codes = [self._paren(f, self.vec(f, ctx, lines)) for f in e.factors]
             lines.append(f"np.multiply({' * '.join(codes[:-1])}, {codes[-1]}, out={out})")

@@ -1,0 +1,664 @@
+"""Fuzz derive: random valid cells, every kernel mode of every backend vs an independent reference.
+
+    python bench/fuzz.py --cells 200 --seed 1 --backends numpy          # about a minute
+    python bench/fuzz.py --cells 20 --seed 1                             # numpy and numba
+    python bench/fuzz.py --cells 200 --seed 1 --jobs 2 --show 10 --json /tmp/fuzz.json
+    python bench/fuzz.py --builtin                                       # the built-in cells
+
+Each cell is drawn by ``tests/cell_strategies.py`` (from ``random.Random("SEED:INDEX")``, so one
+cell reproduces alone: ``--only INDEX``) and checked:
+
+read      ``derive.get_spec(spec)``: a ``derive.SpecError`` is "refused at read" (fine when its
+          message names a node, parameter or state of the spec; otherwise "refused unclear",
+          a failure); any other exception is a crash;
+per backend (``derive.codegen.load_kernel``), against ``tests/fuzz_reference.py`` (torch
+          autograd, no derive code):
+  load            printing and importing the kernel
+  init            ``init_params``: the spec's parameters, shapes, dtype
+  forward         hs and the final states from a random initial state
+  readout         ``readout(params, hs)`` and ``backward(..., dys=...)`` (n/a while the module
+                  has no READOUT)
+  backward        every parameter, every initial state ("<state>0") and xs, with random dhs and
+                  dstate
+  rtrl            dh_T/dA for every parameter from a random initial state
+  rtrl_step       one step from a random state with sens=None, then one passing sens
+  state_jacobian  d(states at t)/d(states at t-1)
+docs      ``derive.latex_doc.document(..., standalone=True)`` (what ``derive latex CELL
+          --standalone`` prints) and ``derive.text.show`` (``derive show CELL``): no crash, every
+          state named, balanced braces and environments (``--pdflatex``: and it compiles).
+
+Outcomes: ok, wrong (|got - want| > 1e-8 (1 + max |want|) anywhere, a wrong shape or key, a
+non-finite value), crash (an exception: type, message and the line it came from), refused late
+(a clear error after read: codegen_numba.Unsupported, SpecError, NotImplementedError,
+NotationError), n/a. Exit status 1 when any cell has a wrong, crash, refused-late or
+refused-unclear outcome; 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import statistics
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+for _p in (ROOT, ROOT / "tests"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import cell_strategies  # noqa: E402
+import fuzz_reference  # noqa: E402
+
+MODES = ("load", "init", "forward", "readout", "backward", "rtrl", "rtrl_step", "state_jacobian")
+DOCS = ("latex", "text")
+STATUSES = ("ok", "wrong", "crash", "refused_late", "n/a")
+FAILURES = ("wrong", "crash", "refused_late")
+RTOL = 1e-8
+
+
+class Wrong(AssertionError):
+    """A kernel result differs from the reference (the message says where and by how much)."""
+
+
+@dataclass
+class Result:
+    backend: str  # numpy | numba | docs
+    mode: str
+    status: str  # ok | wrong | crash | refused_late | n/a
+    detail: str = ""
+    deviation: float | None = None  # the largest |got - want| seen (ok and wrong)
+
+
+@dataclass
+class CellReport:
+    index: int
+    seed: int
+    spec: dict
+    text: str
+    sizes: dict
+    read: str = "ok"  # ok | refused | refused_unclear | crash
+    read_message: str = ""
+    results: list[Result] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> list[Result]:
+        return [r for r in self.results if r.status in FAILURES]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.failures) or self.read in ("refused_unclear", "crash")
+
+
+# ------------------------------------------------------------------------------ the data
+
+
+def draw(seed: int, index: int) -> tuple[dict, dict]:
+    """The spec and sizes of cell ``index`` of run ``seed`` (reproducible alone)."""
+    rnd = random.Random(f"{seed}:{index}")
+    spec = cell_strategies.generate(rnd, name=f"fuzz{index}")
+    return spec, cell_strategies.sizes_for(rnd)
+
+
+def make_data(spec: Mapping[str, Any], sizes: Mapping[str, int], seed: int = 0) -> dict:
+    """Parameters (not saturating), xs, initial states, cotangents, all float64."""
+    cell = fuzz_reference.Cell.from_spec(spec)
+    n, m, o = sizes["n_hidden"], sizes["n_in"], sizes["n_out"]
+    T, B = sizes.get("T", 3), sizes.get("B", 2)
+    rng = np.random.default_rng(seed)
+    params = {}
+    for name, shape in cell.shapes(n, m, o).items():
+        scale = 0.8 / np.sqrt(shape[1]) if len(shape) == 2 else 0.5
+        params[name] = rng.uniform(-scale, scale, size=shape)
+    states = cell.states
+
+    def st():
+        return {s: rng.normal(size=(B, n)) * 0.5 for s in states}
+
+    return {
+        "params": params, "xs": rng.normal(size=(T, B, m)) * 0.8, "state0": st(),
+        "dhs": rng.normal(size=(T, B, n)), "dstate": {s: rng.normal(size=(B, n)) for s in states},
+        "dys": {r: rng.normal(size=(T, B, o)) for r in cell.readout},
+        "step_state": st(), "sizes": dict(sizes),
+    }
+
+
+def reference(spec: Mapping[str, Any], data: dict) -> dict:
+    """Everything the kernels compute, from the reference (numpy arrays)."""
+    R = fuzz_reference
+    p, xs, s0 = data["params"], data["xs"], data["state0"]
+    cell = R.Cell.from_spec(spec)
+    out = {"fwd": R.forward(cell, p, xs, s0),
+           "grads": R.gradients(cell, p, xs, s0, data["dhs"], data["dstate"]),
+           "jac": R.state_jacobian(cell, p, xs[0], data["step_state"])}
+    if cell.readout:
+        out["grads_y"] = R.gradients(cell, p, xs, s0, data["dhs"], data["dstate"], data["dys"])
+    return out
+
+
+# ------------------------------------------------------------------------------ comparisons
+
+
+def compare(what: str, got: Any, want: np.ndarray) -> float:
+    """The largest |got - want|; raises Wrong past the tolerance, on a shape or a NaN."""
+    want = np.asarray(want)
+    if not isinstance(got, np.ndarray):
+        raise Wrong(f"{what}: got {type(got).__name__}, expected an array of shape {want.shape}")
+    if got.shape != want.shape:
+        raise Wrong(f"{what}: shape {got.shape}, expected {want.shape}")
+    if got.dtype != np.float64:
+        raise Wrong(f"{what}: dtype {got.dtype}, expected float64")
+    if not np.all(np.isfinite(got)):
+        raise Wrong(f"{what}: non-finite values")
+    dev = float(np.max(np.abs(got - want))) if want.size else 0.0
+    tol = RTOL * (1.0 + (float(np.max(np.abs(want))) if want.size else 0.0))
+    if dev > tol:
+        raise Wrong(f"{what}: max |got - want| = {dev:.3g} (tolerance {tol:.1g})")
+    return dev
+
+
+def compare_dict(what: str, got: Any, want: Mapping[str, np.ndarray],
+                 keys: Iterable[str] | None = None) -> float:
+    if not isinstance(got, Mapping):
+        raise Wrong(f"{what}: got {type(got).__name__}, expected a dict")
+    dev = 0.0
+    for k in (want if keys is None else keys):
+        if k not in got:
+            raise Wrong(f"{what}: missing {k!r} (has {sorted(got)})")
+        dev = max(dev, compare(f"{what}[{k!r}]", got[k], want[k]))
+    return dev
+
+
+def _copy(d):
+    if isinstance(d, Mapping):
+        return {k: _copy(v) for k, v in d.items()}
+    return np.array(d, copy=True) if isinstance(d, np.ndarray) else d
+
+
+def _refusal_types() -> tuple[type, ...]:
+    import derive
+    from derive.notation import NotationError
+
+    kinds: list[type] = [derive.SpecError, NotImplementedError, NotationError]
+    try:
+        from derive.codegen_numba import Unsupported
+        kinds.append(Unsupported)
+    except Exception:  # noqa: BLE001 (numba printer missing or mid-edit)
+        pass
+    return tuple(kinds)
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of a traceback that is derive's or a printed kernel's."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    for fr in reversed(frames):
+        f = fr.filename
+        if "derive" in f or "/generated/" in f:
+            short = f.split("/")[-1]
+            return f"{short}:{fr.lineno} {fr.line or ''}".strip()
+    return ""
+
+
+def run_mode(backend: str, mode: str, fn) -> Result:
+    try:
+        dev = fn()
+    except Wrong as exc:
+        return Result(backend, mode, "wrong", str(exc), _dev_of(str(exc)))
+    except _refusal_types() as exc:
+        return Result(backend, mode, "refused_late", f"{type(exc).__name__}: {_first(exc)}")
+    except Exception as exc:  # noqa: BLE001 (a crash is what the fuzz reports)
+        where = _where(exc)
+        detail = f"{type(exc).__name__}: {_first(exc)}" + (f"  [at {where}]" if where else "")
+        return Result(backend, mode, "crash", detail)
+    if isinstance(dev, str) and dev.startswith("n/a"):
+        return Result(backend, mode, "n/a", dev[5:])
+    return Result(backend, mode, "ok", "", dev)
+
+
+def _first(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else "")[:300]
+
+
+def _dev_of(msg: str) -> float | None:
+    m = re.search(r"= ([0-9.e+-]+) \(tolerance", msg)
+    return float(m.group(1)) if m else None
+
+
+# ------------------------------------------------------------------------------ checks
+
+
+def check_backend(spec: Mapping[str, Any], data: dict, ref: dict, backend: str) -> list[Result]:
+    """Every mode of one backend's kernel vs the reference."""
+    from derive.codegen import load_kernel
+
+    cell = fuzz_reference.Cell.from_spec(spec)
+    sizes = data["sizes"]
+    n, m, o = sizes["n_hidden"], sizes["n_in"], sizes["n_out"]
+    xs, s0, P = data["xs"], data["state0"], data["params"]
+    holder: dict[str, Any] = {}
+
+    def load():
+        holder["mod"] = load_kernel(dict(spec), backend)
+        return 0.0
+
+    out = [run_mode(backend, "load", load)]
+    if "mod" not in holder:
+        return out + [Result(backend, md, "n/a", "not loaded") for md in MODES[1:]]
+    mod = holder["mod"]
+    has_readout = bool(cell.readout) and hasattr(mod, "READOUT")
+
+    def kparams():
+        names = list(mod.PARAMS)
+        unknown = [k for k in names if k not in P]
+        if unknown:
+            raise Wrong(f"PARAMS has {unknown}, not parameters of the spec")
+        return {k: P[k].copy() for k in names}
+
+    def init():
+        kw = {"n_out": o} if has_readout else {}
+        got = mod.init_params(m, n, seed=0, dtype=np.float64, **kw)
+        shapes = cell.shapes(n, m, o)
+        want = set(cell.params) | (set(cell.readout_params) if has_readout else set())
+        if set(got) != want:
+            raise Wrong(f"init_params keys {sorted(got)}, expected {sorted(want)}")
+        for k, v in got.items():
+            if not isinstance(v, np.ndarray) or v.shape != shapes[k] or v.dtype != np.float64:
+                raise Wrong(f"init_params[{k!r}]: {getattr(v, 'shape', v)}, expected "
+                            f"{shapes[k]} float64")
+        return 0.0
+
+    def forward():
+        hs, cache = mod.forward(kparams(), xs.copy(), _copy(s0))
+        dev = compare("hs", hs, ref["fwd"]["hs"])
+        return max(dev, compare_dict("cache['state']", cache["state"], ref["fwd"]["state"],
+                                     cell.states))
+
+    def grads_dev(grads, want, names):
+        dev = compare_dict("grads", grads, want["params"], names)
+        for s in cell.states:
+            dev = max(dev, compare(f"grads[{s + '0'!r}]", grads.get(s + "0"), want["state0"][s]))
+        return max(dev, compare("grads['xs']", grads.get("xs"), want["xs"]))
+
+    def readout():
+        if not cell.readout:
+            return "n/a"
+        if not has_readout:
+            return "n/a: the spec has a readout, the module no READOUT"
+        allp = {k: v.copy() for k, v in P.items()}
+        ys = mod.readout(allp, ref["fwd"]["hs"].copy())
+        dev = compare_dict("ys", ys, ref["fwd"]["ys"], list(cell.readout))
+        kp = {k: P[k].copy() for k in mod.PARAMS}
+        _, cache = mod.forward(kp, xs.copy(), _copy(s0))
+        grads = mod.backward(kp, cache, data["dhs"].copy(), dstate=_copy(data["dstate"]),
+                             input_grad=True, dys=_copy(data["dys"]))
+        return max(dev, grads_dev(grads, ref["grads_y"], [k for k in P if k in grads]))
+
+    def backward():
+        kp = kparams()
+        _, cache = mod.forward(kp, xs.copy(), _copy(s0))
+        grads = mod.backward(kp, cache, data["dhs"].copy(), dstate=_copy(data["dstate"]),
+                             input_grad=True)
+        return grads_dev(grads, ref["grads"], list(kp))
+
+    def rtrl():
+        kp = kparams()
+        got = mod.rtrl(kp, xs.copy(), _copy(s0))
+        want = fuzz_reference.rtrl(cell, P, xs, s0, names=list(kp))
+        return compare_dict("rtrl", got, want)
+
+    def rtrl_step():
+        kp = kparams()
+        names = list(kp)
+        st = data["step_state"]
+        want1 = fuzz_reference.rtrl_step(cell, P, xs[0], st, None, names=names)
+        got_s, got_sens = mod.rtrl_step(kp, xs[0].copy(), _copy(st))
+        dev = compare_dict("step 1 state", got_s, want1[0], cell.states)
+        for s in cell.states:
+            dev = max(dev, compare_dict(f"step 1 sens[{s!r}]", got_sens.get(s), want1[1][s]))
+        want2 = fuzz_reference.rtrl_step(cell, P, xs[1], want1[0], want1[1], names=names)
+        got_s, got_sens = mod.rtrl_step(kp, xs[1].copy(), _copy(want1[0]), _copy(want1[1]))
+        dev = max(dev, compare_dict("step 2 state", got_s, want2[0], cell.states))
+        for s in cell.states:
+            dev = max(dev, compare_dict(f"step 2 sens[{s!r}]", got_sens.get(s), want2[1][s]))
+        return dev
+
+    def state_jacobian():
+        got = mod.state_jacobian(kparams(), xs[0].copy(), _copy(data["step_state"]))
+        return compare("state_jacobian", got, ref["jac"])
+
+    fns = {"init": init, "forward": forward, "readout": readout, "backward": backward,
+           "rtrl": rtrl, "rtrl_step": rtrl_step, "state_jacobian": state_jacobian}
+    return out + [run_mode(backend, md, fns[md]) for md in MODES[1:]]
+
+
+def _balanced(doc: str) -> str:
+    """'' when braces and environments balance, else what does not."""
+    depth = 0
+    for k, ch in enumerate(doc):
+        if ch in "{}" and k and doc[k - 1] == "\\":
+            continue
+        depth += 1 if ch == "{" else -1 if ch == "}" else 0
+        if depth < 0:
+            return f"unbalanced '}}' at offset {k}: {doc[max(0, k - 40):k + 10]!r}"
+    if depth:
+        return f"{depth} unclosed '{{'"
+    begins = Counter(re.findall(r"\\begin\{(\w+\*?)\}", doc))
+    ends = Counter(re.findall(r"\\end\{(\w+\*?)\}", doc))
+    if begins != ends:
+        return f"\\begin {dict(begins)} vs \\end {dict(ends)}"
+    return ""
+
+
+def _pdflatex(doc: str) -> str:
+    import shutil
+    import subprocess
+    import tempfile
+
+    exe = shutil.which("pdflatex")
+    if not exe:
+        return ""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "cell.tex").write_text(doc)
+        proc = subprocess.run([exe, "-interaction=nonstopmode", "-halt-on-error", "cell.tex"],
+                              cwd=tmp, capture_output=True, text=True, timeout=120)
+        if proc.returncode:
+            errs = [ln for ln in proc.stdout.splitlines() if ln.startswith("!")]
+            return "pdflatex failed: " + (errs[0] if errs else proc.stdout[-200:])
+    return ""
+
+
+def check_docs(spec: Mapping[str, Any], pdflatex: bool = False) -> list[Result]:
+    """The LaTeX article and the terminal text: no crash, every state named, balanced."""
+    import derive
+    from derive import latex_doc, notation, text
+
+    holder: dict[str, Any] = {}
+
+    def names():
+        if "nm" not in holder:
+            holder["d"] = derive.derive(dict(spec))
+            holder["nm"] = notation.load(None).names(holder["d"].spec)
+        return holder["d"], holder["nm"]
+
+    def latex():
+        d, nm = names()
+        doc = latex_doc.document(d, standalone=True)
+        missing = [s for s in spec["states"] if nm[s] not in doc]
+        if missing:
+            raise Wrong(f"LaTeX never names the state(s) {missing}")
+        bad = _balanced(doc)
+        if bad:
+            raise Wrong(f"LaTeX: {bad}")
+        if pdflatex:
+            bad = _pdflatex(doc)
+            if bad:
+                raise Wrong(bad)
+        return 0.0
+
+    def show():
+        d, nm = names()
+        out = text.show(d)
+        missing = [s for s in spec["states"] if text.to_unicode(nm[s]) not in out]
+        if missing:
+            raise Wrong(f"text never names the state(s) {missing}")
+        return 0.0
+
+    return [run_mode("docs", "latex", latex), run_mode("docs", "text", show)]
+
+
+def _names_culprit(msg: str, spec: Mapping[str, Any]) -> bool:
+    names = {*spec["params"], *spec["nodes"], *spec["states"], *(spec.get("readout") or {}),
+             *(spec.get("readout_params") or {})}
+    return any(f"'{nm}'" in msg or f'"{nm}"' in msg for nm in names)
+
+
+def check_cell(spec: Mapping[str, Any], sizes: Mapping[str, int], *, index: int = 0,
+               seed: int = 0, backends: Sequence[str] = ("numpy",), docs: bool = True,
+               pdflatex: bool = False) -> CellReport:
+    """Read the spec, then every backend's every mode and the documents, vs the reference."""
+    import derive
+
+    t0 = time.perf_counter()
+    rep = CellReport(index, seed, dict(spec), cell_strategies.spec_text(spec), dict(sizes))
+    try:
+        derive.get_spec(dict(spec))
+    except derive.SpecError as exc:
+        rep.read, rep.read_message = "refused", str(exc)
+        if not _names_culprit(str(exc), spec):
+            rep.read = "refused_unclear"
+        rep.seconds = time.perf_counter() - t0
+        return rep
+    except Exception as exc:  # noqa: BLE001
+        rep.read, rep.read_message = "crash", f"{type(exc).__name__}: {_first(exc)}"
+        rep.seconds = time.perf_counter() - t0
+        return rep
+    data = make_data(spec, sizes, seed=seed * 100003 + index)
+    try:
+        ref = reference(spec, data)
+    except Exception as exc:  # noqa: BLE001 (a harness bug: report it, do not hide it)
+        rep.results.append(Result("reference", "reference", "crash",
+                                  f"{type(exc).__name__}: {_first(exc)}"))
+        rep.seconds = time.perf_counter() - t0
+        return rep
+    for backend in backends:
+        rep.results += check_backend(spec, data, ref, backend)
+    if docs:
+        rep.results += check_docs(spec, pdflatex)
+    rep.seconds = time.perf_counter() - t0
+    return rep
+
+
+# ------------------------------------------------------------------------------ shrinking
+
+
+def failure_key(res: Result) -> str:
+    """What a failure is, without its numbers: backend/mode/status/exception type (crash and
+    refusal) or what differs (wrong: the first word of the quantity, 'shape' or 'value')."""
+    if res.status == "wrong":
+        what = re.split(r"[\[:( ]", res.detail, maxsplit=1)[0]
+        kind = "shape" if ": shape" in res.detail else "keys" if "missing" in res.detail \
+            else "value"
+        return f"{res.backend}/{res.mode}/wrong/{what}/{kind}"
+    return f"{res.backend}/{res.mode}/{res.status}/{res.detail.split(':', 1)[0]}"
+
+
+def shrink(key: str, *, max_examples: int = 600, pdflatex: bool = False) -> CellReport | None:
+    """A small spec whose check fails the same way (hypothesis ``find`` over the cell
+    strategy, which shrinks through the random draws); None when none is found."""
+    from hypothesis import HealthCheck, find, settings
+    from hypothesis.errors import NoSuchExample
+
+    backend = key.split("/", 1)[0]
+    backends = [backend] if backend in ("numpy", "numba") else []
+    found: dict[str, CellReport] = {}
+
+    def fails(pair) -> bool:
+        spec, sizes = pair
+        rep = check_cell(spec, sizes, backends=backends, docs=backend == "docs",
+                         pdflatex=pdflatex)
+        if any(failure_key(r) == key for r in rep.results):
+            found["last"] = rep
+            return True
+        return False
+
+    try:
+        pair = find(cell_strategies.cells_with_sizes(), fails,
+                    settings=settings(max_examples=max_examples, deadline=None, database=None,
+                                      suppress_health_check=list(HealthCheck)))
+    except NoSuchExample:
+        return None
+    rep = check_cell(*pair, backends=backends, docs=backend == "docs", pdflatex=pdflatex)
+    return rep
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def _job(args: tuple) -> CellReport:
+    seed, index, backends, docs, pdflatex = args
+    spec, sizes = draw(seed, index)
+    return check_cell(spec, sizes, index=index, seed=seed, backends=backends, docs=docs,
+                      pdflatex=pdflatex)
+
+
+def _builtin_job(args: tuple) -> CellReport:
+    name, backends, docs, pdflatex = args
+    from derive.cells import BUILTIN
+
+    spec = BUILTIN[name]
+    return check_cell(spec, {"n_hidden": 3, "n_in": 2, "n_out": 2, "T": 3, "B": 2},
+                      backends=backends, docs=docs, pdflatex=pdflatex)
+
+
+def summary(reports: list[CellReport], backends: Sequence[str], show: int, wall: float) -> str:
+    lines = []
+    read = Counter(r.read for r in reports)
+    lines.append(f"cells: {len(reports)}; read: {read['ok']} accepted, {read['refused']} refused "
+                 f"at read (message names the culprit), {read['refused_unclear']} refused "
+                 f"with a message naming nothing of the spec, {read['crash']} crashed at read")
+    counts: dict[tuple[str, str], Counter] = {}
+    for r in reports:
+        for res in r.results:
+            counts.setdefault((res.backend, res.mode), Counter())[res.status] += 1
+    head = f"{'backend':<10}{'mode':<16}" + "".join(f"{s:>14}" for s in STATUSES)
+    lines += ["", head, "-" * len(head)]
+    order = [(b, m) for b in backends for m in MODES] + [("docs", m) for m in DOCS] + \
+        [k for k in counts if k[0] == "reference"]
+    for key in order:
+        if key in counts:
+            c = counts[key]
+            lines.append(f"{key[0]:<10}{key[1]:<16}" + "".join(f"{c[s]:>14}" for s in STATUSES))
+    for b in [*backends, "docs"]:
+        bad = sum(1 for r in reports if any(x.backend == b and x.status in FAILURES
+                                            for x in r.results))
+        ran = sum(1 for r in reports if any(x.backend == b for x in r.results))
+        lines.append(f"cells with a failure in {b}: {bad} of {ran}")
+    secs = [r.seconds for r in reports]
+    if secs:
+        lines.append(f"time per cell: median {statistics.median(secs):.2f} s, max "
+                     f"{max(secs):.2f} s, total {sum(secs):.1f} s (wall {wall:.1f} s)")
+    refused = [r for r in reports if r.read in ("refused", "refused_unclear", "crash")]
+    if refused:
+        lines += ["", "refused / crashed at read (first 5 kinds):"]
+        seen: set[str] = set()
+        for r in refused:
+            key = re.sub(r"'[^']*'", "'.'", r.read_message)[:60]
+            if key in seen:
+                continue
+            seen.add(key)
+            lines.append(f"  #{r.index} [{r.read}] {r.read_message[:200]}")
+            if len(seen) >= 5:
+                break
+    failing = [r for r in reports if r.failed]
+    if failing and show:
+        lines += ["", f"failures (first {min(show, len(failing))} of {len(failing)} cells):"]
+        for r in failing[:show]:
+            lines.append(f"  cell #{r.index} (seed {r.seed}, sizes {r.sizes}):")
+            lines.append(f"    spec: {r.text}")
+            if r.read != "ok":
+                lines.append(f"    read [{r.read}]: {r.read_message[:300]}")
+            for res in r.failures:
+                lines.append(f"    {res.backend}/{res.mode}: {res.status}: {res.detail}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n".join(__doc__.splitlines()[1:]))
+    ap.add_argument("--cells", type=int, default=50, help="how many random cells (default 50)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backends", default="numpy,numba",
+                    help="comma-separated, of numpy,numba (default both; numba compiles every "
+                         "cell, seconds each)")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    ap.add_argument("--show", type=int, default=10, help="failing cells to print (default 10)")
+    ap.add_argument("--json", help="write every cell's outcome to this file")
+    ap.add_argument("--only", type=int, action="append",
+                    help="check only cell INDEX of the run (repeatable)")
+    ap.add_argument("--builtin", action="store_true",
+                    help="check the built-in cells instead of random ones")
+    ap.add_argument("--no-docs", action="store_true", help="skip the LaTeX and text checks")
+    ap.add_argument("--pdflatex", action="store_true", help="also compile each LaTeX article")
+    ap.add_argument("--shrink", type=int, default=0, metavar="K",
+                    help="for the K most frequent kinds of failure, search a minimal failing "
+                         "spec with hypothesis and print it")
+    args = ap.parse_args(argv)
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    bad = [b for b in backends if b not in ("numpy", "numba")]
+    if bad:
+        ap.error(f"unknown backend(s) {bad}; choose from numpy, numba")
+    docs = not args.no_docs
+    if args.builtin:
+        from derive.cells import BUILTIN
+
+        jobs, fn = [(name, backends, docs, args.pdflatex) for name in BUILTIN], _builtin_job
+    else:
+        indices = args.only or list(range(args.cells))
+        jobs = [(args.seed, i, backends, docs, args.pdflatex) for i in indices]
+        fn = _job
+    print(f"fuzz: {len(jobs)} cells, seed {args.seed}, backends {','.join(backends)}, "
+          f"{args.jobs} job(s)", file=sys.stderr)
+    t0 = time.perf_counter()
+    reports: list[CellReport] = []
+    if args.jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(args.jobs) as pool:
+            for k, rep in enumerate(pool.map(fn, jobs, chunksize=1)):
+                reports.append(rep)
+                _progress(k, len(jobs), rep)
+    else:
+        for k, job in enumerate(jobs):
+            rep = fn(job)
+            reports.append(rep)
+            _progress(k, len(jobs), rep)
+    wall = time.perf_counter() - t0
+    if args.builtin:
+        for rep, name in zip(reports, BUILTIN):
+            rep.text = f"[{name}] " + rep.text
+    print(summary(reports, backends, args.show, wall))
+    if args.shrink:
+        kinds = Counter(failure_key(x) for r in reports for x in r.failures)
+        print(f"\nminimal failing specs (hypothesis find, per kind of failure):")
+        for key, count in kinds.most_common(args.shrink):
+            t1 = time.perf_counter()
+            rep = shrink(key, pdflatex=args.pdflatex)
+            took = time.perf_counter() - t1
+            print(f"  {key} ({count} in this run; shrunk in {took:.0f} s):")
+            if rep is None:
+                print("    no failing spec found by the search")
+                continue
+            print(f"    sizes {rep.sizes}")
+            print(f"    spec: {rep.text}")
+            for res in rep.failures:
+                if failure_key(res) == key:
+                    print(f"    {res.backend}/{res.mode}: {res.status}: {res.detail}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            [{**asdict(r), "failed": r.failed} for r in reports], indent=1, default=str))
+    return 1 if any(r.failed for r in reports) else 0
+
+
+def _progress(k: int, total: int, rep: CellReport) -> None:
+    mark = "F" if rep.failed else ("r" if rep.read != "ok" else ".")
+    sys.stderr.write(mark)
+    if (k + 1) % 50 == 0 or k + 1 == total:
+        sys.stderr.write(f" {k + 1}/{total}\n")
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

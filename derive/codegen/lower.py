@@ -1,0 +1,669 @@
+"""Lowering: a :class:`~derive.derivation.Derivation` as the statements of a kernel.
+
+Nothing here prints code or knows a cell by name. The result, :class:`Program`, is a frozen
+value: the forward step (node values at t, in topological order), what the backward step reads
+from the forward's cache, the backward step (the adjoint recursions of ``Derivation.reverse``,
+one statement per adjoint), the weight gradients, and the parts of the one-step state Jacobian
+and of RTRL's direct terms V_t^A. Printers and templates take it from there.
+
+Structure used (never materialising d(x) or d_2(x)):
+
+* matrices that act on x_t or on one previous state are stacked, Theta_v = [P_1; P_2; ...]
+  (reverse-mode stacking): one product over all steps for x, one per step for a state; their
+  projection adjoints \\bar a_P are stored per step in a buffer, so that dL/dTheta_v =
+  sum_t \\bar a_{v,t} v_t^T is one matrix product over all steps and the carried adjoint
+  sum_P P^T \\bar a_P one product per step (taken only where the derivation's terms are exactly
+  these, which is checked, never assumed);
+* an adjoint that is zero by structure (a node nothing downstream reads) is dropped, and every
+  term it would have fed with it, before anything is printed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from ..activations import ACTIVATIONS
+from ..algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Sum, Term
+from ..derivation import Derivation
+from ..spec import HAT, INPUT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, walk
+from .ir import (
+    ActDeriv,
+    ActValue,
+    At,
+    BatchOuter,
+    BatchSum,
+    Cols,
+    Column,
+    Dot,
+    MatMul,
+    Matrix,
+    Row,
+    Scaled,
+    Signed,
+    Stmt,
+    Var,
+)
+from .naming import Namer
+
+SIZE = {"hidden": "n_hidden", "input": "n_in", "output": "n_out"}
+
+
+def size_code(counts: Counter) -> str:
+    """A sum of sizes, e.g. Counter(hidden=2, input=1) -> '2 * n_hidden + n_in', '0' if empty."""
+    parts = []
+    for dim in ("hidden", "input", "output"):
+        k = counts.get(dim, 0)
+        if k:
+            parts.append(SIZE[dim] if k == 1 else f"{k} * {SIZE[dim]}")
+    return " + ".join(parts) or "0"
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a stacked matrix's projection adjoint lives: columns lo:hi of ``buffer``."""
+
+    buffer: str
+    lo: str
+    hi: str
+    index: int  # position among the buffer's slots
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Theta_v = [P_1; ...; P_k]: the matrices acting on one vector v (x_t or a state at t-1)."""
+
+    vec: Ref
+    key: str  # the key of the stacked block in _unpack's dict
+    ident: str
+    params: tuple[str, ...]
+    rows: tuple[str, ...]  # each parameter's row dimension
+    slots: tuple[Slot, ...]
+    product: str  # identifier of the forward product (A_x over all steps, A_<s> per step)
+
+    def row_range(self, k: int) -> tuple[str, str]:
+        return (size_code(Counter(self.rows[:k])), size_code(Counter(self.rows[:k + 1])))
+
+    def runs(self) -> list[tuple[str, str, str, str, str, list[int]]]:
+        """Maximal runs of consecutive slots stored consecutively in one buffer:
+        (buffer, first column, end column, first row, end row, slot indices)."""
+        runs: list[list] = []
+        for k, sl in enumerate(self.slots):
+            if runs and runs[-1][0] == sl.buffer and runs[-1][-1][-1] == k - 1 and \
+                    runs[-1][2] == sl.lo:
+                runs[-1][2] = sl.hi
+                runs[-1][4] = self.row_range(k)[1]
+                runs[-1][-1].append(k)
+            else:
+                lo, hi = self.row_range(k)
+                runs.append([sl.buffer, sl.lo, sl.hi, lo, hi, [k]])
+        return [tuple(r) for r in runs]  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class Grad:
+    """How dL/dA is assembled: 'stack' (rows of the stacked product over all steps), 'colsum'
+    (columns of a buffer summed over steps and batch: a bias), 'acc' (accumulated per step
+    from ``terms``) or 'zero'."""
+
+    param: str
+    kind: str
+    stack: int = -1
+    slot: int = -1
+    acc: str = ""
+    terms: Expr | None = None
+
+
+@dataclass(frozen=True)
+class Program:
+    """Everything a kernel printer needs for one cell, as values and statements."""
+
+    names: Namer
+    params: tuple[str, ...]
+    param_shapes: tuple[tuple[str, tuple[str, ...]], ...]
+    states: tuple[str, ...]
+    state_ident: dict
+    prev_ident: dict
+    stacks: tuple[Stack, ...]
+    buffers: tuple[tuple[str, str], ...]  # (identifier, columns)
+    forward: tuple[Stmt, ...]  # one step, values at t into locals
+    cached: tuple[tuple[str, str], ...]  # (identifier, size) of the step values backward reads
+    backward: tuple[Stmt, ...]  # one step
+    backward_reads: tuple[str, ...]
+    carries: tuple[tuple[str, str, Expr | None], ...]  # (state, next-adjoint ident, carry)
+    grads: tuple[Grad, ...]
+    x_rest: Expr | None  # the part of dL/dx_t not covered by the x stack's product
+    x_stack: int  # index of the x stack or -1
+    jacobian: tuple[tuple[str, str, tuple[tuple[str, Expr], ...], tuple[Expr, ...]], ...]
+    rtrl_v: tuple[tuple[str, str, str, str, Expr, Expr | None, str], ...]
+    reads_x: bool
+    dims: dict = field(default_factory=dict)
+
+
+class _Lowering:
+    """Builds a :class:`Program`; used once, by :func:`lower`."""
+
+    def __init__(self, d: Derivation):
+        self.d = d
+        self.spec = spec = d.spec
+        self.rev = d.reverse
+        cell_names = [*spec.params, *[n for n in spec.nodes if not n.endswith(HAT)]]
+        self.names = names = Namer(cell_names)
+        self.params = tuple(spec.cell_params)
+        self.states = tuple(spec.states)
+        self.dims = {n: node.dim for n, node in spec.nodes.items()}
+        self.local = {}  # node name (hats included) -> identifier of its value at t
+        for n in spec.nodes:
+            self.local[n] = names.cell(n) if not n.endswith(HAT) else \
+                names.once(f"hat:{n}", names.cell(n[: -len(HAT)]) + "_hat")
+        self.prev = {s: names.once(f"prev:{s}", f"{names.cell(s)}_prev") for s in self.states}
+        self.x = "x_t"  # the template's name of x at t (naming.TEMPLATE_NAMES)
+        self.param_ident = {p: names.cell(p) for p in spec.params}
+        self._stacks()
+        self.temps: dict[Expr, str] = {}
+        self.reads_x = any(isinstance(e, Ref) and e.kind == "input"
+                           for n in spec.nodes.values() for e in walk(n.expr))
+
+    # ------------------------------------------------------------------ stacks
+    def _stacks(self) -> None:
+        names = self.names
+        stacks: list[tuple[Ref, list[tuple[str, Sum]]]] = []
+        for v, plist in self.rev.stacks:
+            if v.kind == "input" or (v.kind == "node" and v.lag == 1):
+                stacks.append((v, plist))
+        stacks.sort(key=lambda s: s[0].kind != "input")
+        self.proj: dict[str, Sum] = {}
+        self.stacked: dict[str, int] = {}
+        self._stack_specs = []
+        for i, (v, plist) in enumerate(stacks):
+            tag = "x" if v.kind == "input" else v.name
+            for p, s in plist:
+                self.proj[p] = s
+                self.stacked[p] = i
+            self._stack_specs.append((v, tag, [p for p, _ in plist]))
+
+    # ------------------------------------------------------------------ values at t
+    def value(self, e: Expr, ctx: str) -> Expr:
+        """The IR of a vector expression over the step's values. ``ctx`` 'fwd' reads the
+        stacked products for matrices on x / previous states and inlines pre-activations that
+        are not stored; 'val' reads only stored step values."""
+        if e in self.temps:
+            return Var(self.temps[e])
+        if isinstance(e, Ref):
+            if e.kind == "input":
+                return Var(self.x)
+            if e.kind == "param":
+                return Var(self.param_ident[e.name])
+            if e.lag:
+                return Var(self.prev[e.name])
+            if e.name.endswith(HAT) and e.name not in self.stored_hats:
+                return self.value(self.spec.nodes[e.name].expr, ctx)
+            return Var(self.local[e.name])
+        if isinstance(e, Const):
+            return e
+        if isinstance(e, Call):
+            return ActValue(e.fn, self.value(e.arg, ctx))
+        if isinstance(e, DerivAt):
+            return self.deriv(e, ctx)
+        if isinstance(e, MatVec):
+            i = self.stacked.get(e.param)
+            if ctx == "fwd" and i is not None and e.arg == self._stack_specs[i][0]:
+                st = self.stack_objs[i]
+                k = st.params.index(e.param)
+                lo, hi = st.row_range(k)
+                return Cols(st.product, lo, hi, "t" if st.vec.kind == "input" else None)
+            return Dot(self.value(e.arg, ctx), self.param_ident[e.param], False)
+        if isinstance(e, Add):
+            return Signed(tuple((s, self.value(t, ctx)) for s, t in e.terms))
+        if isinstance(e, Mul):
+            return Mul(tuple(self.value(f, ctx) for f in e.factors))
+        raise TypeError(f"cannot lower {e!r}")
+
+    def deriv_source(self, e: DerivAt) -> tuple[Expr, bool]:
+        """What act'(z) is computed from: the activation's output where the registry has the
+        derivative in terms of it and the output is a value of the step, else z."""
+        act = ACTIVATIONS[e.fn]
+        if act.deriv_from_output is not None:
+            if isinstance(e.arg, Ref) and e.arg.name.endswith(HAT):
+                gate = e.arg.name[: -len(HAT)]
+                node = self.spec.nodes.get(gate)
+                if node is not None and node.expr == Call(e.fn, e.arg):
+                    return Ref(gate), True
+            call = Call(e.fn, e.arg)
+            if self._in_forward(call):
+                return call, True
+        return e.arg, False
+
+    def deriv(self, e: DerivAt, ctx: str) -> Expr:
+        src, from_output = self.deriv_source(e)
+        return ActDeriv(e.fn, self.value(src, ctx), from_output)
+
+    def _in_forward(self, e: Expr) -> bool:
+        return any(e in walk(n.expr) for n in self.spec.nodes.values() if n.role != "readout")
+
+    # ------------------------------------------------------------------ what backward reads
+    def needed_vectors(self) -> list[Expr]:
+        """The vector expressions the backward step, the Jacobian and V read (in first-use
+        order): every d(.), d_2(.) and outer-product vector of the derivation."""
+        out: list[Expr] = []
+
+        def need(v: Expr) -> None:
+            if isinstance(v, DerivAt):
+                src, _ = self.deriv_source(v)
+                need(src)
+                return
+            if v not in out:
+                out.append(v)
+
+        sums = [s for _, s in self.rev.assignments] + list(self.rev.carries.values()) + \
+            list(self.rev.grads.values()) + [self.rev.inputs]
+        sums += [self.d.jacobian[u][v] for u in self.states for v in self.states]
+        sums += [self.d.forward[p].raw.V[u] for p in self.params for u in self.states]
+        for s in sums:
+            for t in s:
+                for f in t.factors:
+                    if isinstance(f, (Diag, Diag2, Outer)):
+                        need(f.v)
+        return out
+
+    def plan_values(self) -> None:
+        """Temps (subexpressions of the forward that backward reads whole) and stored
+        pre-activations (read where the derivative cannot come from the gate's output)."""
+        self.stored_hats: set[str] = set()
+        needed = self.needed_vectors()
+        for v in needed:
+            for e in walk(v):
+                if isinstance(e, Ref) and e.kind == "node" and not e.lag and \
+                        e.name.endswith(HAT):
+                    self.stored_hats.add(e.name)
+        k = 0
+        for v in needed:
+            if isinstance(v, (Call, Add, Mul, MatVec)) and self._in_forward(v):
+                base = f"{v.fn}_{v.arg.name}" if isinstance(v, Call) and \
+                    isinstance(v.arg, Ref) else f"tmp{k}"
+                k += 1
+                self.temps[v] = self.names.fresh(base)
+
+    # ------------------------------------------------------------------ forward step
+    def forward_stmts(self) -> list[Stmt]:
+        stmts: list[Stmt] = []
+        done: set[Expr] = set()
+        temps = dict(self.temps)
+
+        def emit_temps(e: Expr) -> None:
+            if isinstance(e, Ref) and e.kind == "node" and not e.lag and \
+                    e.name.endswith(HAT) and e.name not in self.stored_hats:
+                emit_temps(self.spec.nodes[e.name].expr)  # inlined: its temps come first
+                return
+            for sub in _children(e):
+                emit_temps(sub)
+            if e in temps and e not in done:
+                done.add(e)
+                del self.temps[e]  # print the temp's own expression, not its name
+                stmts.append(Stmt(temps[e], self.value(e, "fwd")))
+                self.temps[e] = temps[e]
+
+        for st in self.stack_objs:
+            if st.vec.kind == "node":
+                stmts.append(Stmt(st.product, Dot(Var(self.prev[st.vec.name]), st.ident + "_T",
+                                                  True), comment=f"A = Theta {st.vec.name}_prev"))
+        for name, node in self.spec.nodes.items():
+            if node.role == "readout":
+                continue
+            if name.endswith(HAT) and name not in self.stored_hats:
+                continue
+            emit_temps(node.expr)
+            stmts.append(Stmt(self.local[name], self.value(node.expr, "fwd"),
+                              comment=f"{name} = {node.source}" if not name.endswith(HAT)
+                              else ""))
+        return stmts
+
+    # ------------------------------------------------------------------ backward step
+    def zero_bars(self) -> set[str]:
+        """Adjoints that are zero by structure, found by propagation to a fixed point."""
+        zero: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for u, s in self.rev.assignments:
+                if u not in zero and not self.prune(s, zero):
+                    zero.add(u)
+                    changed = True
+        return zero
+
+    @staticmethod
+    def prune(s: Sum, zero: set[str]) -> Sum:
+        keep = tuple(t for t in s if not any(isinstance(f, Adj) and f.kind == "bar" and
+                                             f.name in zero for f in t.factors))
+        return Sum(keep, s.order)
+
+    def adj_var(self, a: Adj) -> Expr:
+        if a.kind == "loss":
+            return At("dhs", "t")
+        if a.kind == "carry":
+            return Var(self.carry_ident[a.name])
+        return Var(self.bar_ident[a.name])
+
+    def term(self, t: Term) -> Expr:
+        """A product of factors applied right to left to the adjoint vector that ends it."""
+        fs = list(t.factors)
+        last = fs.pop()
+        assert isinstance(last, Adj)
+        y = self.adj_var(last)
+        for f in reversed(fs):
+            if isinstance(f, Diag):
+                y = Mul((self.value(f.v, "val"), y))
+            elif isinstance(f, Mat):
+                y = Dot(y, self.param_ident[f.name], f.transposed)
+            elif isinstance(f, Ident):
+                continue
+            else:
+                raise TypeError(f"unexpected factor {f!r} in an adjoint term")
+        return Scaled(t.coef, y) if t.coef != 1 else y
+
+    def sum_expr(self, s: Sum) -> Expr:
+        items = []
+        for t in s:
+            e = self.term(Term(abs(t.coef), t.factors))
+            items.append((1 if t.coef > 0 else -1, e))
+        return Signed(tuple(items))
+
+    def grad_step(self, s: Sum) -> Expr:
+        """The step contribution to dL/dA: sum_b a_b v_b^T for the terms that end in an outer
+        product v^T (a matrix parameter), the sum over the batch of the others."""
+        outer, vector = [], []
+        for t in s:
+            sign = 1 if t.coef > 0 else -1
+            if isinstance(t.last, Outer):
+                inner = self.term(Term(abs(t.coef), t.factors[:-1]))
+                outer.append((sign, BatchOuter(inner, self.value(t.last.v, "val"))))
+            else:
+                vector.append((sign, self.term(Term(abs(t.coef), t.factors))))
+        if vector:
+            outer.append((1, BatchSum(Signed(tuple(vector)))))
+        return Signed(tuple(outer))
+
+    def build(self) -> Program:
+        spec, names, rev = self.spec, self.names, self.rev
+        zero = self.zero_bars()
+        self.bar_ident = {u: names.once(f"bar:{u}", f"d_{self.local[u]}") for u, _ in
+                          rev.assignments if u not in zero}
+        self.carry_ident = {s: names.once(f"carry:{s}", f"d_{names.cell(s)}_next")
+                            for s in self.states}
+        # stacks, their slots and buffers (a slot equal to an earlier one is stored once)
+        stack_objs: list[Stack] = []
+        buffers: list[tuple[str, Counter]] = []
+        stored: dict[frozenset, Slot] = {}
+        for i, (v, tag, plist) in enumerate(self._stack_specs):
+            buf = names.once(f"buf:{tag}", f"dA_{tag if tag == 'x' else names.cell(tag)}")
+            cols: Counter = Counter()
+            slots = []
+            for p in plist:
+                s = self.prune(self.proj[p], zero)
+                key = s.key()
+                rows = spec.params[p].shape[0]
+                if key in stored and s:
+                    slots.append(stored[key])
+                    continue
+                lo = size_code(cols)
+                cols[rows] += 1
+                slot = Slot(buf, lo, size_code(cols), len(slots))
+                slots.append(slot)
+                if s:
+                    stored[key] = slot
+            if sum(cols.values()):
+                buffers.append((buf, cols))
+            product = "A_x" if v.kind == "input" else names.once(f"A:{tag}",
+                                                                 f"A_{names.cell(tag)}")
+            key = f"W_stack_{tag}"
+            stack_objs.append(Stack(v, key, names.once(f"stack:{tag}",
+                                                      f"W_stack_{names.cell(tag) if tag != 'x' else 'x'}"),
+                                    tuple(plist), tuple(spec.params[p].shape[0] for p in plist),
+                                    tuple(slots), product))
+        self.stack_objs = stack_objs
+        self.plan_values()
+        forward = self.forward_stmts()
+        # backward step
+        bwd: list[Stmt] = []
+        into: dict[str, Slot] = {}
+        written: set[Slot] = set()
+        for st in stack_objs:
+            for k, p in enumerate(st.params):
+                s = self.prune(self.proj[p], zero)
+                sl = st.slots[k]
+                if sl in written or not s:
+                    continue
+                if len(s) == 1 and s.terms[0].coef == 1 and len(s.terms[0].factors) == 1:
+                    w = s.terms[0].factors[0]
+                    if isinstance(w, Adj) and w.kind == "bar" and w.name not in into:
+                        into[w.name] = sl
+                        written.add(sl)
+        for u, s in rev.assignments:
+            if u in zero:
+                continue
+            s = self.prune(s, zero)
+            var = self.bar_ident[u]
+            if u in into:
+                sl = into[u]
+                bwd.append(Stmt(var, Cols(sl.buffer, sl.lo, sl.hi, "t")))
+                bwd.append(Stmt(var, self.sum_expr(s), op="[...]=", comment=f"bar {u}"))
+            else:
+                bwd.append(Stmt(var, self.sum_expr(s), comment=f"bar {u}"))
+        for st in stack_objs:
+            for k, p in enumerate(st.params):
+                s = self.prune(self.proj[p], zero)
+                sl = st.slots[k]
+                if sl in written or not s:
+                    continue
+                written.add(sl)
+                bwd.append(Stmt(f"{sl.buffer}[t, :, {sl.lo}:{sl.hi}]", self.sum_expr(s),
+                                op="[...]=", comment=f"projection adjoint of {p}"))
+        # carried adjoints: the stacked part as one product per run of stored slots
+        carries = []
+        for v in self.states:
+            s = self.prune(rev.carries[v], zero)
+            st = next((x for x in stack_objs if x.vec == Ref(v, 1, "node")), None)
+            rest = self.unstacked(s, st, zero) if st is not None else None
+            parts_: list[tuple[int, Expr]] = []
+            if rest is not None:
+                parts_ += [(1, Dot(Cols(b, c0, c1, "t"), f"{st.ident}[{r0}:{r1}]", True))
+                           for b, c0, c1, r0, r1, _ in st.runs()
+                           if any(self.prune(self.proj[st.params[k]], zero)
+                                  for k in _run_slots(st, b, c0, c1))]
+                s = rest
+            if s:
+                parts_.append((1, self.sum_expr(s)))
+            expr = Signed(tuple(parts_)) if parts_ else None
+            carries.append((v, self.carry_ident[v], expr))
+        # gradients
+        grads: list[Grad] = []
+        colsum: dict[frozenset, Slot] = {}
+        for st in stack_objs:
+            for k, p in enumerate(st.params):
+                s = self.prune(self.proj[p], zero)
+                if s:
+                    colsum.setdefault(s.key(), st.slots[k])
+        for p in self.params:
+            g = self.prune(rev.grads[p], zero)
+            if not g:
+                grads.append(Grad(p, "zero"))
+            elif p in self.stacked:
+                i = self.stacked[p]
+                grads.append(Grad(p, "stack", stack=i, slot=stack_objs[i].params.index(p)))
+            elif g.key() in colsum and all(not isinstance(t.last, Outer) for t in g):
+                sl = colsum[g.key()]
+                grads.append(Grad(p, "colsum", acc=f"{sl.buffer}|{sl.lo}|{sl.hi}"))
+            else:
+                acc = names.once(f"grad:{p}", f"g_{self.param_ident[p]}")
+                grads.append(Grad(p, "acc", acc=acc,
+                                  terms=self.grad_step(g)))
+        x_idx = next((i for i, st in enumerate(stack_objs) if st.vec.kind == "input"), -1)
+        xin = self.prune(rev.inputs, zero)
+        if x_idx >= 0:
+            rest = self.unstacked(xin, stack_objs[x_idx], zero)
+            x_rest = None if rest is None else rest
+            self.x_fused = rest is not None
+        else:
+            x_rest, self.x_fused = xin, False
+        if not self.x_fused:
+            x_rest = xin
+        x_rest_expr = self.sum_expr(x_rest) if x_rest else None
+        # the Jacobian and V
+        jac = []
+        for u in self.states:
+            for v in self.states:
+                diag, dense = [], []
+                for t in self.d.jacobian[u][v]:
+                    kind, e = self.matrix(t)
+                    (diag if kind == "diag" else dense).append((kind, e))
+                jac.append((u, v, tuple(("diag", e) for _, e in diag),
+                            tuple(e for _, e in dense)))
+        rtrl_v = []
+        for u in self.states:
+            for p in self.params:
+                for t in self.d.forward[p].raw.V[u]:
+                    last = t.factors[-1]
+                    prefix = Term(t.coef, t.factors[:-1] or (Ident(),))
+                    kind, pre = self.matrix(prefix)
+                    if isinstance(last, Diag2):
+                        lastkind, vec = "d2", self.value(last.v, "val")
+                    elif isinstance(last, Diag):
+                        lastkind, vec = "d", self.value(last.v, "val")
+                    elif isinstance(last, Ident):
+                        lastkind, vec = "i", None
+                    else:
+                        raise TypeError(f"unexpected last factor {last!r} of V")
+                    rtrl_v.append((u, p, kind, lastkind, pre, vec, repr((prefix.coef,
+                                                                          prefix.factors))))
+        cached: list[tuple[str, str]] = []
+        reads: set[str] = set()
+        for stmt in bwd:
+            reads |= stmt.reads()
+        for _, _, e in carries:
+            if e is not None:
+                reads |= Stmt("_", e).reads()
+        for g in grads:
+            if g.terms is not None:
+                reads |= Stmt("_", g.terms).reads()
+        if x_rest_expr is not None:
+            reads |= Stmt("_", x_rest_expr).reads()
+        for name, node in spec.nodes.items():
+            if node.role == "readout" or name in self.states:
+                continue
+            if self.local[name] in reads:
+                cached.append((self.local[name], SIZE[node.dim]))
+        for e, ident in self.temps.items():
+            if ident in reads:
+                cached.append((ident, SIZE[self._dim(e)]))
+        return Program(
+            names=names, params=self.params,
+            param_shapes=tuple((p, tuple(SIZE[s] for s in spec.params[p].shape))
+                               for p in self.params),
+            states=self.states,
+            state_ident={s: self.local[s] for s in self.states},
+            prev_ident=dict(self.prev),
+            stacks=tuple(stack_objs),
+            buffers=tuple((b, size_code(c)) for b, c in buffers),
+            forward=tuple(forward), cached=tuple(cached), backward=tuple(bwd),
+            backward_reads=tuple(sorted(reads)), carries=tuple(carries), grads=tuple(grads),
+            x_rest=x_rest_expr, x_stack=x_idx if self.x_fused else -1,
+            jacobian=tuple(jac), rtrl_v=tuple(rtrl_v), reads_x=self.reads_x,
+            dims=dict(self.dims))
+
+    def _dim(self, e: Expr) -> str:
+        if isinstance(e, Ref):
+            if e.kind == "input":
+                return "input"
+            if e.kind == "param":
+                return self.spec.params[e.name].shape[0]
+            return "hidden" if e.lag else self.dims[e.name]
+        if isinstance(e, MatVec):
+            return self.spec.params[e.param].shape[0]
+        for sub in _children(e):
+            if not isinstance(sub, Const):
+                return self._dim(sub)
+        return "hidden"
+
+    def unstacked(self, s: Sum, st: Stack, zero: set[str]) -> Sum | None:
+        """The terms of s outside sum_P P^T \\bar a_P over the stack, when s holds exactly
+        those terms for every stacked P (else None: no fused product)."""
+        covered: dict[str, list] = {p: [] for p in st.params}
+        rest = []
+        for t in s:
+            f0 = t.factors[0]
+            if isinstance(f0, Mat) and f0.transposed and f0.name in covered:
+                covered[f0.name].append((t.coef, t.factors[1:]))
+            else:
+                rest.append(t)
+        for p in st.params:
+            got = Sum(tuple(Term(c, f) for c, f in covered[p]), s.order)
+            if got.key() != self.prune(self.proj[p], zero).key():
+                return None
+        return Sum(tuple(rest), s.order)
+
+    def matrix(self, t: Term) -> tuple[str, Expr]:
+        """A product of d(.) and W factors as ('diag', vector) or ('dense', (B|1, n, m))."""
+        kind, code = "ident", None
+        pending: list[Expr] = []
+
+        def flush() -> None:
+            nonlocal kind, code
+            if not pending:
+                return
+            u = pending[0] if len(pending) == 1 else Mul(tuple(reversed(pending)))
+            pending.clear()
+            if kind == "ident":
+                kind, code = "diag", u
+            elif kind == "diag":
+                code = Mul((u, code))
+            else:
+                code = Mul((Column(u), code))
+
+        for f in reversed(t.factors):
+            if isinstance(f, Ident):
+                continue
+            if isinstance(f, Diag):
+                pending.append(self.value(f.v, "val"))
+            elif isinstance(f, Mat):
+                flush()
+                m = Matrix(self.param_ident[f.name], f.transposed)
+                if kind == "ident":
+                    kind, code = "dense", m
+                elif kind == "diag":
+                    kind, code = "dense", Mul((m, Row(code)))
+                else:
+                    code = MatMul(m, code)
+            else:
+                raise TypeError(f)
+        flush()
+        if kind == "ident":
+            kind, code = "diag", Const(Fraction(1))
+        if t.coef != 1:
+            code = Scaled(t.coef, code)
+        return kind, code
+
+
+def _children(e: Expr) -> tuple[Expr, ...]:
+    if isinstance(e, (Call, DerivAt, MatVec)):
+        return (e.arg,)
+    if isinstance(e, Add):
+        return tuple(t for _, t in e.terms)
+    if isinstance(e, Mul):
+        return e.factors
+    return ()
+
+
+def _run_slots(st: Stack, buf: str, c0: str, c1: str) -> list[int]:
+    for b, a0, a1, _, _, ks in st.runs():
+        if (b, a0, a1) == (buf, c0, c1):
+            return ks
+    return []
+
+
+def lower(d: Derivation) -> Program:
+    """The statements of a cell's kernels (see the module docstring)."""
+    return _Lowering(d).build()
+
+
+__all__ = ["Grad", "Program", "Slot", "Stack", "lower", "size_code", "INPUT"]

@@ -1,0 +1,140 @@
+"""The NumPy printer: IR expressions (:mod:`derive.codegen.ir`) as batch-leading NumPy code.
+
+A visitor in the manner of SymPy's printers: :meth:`NumpyPrinter.doprint` dispatches on the
+expression's class to ``_print_<Class>``, each returning the text and its precedence, so that
+parentheses appear exactly where Python's grammar needs them (``(a * b) @ W`` stays
+``(a * b) @ W``; ``a * (b @ W)`` keeps its parentheses). Activations are printed from the one
+registry (:mod:`derive.activations`). A backend variant overrides methods, never edits text.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from ..activations import ACTIVATIONS
+from ..spec import Const, Mul
+from .ir import (
+    ActDeriv,
+    ActValue,
+    At,
+    BatchOuter,
+    BatchSum,
+    Cols,
+    Column,
+    Dot,
+    Expr,
+    MatMul,
+    Matrix,
+    Row,
+    Scaled,
+    Signed,
+    Var,
+)
+
+ATOM, MUL, ADD = 3, 2, 1
+
+
+def number(c: Fraction) -> str:
+    """A rational constant as a Python float literal."""
+    c = Fraction(c)
+    return repr(c.numerator / c.denominator) if c.denominator != 1 else f"{c.numerator}.0"
+
+
+class NumpyPrinter:
+    """Prints IR expressions; settings: ``calls`` maps an activation name to the format of its
+    value in the kernel (default: the registry's ``numpy`` facet)."""
+
+    _default_settings: dict = {"calls": {}}
+
+    def __init__(self, **settings):
+        self.settings = {**self._default_settings, **settings}
+
+    # -- entry points ---------------------------------------------------------------------
+    def doprint(self, e: Expr) -> str:
+        return self._print(e)[0]
+
+    def _print(self, e: Expr) -> tuple[str, int]:
+        method = getattr(self, f"_print_{type(e).__name__}", None)
+        if method is None:
+            raise TypeError(f"{type(self).__name__} cannot print {type(e).__name__}: {e!r}")
+        return method(e)
+
+    def operand(self, e: Expr, prec: int, right: bool = False) -> str:
+        """The text of ``e`` as an operand of an operator of precedence ``prec`` (a right
+        operand of a left-associative operator needs parentheses at equal precedence)."""
+        text, p = self._print(e)
+        return f"({text})" if p < prec or (right and p == prec) else text
+
+    # -- leaves ---------------------------------------------------------------------------
+    def _print_Var(self, e: Var) -> tuple[str, int]:
+        return e.ident, ATOM
+
+    def _print_Const(self, e: Const) -> tuple[str, int]:
+        text = number(e.value)
+        return (text, ATOM) if e.value >= 0 else (f"({text})", ATOM)
+
+    def _print_Cols(self, e: Cols) -> tuple[str, int]:
+        t = f"{e.time}, " if e.time is not None else ""
+        return f"{e.array}[{t}:, {e.lo}:{e.hi}]", ATOM
+
+    def _print_At(self, e: At) -> tuple[str, int]:
+        return f"{e.array}[{e.time}]", ATOM
+
+    def _print_Matrix(self, e: Matrix) -> tuple[str, int]:
+        return (f"{e.ident}.T" if e.transposed else e.ident), ATOM
+
+    def _print_Column(self, e: Column) -> tuple[str, int]:
+        return f"{self.operand(e.v, ATOM)}[..., None]", ATOM
+
+    def _print_Row(self, e: Row) -> tuple[str, int]:
+        return f"{self.operand(e.v, ATOM)}[..., None, :]", ATOM
+
+    def _print_MatMul(self, e: MatMul) -> tuple[str, int]:
+        return f"{self.operand(e.a, MUL)} @ {self.operand(e.b, MUL, right=True)}", MUL
+
+    def _print_BatchOuter(self, e: BatchOuter) -> tuple[str, int]:
+        return f"{self.operand(e.a, ATOM)}.T @ {self.operand(e.v, MUL, right=True)}", MUL
+
+    def _print_BatchSum(self, e: BatchSum) -> tuple[str, int]:
+        return f"{self.operand(e.e, ATOM)}.sum(axis=0)", ATOM
+
+    # -- operators ------------------------------------------------------------------------
+    def _print_Dot(self, e: Dot) -> tuple[str, int]:
+        m = e.matrix if e.transposed else f"{e.matrix}.T"
+        return f"{self.operand(e.vec, MUL)} @ {m}", MUL
+
+    def _print_Mul(self, e: Mul) -> tuple[str, int]:
+        first, *rest = e.factors
+        return " * ".join([self.operand(first, MUL)] +
+                          [self.operand(f, MUL, right=True) for f in rest]), MUL
+
+    def _print_Scaled(self, e: Scaled) -> tuple[str, int]:
+        c = Fraction(e.coef)
+        if c == 1:
+            return self._print(e.e)
+        if c == -1:
+            return f"-{self.operand(e.e, MUL, right=True)}", ADD
+        return f"{number(c)} * {self.operand(e.e, MUL, right=True)}", MUL if c > 0 else ADD
+
+    def _print_Signed(self, e: Signed) -> tuple[str, int]:
+        if len(e.terms) == 1 and e.terms[0][0] > 0:
+            return self._print(e.terms[0][1])
+        out = ""
+        for i, (sign, t) in enumerate(e.terms):
+            body = self.operand(t, ADD, right=i > 0 or sign < 0)
+            if i == 0:
+                out = body if sign > 0 else f"-{self.operand(t, MUL, right=True)}"
+            else:
+                out += (" + " if sign > 0 else " - ") + body
+        return out, ADD
+
+    # -- activations ----------------------------------------------------------------------
+    def _print_ActValue(self, e: ActValue) -> tuple[str, int]:
+        fmt = self.settings["calls"].get(e.fn) or ACTIVATIONS[e.fn].numpy
+        return fmt.format(z=self.operand(e.z, ATOM)), ADD
+
+    def _print_ActDeriv(self, e: ActDeriv) -> tuple[str, int]:
+        act = ACTIVATIONS[e.fn]
+        if e.from_output:
+            return act.deriv_from_output.format(y=self.operand(e.arg, ATOM)), ADD
+        return act.deriv.format(z=self.operand(e.arg, ATOM)), ADD
