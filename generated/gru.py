@@ -78,6 +78,8 @@ def _unpack(params):
     P = dict(params)
     P["W_stack_x"] = np.concatenate([params["W_xr"], params["W_xz"], params["W_xn"]], axis=0)
     P["W_stack_h"] = np.concatenate([params["W_hr"], params["W_hz"], params["W_hn"]], axis=0)
+    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
+    P["b_stack_x"] = np.concatenate([params["b_r"], params["b_z"], params["b_xn"]])
     return P
 
 
@@ -88,21 +90,13 @@ def forward(params, xs, state0=None):
     steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
-    W_xr = P["W_xr"]
-    W_xz = P["W_xz"]
-    W_xn = P["W_xn"]
-    W_hr = P["W_hr"]
-    W_hz = P["W_hz"]
-    W_hn = P["W_hn"]
-    b_r = P["b_r"]
-    b_z = P["b_z"]
-    b_xn = P["b_xn"]
     b_hn = P["b_hn"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     W_stack_h_T = np.ascontiguousarray(W_stack_h.T)  # C order: BLAS is faster at small B
     # input projections of all steps in one matmul: A_x[t] = Theta_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     C_r = np.empty((steps, batch, n_hidden), dtype)
@@ -110,27 +104,32 @@ def forward(params, xs, state0=None):
     C_n = np.empty((steps, batch, n_hidden), dtype)
     C_tmp1 = np.empty((steps, batch, n_hidden), dtype)
     C_tmp0 = np.empty((steps, batch, n_hidden), dtype)
+    A_h = np.empty((batch, 3 * n_hidden), dtype)
     for t in range(steps):
-        x_t = xs[t]
         h_prev = S_h[t]
         # A = Theta h_prev
-        A_h = h_prev @ W_stack_h_T
+        np.matmul(h_prev, W_stack_h_T, out=A_h)
+        # pre-activations whose x and state projections share columns
+        A_h[:, 0:2 * n_hidden] += A_x[t, :, 0:2 * n_hidden]
         # r = sigmoid(W_xr @ x + W_hr @ h_prev + b_r)
-        r = _sigmoid((A_x[t, :, 0:n_hidden] + A_h[:, 0:n_hidden] + b_r))
+        r = C_r[t]
+        _sigmoid(A_h[:, 0:n_hidden], out=r)
         # z = sigmoid(W_xz @ x + W_hz @ h_prev + b_z)
-        z = _sigmoid((A_x[t, :, n_hidden:2 * n_hidden] + A_h[:, n_hidden:2 * n_hidden] + b_z))
-        tmp1 = A_h[:, 2 * n_hidden:3 * n_hidden] + b_hn
+        z = C_z[t]
+        _sigmoid(A_h[:, n_hidden:2 * n_hidden], out=z)
+        tmp1 = C_tmp1[t]
+        tmp1[...] = A_h[:, 2 * n_hidden:3 * n_hidden]
+        tmp1 += b_hn
         # n = tanh(W_xn @ x + b_xn + r * (W_hn @ h_prev + b_hn))
-        n = np.tanh((A_x[t, :, 2 * n_hidden:3 * n_hidden] + b_xn + r * tmp1))
-        tmp0 = 1.0 - z
+        n = C_n[t]
+        np.tanh(A_x[t, :, 2 * n_hidden:3 * n_hidden] + r * tmp1, out=n)
+        tmp0 = C_tmp0[t]
+        tmp0[...] = 1.0
+        tmp0 -= z
         # h = (1 - z) * n + z * h_prev
-        h = tmp0 * n + z * h_prev
-        S_h[t + 1] = h
-        C_r[t] = r
-        C_z[t] = z
-        C_n[t] = n
-        C_tmp1[t] = tmp1
-        C_tmp0[t] = tmp0
+        h = S_h[t + 1]
+        np.multiply(tmp0, n, out=h)
+        h += z * h_prev
     cache = {"xs": xs, "backend": "numpy", "state": {
         "h": S_h[-1],
     }}
@@ -160,16 +159,6 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
     P = _unpack(params)
-    W_xr = P["W_xr"]
-    W_xz = P["W_xz"]
-    W_xn = P["W_xn"]
-    W_hr = P["W_hr"]
-    W_hz = P["W_hz"]
-    W_hn = P["W_hn"]
-    b_r = P["b_r"]
-    b_z = P["b_z"]
-    b_xn = P["b_xn"]
-    b_hn = P["b_hn"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
@@ -241,33 +230,28 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     out) for the one-matmul product; see generated._runtime.rtrl)."""
     if P is None:
         P = _unpack(params)
-    W_xr = P["W_xr"]
-    W_xz = P["W_xz"]
-    W_xn = P["W_xn"]
     W_hr = P["W_hr"]
     W_hz = P["W_hz"]
     W_hn = P["W_hn"]
-    b_r = P["b_r"]
-    b_z = P["b_z"]
-    b_xn = P["b_xn"]
     b_hn = P["b_hn"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     W_stack_h_T = W_stack_h.T
-    batch, n_in = x_t.shape
-    n_hidden = prev[STATE[0]].shape[1]
-    A_x = (x_t @ W_stack_x.T)[None]
+    batch, n_hidden = x_t.shape[0], prev[STATE[0]].shape[1]
+    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
     t = 0
     h_prev = prev["h"]
     # A = Theta h_prev
     A_h = h_prev @ W_stack_h_T
+    # pre-activations whose x and state projections share columns
+    A_h[:, 0:2 * n_hidden] += A_x[t, :, 0:2 * n_hidden]
     # r = sigmoid(W_xr @ x + W_hr @ h_prev + b_r)
-    r = _sigmoid((A_x[t, :, 0:n_hidden] + A_h[:, 0:n_hidden] + b_r))
+    r = _sigmoid(A_h[:, 0:n_hidden])
     # z = sigmoid(W_xz @ x + W_hz @ h_prev + b_z)
-    z = _sigmoid((A_x[t, :, n_hidden:2 * n_hidden] + A_h[:, n_hidden:2 * n_hidden] + b_z))
+    z = _sigmoid(A_h[:, n_hidden:2 * n_hidden])
     tmp1 = A_h[:, 2 * n_hidden:3 * n_hidden] + b_hn
     # n = tanh(W_xn @ x + b_xn + r * (W_hn @ h_prev + b_hn))
-    n = np.tanh((A_x[t, :, 2 * n_hidden:3 * n_hidden] + b_xn + r * tmp1))
+    n = np.tanh(A_x[t, :, 2 * n_hidden:3 * n_hidden] + r * tmp1)
     tmp0 = 1.0 - z
     # h = (1 - z) * n + z * h_prev
     h = tmp0 * n + z * h_prev
@@ -278,7 +262,7 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
         ("h", "h"): (JM_h_h, Jd_h_h),
     }
     new_state = {
-        "h": h + 0.0 * ones,
+        "h": h,
     }
     if S is None:
         return new_state, J, None

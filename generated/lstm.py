@@ -82,6 +82,8 @@ def _unpack(params):
     P = dict(params)
     P["W_stack_x"] = np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0)
     P["W_stack_h"] = np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0)
+    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
+    P["b_stack_x"] = np.concatenate([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])
     return P
 
 
@@ -92,23 +94,12 @@ def forward(params, xs, state0=None):
     steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
-    W_xi = P["W_xi"]
-    W_xf = P["W_xf"]
-    W_xg = P["W_xg"]
-    W_xo = P["W_xo"]
-    W_hi = P["W_hi"]
-    W_hf = P["W_hf"]
-    W_hg = P["W_hg"]
-    W_ho = P["W_ho"]
-    b_i = P["b_i"]
-    b_f = P["b_f"]
-    b_g = P["b_g"]
-    b_o = P["b_o"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     W_stack_h_T = np.ascontiguousarray(W_stack_h.T)  # C order: BLAS is faster at small B
     # input projections of all steps in one matmul: A_x[t] = Theta_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     S_c = np.empty((steps + 1, batch, n_hidden), dtype)
@@ -118,32 +109,35 @@ def forward(params, xs, state0=None):
     C_g = np.empty((steps, batch, n_hidden), dtype)
     C_o = np.empty((steps, batch, n_hidden), dtype)
     C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
+    A_h = np.empty((batch, 4 * n_hidden), dtype)
     for t in range(steps):
-        x_t = xs[t]
         h_prev = S_h[t]
         c_prev = S_c[t]
         # A = Theta h_prev
-        A_h = h_prev @ W_stack_h_T
+        np.matmul(h_prev, W_stack_h_T, out=A_h)
+        # pre-activations whose x and state projections share columns
+        A_h[...] += A_x[t]
         # i = sigmoid(W_xi @ x + W_hi @ h_prev + b_i)
-        i = _sigmoid((A_x[t, :, 0:n_hidden] + A_h[:, 0:n_hidden] + b_i))
+        i = C_i[t]
+        _sigmoid(A_h[:, 0:n_hidden], out=i)
         # f = sigmoid(W_xf @ x + W_hf @ h_prev + b_f)
-        f = _sigmoid((A_x[t, :, n_hidden:2 * n_hidden] + A_h[:, n_hidden:2 * n_hidden] + b_f))
+        f = C_f[t]
+        _sigmoid(A_h[:, n_hidden:2 * n_hidden], out=f)
         # g = tanh(W_xg @ x + W_hg @ h_prev + b_g)
-        g = np.tanh((A_x[t, :, 2 * n_hidden:3 * n_hidden] + A_h[:, 2 * n_hidden:3 * n_hidden] + b_g))
+        g = C_g[t]
+        np.tanh(A_h[:, 2 * n_hidden:3 * n_hidden], out=g)
         # o = sigmoid(W_xo @ x + W_ho @ h_prev + b_o)
-        o = _sigmoid((A_x[t, :, 3 * n_hidden:4 * n_hidden] + A_h[:, 3 * n_hidden:4 * n_hidden] + b_o))
+        o = C_o[t]
+        _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden], out=o)
         # c = f * c_prev + i * g
-        c = f * c_prev + i * g
-        tanh_c = np.tanh(c)
+        c = S_c[t + 1]
+        np.multiply(f, c_prev, out=c)
+        c += i * g
+        tanh_c = C_tanh_c[t]
+        np.tanh(c, out=tanh_c)
         # h = o * tanh(c)
-        h = o * tanh_c
-        S_h[t + 1] = h
-        S_c[t + 1] = c
-        C_i[t] = i
-        C_f[t] = f
-        C_g[t] = g
-        C_o[t] = o
-        C_tanh_c[t] = tanh_c
+        h = S_h[t + 1]
+        np.multiply(o, tanh_c, out=h)
     cache = {"xs": xs, "backend": "numpy", "state": {
         "h": S_h[-1],
         "c": S_c[-1],
@@ -175,18 +169,6 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
     P = _unpack(params)
-    W_xi = P["W_xi"]
-    W_xf = P["W_xf"]
-    W_xg = P["W_xg"]
-    W_xo = P["W_xo"]
-    W_hi = P["W_hi"]
-    W_hf = P["W_hf"]
-    W_hg = P["W_hg"]
-    W_ho = P["W_ho"]
-    b_i = P["b_i"]
-    b_f = P["b_f"]
-    b_g = P["b_g"]
-    b_o = P["b_o"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
@@ -266,37 +248,30 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     out) for the one-matmul product; see generated._runtime.rtrl)."""
     if P is None:
         P = _unpack(params)
-    W_xi = P["W_xi"]
-    W_xf = P["W_xf"]
-    W_xg = P["W_xg"]
-    W_xo = P["W_xo"]
     W_hi = P["W_hi"]
     W_hf = P["W_hf"]
     W_hg = P["W_hg"]
     W_ho = P["W_ho"]
-    b_i = P["b_i"]
-    b_f = P["b_f"]
-    b_g = P["b_g"]
-    b_o = P["b_o"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     W_stack_h_T = W_stack_h.T
-    batch, n_in = x_t.shape
-    n_hidden = prev[STATE[0]].shape[1]
-    A_x = (x_t @ W_stack_x.T)[None]
+    batch, n_hidden = x_t.shape[0], prev[STATE[0]].shape[1]
+    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
     t = 0
     h_prev = prev["h"]
     c_prev = prev["c"]
     # A = Theta h_prev
     A_h = h_prev @ W_stack_h_T
+    # pre-activations whose x and state projections share columns
+    A_h[...] += A_x[t]
     # i = sigmoid(W_xi @ x + W_hi @ h_prev + b_i)
-    i = _sigmoid((A_x[t, :, 0:n_hidden] + A_h[:, 0:n_hidden] + b_i))
+    i = _sigmoid(A_h[:, 0:n_hidden])
     # f = sigmoid(W_xf @ x + W_hf @ h_prev + b_f)
-    f = _sigmoid((A_x[t, :, n_hidden:2 * n_hidden] + A_h[:, n_hidden:2 * n_hidden] + b_f))
+    f = _sigmoid(A_h[:, n_hidden:2 * n_hidden])
     # g = tanh(W_xg @ x + W_hg @ h_prev + b_g)
-    g = np.tanh((A_x[t, :, 2 * n_hidden:3 * n_hidden] + A_h[:, 2 * n_hidden:3 * n_hidden] + b_g))
+    g = np.tanh(A_h[:, 2 * n_hidden:3 * n_hidden])
     # o = sigmoid(W_xo @ x + W_ho @ h_prev + b_o)
-    o = _sigmoid((A_x[t, :, 3 * n_hidden:4 * n_hidden] + A_h[:, 3 * n_hidden:4 * n_hidden] + b_o))
+    o = _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden])
     # c = f * c_prev + i * g
     c = f * c_prev + i * g
     tanh_c = np.tanh(c)
@@ -318,8 +293,8 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
         ("c", "c"): (JM_c_c, Jd_c_c),
     }
     new_state = {
-        "h": h + 0.0 * ones,
-        "c": c + 0.0 * ones,
+        "h": h,
+        "c": c,
     }
     if S is None:
         return new_state, J, None

@@ -68,6 +68,8 @@ def _unpack(params):
     P = dict(params)
     P["W_stack_x"] = np.concatenate([params["W"]], axis=0)
     P["W_stack_h"] = np.concatenate([params["U"]], axis=0)
+    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
+    P["b_stack_x"] = np.concatenate([params["b_h"]])
     return P
 
 
@@ -78,24 +80,24 @@ def forward(params, xs, state0=None):
     steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
-    W = P["W"]
-    U = P["U"]
-    b_h = P["b_h"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     W_stack_h_T = np.ascontiguousarray(W_stack_h.T)  # C order: BLAS is faster at small B
     # input projections of all steps in one matmul: A_x[t] = Theta_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
+    A_h = np.empty((batch, n_hidden), dtype)
     for t in range(steps):
-        x_t = xs[t]
         h_prev = S_h[t]
         # A = Theta h_prev
-        A_h = h_prev @ W_stack_h_T
+        np.matmul(h_prev, W_stack_h_T, out=A_h)
+        # pre-activations whose x and state projections share columns
+        A_h[...] += A_x[t]
         # h = tanh(W @ x + U @ h_prev + b_h)
-        h = np.tanh((A_x[t, :, 0:n_hidden] + A_h[:, 0:n_hidden] + b_h))
-        S_h[t + 1] = h
+        h = S_h[t + 1]
+        np.tanh(A_h[:, 0:n_hidden], out=h)
     cache = {"xs": xs, "backend": "numpy", "state": {
         "h": S_h[-1],
     }}
@@ -120,9 +122,6 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
     P = _unpack(params)
-    W = P["W"]
-    U = P["U"]
-    b_h = P["b_h"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
@@ -160,21 +159,20 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     out) for the one-matmul product; see generated._runtime.rtrl)."""
     if P is None:
         P = _unpack(params)
-    W = P["W"]
     U = P["U"]
-    b_h = P["b_h"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     W_stack_h_T = W_stack_h.T
-    batch, n_in = x_t.shape
-    n_hidden = prev[STATE[0]].shape[1]
-    A_x = (x_t @ W_stack_x.T)[None]
+    batch, n_hidden = x_t.shape[0], prev[STATE[0]].shape[1]
+    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
     t = 0
     h_prev = prev["h"]
     # A = Theta h_prev
     A_h = h_prev @ W_stack_h_T
+    # pre-activations whose x and state projections share columns
+    A_h[...] += A_x[t]
     # h = tanh(W @ x + U @ h_prev + b_h)
-    h = np.tanh((A_x[t, :, 0:n_hidden] + A_h[:, 0:n_hidden] + b_h))
+    h = np.tanh(A_h[:, 0:n_hidden])
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = None
     JM_h_h = (1.0 - h * h)[..., None] * U
@@ -182,7 +180,7 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
         ("h", "h"): (JM_h_h, Jd_h_h),
     }
     new_state = {
-        "h": h + 0.0 * ones,
+        "h": h,
     }
     if S is None:
         return new_state, J, None

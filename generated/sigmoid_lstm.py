@@ -82,6 +82,8 @@ def _unpack(params):
     P = dict(params)
     P["W_stack_x"] = np.concatenate([params["U"], params["U_i"], params["U_f"], params["U_o"]], axis=0)
     P["W_stack_h"] = np.concatenate([params["W"], params["W_i"], params["W_f"], params["W_o"]], axis=0)
+    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
+    P["b_stack_x"] = np.concatenate([params["b"], params["b_i"], params["b_f"], params["b_o"]])
     return P
 
 
@@ -92,23 +94,12 @@ def forward(params, xs, state0=None):
     steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
-    W = P["W"]
-    W_i = P["W_i"]
-    W_f = P["W_f"]
-    W_o = P["W_o"]
-    U = P["U"]
-    U_i = P["U_i"]
-    U_f = P["U_f"]
-    U_o = P["U_o"]
-    b = P["b"]
-    b_i = P["b_i"]
-    b_f = P["b_f"]
-    b_o = P["b_o"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     W_stack_h_T = np.ascontiguousarray(W_stack_h.T)  # C order: BLAS is faster at small B
     # input projections of all steps in one matmul: A_x[t] = Theta_x x_t
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
+    A_x += P["b_stack_x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     S_s = np.empty((steps + 1, batch, n_hidden), dtype)
@@ -118,32 +109,35 @@ def forward(params, xs, state0=None):
     C_f = np.empty((steps, batch, n_hidden), dtype)
     C_s_tilde = np.empty((steps, batch, n_hidden), dtype)
     C_sigmoid_s = np.empty((steps, batch, n_hidden), dtype)
+    A_h = np.empty((batch, 4 * n_hidden), dtype)
     for t in range(steps):
-        x_t = xs[t]
         h_prev = S_h[t]
         s_prev = S_s[t]
         # A = Theta h_prev
-        A_h = h_prev @ W_stack_h_T
+        np.matmul(h_prev, W_stack_h_T, out=A_h)
+        # pre-activations whose x and state projections share columns
+        A_h[...] += A_x[t]
         # o = sigmoid(W_o @ h_prev + U_o @ x + b_o)
-        o = _sigmoid((A_h[:, 3 * n_hidden:4 * n_hidden] + A_x[t, :, 3 * n_hidden:4 * n_hidden] + b_o))
+        o = C_o[t]
+        _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden], out=o)
         # i = sigmoid(W_i @ h_prev + U_i @ x + b_i)
-        i = _sigmoid((A_h[:, n_hidden:2 * n_hidden] + A_x[t, :, n_hidden:2 * n_hidden] + b_i))
+        i = C_i[t]
+        _sigmoid(A_h[:, n_hidden:2 * n_hidden], out=i)
         # f = sigmoid(W_f @ h_prev + U_f @ x + b_f)
-        f = _sigmoid((A_h[:, 2 * n_hidden:3 * n_hidden] + A_x[t, :, 2 * n_hidden:3 * n_hidden] + b_f))
+        f = C_f[t]
+        _sigmoid(A_h[:, 2 * n_hidden:3 * n_hidden], out=f)
         # s_tilde = sigmoid(W @ h_prev + U @ x + b)
-        s_tilde = _sigmoid((A_h[:, 0:n_hidden] + A_x[t, :, 0:n_hidden] + b))
+        s_tilde = C_s_tilde[t]
+        _sigmoid(A_h[:, 0:n_hidden], out=s_tilde)
         # s = f * s_prev + i * s_tilde
-        s = f * s_prev + i * s_tilde
-        sigmoid_s = _sigmoid(s)
+        s = S_s[t + 1]
+        np.multiply(f, s_prev, out=s)
+        s += i * s_tilde
+        sigmoid_s = C_sigmoid_s[t]
+        _sigmoid(s, out=sigmoid_s)
         # h = o * sigmoid(s)
-        h = o * sigmoid_s
-        S_h[t + 1] = h
-        S_s[t + 1] = s
-        C_o[t] = o
-        C_i[t] = i
-        C_f[t] = f
-        C_s_tilde[t] = s_tilde
-        C_sigmoid_s[t] = sigmoid_s
+        h = S_h[t + 1]
+        np.multiply(o, sigmoid_s, out=h)
     cache = {"xs": xs, "backend": "numpy", "state": {
         "h": S_h[-1],
         "s": S_s[-1],
@@ -175,18 +169,6 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
     P = _unpack(params)
-    W = P["W"]
-    W_i = P["W_i"]
-    W_f = P["W_f"]
-    W_o = P["W_o"]
-    U = P["U"]
-    U_i = P["U_i"]
-    U_f = P["U_f"]
-    U_o = P["U_o"]
-    b = P["b"]
-    b_i = P["b_i"]
-    b_f = P["b_f"]
-    b_o = P["b_o"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
@@ -270,33 +252,26 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     W_i = P["W_i"]
     W_f = P["W_f"]
     W_o = P["W_o"]
-    U = P["U"]
-    U_i = P["U_i"]
-    U_f = P["U_f"]
-    U_o = P["U_o"]
-    b = P["b"]
-    b_i = P["b_i"]
-    b_f = P["b_f"]
-    b_o = P["b_o"]
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
     W_stack_h_T = W_stack_h.T
-    batch, n_in = x_t.shape
-    n_hidden = prev[STATE[0]].shape[1]
-    A_x = (x_t @ W_stack_x.T)[None]
+    batch, n_hidden = x_t.shape[0], prev[STATE[0]].shape[1]
+    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
     t = 0
     h_prev = prev["h"]
     s_prev = prev["s"]
     # A = Theta h_prev
     A_h = h_prev @ W_stack_h_T
+    # pre-activations whose x and state projections share columns
+    A_h[...] += A_x[t]
     # o = sigmoid(W_o @ h_prev + U_o @ x + b_o)
-    o = _sigmoid((A_h[:, 3 * n_hidden:4 * n_hidden] + A_x[t, :, 3 * n_hidden:4 * n_hidden] + b_o))
+    o = _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden])
     # i = sigmoid(W_i @ h_prev + U_i @ x + b_i)
-    i = _sigmoid((A_h[:, n_hidden:2 * n_hidden] + A_x[t, :, n_hidden:2 * n_hidden] + b_i))
+    i = _sigmoid(A_h[:, n_hidden:2 * n_hidden])
     # f = sigmoid(W_f @ h_prev + U_f @ x + b_f)
-    f = _sigmoid((A_h[:, 2 * n_hidden:3 * n_hidden] + A_x[t, :, 2 * n_hidden:3 * n_hidden] + b_f))
+    f = _sigmoid(A_h[:, 2 * n_hidden:3 * n_hidden])
     # s_tilde = sigmoid(W @ h_prev + U @ x + b)
-    s_tilde = _sigmoid((A_h[:, 0:n_hidden] + A_x[t, :, 0:n_hidden] + b))
+    s_tilde = _sigmoid(A_h[:, 0:n_hidden])
     # s = f * s_prev + i * s_tilde
     s = f * s_prev + i * s_tilde
     sigmoid_s = _sigmoid(s)
@@ -318,8 +293,8 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
         ("s", "s"): (JM_s_s, Jd_s_s),
     }
     new_state = {
-        "h": h + 0.0 * ones,
-        "s": s + 0.0 * ones,
+        "h": h,
+        "s": s,
     }
     if S is None:
         return new_state, J, None

@@ -40,6 +40,7 @@ class Dot(Expr):
     vec: Expr
     matrix: str
     transposed: bool = False
+    rows: tuple[str, str] | None = None  # only rows lo:hi of the matrix
 
 
 @dataclass(frozen=True)

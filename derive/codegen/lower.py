@@ -138,6 +138,8 @@ class Program:
     jacobian: tuple[tuple[str, str, tuple[tuple[str, Expr], ...], tuple[Expr, ...]], ...]
     rtrl_v: tuple[tuple[str, str, str, str, Expr, Expr | None, str], ...]
     reads_x: bool
+    bias_fold: tuple  # per slot of the x stack: the biases folded into its columns of A_x
+    batch_free: frozenset  # states whose value at t reads neither x nor any state
     dims: dict = field(default_factory=dict)
 
 
@@ -198,7 +200,7 @@ class _Lowering:
             if e.lag:
                 return Var(self.prev[e.name])
             if e.name.endswith(HAT) and e.name not in self.stored_hats:
-                return self.value(self.spec.nodes[e.name].expr, ctx)
+                return self.hat_value(e.name, ctx)
             return Var(self.local[e.name])
         if isinstance(e, Const):
             return e
@@ -219,6 +221,66 @@ class _Lowering:
         if isinstance(e, Mul):
             return Mul(tuple(self.value(f, ctx) for f in e.factors))
         raise TypeError(f"cannot lower {e!r}")
+
+    def hat_value(self, name: str, ctx: str) -> Expr:
+        """A pre-activation's value: its folded form in the forward (see plan_projections)."""
+        if ctx == "fwd" and name in self.hat_rewrite:
+            return self.hat_rewrite[name]
+        return self.value(self.spec.nodes[name].expr, ctx)
+
+    def plan_projections(self) -> None:
+        """Fold biases into the all-steps input projection and add it into the per-step state
+        projection once, where a pre-activation is a plain sum of them.
+
+        A bias b that is a + summand of a pre-activation next to + P x_t joins slot P of
+        A_x = X Theta_x^T + b_stack (one add over all steps instead of one per step); where the
+        same pre-activation also holds + Q h_{t-1} in the same columns of the state stack, the
+        step adds A_x[t] into A_h once for all such slots, and the pre-activation is read as
+        columns of A_h (the LSTM: four gates, one add). Only matrix products used nowhere else
+        are folded (their columns then hold a sum), and none that backward reads."""
+        self.hat_rewrite: dict[str, Expr] = {}
+        self.bias_fold: dict[int, list[str]] = {}
+        self.aligned: list[tuple[str, str]] = []
+        xs = next((st for st in self.stack_objs if st.vec.kind == "input"), None)
+        if xs is None:
+            return
+        hs = next((st for st in self.stack_objs if st.vec.kind == "node"), None)
+        uses: Counter = Counter()
+        for node in self.spec.nodes.values():
+            if node.role != "readout":
+                for e in walk(node.expr):
+                    if isinstance(e, MatVec):
+                        uses[e] += 1
+        for name, node in self.spec.nodes.items():
+            if node.role != "hat" or not isinstance(node.expr, Add):
+                continue
+            terms = list(node.expr.terms)
+            mx = next((t for sg, t in terms if sg > 0 and isinstance(t, MatVec) and
+                       t.arg == xs.vec and t.param in xs.params and uses[t] == 1 and
+                       t not in self.temps), None)
+            if mx is None:
+                continue
+            kx = xs.params.index(mx.param)
+            rows = xs.rows[kx]
+            biases = [t for sg, t in terms if sg > 0 and isinstance(t, Ref) and
+                      t.kind == "param" and self.spec.params[t.name].shape == (rows,)]
+            keep = [(sg, t) for sg, t in terms if not (sg > 0 and (t is mx or t in biases))]
+            if len(keep) + 1 + len(biases) != len(terms):
+                continue  # the same term twice: keep it simple
+            self.bias_fold.setdefault(kx, []).extend(b.name for b in biases)
+            lo, hi = xs.row_range(kx)
+            head: Expr = Cols(xs.product, lo, hi, "t")
+            if hs is not None:
+                mh = next((t for sg, t in keep if sg > 0 and isinstance(t, MatVec) and
+                           t.arg == hs.vec and t.param in hs.params and uses[t] == 1 and
+                           t not in self.temps and
+                           hs.row_range(hs.params.index(t.param)) == (lo, hi)), None)
+                if mh is not None:
+                    keep = [(sg, t) for sg, t in keep if t is not mh]
+                    self.aligned.append((lo, hi))
+                    head = Cols(hs.product, lo, hi, None)
+            self.hat_rewrite[name] = Signed(((1, head),) + tuple(
+                (sg, self.value(t, "fwd")) for sg, t in keep)) if keep else head
 
     def deriv_source(self, e: DerivAt) -> tuple[Expr, bool]:
         """What act'(z) is computed from: the activation's output where the registry has the
@@ -308,13 +370,25 @@ class _Lowering:
             if st.vec.kind == "node":
                 stmts.append(Stmt(st.product, Dot(Var(self.prev[st.vec.name]), st.ident + "_T",
                                                   True), comment=f"A = Theta {st.vec.name}_prev"))
+                if st is next(x for x in self.stack_objs if x.vec.kind == "node"):
+                    for lo, hi in _merge(sorted(self.aligned, key=_order)):
+                        xs = next(x for x in self.stack_objs if x.vec.kind == "input")
+                        whole = (lo, hi) == ("0", _width(st.rows)) == ("0", _width(xs.rows))
+                        stmts.append(Stmt(f"{st.product}[...]" if whole else
+                                          f"{st.product}[:, {lo}:{hi}]",
+                                          At(xs.product, "t") if whole else
+                                          Cols(xs.product, lo, hi, "t"), op="+=",
+                                          comment="pre-activations whose x and state "
+                                                  "projections share columns"))
         for name, node in self.spec.nodes.items():
             if node.role == "readout":
                 continue
             if name.endswith(HAT) and name not in self.stored_hats:
                 continue
             emit_temps(node.expr)
-            stmts.append(Stmt(self.local[name], self.value(node.expr, "fwd"),
+            value = self.hat_value(name, "fwd") if name.endswith(HAT) else \
+                self.value(node.expr, "fwd")
+            stmts.append(Stmt(self.local[name], value,
                               comment=f"{name} = {node.source}" if not name.endswith(HAT)
                               else ""))
         return stmts
@@ -423,6 +497,7 @@ class _Lowering:
                                     tuple(slots), product))
         self.stack_objs = stack_objs
         self.plan_values()
+        self.plan_projections()
         forward = self.forward_stmts()
         # backward step
         bwd: list[Stmt] = []
@@ -467,7 +542,7 @@ class _Lowering:
             rest = self.unstacked(s, st, zero) if st is not None else None
             parts_: list[tuple[int, Expr]] = []
             if rest is not None:
-                parts_ += [(1, Dot(Cols(b, c0, c1, "t"), f"{st.ident}[{r0}:{r1}]", True))
+                parts_ += [(1, Dot(Cols(b, c0, c1, "t"), st.ident, True, (r0, r1)))
                            for b, c0, c1, r0, r1, _ in st.runs()
                            if any(self.prune(self.proj[st.params[k]], zero)
                                   for k in _run_slots(st, b, c0, c1))]
@@ -569,7 +644,19 @@ class _Lowering:
             backward_reads=tuple(sorted(reads)), carries=tuple(carries), grads=tuple(grads),
             x_rest=x_rest_expr, x_stack=x_idx if self.x_fused else -1,
             jacobian=tuple(jac), rtrl_v=tuple(rtrl_v), reads_x=self.reads_x,
+            bias_fold=tuple(tuple(self.bias_fold.get(k, ())) for k in
+                            range(len(stack_objs[x_idx].params))) if x_idx >= 0 and
+            self.bias_fold else (),
+            batch_free=frozenset(s for s in self.states if not self._batched(s)),
             dims=dict(self.dims))
+
+    def _batched(self, name: str) -> bool:
+        """Does node ``name``'s value at t have a batch axis (it reads x or a state)?"""
+        for e in walk(self.spec.nodes[name].expr):
+            if isinstance(e, Ref) and (e.kind == "input" or e.lag or
+                                       (e.kind == "node" and self._batched(e.name))):
+                return True
+        return False
 
     def _dim(self, e: Expr) -> str:
         if isinstance(e, Ref):
@@ -642,6 +729,25 @@ class _Lowering:
         if t.coef != 1:
             code = Scaled(t.coef, code)
         return kind, code
+
+
+def _width(rows) -> str:
+    return size_code(Counter(rows))
+
+
+def _order(r: tuple[str, str]) -> tuple:
+    return (len(r[0]), r[0])
+
+
+def _merge(ranges: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Adjacent column ranges (a, b), (b, c) merged into (a, c)."""
+    out: list[tuple[str, str]] = []
+    for lo, hi in ranges:
+        if out and out[-1][1] == lo:
+            out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def _children(e: Expr) -> tuple[Expr, ...]:

@@ -9,6 +9,7 @@ did) and the template decides nothing about the code (it loops over what is prin
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import jinja2
@@ -140,6 +141,22 @@ class NumpyKernel:
         prog, nm = self.prog, self.names
         S = {s: nm.once(f"seq:{s}", f"S_{nm.cell(s)}") for s in prog.states}
         C = {v: nm.once(f"cache:{v}", f"C_{v}") for v, _ in prog.cached}
+        # the sequence forward computes stored values straight into their slot of the cache
+        stored = {prog.state_ident[s_]: f"{S[s_]}[t + 1]" for s_ in prog.states}
+        stored.update({v: f"{C[v]}[t]" for v, _ in prog.cached})
+        fwd_seq = []
+        products = {st.product for st in prog.stacks if st.vec.kind == "node"}
+        for st_ in prog.forward:
+            if st_.target in products and st_.op == "=":  # preallocated before the loop
+                fwd_seq += [f"# {st_.comment}"] if st_.comment else []
+                fwd_seq += self.p.into(st_.expr, st_.target)
+            elif st_.target in stored and st_.op == "=":
+                if st_.comment:
+                    fwd_seq.append(f"# {st_.comment}")
+                fwd_seq.append(f"{st_.target} = {stored[st_.target]}")
+                fwd_seq += self.p.into(st_.expr, st_.target)
+            else:
+                fwd_seq += self.stmt(st_)
         fwd = self.lines(prog.forward)
         bwd = self.lines(prog.backward)
         reads = set(prog.backward_reads)
@@ -147,6 +164,26 @@ class NumpyKernel:
             if e is not None:
                 reads |= idents(e)
         jac_lines, blocks = self.jacobian()
+        fwd_reads = set().union(*(st.reads() for st in prog.forward))
+        local_reads = fwd_reads | set().union(
+            *(idents(e) for _, _, diag, dense in prog.jacobian for _, e in diag),
+            *(idents(e) for _, _, diag, dense in prog.jacobian for e in dense),
+            *(idents(pre) | (idents(vec) if vec is not None else set())
+              for *_, pre, vec, _ in [(r[0], r[1], r[2], r[3], r[4], r[5], r[6])
+                                      for r in prog.rtrl_v]))
+        bwd_reads = set(reads)
+        for g in prog.grads:
+            if g.terms is not None:
+                bwd_reads |= idents(g.terms)
+        if prog.x_rest is not None:
+            bwd_reads |= idents(prog.x_rest)
+        stack_ids = {st.ident for st in prog.stacks}
+        x_ids = {st.ident for st in prog.stacks if st.vec.kind == "input"}
+        fwd_used = fwd_reads | stack_ids
+        local_used = local_reads | stack_ids
+        bwd_used = bwd_reads | (x_ids if prog.x_stack >= 0 else set())
+        unpack = [(p, nm.cell(p)) for p in prog.params] + \
+            [(st.key, st.ident) for st in prog.stacks]
         stacks = []
         for st in prog.stacks:
             stacks.append({"key": st.key, "ident": st.ident, "params": list(st.params),
@@ -192,20 +229,35 @@ class NumpyKernel:
             xin = " + ".join(parts + ([dxs_rest] if dxs_rest else []))
         elif dxs_rest:
             xin = dxs_rest
+        bias_stack = []
+        if prog.bias_fold:
+            xs = next(st for st in prog.stacks if st.vec.kind == "input")
+            for pk, biases in zip(xs.params, prog.bias_fold):
+                bias_stack.append(" + ".join(f"params[{_q(b)}]" for b in biases) or
+                                  f"np.zeros(params[{_q(pk)}].shape[0], params[{_q(pk)}].dtype)")
         return {
+            "bias_stack": bias_stack,
             "cell": spec.name,
             "title": spec.title,
             "template": template,
             "equations": [f"{n} = {node.source}" for n, node in spec.nodes.items()
                           if node.role not in ("hat", "readout")],
             "params": [(p, shape) for p, shape in prog.param_shapes],
-            "unpack": [(p, nm.cell(p)) for p in prog.params]
-            + [(st.key, st.ident) for st in prog.stacks],
+            "unpack_fwd": [(k, v) for k, v in unpack if v in fwd_used],
+            "unpack_bwd": [(k, v) for k, v in unpack if v in bwd_used],
+            "unpack_local": [(k, v) for k, v in unpack if v in local_used],
+            "fwd_x": "x_t" in fwd_reads,
+            "fwd_prev": [prog.prev_ident[s] for s in prog.states
+                         if prog.prev_ident[s] in fwd_reads],
+            "local_prev": [prog.prev_ident[s] for s in prog.states
+                           if prog.prev_ident[s] in local_reads],
+            "batch_free": [prog.state_ident[s] for s in prog.batch_free],
             "stacks": stacks,
             "states": [(s, S[s], prog.state_ident[s], prog.prev_ident[s]) for s in prog.states],
             "cached": [(v, C[v], size) for v, size in prog.cached],
             "buffers": list(prog.buffers),
             "forward_lines": fwd,
+            "forward_seq_lines": fwd_seq,
             "backward_lines": bwd,
             "bwd_states": [(s, S[s], prog.state_ident[s], prog.prev_ident[s],
                             prog.state_ident[s] in reads, prog.prev_ident[s] in reads)
@@ -225,6 +277,11 @@ class NumpyKernel:
             "rtrl_dense_max": _dense_max(blocks, prog),
             "reads_x": prog.reads_x,
         }
+
+
+def _q(name: str) -> str:
+    """A cell name as a string literal of the printed code."""
+    return json.dumps(name)
 
 
 def _width(rows) -> str:

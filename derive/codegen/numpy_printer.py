@@ -40,6 +40,22 @@ def number(c: Fraction) -> str:
     return repr(c.numerator / c.denominator) if c.denominator != 1 else f"{c.numerator}.0"
 
 
+def _is_call(fmt: str) -> bool:
+    """Is an activation's format a single call ``name({z})`` (e.g. ``np.tanh({z})``)?"""
+    head, _, tail = fmt.partition("({z})")
+    return tail == "" and head.replace(".", "").replace("_", "").isalnum()
+
+
+def _takes_out(fmt: str) -> bool:
+    """Does the call ``name({z})`` accept ``out=``: a NumPy ufunc, or the kernels' sigmoid?"""
+    import numpy as np
+
+    head = fmt.partition("(")[0]
+    if head == "_sigmoid":
+        return True
+    return head.startswith("np.") and isinstance(getattr(np, head[3:], None), np.ufunc)
+
+
 class NumpyPrinter:
     """Prints IR expressions; settings: ``calls`` maps an activation name to the format of its
     value in the kernel (default: the registry's ``numpy`` facet)."""
@@ -64,6 +80,28 @@ class NumpyPrinter:
         operand of a left-associative operator needs parentheses at equal precedence)."""
         text, p = self._print(e)
         return f"({text})" if p < prec or (right and p == prec) else text
+
+    def into(self, e: Expr, out: str) -> list[str]:
+        """Lines that compute ``e`` into the existing array ``out`` without a temporary for the
+        result: ``f(z, out=out)`` for an activation that takes ``out``, ``np.multiply`` /
+        ``np.add`` and in-place adds for products and sums, else a copy."""
+        if isinstance(e, ActValue):
+            fmt = self.settings["calls"].get(e.fn) or ACTIVATIONS[e.fn].numpy
+            if _is_call(fmt) and _takes_out(fmt):
+                return [fmt.replace("({z})", f"({self.doprint(e.z)}, out={out})")]
+        if isinstance(e, Dot) and e.rows is None:
+            m = e.matrix if e.transposed else f"{e.matrix}.T"
+            return [f"np.matmul({self.doprint(e.vec)}, {m}, out={out})"]
+        if isinstance(e, Mul) and len(e.factors) >= 2:
+            first = Mul(e.factors[:-1]) if len(e.factors) > 2 else e.factors[0]
+            return [f"np.multiply({self.doprint(first)}, {self.doprint(e.factors[-1])}, "
+                    f"out={out})"]
+        if isinstance(e, Signed) and len(e.terms) >= 2 and e.terms[0][0] > 0:
+            lines = self.into(e.terms[0][1], out)
+            for sign, t in e.terms[1:]:
+                lines.append(f"{out} {'+' if sign > 0 else '-'}= {self.doprint(t)}")
+            return lines
+        return [f"{out}[...] = {self.doprint(e)}"]
 
     # -- leaves ---------------------------------------------------------------------------
     def _print_Var(self, e: Var) -> tuple[str, int]:
@@ -100,7 +138,8 @@ class NumpyPrinter:
 
     # -- operators ------------------------------------------------------------------------
     def _print_Dot(self, e: Dot) -> tuple[str, int]:
-        m = e.matrix if e.transposed else f"{e.matrix}.T"
+        m = e.matrix if e.rows is None else f"{e.matrix}[{e.rows[0]}:{e.rows[1]}]"
+        m = m if e.transposed else f"{m}.T"
         return f"{self.operand(e.vec, MUL)} @ {m}", MUL
 
     def _print_Mul(self, e: Mul) -> tuple[str, int]:
@@ -131,6 +170,8 @@ class NumpyPrinter:
     # -- activations ----------------------------------------------------------------------
     def _print_ActValue(self, e: ActValue) -> tuple[str, int]:
         fmt = self.settings["calls"].get(e.fn) or ACTIVATIONS[e.fn].numpy
+        if _is_call(fmt):  # f({z}): the argument needs no parentheses of its own
+            return fmt.format(z=self.doprint(e.z)), ATOM
         return fmt.format(z=self.operand(e.z, ATOM)), ADD
 
     def _print_ActDeriv(self, e: ActDeriv) -> tuple[str, int]:
