@@ -636,21 +636,70 @@ def _plain(latex: str) -> str:
     return latex.replace("\\", "")
 
 
+# Names the fused printer (this module and derive.codegen.plan) introduces, or patterns of
+# them: a cell that uses one of these as its own name is printed as the re-export module
+# (fallback.py.j2) instead, since this printer does not draw its names from
+# derive.codegen.naming yet.
+_PRINTER_PREFIXES = ("d_", "g_", "C_", "S_", "A_", "R_", "G_", "Jd_", "JM_", "dA_", "out_",
+                     "colsum_", "W_stack", "b_stack", "W_cat", "dxs")
+_PRINTER_SUFFIXES = ("_prev", "_hat", "_next", "_new", "_T", "_")
+
+
+def _unsafe_name(name: str) -> bool:
+    import builtins
+    import keyword
+
+    from .activations import ACTIVATIONS
+    from .codegen.naming import TEMPLATE_NAMES
+    from .codegen.plan import RESERVED
+
+    # RESERVED and the loop names are renamed with a trailing "_" by _ident / _pid (hence
+    # the suffix rule); the template's own vocabulary is not
+    return (name in TEMPLATE_NAMES - RESERVED - _LOOP_NAMES
+            or keyword.iskeyword(name) or name in dir(builtins)
+            or name.startswith(_PRINTER_PREFIXES) or name.endswith(_PRINTER_SUFFIXES)
+            or re.fullmatch(r"[a-zA-Z]\d+", name) is not None
+            or any(name.startswith(fn + "_") for fn in ACTIVATIONS))
+
+
+def fused_refusal(d) -> str | None:
+    """Why the fused printer does not print this cell (None: it does). The module printed
+    instead re-exports the NumPy kernel, so every cell has a numba module with the same API."""
+    spec = d.spec
+    cell_names = [*spec.cell_params, *(n for n, v in spec.nodes.items()
+                                       if v.role not in ("hat", "readout"))]
+    bad = sorted(n for n in cell_names if _unsafe_name(n))
+    if bad:
+        return f"its names {bad} are among the fused printer's own"
+    try:
+        NumbaPlan(d).context("numba/kernel.py.j2")
+    except Unsupported as exc:
+        return str(exc)
+    return None
+
+
 def render_numba_kernel(cell, numpy_module: str | None = None) -> str:
     """The text of ``generated/<cell>_numba.py``; it imports its NumPy sibling as
-    ``numpy_module`` (default ``generated.<cell>``)."""
+    ``numpy_module`` (default ``generated.<cell>``). A cell the fused printer does not print
+    (:func:`fused_refusal`) gets a module that re-exports the NumPy kernel, saying why."""
+    d = derive(cell)
+    numpy_module = numpy_module or f"generated.{d.spec.name}"
+    why = fused_refusal(d)
+    if why is not None:
+        template = "numba/fallback.py.j2"
+        return environment().get_template(template).render(
+            template=template, cell=d.spec.name, title=d.spec.title, why=why,
+            numpy_module=numpy_module, readout=bool(d.spec.readout_nodes))
     template = "numba/kernel.py.j2"
-    plan = NumbaPlan(derive(cell))
+    plan = NumbaPlan(d)
     ctx = plan.context(template)
-    ctx["numpy_module"] = numpy_module or f"generated.{plan.spec.name}"
+    ctx["numpy_module"] = numpy_module
+    ctx["readout"] = bool(d.spec.readout_nodes)
     return environment().get_template(template).render(**ctx)
 
 
 def kernel_files(cell: str) -> dict[str, str]:
-    try:
-        return {f"{cell}_numba.py": render_numba_kernel(cell)}
-    except Unsupported:
-        return {}
+    return {f"{cell}_numba.py": render_numba_kernel(cell)}
 
 
 __all__ = ["NumbaPlan", "Unsupported", "kernel_files", "render_numba_kernel", "Mat", "Term"]

@@ -26,33 +26,38 @@ def sigmoid(z, out=None):
 
 
 
-def init_params(PARAMS, n_in, n_hidden, *, seed=0, dtype=np.float64):
+def init_params(PARAMS, n_in, n_hidden, *, seed=0, dtype=np.float64, n_out=None):
     """Parameters drawn uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)), as torch initialises."""
-    if int(n_in) < 1 or int(n_hidden) < 1:
-        raise ValueError(f"n_in and n_hidden must be positive, got n_in={n_in}, "
-                         f"n_hidden={n_hidden}")
+    if int(n_in) < 1 or int(n_hidden) < 1 or (n_out is not None and int(n_out) < 1):
+        raise ValueError(f"n_in, n_hidden and n_out must be positive, got n_in={n_in}, "
+                         f"n_hidden={n_hidden}, n_out={n_out}")
     dtype = np.dtype(dtype)
     if dtype.kind != "f":
         raise ValueError(f"dtype must be a floating dtype, got {dtype}")
     rng = np.random.default_rng(seed)
     k = 1.0 / np.sqrt(n_hidden)
-    sizes = {"n_in": int(n_in), "n_hidden": int(n_hidden)}
+    sizes = {"n_in": int(n_in), "n_hidden": int(n_hidden), "n_out": int(n_out or 0)}
     return {name: rng.uniform(-k, k, size=tuple(sizes[s] for s in shape)).astype(dtype)
             for name, shape in PARAMS.items()}
 
 
 
-def sizes(PARAMS, params):
+def sizes(PARAMS, params, READOUT_PARAMS=None):
     """Validate a parameter dict; returns (n_hidden, n_in, dtype). Each size is read from the
     first parameter that has that dimension; n_in is None when no parameter has one (the
-    cell never multiplies x by a matrix: xs then fixes it)."""
+    cell never multiplies x by a matrix: xs then fixes it). The readout's parameters
+    (READOUT_PARAMS) may be given all together, or not at all."""
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict of arrays, got {type(params).__name__}")
+    if READOUT_PARAMS and any(p in params for p in READOUT_PARAMS):
+        PARAMS = {**PARAMS, **READOUT_PARAMS}
     missing = [p for p in PARAMS if p not in params]
     extra = [p for p in params if p not in PARAMS]
     if missing or extra:
+        also = f" (and optionally the readout's {list(READOUT_PARAMS)})" if READOUT_PARAMS \
+            else ""
         raise ValueError(f"params: missing {missing}, unexpected {extra}; "
-                         f"expected exactly {list(PARAMS)}")
+                         f"expected exactly {list(PARAMS)}{also}")
     found = {}
     dtype = None
     for name, shape in PARAMS.items():
@@ -109,6 +114,11 @@ def check_xs(xs, n_in, dtype):
     width = xs.shape[2] if n_in is None else n_in
     return check_array("xs", xs, (xs.shape[0], xs.shape[1], width), dtype)
 
+
+
+def flat(a):
+    """(T, B, k) -> (T * B, k): every step and batch row as one row."""
+    return a.reshape(-1, a.shape[-1])
 
 
 def apply_block(JM, Jd, S):

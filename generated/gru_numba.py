@@ -25,6 +25,8 @@ from numba.extending import intrinsic, overload
 from generated import _runtime as rt
 from generated.gru import (  # noqa: F401  (re-exported: same API)
     PARAMS,
+    READOUT,
+    READOUT_PARAMS,
     STATE,
     _check_array,
     _check_state,
@@ -290,6 +292,7 @@ def _colsum(D, lo, hi, out):
 # Measured on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68,
 # c2 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
 SEQUENCE_MAX_BYTES = 1048576
+FUSED = True  # compiled loops (a cell the fused printer does not print re-exports NumPy's)
 
 
 def _unpack(params):
@@ -534,9 +537,10 @@ def _backward_step(t, dhs, S_h, C_s0, C_s1, dA_h, dA_x, d_h_next, R_h, one):
             R_h_b[j] = (z) * d_h
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.gru
-    (one cache serves one backward unless keep_cache=True)."""
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
+    dys = {name: dL/dy_t}; see generated.gru (one cache serves one backward unless
+    keep_cache=True)."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
@@ -553,6 +557,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
                          f"params expect n_in={n_in} and dtype {dtype}")
     dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    if dys is not None:
+        raise ValueError("dys is the readout's gradient, and this cell has no readout")
     P = _unpack(params)
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]

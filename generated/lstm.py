@@ -53,20 +53,26 @@ PARAMS = {
     "b_g": ("n_hidden",),
     "b_o": ("n_hidden",),
 }
+READOUT = ()
+READOUT_PARAMS = {}
 STATE = ("h", "c")
 
 _sigmoid = rt.sigmoid
 
 
-def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
-    """Parameters drawn uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)), as torch initialises."""
-    return rt.init_params(PARAMS, n_in, n_hidden, seed=seed, dtype=dtype)
+def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64, n_out=None):
+    """Parameters drawn uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)), as torch initialises;
+    with n_out (a cell with a readout), the readout's parameters too."""
+    if n_out is not None and not READOUT_PARAMS:
+        raise ValueError("n_out is the readout's size, and this cell has no readout")
+    return rt.init_params({**PARAMS, **(READOUT_PARAMS if n_out is not None else {})}, n_in,
+                          n_hidden, seed=seed, dtype=dtype, n_out=n_out)
 
 
 def _sizes(params):
     """Validate a parameter dict; returns (n_hidden, n_in, dtype) (n_in None when no parameter
     has an input dimension: then xs fixes it)."""
-    return rt.sizes(PARAMS, params)
+    return rt.sizes(PARAMS, params, READOUT_PARAMS)
 
 
 _check_array = rt.check_array
@@ -80,10 +86,10 @@ def _check_state(state, batch, n_hidden, dtype, what="state0"):
 def _unpack(params):
     """The parameters and the stacked blocks Theta_v of the matrices acting on one vector."""
     P = dict(params)
-    P["W_stack_x"] = np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0)
-    P["W_stack_h"] = np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0)
+    P["stack:x"] = np.concatenate([params["W_xi"], params["W_xf"], params["W_xg"], params["W_xo"]], axis=0)
+    P["stack:h"] = np.concatenate([params["W_hi"], params["W_hf"], params["W_hg"], params["W_ho"]], axis=0)
     # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
-    P["b_stack_x"] = np.concatenate([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])
+    P["bias:x"] = np.concatenate([params["b_i"], params["b_f"], params["b_g"], params["b_o"]])
     return P
 
 
@@ -94,12 +100,12 @@ def forward(params, xs, state0=None):
     steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
-    W_stack_x = P["W_stack_x"]
-    W_stack_h = P["W_stack_h"]
+    W_stack_x = P["stack:x"]
+    W_stack_h = P["stack:h"]
     W_stack_h_T = np.ascontiguousarray(W_stack_h.T)  # C order: BLAS is faster at small B
-    # input projections of all steps in one matmul: A_x[t] = Theta_x x_t
+    # input projections of all steps in one matmul: A_x[t] = Theta_x x_t (+ folded biases)
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
-    A_x += P["b_stack_x"]
+    A_x += P["bias:x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     S_c = np.empty((steps + 1, batch, n_hidden), dtype)
@@ -152,8 +158,9 @@ def forward(params, xs, state0=None):
     return S_h[1:], cache
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring."""
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
+    dys = {name: dL/dy_t (T, B, n_out)}; see the module docstring."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
@@ -168,9 +175,11 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     n_in = xs.shape[2]
     dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    if dys is not None:
+        raise ValueError("dys is the readout's gradient, and this cell has no readout")
     P = _unpack(params)
-    W_stack_x = P["W_stack_x"]
-    W_stack_h = P["W_stack_h"]
+    W_stack_x = P["stack:x"]
+    W_stack_h = P["stack:h"]
     S_h = cache["S_h"]
     S_c = cache["S_c"]
     C_i = cache["C_i"]
@@ -252,11 +261,11 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     W_hf = P["W_hf"]
     W_hg = P["W_hg"]
     W_ho = P["W_ho"]
-    W_stack_x = P["W_stack_x"]
-    W_stack_h = P["W_stack_h"]
+    W_stack_x = P["stack:x"]
+    W_stack_h = P["stack:h"]
     W_stack_h_T = W_stack_h.T
     batch, n_hidden = x_t.shape[0], prev[STATE[0]].shape[1]
-    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
+    A_x = (x_t @ W_stack_x.T + P["bias:x"])[None]
     t = 0
     h_prev = prev["h"]
     c_prev = prev["c"]

@@ -39,20 +39,29 @@ PARAMS = {
     "U": ("n_hidden", "n_hidden"),
     "b_h": ("n_hidden",),
 }
+READOUT = ("y",)
+READOUT_PARAMS = {
+    "V": ("n_out", "n_hidden"),
+    "b_y": ("n_out",),
+}
 STATE = ("h",)
 
 _sigmoid = rt.sigmoid
 
 
-def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64):
-    """Parameters drawn uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)), as torch initialises."""
-    return rt.init_params(PARAMS, n_in, n_hidden, seed=seed, dtype=dtype)
+def init_params(n_in, n_hidden, *, seed=0, dtype=np.float64, n_out=None):
+    """Parameters drawn uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)), as torch initialises;
+    with n_out (a cell with a readout), the readout's parameters too."""
+    if n_out is not None and not READOUT_PARAMS:
+        raise ValueError("n_out is the readout's size, and this cell has no readout")
+    return rt.init_params({**PARAMS, **(READOUT_PARAMS if n_out is not None else {})}, n_in,
+                          n_hidden, seed=seed, dtype=dtype, n_out=n_out)
 
 
 def _sizes(params):
     """Validate a parameter dict; returns (n_hidden, n_in, dtype) (n_in None when no parameter
     has an input dimension: then xs fixes it)."""
-    return rt.sizes(PARAMS, params)
+    return rt.sizes(PARAMS, params, READOUT_PARAMS)
 
 
 _check_array = rt.check_array
@@ -66,10 +75,10 @@ def _check_state(state, batch, n_hidden, dtype, what="state0"):
 def _unpack(params):
     """The parameters and the stacked blocks Theta_v of the matrices acting on one vector."""
     P = dict(params)
-    P["W_stack_x"] = np.concatenate([params["W"]], axis=0)
-    P["W_stack_h"] = np.concatenate([params["U"]], axis=0)
+    P["stack:x"] = np.concatenate([params["W"]], axis=0)
+    P["stack:h"] = np.concatenate([params["U"]], axis=0)
     # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
-    P["b_stack_x"] = np.concatenate([params["b_h"]])
+    P["bias:x"] = np.concatenate([params["b_h"]])
     return P
 
 
@@ -80,12 +89,12 @@ def forward(params, xs, state0=None):
     steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
-    W_stack_x = P["W_stack_x"]
-    W_stack_h = P["W_stack_h"]
+    W_stack_x = P["stack:x"]
+    W_stack_h = P["stack:h"]
     W_stack_h_T = np.ascontiguousarray(W_stack_h.T)  # C order: BLAS is faster at small B
-    # input projections of all steps in one matmul: A_x[t] = Theta_x x_t
+    # input projections of all steps in one matmul: A_x[t] = Theta_x x_t (+ folded biases)
     A_x = (xs.reshape(steps * batch, n_in) @ W_stack_x.T).reshape(steps, batch, -1)
-    A_x += P["b_stack_x"]
+    A_x += P["bias:x"]
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
     A_h = np.empty((batch, n_hidden), dtype)
@@ -105,8 +114,55 @@ def forward(params, xs, state0=None):
     return S_h[1:], cache
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see the module docstring."""
+def _check_readout(params):
+    if any(p not in params for p in READOUT_PARAMS):
+        raise ValueError(f"the readout needs the parameters {list(READOUT_PARAMS)} "
+                         f"(init_params(..., n_out=...) draws them)")
+
+
+def readout(params, cache):
+    """The readout y_t of every step from forward()'s cache: {name: (T, B, n_out)}."""
+    _check_readout(params)
+    _sizes(params)
+    V_ = params["V"]
+    b_y = params["b_y"]
+    h = cache["S_h"][1:]
+    y_hat = h @ V_.T + b_y
+    # y = sigmoid(V @ h + b_y)
+    y = _sigmoid(y_hat)
+    return { "y": y }
+
+
+def _readout_backward(params, cache, dys):
+    """Reverse mode through the readout, all steps at once: (dL/dA of the readout's
+    parameters, dL/dh_t it passes to the cell or None)."""
+    _check_readout(params)
+    n_hidden, n_in, dtype = _sizes(params)
+    steps, batch = cache["xs"].shape[:2]
+    n_out = params["V"].shape[0]
+    if not isinstance(dys, dict) or set(dys) != set(READOUT):
+        raise ValueError(f"dys must map exactly the readout's outputs {list(READOUT)} to "
+                         f"dL/dy (T, B, n_out)")
+    dy_y = _check_array("dys[\"y\"]", dys["y"], (steps, batch, n_out), dtype)
+    V_ = params["V"]
+    b_y = params["b_y"]
+    h = cache["S_h"][1:]
+    y_hat = h @ V_.T + b_y
+    # y = sigmoid(V @ h + b_y)
+    y = _sigmoid(y_hat)
+    # bar y
+    d_y = dy_y
+    # bar y__hat
+    d_y_hat = (y * (1.0 - y)) * d_y
+    grads = {}
+    grads["V"] = rt.flat(d_y_hat).T @ rt.flat(h)
+    grads["b_y"] = d_y_hat.sum(axis=(0, 1))
+    return grads, d_y_hat @ V_
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
+    dys = {name: dL/dy_t (T, B, n_out)}; see the module docstring."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
@@ -121,9 +177,16 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     n_in = xs.shape[2]
     dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    readout_grads = None
+    if dys is not None:
+        readout_grads, dh_readout = _readout_backward(params, cache, dys)
+        if dh_readout is not None:
+            dhs = dhs + dh_readout
+    elif any(p in params for p in READOUT_PARAMS):
+        readout_grads = {p: np.zeros(params[p].shape, dtype) for p in READOUT_PARAMS}
     P = _unpack(params)
-    W_stack_x = P["W_stack_x"]
-    W_stack_h = P["W_stack_h"]
+    W_stack_x = P["stack:x"]
+    W_stack_h = P["stack:h"]
     S_h = cache["S_h"]
     d_h_next = carry["h"]
     dA_x = np.zeros((steps, batch, n_hidden), dtype)
@@ -143,6 +206,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
     grads['b_h'] = colsum_dA_x[0:n_hidden]
     grads = {name: grads[name] for name in PARAMS}
+    if readout_grads is not None:
+        grads.update(readout_grads)
     grads["h0"] = d_h_next
     if input_grad:
         grads["xs"] = dA_x[:, :, 0:n_hidden] @ W_stack_x[0:n_hidden]
@@ -160,11 +225,11 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     if P is None:
         P = _unpack(params)
     U = P["U"]
-    W_stack_x = P["W_stack_x"]
-    W_stack_h = P["W_stack_h"]
+    W_stack_x = P["stack:x"]
+    W_stack_h = P["stack:h"]
     W_stack_h_T = W_stack_h.T
     batch, n_hidden = x_t.shape[0], prev[STATE[0]].shape[1]
-    A_x = (x_t @ W_stack_x.T + P["b_stack_x"])[None]
+    A_x = (x_t @ W_stack_x.T + P["bias:x"])[None]
     t = 0
     h_prev = prev["h"]
     # A = Theta h_prev

@@ -25,12 +25,16 @@ from numba.extending import intrinsic, overload
 from generated import _runtime as rt
 from generated.rnn import (  # noqa: F401  (re-exported: same API)
     PARAMS,
+    READOUT,
+    READOUT_PARAMS,
     STATE,
     _check_array,
     _check_state,
     _check_xs,
     _sizes,
     init_params,
+    _readout_backward,
+    readout,
     rtrl_step,
     state_jacobian,
 )
@@ -290,6 +294,7 @@ def _colsum(D, lo, hi, out):
 # Measured on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68,
 # c2 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
 SEQUENCE_MAX_BYTES = 1048576
+FUSED = True  # compiled loops (a cell the fused printer does not print re-exports NumPy's)
 
 
 def _unpack(params):
@@ -429,9 +434,10 @@ def _backward_step(t, dhs, S_h, dA_x, d_h_next, one):
             dA_x_t_0[j] = d_h_hat
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden); see generated.rnn
-    (one cache serves one backward unless keep_cache=True)."""
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
+    dys = {name: dL/dy_t}; see generated.rnn (one cache serves one backward unless
+    keep_cache=True)."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
@@ -448,6 +454,13 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
                          f"params expect n_in={n_in} and dtype {dtype}")
     dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    readout_grads = None
+    if dys is not None:  # the readout, all steps at once, by the NumPy kernel
+        readout_grads, dh_readout = _readout_backward(params, cache, dys)
+        if dh_readout is not None:
+            dhs = np.ascontiguousarray(dhs + dh_readout)
+    elif any(p in params for p in READOUT_PARAMS):
+        readout_grads = {p: np.zeros(params[p].shape, dtype) for p in READOUT_PARAMS}
     P = _unpack(params)
     W_stack_x = P["W_stack_x"]
     W_stack_h = P["W_stack_h"]
@@ -486,6 +499,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["h0"] = d_h_next
     if input_grad:
         grads["xs"] = dA_x @ W_stack_x
+    if readout_grads is not None:
+        grads.update(readout_grads)
     return grads
 
 

@@ -116,17 +116,20 @@ class MatMul(Expr):
 
 @dataclass(frozen=True)
 class BatchOuter(Expr):
-    """sum over the batch of a_b v_b^T, ``a.T @ v``: a step's contribution to dL/dW."""
+    """sum over the batch of a_b v_b^T, ``a.T @ v``: a step's contribution to dL/dW; with
+    ``axes`` 2 over steps and batch at once (the readout, all steps together)."""
 
     a: Expr
     v: Expr
+    axes: int = 1
 
 
 @dataclass(frozen=True)
 class BatchSum(Expr):
-    """The sum over the batch (axis 0) of a batch of vectors."""
+    """The sum over the batch (axis 0; with ``axes`` 2 over steps and batch) of vectors."""
 
     e: Expr
+    axes: int = 1
 
 
 @dataclass(frozen=True)

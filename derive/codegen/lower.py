@@ -116,6 +116,19 @@ class Grad:
 
 
 @dataclass(frozen=True)
+class ReadoutProgram:
+    """The readout's statements, over all steps at once (arrays (T, B, size))."""
+
+    params: tuple  # (name, shape in sizes)
+    nodes: tuple  # (readout output name, identifier)
+    dys: tuple  # (readout output name, identifier of dL/dy)
+    forward: tuple  # Stmt: the readout's nodes from the output state
+    backward: tuple  # Stmt: the readout's adjoints
+    output: Expr | None  # dL/dh_t that the readout passes to the cell
+    grads: tuple  # (param, Expr | None): dL/dA summed over steps and batch
+
+
+@dataclass(frozen=True)
 class Program:
     """Everything a kernel printer needs for one cell, as values and statements."""
 
@@ -140,6 +153,7 @@ class Program:
     reads_x: bool
     bias_fold: tuple  # per slot of the x stack: the biases folded into its columns of A_x
     batch_free: frozenset  # states whose value at t reads neither x nor any state
+    readout: ReadoutProgram | None
     dims: dict = field(default_factory=dict)
 
 
@@ -164,6 +178,7 @@ class _Lowering:
         self.param_ident = {p: names.cell(p) for p in spec.params}
         self._stacks()
         self.temps: dict[Expr, str] = {}
+        self.adj_override = None
         self.reads_x = any(isinstance(e, Ref) and e.kind == "input"
                            for n in spec.nodes.values() for e in walk(n.expr))
 
@@ -413,6 +428,8 @@ class _Lowering:
         return Sum(keep, s.order)
 
     def adj_var(self, a: Adj) -> Expr:
+        if self.adj_override is not None:
+            return self.adj_override(a)
         if a.kind == "loss":
             return At("dhs", "t")
         if a.kind == "carry":
@@ -443,7 +460,7 @@ class _Lowering:
             items.append((1 if t.coef > 0 else -1, e))
         return Signed(tuple(items))
 
-    def grad_step(self, s: Sum) -> Expr:
+    def grad_step(self, s: Sum, axes: int = 1) -> Expr:
         """The step contribution to dL/dA: sum_b a_b v_b^T for the terms that end in an outer
         product v^T (a matrix parameter), the sum over the batch of the others."""
         outer, vector = [], []
@@ -451,11 +468,11 @@ class _Lowering:
             sign = 1 if t.coef > 0 else -1
             if isinstance(t.last, Outer):
                 inner = self.term(Term(abs(t.coef), t.factors[:-1]))
-                outer.append((sign, BatchOuter(inner, self.value(t.last.v, "val"))))
+                outer.append((sign, BatchOuter(inner, self.value(t.last.v, "val"), axes)))
             else:
                 vector.append((sign, self.term(Term(abs(t.coef), t.factors))))
         if vector:
-            outer.append((1, BatchSum(Signed(tuple(vector)))))
+            outer.append((1, BatchSum(Signed(tuple(vector)), axes)))
         return Signed(tuple(outer))
 
     def build(self) -> Program:
@@ -488,9 +505,9 @@ class _Lowering:
                     stored[key] = slot
             if sum(cols.values()):
                 buffers.append((buf, cols))
-            product = "A_x" if v.kind == "input" else names.once(f"A:{tag}",
-                                                                 f"A_{names.cell(tag)}")
-            key = f"W_stack_{tag}"
+            product = names.once(f"A:{tag}", "A_x" if v.kind == "input" else
+                                 f"A_{names.cell(tag)}")
+            key = f"stack:{tag}"  # not an identifier: never a parameter's name
             stack_objs.append(Stack(v, key, names.once(f"stack:{tag}",
                                                       f"W_stack_{names.cell(tag) if tag != 'x' else 'x'}"),
                                     tuple(plist), tuple(spec.params[p].shape[0] for p in plist),
@@ -600,6 +617,10 @@ class _Lowering:
                 for t in self.d.forward[p].raw.V[u]:
                     last = t.factors[-1]
                     prefix = Term(t.coef, t.factors[:-1] or (Ident(),))
+                    if not isinstance(last, (Diag2, Diag, Ident)):
+                        # a vector parameter seen through a matrix (W (b + ...)): the whole
+                        # term is the block of dA, applied to the identity
+                        last, prefix = Ident(), t
                     kind, pre = self.matrix(prefix)
                     if isinstance(last, Diag2):
                         lastkind, vec = "d2", self.value(last.v, "val")
@@ -648,7 +669,59 @@ class _Lowering:
                             range(len(stack_objs[x_idx].params))) if x_idx >= 0 and
             self.bias_fold else (),
             batch_free=frozenset(s for s in self.states if not self._batched(s)),
+            readout=self.readout(),
             dims=dict(self.dims))
+
+    def readout(self) -> ReadoutProgram | None:
+        """The readout y_t (nodes that read the output state at t and the readout's own
+        parameters, never fed back), over all steps at once: its values, and the reverse mode
+        through it (dL/dh_t it passes to the cell, dL/dA of its parameters)."""
+        from ..latex import readout_reverse
+
+        ro = readout_reverse(self.d)
+        if ro is None:
+            return None
+        spec, names = self.spec, self.names
+        nodes = [n for n, v in spec.nodes.items() if v.role == "readout"]
+        self.stored_hats |= {n for n in nodes if n.endswith(HAT)}
+        fwd = [Stmt(self.local[n], self.value(spec.nodes[n].expr, "val"),
+                    comment=f"{n} = {spec.nodes[n].source}" if not n.endswith(HAT) else "")
+               for n in nodes]
+        zero: set[str] = set()
+        changed = True
+        while changed:
+            changed = False
+            for u, s in ro.assignments:
+                if u not in zero and not self.prune(s, zero):
+                    zero.add(u)
+                    changed = True
+        bar = {u: names.once(f"rbar:{u}", f"d_{self.local[u]}") for u, _ in ro.assignments
+               if u not in zero}
+        dy = {n: names.once(f"dy:{n}", f"dy_{names.cell(n)}") for n in spec.readout_nodes}
+
+        def adj(a: Adj) -> Expr:
+            if a.kind == "loss":
+                return Var(dy[a.name])
+            return Var(bar[a.name])
+
+        self.adj_override = adj
+        try:
+            bwd = [Stmt(bar[u], self.sum_expr(self.prune(s, zero)), comment=f"bar {u}")
+                   for u, s in ro.assignments if u not in zero]
+            out = self.prune(ro.output, zero)
+            output = self.sum_expr(out) if out else None
+            grads = []
+            for p in spec.readout_params:
+                g = self.prune(ro.grads[p], zero)
+                grads.append((p, self.grad_step(g, axes=2) if g else None))
+        finally:
+            self.adj_override = None
+        return ReadoutProgram(
+            params=tuple((p, tuple(SIZE[d] for d in spec.params[p].shape))
+                         for p in spec.readout_params),
+            nodes=tuple((n, self.local[n]) for n in spec.readout_nodes),
+            dys=tuple((n, dy[n]) for n in spec.readout_nodes),
+            forward=tuple(fwd), backward=tuple(bwd), output=output, grads=tuple(grads))
 
     def _batched(self, name: str) -> bool:
         """Does node ``name``'s value at t have a batch axis (it reads x or a state)?"""

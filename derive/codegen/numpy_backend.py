@@ -38,7 +38,7 @@ def environment() -> jinja2.Environment:
 class NumpyKernel:
     """The template context of one cell's NumPy module, printed from its :class:`Program`."""
 
-    printer_settings: dict = {"calls": {"sigmoid": "_sigmoid({z})"}}
+    printer_settings: dict = {}
 
     def __init__(self, prog: Program):
         self.prog = prog
@@ -235,7 +235,28 @@ class NumpyKernel:
             for pk, biases in zip(xs.params, prog.bias_fold):
                 bias_stack.append(" + ".join(f"params[{_q(b)}]" for b in biases) or
                                   f"np.zeros(params[{_q(pk)}].shape[0], params[{_q(pk)}].dtype)")
+        ro = prog.readout
+        readout = None
+        if ro is not None:
+            reads = set().union(*(st.reads() for st in ro.forward + ro.backward))
+            for _, e in ro.grads:
+                if e is not None:
+                    reads |= idents(e)
+            if ro.output is not None:
+                reads |= idents(ro.output)
+            readout = {
+                "params": [(p, shape) for p, shape in ro.params],
+                "unpack": [(p, nm.cell(p)) for p, _ in ro.params if nm.cell(p) in reads],
+                "nodes": list(ro.nodes), "dys": list(ro.dys),
+                "forward": self.lines(ro.forward), "backward": self.lines(ro.backward),
+                "output": self.p.doprint(ro.output) if ro.output is not None else None,
+                "grads": [(p, self.p.doprint(e) if e is not None else None)
+                          for p, e in ro.grads],
+                "state": prog.state_ident[prog.states[0]],
+                "seq": S[prog.states[0]],
+            }
         return {
+            "readout": readout,
             "bias_stack": bias_stack,
             "cell": spec.name,
             "title": spec.title,

@@ -46,21 +46,10 @@ def _is_call(fmt: str) -> bool:
     return tail == "" and head.replace(".", "").replace("_", "").isalnum()
 
 
-def _takes_out(fmt: str) -> bool:
-    """Does the call ``name({z})`` accept ``out=``: a NumPy ufunc, or the kernels' sigmoid?"""
-    import numpy as np
-
-    head = fmt.partition("(")[0]
-    if head == "_sigmoid":
-        return True
-    return head.startswith("np.") and isinstance(getattr(np, head[3:], None), np.ufunc)
-
-
 class NumpyPrinter:
-    """Prints IR expressions; settings: ``calls`` maps an activation name to the format of its
-    value in the kernel (default: the registry's ``numpy`` facet)."""
+    """Prints IR expressions. Activations print from the registry's ``numpy_kernel`` facets."""
 
-    _default_settings: dict = {"calls": {}}
+    _default_settings: dict = {}
 
     def __init__(self, **settings):
         self.settings = {**self._default_settings, **settings}
@@ -86,9 +75,9 @@ class NumpyPrinter:
         result: ``f(z, out=out)`` for an activation that takes ``out``, ``np.multiply`` /
         ``np.add`` and in-place adds for products and sums, else a copy."""
         if isinstance(e, ActValue):
-            fmt = self.settings["calls"].get(e.fn) or ACTIVATIONS[e.fn].numpy
-            if _is_call(fmt) and _takes_out(fmt):
-                return [fmt.replace("({z})", f"({self.doprint(e.z)}, out={out})")]
+            act = ACTIVATIONS[e.fn]
+            z = self.doprint(e.z) if _is_call(act.numpy_kernel) else self.operand(e.z, ATOM)
+            return [act.numpy_kernel_out.format(z=z, out=out)]
         if isinstance(e, Dot) and e.rows is None:
             m = e.matrix if e.transposed else f"{e.matrix}.T"
             return [f"np.matmul({self.doprint(e.vec)}, {m}, out={out})"]
@@ -131,10 +120,13 @@ class NumpyPrinter:
         return f"{self.operand(e.a, MUL)} @ {self.operand(e.b, MUL, right=True)}", MUL
 
     def _print_BatchOuter(self, e: BatchOuter) -> tuple[str, int]:
+        if e.axes == 2:
+            return f"rt.flat({self.doprint(e.a)}).T @ rt.flat({self.doprint(e.v)})", MUL
         return f"{self.operand(e.a, ATOM)}.T @ {self.operand(e.v, MUL, right=True)}", MUL
 
     def _print_BatchSum(self, e: BatchSum) -> tuple[str, int]:
-        return f"{self.operand(e.e, ATOM)}.sum(axis=0)", ATOM
+        axis = "(0, 1)" if e.axes == 2 else "0"
+        return f"{self.operand(e.e, ATOM)}.sum(axis={axis})", ATOM
 
     # -- operators ------------------------------------------------------------------------
     def _print_Dot(self, e: Dot) -> tuple[str, int]:
@@ -169,7 +161,7 @@ class NumpyPrinter:
 
     # -- activations ----------------------------------------------------------------------
     def _print_ActValue(self, e: ActValue) -> tuple[str, int]:
-        fmt = self.settings["calls"].get(e.fn) or ACTIVATIONS[e.fn].numpy
+        fmt = ACTIVATIONS[e.fn].numpy_kernel
         if _is_call(fmt):  # f({z}): the argument needs no parentheses of its own
             return fmt.format(z=self.doprint(e.z)), ATOM
         return fmt.format(z=self.operand(e.z, ATOM)), ADD
