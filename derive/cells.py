@@ -123,7 +123,7 @@ PEEPHOLE_LSTM: dict[str, Any] = {
     "states": ("h", "c"),
 }
 
-BUILTIN: dict[str, dict[str, Any]] = {
+CLASSIC: dict[str, dict[str, Any]] = {
     spec["name"]: spec for spec in (LSTM, SIGMOID_LSTM, RNN, GRU, PEEPHOLE_LSTM)
 }
 
@@ -281,3 +281,7 @@ UGRNN: dict[str, Any] = {
 LITERATURE: dict[str, dict[str, Any]] = {
     spec["name"]: spec for spec in (MGU, GRU_CHO, CIFG_LSTM, INDRNN, MINGRU, MINLSTM, UGRNN)
 }
+
+BUILTIN: dict[str, dict[str, Any]] = {**CLASSIC, **LITERATURE}
+"""Every built-in cell: the classic five, then the cells of the literature, each citing its
+paper in its title."""

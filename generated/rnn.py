@@ -120,13 +120,17 @@ def _check_readout(params):
                          f"(init_params(..., n_out=...) draws them)")
 
 
-def readout(params, cache):
-    """The readout y_t of every step from forward()'s cache: {name: (T, B, n_out)}."""
+def readout(params, hs):
+    """The readout y_t of every step from forward()'s hs (T, B, n_hidden): {name: (T, B, n_out)}."""
     _check_readout(params)
-    _sizes(params)
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(hs, np.ndarray) or hs.ndim != 3:
+        raise ValueError(f"hs must be the (T, B, n_hidden) array forward() returned, got "
+                         f"{getattr(hs, 'shape', type(hs).__name__)}")
+    hs = _check_array("hs", hs, hs.shape[:2] + (n_hidden,), dtype)
     V_ = params["V"]
     b_y = params["b_y"]
-    h = cache["S_h"][1:]
+    h = hs
     y_hat = h @ V_.T + b_y
     # y = sigmoid(V @ h + b_y)
     y = _sigmoid(y_hat)

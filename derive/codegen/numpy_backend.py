@@ -238,15 +238,15 @@ class NumpyKernel:
         ro = prog.readout
         readout = None
         if ro is not None:
-            reads = set().union(*(st.reads() for st in ro.forward + ro.backward))
+            ro_reads = set().union(*(st.reads() for st in ro.forward + ro.backward))
             for _, e in ro.grads:
                 if e is not None:
-                    reads |= idents(e)
+                    ro_reads |= idents(e)
             if ro.output is not None:
-                reads |= idents(ro.output)
+                ro_reads |= idents(ro.output)
             readout = {
                 "params": [(p, shape) for p, shape in ro.params],
-                "unpack": [(p, nm.cell(p)) for p, _ in ro.params if nm.cell(p) in reads],
+                "unpack": [(p, nm.cell(p)) for p, _ in ro.params if nm.cell(p) in ro_reads],
                 "nodes": list(ro.nodes), "dys": list(ro.dys),
                 "forward": self.lines(ro.forward), "backward": self.lines(ro.backward),
                 "output": self.p.doprint(ro.output) if ro.output is not None else None,
