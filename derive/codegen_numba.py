@@ -441,6 +441,7 @@ class NumbaPlan(KernelPlan):
             + [f"{name} = {code}" for code, name in coefs.items()] + jac_lines
             + [f"{name}[b, j] = {code}" for code, name in ubuf.items()],
             "post_loop": post,
+            "post_width": bool(left),  # the diagonal blocks' pass runs over the columns
         }
 
     def merged_stacks(self) -> list[Stack]:
@@ -629,6 +630,9 @@ class NumbaPlan(KernelPlan):
             text = "\n".join(loop["views"] + loop["body"])
             ctx[args] = [a for a in ctx[args] if a == "t" or re.search(rf"\b{a}\b", text)]
         ctx["seq"] = self.seq_parts(ctx["fwd_args"], ctx["bwd_args"], carries, acc)
+        # what backward() and rtrl() hand their loops: only those arrays are loaded
+        ctx["bwd_used"] = set(ctx["bwd_args"]) | set(ctx["seq"]["bwd_args"])
+        ctx["rtrl_used"] = set(rtrl["coef_args"]) | set(rtrl["post_args"]) if rtrl else set()
         return ctx
 
 

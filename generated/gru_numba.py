@@ -564,15 +564,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
     d_h_next = carry["h"].copy()  # ours: written in place
-    C_r = cache["r"]
-    C_z = cache["z"]
-    C_n = cache["n"]
     C_s0 = cache["s0"]
     C_s1 = cache["s1"]
-    b_r = np.ascontiguousarray(P["b_r"])
-    b_z = np.ascontiguousarray(P["b_z"])
-    b_xn = np.ascontiguousarray(P["b_xn"])
-    b_hn = np.ascontiguousarray(P["b_hn"])
     dA_h = np.empty((steps, batch, 1 * n_hidden), dtype)
     # the gates in A_x's slots become their adjoints; a copy of A_x when the cache is kept
     dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
@@ -661,7 +654,7 @@ def _rtrl_post(t, out, S, OFF, xs, S_h, U0, U1, U2, U3):
     """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
     entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
     vector parameter): one pass over (batch, unit)."""
-    batch, n_hidden, width = out.shape[0], out.shape[1] // 1, out.shape[2]
+    batch, n_hidden = out.shape[0], out.shape[1] // 1
     for b in range(batch):
         for j in range(n_hidden):
             # V_t on its diagonal structure

@@ -459,7 +459,6 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     S_h = cache["S_h"]
     d_h_next = carry["h"].copy()  # ours: written in place
     u_ = np.ascontiguousarray(P["u"])
-    b_ = np.ascontiguousarray(P["b"])
     dA_x = np.empty((steps, batch, 1 * n_hidden), dtype)
     R_h = np.empty((batch, n_hidden), dtype)
     one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
@@ -517,7 +516,8 @@ def _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1):
     """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
     entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
     vector parameter): one pass over (batch, unit)."""
-    batch, n_hidden, width = out.shape[0], out.shape[1] // 1, out.shape[2]
+    batch, n_hidden = out.shape[0], out.shape[1] // 1
+    width = out.shape[2]
     for b in range(batch):
         for j in range(n_hidden):
             # out_u += d(D_uh) S_h: the diagonal blocks, one pass over S_h

@@ -505,11 +505,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     W_stack_x = P["W_stack_x"]
     S_h = cache["S_h"]
     d_h_next = carry["h"].copy()  # ours: written in place
-    C_z = cache["z"]
     C_h_tilde = cache["h_tilde"]
     C_s0 = cache["s0"]
-    b_z = np.ascontiguousarray(P["b_z"])
-    b_h = np.ascontiguousarray(P["b_h"])
     # the gates in A_x's slots become their adjoints; a copy of A_x when the cache is kept
     dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
     R_h = np.empty((batch, n_hidden), dtype)
@@ -570,7 +567,8 @@ def _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1):
     """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
     entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
     vector parameter): one pass over (batch, unit)."""
-    batch, n_hidden, width = out.shape[0], out.shape[1] // 1, out.shape[2]
+    batch, n_hidden = out.shape[0], out.shape[1] // 1
+    width = out.shape[2]
     for b in range(batch):
         for j in range(n_hidden):
             # out_u += d(D_uh) S_h: the diagonal blocks, one pass over S_h

@@ -598,15 +598,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     d_h_next = carry["h"].copy()  # ours: written in place
     S_c = cache["S_c"]
     d_c_next = carry["c"].copy()  # ours: written in place
-    C_i = cache["i"]
-    C_f = cache["f"]
-    C_g = cache["g"]
-    C_o = cache["o"]
     C_tanh_c = cache["tanh_c"]
-    b_i = np.ascontiguousarray(P["b_i"])
-    b_f = np.ascontiguousarray(P["b_f"])
-    b_g = np.ascontiguousarray(P["b_g"])
-    b_o = np.ascontiguousarray(P["b_o"])
     p_i = np.ascontiguousarray(P["p_i"])
     p_f = np.ascontiguousarray(P["p_f"])
     p_o = np.ascontiguousarray(P["p_o"])
@@ -737,7 +729,8 @@ def _rtrl_post(t, out, S, OFF, xs, S_h, D_h_c, D_c_c, U0, U1, U2, U3, U4, U5, U6
     """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
     entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
     vector parameter): one pass over (batch, unit)."""
-    batch, n_hidden, width = out.shape[0], out.shape[1] // 2, out.shape[2]
+    batch, n_hidden = out.shape[0], out.shape[1] // 2
+    width = out.shape[2]
     for b in range(batch):
         for j in range(n_hidden):
             # out_u += d(D_uc) S_c: the diagonal blocks, one pass over S_c

@@ -466,7 +466,6 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
     d_h_next = carry["h"].copy()  # ours: written in place
-    b_h = np.ascontiguousarray(P["b_h"])
     dA_x = np.empty((steps, batch, 1 * n_hidden), dtype)
     one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
     if _sequence(P):
@@ -524,7 +523,7 @@ def _rtrl_post(t, out, S, OFF, xs, S_h, U0):
     """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
     entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
     vector parameter): one pass over (batch, unit)."""
-    batch, n_hidden, width = out.shape[0], out.shape[1] // 1, out.shape[2]
+    batch, n_hidden = out.shape[0], out.shape[1] // 1
     for b in range(batch):
         for j in range(n_hidden):
             # V_t on its diagonal structure
