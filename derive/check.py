@@ -51,6 +51,14 @@ summary says that nothing was judged.
 * ``\\bar{u}_t``, ``\\delta v_{t-1}``: reverse-mode adjoints and carries (seed 002), both sides
   expanded down to the leaves ``\\frac{\\partial \\ell_t}{\\partial h_t}`` (a column here) and
   ``\\delta v_t``, so any grouping of the adjoint recursion is accepted.
+* **A cell with a readout** (seed 004's y_t = sigma(V h_t + b_y)): the loss at t is a function of
+  the readout (:func:`derive.latex.readout_reverse`), so the leaves are
+  ``\\frac{\\partial \\ell_t}{\\partial y_t}`` instead: ``\\bar{y}_t``, ``\\bar{\\hat{y}}_t`` are
+  adjoints like the cell's, ``\\frac{\\partial \\ell_t}{\\partial h_t}`` (on the left, or ending a
+  product on the right) is the column the readout passes to the cell (``V^\\top
+  \\bar{\\hat{y}}_t``) wherever it stands, and ``\\frac{\\partial L}{\\partial V}``,
+  ``\\frac{\\partial L}{\\partial b_y}`` are sums over t of the readout's step contributions. No
+  state depends on a readout parameter (its recursion symbols are zero).
 * ``M_t``, ``N_t``: the blocks of seed 001 eq 26 (dh_t/dh_{t-1}, dh_t/ds_{t-1}); on a right-hand
   side ``M_t``, ``N_t`` and ``V_t`` (the direct term of dh_t/dA for the left-hand side's A) mean
   the same, so eq (26) itself is checked.
@@ -171,6 +179,7 @@ from .check_parse import (
     unresolved,
 )
 from .derivation import Derivation, derive
+from .latex import ReadoutReverse, readout_reverse
 from .latex import factor as latex_factor
 from .latex import vec as latex_vec
 from .spec import HAT, Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref, SpecError
@@ -355,6 +364,8 @@ class Context:
         self._tot: dict[tuple, dict[str, Sum]] = {}
         self._deriv: dict[tuple, Sum] = {}
         self._bar: dict[str, Sum] = {}
+        self._readout: list[ReadoutReverse | None] = []  # computed on first use
+        self._loss: Sum | None = None
         self._points: list[Point] | None = None
         self.aliases: list[str] = []  # notations that name every symbol of this cell alike
 
@@ -371,10 +382,12 @@ class Context:
         kind = var[0]
         order = self.order
 
+        readout = kind == "param" and self.spec.params[var[1]].readout
+
         def leaf(r: Ref) -> Sum:
             if kind == "param":
-                if r.kind == "node" and r.lag == 1:
-                    return single(order, Rec(r.name, var[1], 1))
+                if r.kind == "node" and r.lag == 1:  # (no state depends on a readout parameter)
+                    return ZERO if readout else single(order, Rec(r.name, var[1], 1))
                 if r.kind == "param" and r.name == var[1]:
                     return single(order, Ident())
                 return ZERO
@@ -415,8 +428,19 @@ class Context:
                 raise Unsupported(r"\partial L (the loss summed over t) is only understood as "
                                   r"the left-hand side \frac{\partial L}{\partial A} = \sum_t ...")
             out = self.d.output
-            inner = self.deriv(Ref(out, 0, "node"), den)
-            res = mul(single(order, RowGrad(out)), inner, order) if inner else ZERO
+            dn = self.norm.vec(den)
+            if isinstance(dn, Ref) and (
+                    (dn.kind == "node" and dn.lag == 0 and
+                     self.spec.nodes[dn.name].role == "readout")
+                    or (dn.kind == "param" and self.spec.params[dn.name].readout)):
+                # the loss at t is a function of the readout: through its nodes, the leaves
+                # \frac{\partial \ell_t}{\partial y_t}
+                parts = [mul(single(order, RowGrad(u)), inner, order) for u in self.loss_nodes()
+                         if (inner := self.deriv(Ref(u, 0, "node"), den))]
+                res = make_sum([(t.coef, t.factors) for p in parts for t in p], order)
+            else:
+                inner = self.deriv(Ref(out, 0, "node"), den)
+                res = mul(single(order, RowGrad(out)), inner, order) if inner else ZERO
             self._deriv[key] = res
             return res
         n = self.norm.vec(num)
@@ -475,10 +499,38 @@ class Context:
             out = tot[n.name] if is_node else partial(e2, lf, None, order)  # type: ignore[union-attr]
         return _subst_factors(out, _VAR, dn)
 
+    @property
+    def readout(self) -> ReadoutReverse | None:
+        """The readout's part of reverse mode (:func:`derive.latex.readout_reverse`), None for a
+        cell without a readout."""
+        if not self._readout:
+            self._readout.append(readout_reverse(self.d))
+        return self._readout[0]
+
+    def loss_nodes(self) -> list[str]:
+        """The readout nodes the loss at t is a function of (each has its leaf
+        \\frac{\\partial \\ell_t}{\\partial u_t}): the readout's nodes, pre-activations aside."""
+        return [n for n, v in self.spec.nodes.items()
+                if v.role == "readout" and not n.endswith(HAT)]
+
+    def loss_column(self) -> Sum | None:
+        """\\frac{\\partial \\ell_t}{\\partial h_t} as a column, for a cell with a readout: what the
+        readout passes to the cell (V^T \\bar{\\hat y}_t), expanded down to the readout's leaves
+        \\frac{\\partial \\ell_t}{\\partial y_t}; None without a readout (then it is a leaf)."""
+        ro = self.readout
+        if ro is None:
+            return None
+        if self._loss is None:
+            self._loss = self.expand_adj(ro.output)
+        return self._loss
+
     def full_bar(self, u: str) -> Sum:
-        """\\bar{u}_t expanded down to the leaves (loss gradient, carried adjoints)."""
+        """\\bar{u}_t expanded down to the leaves (loss gradient, carried adjoints); readout nodes
+        included (their adjoints end in \\frac{\\partial \\ell_t}{\\partial y_t})."""
         if u not in self._bar:
             assign = dict(self.d.reverse.assignments)
+            if self.readout is not None:
+                assign.update(self.readout.assignments)
             if u not in assign:
                 raise Unsupported(rf"\bar{{{self.lex.latex(u)}}}_t: no adjoint of this node")
             self._bar[u] = make_sum([], self.order)  # guards against cycles
@@ -486,17 +538,26 @@ class Context:
         return self._bar[u]
 
     def expand_adj(self, s: Sum) -> Sum:
+        """Adjoints \\bar{u}_t replaced by their expansion; in a cell with a readout the loss
+        derivative \\frac{\\partial \\ell_t}{\\partial h_t} too (:meth:`loss_column`)."""
         items = []
         for t in s:
-            k = next((i for i, f in enumerate(t.factors)
-                      if isinstance(f, Adj) and f.kind == "bar"), None)
+            k = next((i for i, f in enumerate(t.factors) if isinstance(f, Adj) and (
+                f.kind == "bar" or self._via_readout(f))), None)
             if k is None:
                 items.append((t.coef, t.factors))
                 continue
-            name = t.factors[k].name  # type: ignore[attr-defined]
-            for t2 in self.full_bar(name):
+            f = t.factors[k]
+            assert isinstance(f, Adj)
+            sub = self.full_bar(f.name) if f.kind == "bar" else self.loss_column()
+            assert sub is not None
+            for t2 in sub:
                 items.append((t.coef * t2.coef, t.factors[:k] + t2.factors + t.factors[k + 1:]))
         return make_sum(items, self.order)
+
+    def _via_readout(self, f: Adj) -> bool:
+        """Is ``f`` the loss derivative at the output state of a cell with a readout?"""
+        return f.kind == "loss" and f.name == self.d.output and self.readout is not None
 
     # -- shapes --------------------------------------------------------------------------
     def vdim(self, e: Expr) -> tuple[str, ...] | None:
@@ -659,6 +720,9 @@ class Point:
         self.adj = {(s, k): rng.normal(size=(SIZES[spec.nodes[s].dim], 1))
                     for s in spec.states for k in ("loss", "carry")}
         self.row = {s: rng.normal(size=(1, SIZES[spec.nodes[s].dim])) for s in spec.states}
+        for u in ctx.loss_nodes():  # the readout's leaves \frac{\partial \ell_t}{\partial y_t}
+            self.adj[(u, "loss")] = rng.normal(size=(SIZES[spec.nodes[u].dim], 1))
+            self.row[u] = rng.normal(size=(1, SIZES[spec.nodes[u].dim]))
 
     def vec(self, e: Expr) -> np.ndarray:
         return np.asarray(self.step.vec(e), dtype=float)
@@ -965,6 +1029,16 @@ class Judge:
                   ) -> Sum:
         """The user's line as a canonical sum; ``self.raw`` keeps each product as written (its
         factor order) for the report."""
+        loss = self.ctx.loss_column()
+        if loss is not None:  # a trailing dl_t/dh_t: the readout's column (as on the engine side)
+            tail = RowGrad(self.ctx.d.output)
+            through: list[tuple[Fraction, tuple[Factor, ...]]] = []
+            for c, fs in items:
+                if fs and fs[-1] == tail:
+                    through.extend((c * t.coef, fs[:-1] + t.factors) for t in loss)
+                else:
+                    through.append((c, fs))
+            items = through
         done = [self.finish_term(c, fs, lhs_shape) for c, fs in items]
         self.raw = {}
         for c, fs, written in done:
@@ -989,11 +1063,18 @@ class Judge:
                                       "parameter only")
                 shape = spec.params[den.name].shape
                 sh: Shape = ((shape[0],), (shape[1],) if len(shape) == 2 else ())
-                grads = d.reverse.grads
+                grads = dict(d.reverse.grads)
+                if ctx.readout is not None:  # dL/dV = sum_t \bar{\hat y}_t h_t^T, ...
+                    grads.update(ctx.readout.grads)
                 if den.name not in grads:
                     raise Unsupported(f"{ctx.lex.latex(den.name)} has no gradient in reverse "
                                       "mode (a readout parameter?)")
                 return self._norm_sum(ctx.expand_adj(grads[den.name]), sh), sh, True
+            loss = ctx.loss_column()
+            if isinstance(lhs.num, Loss) and loss is not None and den == Ref(d.output, 0, "node"):
+                # a cell with a readout: what the readout passes to the cell, a column
+                sh = ((spec.nodes[d.output].dim,), ())
+                return self._norm_sum(loss, sh), sh, False
             rows = () if isinstance(lhs.num, Loss) else (ctx.vdim(lhs.num) or ())
             sh = (rows, cols)
             return self._norm_sum(ctx.deriv(lhs.num, den), sh), sh, False
@@ -1403,52 +1484,93 @@ def _judge_doc(doc: _Doc, ctx: Context) -> tuple[list[LineResult], int]:
             results.extend(rec(k, v, r) for k, r in enumerate(ch.rhs or [[]], 1)
                            if (idx, k) not in doc.skips)
             continue
-        generic = set(scan.generic)
-        sides: list[Side | ParseError | None] = []
-        for k, r in enumerate(ch.rhs, 1):
-            if (idx, k) in doc.skips:
-                sides.append(None)
-                continue
-            p = Parser(r, ctx.lex)
+        readings = [(lhs0, set(scan.generic), False)]
+        if isinstance(lhs0, LAdj):  # \bar{u}_t may name a node too (minLSTM's \bar{f}_t)
+            alt_scan = Parser(ch.lhs, ctx.lex)
             try:
-                sides.append(p.side(vector=isinstance(lhs0, LDef)))
-                generic |= p.generic
-            except ParseError as exc:
-                sides.append(exc)
-        binds = _bindings(ctx.lex, generic, ch.restricted)
-        for k, (r, s0) in enumerate(zip(ch.rhs, sides, strict=True), 1):
-            if s0 is None:  # skipped
-                continue
-            if isinstance(s0, ParseError):
-                results.append(rec(k, _unparsed(pos, s0, anchor=ch.anchor), r))
-                continue
-            verdict: _Verdict | None = None
-            used: dict | None = None
-            notes: list[tuple[int, str]] = list(s0.notes)
-            for b in binds:
-                try:
-                    lhs = Parser(ch.lhs, ctx.lex, b).lhs() if b else lhs0
-                    side = Parser(r, ctx.lex, b).side(vector=isinstance(lhs0, LDef)) if b \
-                        else s0
-                except ParseError as exc:
-                    verdict, used = _unparsed(pos, exc, anchor=ch.anchor), b
-                    break
-                try:
-                    v = judge.line(lhs, side)
-                except Exception as exc:  # noqa: BLE001 - a report, never a traceback
-                    v = _Verdict("unparsed", f"derive could not judge this line "
-                                 f"({type(exc).__name__}: {exc}); please report it",
-                                 token=r[0] if r else None)
-                if v.verdict != "correct":
-                    verdict, used = v, b
-                    break
-                if verdict is None or (v.method == "numeric"):
-                    verdict = v
-            assert verdict is not None
-            if used is None and len(binds) > 1:
-                verdict.detail = _all_bindings(ctx, generic, len(binds))
-            results.append(rec(k, verdict, r, used if len(binds) > 1 or used else None, notes))
+                alt = alt_scan.lhs(as_node=True)
+            except ParseError:
+                alt = None
+            if isinstance(alt, LDef):
+                readings.append((alt, set(alt_scan.generic), True))
+        best: list[LineResult] | None = None
+        for lhs_r, generic, as_node in readings:
+            got = _judge_chain(doc, idx, ch, ctx, judge, rec, lhs_r, generic, as_node)
+            # the adjoint reading stands unless the node's equation reads and judges better
+            if best is None or _reading_score(got) > _reading_score(best):
+                best = got
+        assert best is not None
+        results.extend(best)
     return results, unknown
+
+
+def _reading_score(results: list[LineResult]) -> tuple[int, int, int]:
+    """How well a reading of a left-hand side fits its lines: more correct, fewer unparsed,
+    fewer ill-typed."""
+    return (sum(r.verdict == "correct" for r in results),
+            -sum(r.verdict == "unparsed" for r in results),
+            -sum(r.verdict == "ill-typed" for r in results))
+
+
+def _judge_chain(doc: _Doc, idx: int, ch: Any, ctx: Context, judge: Judge, rec: Any, lhs0: Any,
+                 generic: set[str], as_node: bool) -> list[LineResult]:
+    """The results of the lines of one chain, its left-hand side read as ``lhs0`` (``as_node``:
+    \\bar{u}_t as the node named so, :meth:`Parser.lhs`)."""
+    pos = doc.pos
+    results: list[LineResult] = []
+    sides = _read_sides(doc, idx, ch, ctx, lhs0, generic)
+    binds = _bindings(ctx.lex, generic, ch.restricted)
+    for k, (r, s0) in enumerate(zip(ch.rhs, sides, strict=True), 1):
+        if s0 is None:  # skipped
+            continue
+        if isinstance(s0, ParseError):
+            results.append(rec(k, _unparsed(pos, s0, anchor=ch.anchor), r))
+            continue
+        verdict: _Verdict | None = None
+        used: dict | None = None
+        notes: list[tuple[int, str]] = list(s0.notes)
+        for b in binds:
+            try:
+                lhs = Parser(ch.lhs, ctx.lex, b).lhs(as_node) if b else lhs0
+                side = Parser(r, ctx.lex, b).side(vector=isinstance(lhs0, LDef)) if b \
+                    else s0
+            except ParseError as exc:
+                verdict, used = _unparsed(pos, exc, anchor=ch.anchor), b
+                break
+            try:
+                v = judge.line(lhs, side)
+            except Exception as exc:  # noqa: BLE001 - a report, never a traceback
+                v = _Verdict("unparsed", f"derive could not judge this line "
+                             f"({type(exc).__name__}: {exc}); please report it",
+                             token=r[0] if r else None)
+            if v.verdict != "correct":
+                verdict, used = v, b
+                break
+            if verdict is None or (v.method == "numeric"):
+                verdict = v
+        assert verdict is not None
+        if used is None and len(binds) > 1:
+            verdict.detail = _all_bindings(ctx, generic, len(binds))
+        results.append(rec(k, verdict, r, used if len(binds) > 1 or used else None, notes))
+    return results
+
+
+def _read_sides(doc: _Doc, idx: int, ch: Any, ctx: Context, lhs: Any,
+                generic: set[str]) -> list[Side | ParseError | None]:
+    """The right-hand sides of a chain read for its left-hand side (a cell equation's as
+    vectors), None for a skipped line; adds the generic symbols they use to ``generic``."""
+    sides: list[Side | ParseError | None] = []
+    for k, r in enumerate(ch.rhs, 1):
+        if (idx, k) in doc.skips:
+            sides.append(None)
+            continue
+        p = Parser(r, ctx.lex)
+        try:
+            sides.append(p.side(vector=isinstance(lhs, LDef)))
+            generic |= p.generic
+        except ParseError as exc:
+            sides.append(exc)
+    return sides
 
 
 def _pretty_binding(ctx: Context, b: dict | None) -> dict[str, str] | None:

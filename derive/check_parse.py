@@ -31,9 +31,11 @@ Layers (:mod:`derive.check` judges what this module reads):
    ``W_g h_{t-1}``, ``L_t``, ``\\ell_t``), brackets, coefficients, adjoints ``\\bar{u}_t``,
    ``\\delta u_t``, the blocks ``M_t``, ``N_t``, ``V_t`` and ``\\sum_t``. Vector level (inside
    ``d(.)``, ``\\sigma(.)``, in numerators and in a cell's own equations): sums, ``\\odot`` (or
-   juxtaposition of two vectors), ``P v`` matrix-vector products, ``\\sigma``, ``\\tanh``, their
-   primes ``\\sigma'(z)`` and gate primes ``o'_t`` / ``\\tilde{s}_t'``, pre-activations
-   ``\\hat{o}_t``, numbers.
+   juxtaposition of two vectors), ``P v`` matrix-vector products, activations (``\\sigma``,
+   ``\\tanh``, ``\\operatorname{ReLU}``, ...: every LaTeX name of
+   :data:`derive.activations.ACTIVATIONS` when the line is read, whatever its number of tokens,
+   :func:`match_activation`), their primes ``\\sigma'(z)`` and gate primes ``o'_t`` /
+   ``\\tilde{s}_t'``, pre-activations ``\\hat{o}_t``, numbers.
 
 Symbols are read as LaTeX atoms (base, subscript, superscript, primes), so ``W_o`` and ``W_{o}``,
 ``\\tilde{s}'_t`` and ``\\tilde{s}_t'``, ``\\tilde s`` and ``\\tilde{s}`` are the same. A
@@ -46,6 +48,7 @@ bindings. Every error is a :class:`ParseError` holding the offending token and i
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -88,9 +91,8 @@ _SIZERS = {r"\left", r"\right", r"\middle", r"\big", r"\Big", r"\bigg", r"\Bigg"
 ACCENTS = {r"\tilde", r"\hat", r"\bar", r"\vec", r"\dot", r"\ddot", r"\check", r"\breve",
            r"\widetilde", r"\widehat", r"\overline", r"\mathbf", r"\mathit", r"\boldsymbol",
            r"\mathcal", r"\mathsf", r"\mathtt", r"\bm", r"\mathrm", r"\underline", r"\mathbb"}
-_ACT_BY_LATEX = {a.latex: name for name, a in ACTIVATIONS.items()}
 _OPERATOR_CMDS = {r"\frac", r"\dfrac", r"\tfrac", r"\partial", r"\odot", r"\circ", r"\cdot",
-                  r"\times", r"\sum", r"\delta", r"\top", r"\prime", *_ACT_BY_LATEX}
+                  r"\times", r"\sum", r"\delta", r"\top", r"\prime"}
 _TRANSPOSE = {r"\top", "T", r"\intercal", r"\mathsf{T}", r"\mathrm{T}", r"\mathsf T"}
 
 
@@ -154,6 +156,43 @@ def _match(toks: list[Tok], i: int) -> int:
             if depth == 0:
                 return j
     return len(toks) - 1
+
+
+# ----------------------------------------------------------------------------- activations
+
+
+@functools.lru_cache(maxsize=16)
+def _activation_index(registry: tuple[tuple[str, str], ...]
+                      ) -> dict[str, list[tuple[tuple[str, ...], str]]]:
+    """First token of a LaTeX activation name -> (its tokens, the activation), longest first."""
+    index: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+    for name, latex in registry:
+        texts = tuple(t.text for t in _strip(tokenize(latex)))  # as a row is read: no spacing
+        if texts:
+            index.setdefault(texts[0], []).append((texts, name))
+    for entries in index.values():
+        entries.sort(key=lambda e: -len(e[0]))
+    return index
+
+
+def match_activation(toks: list[Tok], i: int) -> tuple[str, int] | None:
+    """The activation whose LaTeX name starts at ``toks[i]`` and the index after the name, or
+    None. Names come from :data:`derive.activations.ACTIVATIONS` at the time of the call (an
+    activation registered at run time is read too), in any number of tokens
+    (``\\operatorname{ReLU}``, ``\\mathrm{swish}``); a name that starts with a plain letter is an
+    activation only where its argument or a prime follows."""
+    if i >= len(toks) or toks[i].kind not in ("cmd", "letter"):
+        return None
+    index = _activation_index(tuple((n, a.latex) for n, a in ACTIVATIONS.items()))
+    for texts, name in index.get(toks[i].text, ()):
+        end = i + len(texts)
+        if end > len(toks) or any(toks[i + k].text != x for k, x in enumerate(texts)):
+            continue
+        if toks[i].kind == "letter" and (end >= len(toks) or
+                                         toks[end].text not in ("(", "[", "'", "^")):
+            continue
+        return name, end
+    return None
 
 
 # ----------------------------------------------------------------------------- errors
@@ -359,7 +398,7 @@ def _condition(row: list[Tok]) -> int | None:
     whose own '=' are prose, not relations of the row."""
     for k, t in enumerate(row):
         if t.text in _TEXT and k + 1 < len(row) and row[k + 1].text == "{" and \
-                _depth(row, k) == 0:
+                _depth(row, k) == 0 and match_activation(row, k) is None:
             words = _words(row[k + 2:_match(row, k + 1)]).split()
             if words and words[0].lower() in _CONDITION_WORDS:
                 return k
@@ -603,14 +642,16 @@ def _outside(toks: list[Tok]) -> str | None:
                 return (f"a statement about the block state Jacobian (a block matrix, {name}), "
                         "outside the one-state d(x) calculus")
     for i, t in enumerate(toks):
-        if t.text in _TEXT and i + 1 < len(toks) and toks[i + 1].text == "{":
+        if t.text in _TEXT and i + 1 < len(toks) and toks[i + 1].text == "{" and \
+                match_activation(toks, i) is None:  # not an activation named \text{...}
             words = _words(toks[i + 2:_match(toks, i + 1)]).split()
             if words and words[0].lower() in _CONDITION_WORDS:
                 return f"a conditional statement (\\text{{{words[0]} ...}})"
     for i, t in enumerate(toks):
         if t.text in _ELLIPSES:
             return f"an elided expression ({t.text}), not a whole value"
-        if t.text in _TEXT and i + 1 < len(toks) and toks[i + 1].text == "{":
+        if t.text in _TEXT and i + 1 < len(toks) and toks[i + 1].text == "{" and \
+                match_activation(toks, i) is None:  # not an activation named \text{...}
             words = _words(toks[i + 2:_match(toks, i + 1)]).strip()
             if any(ch.isalpha() for ch in words):
                 return f"an elided expression (\\text{{{words}}}), not a whole value"
@@ -642,6 +683,8 @@ def read_atom(toks: list[Tok], i: int) -> Atom | None:
     if i >= len(toks):
         return None
     t = toks[i]
+    if match_activation(toks, i) is not None:
+        return None  # a function, not a symbol
     if t.kind == "letter":
         base, j = t.text, i + 1
     elif t.kind == "cmd" and t.text in ACCENTS:
@@ -857,6 +900,10 @@ def unresolved(toks: list[Tok], lex: Lexicon) -> int:
         if t.text in ("_", "^"):  # a script of an operator (\sum_t): not a symbol
             i += 2 if i + 1 < len(toks) and toks[i + 1].text != "{" else \
                 _match(toks, min(i + 1, len(toks) - 1)) + 1
+            continue
+        act = match_activation(toks, i)
+        if act is not None:  # an activation's name, e.g. \operatorname{ReLU}: not a symbol
+            i = act[1]
             continue
         a = read_atom(toks, i) if t.text != "{" else None
         if a is None:
@@ -1147,7 +1194,7 @@ class Parser:
         if t.kind == "num":
             self.i += 1
             return Const(Fraction(t.text))
-        if t.text in _ACT_BY_LATEX:
+        if match_activation(self.toks, self.i) is not None:
             return self.activation()
         if t.text in (r"\frac", r"\dfrac", r"\tfrac"):
             raise self.err("a derivative cannot appear inside a vector expression", t)
@@ -1171,9 +1218,10 @@ class Parser:
 
     def activation(self) -> Expr:
         t = self.peek()
-        assert t is not None
-        fn = _ACT_BY_LATEX[t.text]
-        self.i += 1
+        found = match_activation(self.toks, self.i)
+        assert t is not None and found is not None
+        fn, self.i = found
+        name = ACTIVATIONS[fn].latex
         primes = 0
         while self.text() in ("'", "^"):
             if self.text() == "'":
@@ -1183,16 +1231,16 @@ class Parser:
                 self.i += 1
                 arg = self.group()
                 if _canon(arg) not in (r"\prime", "'"):
-                    raise self.err(f"unexpected superscript on {t.text}", t, "unsupported")
+                    raise self.err(f"unexpected superscript on {name}", t, "unsupported")
                 primes += 1
         if self.text() not in ("(", "["):
-            raise self.err(f"expected '(' after {t.text}", self.peek() or t)
+            raise self.err(f"expected '(' after {name}", self.peek() or t)
         close = ")" if self.text() == "(" else "]"
         self.i += 1
         arg = self.vexpr()
         self.expect(close)
         if primes > 1:
-            raise self.err(f"{t.text}'' (second derivative) is not supported", t, "unsupported")
+            raise self.err(f"{name}'' (second derivative) is not supported", t, "unsupported")
         return DerivAt(fn, arg) if primes else Call(fn, arg)
 
     # -- matrix level --------------------------------------------------------------------
@@ -1264,7 +1312,7 @@ class Parser:
                                "from the next step", t, "symbol")
             self.i = a.end
             return FAdj(val[0], "carry", val[1])  # type: ignore[index]
-        if t.text in _ACT_BY_LATEX:
+        if match_activation(self.toks, self.i) is not None:
             return FVec(self.activation())
         if t.kind == "letter" and t.text == "d" and "d" not in lex.nodes and \
                 ("d", None) not in lex.params:
@@ -1423,8 +1471,12 @@ class Parser:
         self.finish()
         return Side(body, summed, tuple(self.notes))
 
-    def lhs(self) -> LDeriv | LBlock | LAdj | LDef:
-        """The left-hand side: a derivative, a block, an adjoint or a node (a cell equation)."""
+    def lhs(self, as_node: bool = False) -> LDeriv | LBlock | LAdj | LDef:
+        """The left-hand side: a derivative, a block, an adjoint or a node (a cell equation).
+
+        ``\bar{u}_t`` is read as the adjoint of u; with ``as_node`` it is read as the node whose
+        name is ``\bar{u}`` where the cell has one (minLSTM's \bar{f}_t = f_t / (f_t + i_t)):
+        :mod:`derive.check` takes that reading when only it lets the right-hand sides be read."""
         if not self.toks:
             raise ParseError("empty left-hand side", None)
         t = self.peek()
@@ -1443,7 +1495,8 @@ class Parser:
         a = read_atom(self.toks, 0)
         if a is not None:
             bar = _strip_accent(a.base, r"\bar")
-            if bar is not None and _time(a.sub) == 0:
+            if bar is not None and _time(a.sub) == 0 and not (as_node and
+                                                             a.base in self.lex.nodes):
                 name = self._node_base(Atom(bar, a.sub, None, 0, a.tok, a.end))
                 if name is not None:
                     self.i = a.end

@@ -23,6 +23,7 @@ import json
 import re
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -551,6 +552,132 @@ def test_cell_equations_and_vector_shapes() -> None:
     assert r.verdict == "ill-typed" and "W_f x_t" in r.detail
 
 
+# ============================================================================ readout, registry
+
+
+def judge_in(cell: str, lhs: str, rhs: str, notation: str = "native"):
+    (r,) = check_text(f"$$ {lhs} = {rhs} $$", cell=cell, notation=notation, fmt="md").results
+    return r
+
+
+def test_readout_reverse_mode() -> None:
+    """rnn (seed 004): y_t = sigma(V h_t + b_y), the loss at t a function of y_t."""
+    ell_y = r"\frac{\partial \ell_t}{\partial y_t}"
+    dl_dh = r"\frac{\partial \ell_t}{\partial h_t}"
+    for lhs, rhs in [(r"\bar{y}_t", ell_y),
+                     (r"\bar{\hat{y}}_t", r"d(y'_t) \bar{y}_t"),
+                     (r"\bar{\hat{y}}_t", rf"d(\sigma'(V h_t + b_y)) {ell_y}"),
+                     (dl_dh, r"V^\top \bar{\hat{y}}_t"),
+                     (dl_dh, r"V^\top d(y'_t) \bar{y}_t"),
+                     # the loss derivative the readout passes to h_t, either way round
+                     (r"\bar{h}_t", rf"{dl_dh} + \delta h_t"),
+                     (r"\bar{h}_t", r"V^\top \bar{\hat{y}}_t + \delta h_t"),
+                     (r"\delta h_{t-1}", r"U^\top d(h'_t) (V^\top d(y'_t) \bar{y}_t + \delta h_t)"),
+                     (r"\frac{\partial L}{\partial V}", r"\sum_t \bar{\hat{y}}_t h_t^\top"),
+                     (r"\frac{\partial L}{\partial b_y}", r"\sum_t \bar{\hat{y}}_t"),
+                     (r"\frac{\partial L}{\partial b_y}", rf"\sum_t d(y'_t) {ell_y}"),
+                     # forward mode: no state depends on a readout parameter
+                     (r"\frac{\partial y_t}{\partial V}", r"d(y'_t) d_2(h_t)"),
+                     (r"\frac{\partial L_t}{\partial b_y}", rf"{ell_y} d(y'_t)")]:
+        r = judge_in("rnn", lhs, rhs)
+        assert r.verdict == "correct", (lhs, rhs, r.detail)
+    r = judge_in("rnn", r"\bar{\hat{y}}_t", r"\bar{y}_t")
+    assert [(d["kind"], d["expected"]) for d in r.differences] == [
+        ("missing factor", rf"d(y'_t) {ell_y}")]
+    r = judge_in("rnn", dl_dh, r"V^\top \bar{y}_t")
+    assert [(d["kind"], d["term"], d["expected"]) for d in r.differences] == [
+        ("missing factor", rf"V^\top {ell_y}", rf"V^\top d(y'_t) {ell_y}")]
+    assert judge_in("rnn", dl_dh, r"V \bar{\hat{y}}_t").verdict == "ill-typed"
+    r = judge_in("rnn", r"\bar{h}_t", r"\delta h_t")
+    assert [(d["kind"], d["expected"]) for d in r.differences] == [
+        ("missing term", rf"V^\top d(y'_t) {ell_y}")]
+    r = judge_in("rnn", r"\frac{\partial L}{\partial V}", r"\sum_t \bar{\hat{y}}_t h_{t-1}^\top")
+    assert [(d["kind"], d["factor"], d["should_be"]) for d in r.differences] == [
+        ("wrong factor", r"h_{t-1}^\top", r"h_t^\top")]
+    r = judge_in("rnn", r"\frac{\partial L}{\partial b_y}", r"\bar{\hat{y}}_t")
+    assert r.verdict == "wrong" and r"\sum_t" in r.detail
+    # the export's own lines, under every notation (W_{hy} in the standard one)
+    for notation in ("native", "seed001", "standard"):
+        doc = document("rnn", notation=notation, modes=["reverse"])
+        rep = check_text(doc, cell="rnn", notation=notation, fmt="tex")
+        labels = {r.label for r in rep.results if r.verdict == "correct"}
+        assert {"eq:rnn:bar-y", "eq:rnn:bar-y-hat", "eq:rnn:dl-dh", "eq:rnn:dL-dV",
+                "eq:rnn:dL-dby"} <= labels and rep.exit_code == 0
+
+
+def test_multi_token_activation_names() -> None:
+    # IndRNN: h_t = ReLU(W x_t + u * h_{t-1} + b), printed \operatorname{ReLU}
+    relu = r"\operatorname{ReLU}"
+    r = judge_in("indrnn", "h_t", rf"{relu}(W x_t + u \odot h_{{t-1}} + b)")
+    assert r.verdict == "correct", r.detail
+    r = judge_in("indrnn", "h_t", r"\tanh(W x_t + u \odot h_{t-1} + b)")
+    assert r.verdict == "wrong" and rf"h_t = {relu}(W x_t" in r.detail
+    jac = r"\frac{\partial h_t}{\partial h_{t-1}}"
+    r = judge_in("indrnn", jac, rf"d({relu}'(W x_t + u \odot h_{{t-1}} + b)) d(u)")
+    assert r.verdict == "correct", r.detail
+    r = judge_in("indrnn", jac, rf"d({relu}(W x_t + u \odot h_{{t-1}} + b)) d(u)")
+    assert [(d["kind"], d["should_be"]) for d in r.differences] == [("wrong factor", "d(h'_t)")]
+    # minLSTM: \bar{f}_t = f_t * reciprocal(f_t + i_t) is a node; \bar{f}_t is also the adjoint
+    # of f_t (its own adjoint is \bar{\bar{f}}_t): the right-hand side tells which
+    recip = r"\operatorname{recip}"
+    for rhs in (rf"f_t \odot {recip}(f_t + i_t)", rf"f_t {recip}(i_t + f_t)",
+                rf"{recip}(f_t + i_t) \odot f_t"):
+        r = judge_in("minlstm", r"\bar{f}_t", rhs)
+        assert r.verdict == "correct", (rhs, r.detail)
+    r = judge_in("minlstm", r"\bar{f}_t", rf"i_t \odot {recip}(f_t + i_t)")
+    assert r.verdict == "wrong" and rf"\bar{{f}}_t = f_t \odot {recip}(f_t + i_t)" in r.detail
+    bar_f = (rf"d({recip}(f_t + i_t)) \bar{{\bar{{f}}}}_t + d(f_t) d({recip}'(f_t + i_t)) "
+             rf"\bar{{\bar{{f}}}}_t + d({recip}'(f_t + i_t)) d(i_t) \bar{{\bar{{i}}}}_t")
+    assert judge_in("minlstm", r"\bar{f}_t", bar_f).verdict == "correct"
+    r = judge_in("minlstm", r"\bar{f}_t", bar_f.replace(f"{recip}'(f_t + i_t)) d(i_t)",
+                                                        f"{recip}(f_t + i_t)) d(i_t)"))
+    assert r.verdict == "wrong" and {d["kind"] for d in r.differences} == {"wrong factor"}
+    assert judge_in("minlstm", r"\bar{\bar{f}}_t", r"d(h_{t-1}) \bar{h}_t").verdict == "correct"
+    assert judge_in("minlstm", r"\bar{\bar{f}}_t", r"d(h_t) \bar{h}_t").verdict == "wrong"
+
+
+BISIG_RNN = {"name": "bisig_rnn", "params": {"W": ["hidden", "input"], "U": ["hidden", "hidden"],
+                                             "b": ["hidden"]},
+             "nodes": {"g": "bisig(W @ x + U @ h_prev + b)", "h": "g * bisig(h_prev)"},
+             "states": ["h"]}
+
+
+@pytest.mark.parametrize("latex", [r"\operatorname{bisig}", r"\mathrm{bi\,sig}", r"\text{bisig}",
+                                   r"\varsigma"])
+def test_activation_registered_at_run_time(latex: str) -> None:
+    """Activation names are looked up in the registry when a line is read, in any number of
+    tokens (\\mathrm{..} is no symbol, \\text{..} no elision, when an activation is named so)."""
+    import sympy as sp
+
+    import derive
+    from derive.activations import Activation, unregister
+    from derive.activations import register as register_activation
+
+    register_activation(Activation(
+        name="bisig", latex=latex, unicode="bisig", numpy="np.tanh(0.5 * ({z}))",
+        deriv="0.5 * (1.0 - np.square(np.tanh(0.5 * ({z}))))",
+        deriv_from_output="0.5 * (1.0 - {y} * {y})",
+        deriv_from_output_latex=r"\tfrac12 (1 - {y} \odot {y})", sympy=lambda z: sp.tanh(z / 2),
+        numpy_kernel="np.tanh(0.5 * ({z}))", numpy_kernel_out="np.tanh(0.5 * ({z}), out={out})",
+        numba="math.tanh(0.5 * ({z}))", numba_deriv_from_output="0.5 * (1.0 - ({y}) * ({y}))",
+        range=(Fraction(-1), Fraction(1)), deriv_range=(Fraction(0), Fraction(1, 2))))
+    try:
+        d = derive.derive(BISIG_RNN)
+        doc = document(d, steps=True, standalone=True)
+        rep = check_text(doc, cell=d, fmt="tex")
+        assert len(rep.results) > 10 and rep.exit_code == 0, [
+            (r.label, r.detail) for r in rep.results if r.verdict != "correct"]
+        assert all(":flow-" in str(s.label) for s in rep.skipped)
+        rhs = latex.replace(r"\,", " ") + "(h_{t-1})"
+        assert check_text(rf"$$ h_t = g_t \odot {rhs} $$", cell=d).results[0].verdict == \
+            "correct"
+        r = check_text(rf"$$ \frac{{\partial h_t}}{{\partial h_{{t-1}}}} = d(g_t) "
+                       rf"d({rhs}) + d({rhs}) d(g'_t) U $$", cell=d).results[0]
+        assert r.verdict == "wrong" and r.differences[0]["kind"] == "wrong factor"
+    finally:
+        unregister("bisig")
+
+
 # ============================================================================ round trip
 
 
@@ -567,6 +694,11 @@ def _rows_by_label(doc: str) -> dict[str, str]:
 _KINDS = [("a bound (\\le)", lambda row: "\\le " in row),
           ("an approximation (\\approx)", lambda row: "\\approx " in row),
           ("a statement over several steps", lambda row: "\\prod_" in row)]
+
+
+# cells whose state reaches the next step only through an activation (h_t = act(... h_{t-1}
+# ...)): no additive path, no carousel (seed 000), hence no approximation in the flow section
+_NO_CAROUSEL = {"rnn", "indrnn"}
 
 
 @pytest.mark.parametrize("cell", list(BUILTIN))
@@ -604,7 +736,7 @@ def test_round_trip_of_the_latex_export(cell: str, notation: str) -> None:
                 seen.add(kind)
                 break
     assert {"a bound (\\le)", "a statement over several steps"} <= seen
-    if cell != "rnn":  # no carousel in the rnn, hence no seed 000 approximation
+    if cell not in _NO_CAROUSEL:  # no seed 000 approximation without a carousel
         assert "an approximation (\\approx)" in seen
     # skipped lines are neither in the JSON nor in the exit status
     recs = json.loads(rep.to_json())
