@@ -1081,7 +1081,8 @@ def path_label(f: Flow, path: str) -> str:
     if path == "state":
         st = ",".join(f.states)
         return f"d({st})_T/d({st})_k"
-    return "dh_T/dh_k"
+    h = f.states[0]  # the path "h" is the output state's, whatever its name
+    return f"d{h}_T/d{h}_k"
 
 
 def summary_table(flows: Sequence[Flow]) -> str:
@@ -1164,15 +1165,22 @@ def plot(flows: Sequence[Flow], path: str) -> None:
     plt.close(fig)
 
 
+def _mathtext(name: str) -> str:
+    """A spec name in matplotlib's mathtext: ``h``, ``\\mathrm{h\\_tilde}`` (no double
+    subscript when a time index is attached)."""
+    return name if name.isalnum() else r"\mathrm{" + name.replace("_", r"\_") + "}"
+
+
 def _tex_label(f: Flow, p: str) -> str:
     if p == "h":
-        return r"$\|\partial h_T/\partial h_k\|$"
+        h = _mathtext(f.states[0])
+        return rf"$\|\partial {h}_T/\partial {h}_k\|$"
     if p == "state":
-        st = ",".join(f.states)
+        st = ",".join(map(_mathtext, f.states))
         return rf"$\|\partial ({st})_T/\partial ({st})_k\|$"
     if p == "carousel":
         g = f.carousel_gates
-        return rf"carousel $\|\prod\, d({g[0]}_j)\|$" if len(g) == 1 else "carousel"
+        return rf"carousel $\|\prod\, d({_mathtext(g[0])}_j)\|$" if len(g) == 1 else "carousel"
     return p
 
 

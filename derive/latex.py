@@ -169,7 +169,8 @@ def _groups(terms: list[Term], names: Names) -> list[tuple[Fraction, str]]:
         while all(len(t.factors) > k for t in ts) and len({t.factors[k] for t in ts}) == 1:
             k += 1
         prefix = product(ts[0].factors[:k], names)
-        rest = [Term(t.coef, t.factors[k:]) for t in ts]
+        # a term that is the prefix itself leaves I (as in _piece_groups)
+        rest = [Term(t.coef, t.factors[k:] or (Ident(),)) for t in ts]
         # pull a common sign out so the bracket starts positive
         sign = Fraction(-1) if all(t.coef < 0 for t in rest) else Fraction(1)
         rest = [Term(t.coef * sign, t.factors) for t in rest]
@@ -320,15 +321,73 @@ def adjoint_symbol(nm: Names, name: str) -> str:
     return factor(Adj(name, "bar"), nm)
 
 
+@dataclass(frozen=True)
+class ReadoutReverse:
+    """BPTT through the readout of one step (a cell with ``readout`` nodes, seed 004's
+    y_t = sigma_y(V h_t + b_y)): the loss at t is a function of the readout, so
+    \\bar y_t = \\partial l_t / \\partial y_t, the pre-activation adjoint follows, and the loss
+    reaches the cell through ``output`` = \\partial l_t / \\partial h_t (V^T \\bar{\\hat y}_t), the
+    derivative the cell's own recursion starts from. ``grads[A]`` is the step-t contribution to
+    dL/dA of every readout parameter (dL/dV = sum_t \\bar{\\hat y}_t h_t^T)."""
+
+    assignments: list[tuple[str, Sum]]
+    output: Sum
+    grads: dict[str, Sum]
+
+
+def readout_reverse(d: Derivation) -> ReadoutReverse | None:
+    """The readout's part of reverse mode, or None for a cell without a readout. A readout reads
+    only the output state (:class:`derive.spec.CellSpec` checks it), so the loss enters the cell
+    through \\partial l_t / \\partial h_t alone, as :func:`derive.calculus.derive_reverse`
+    assumes."""
+    from .algebra import add, single
+    from .calculus import _apply_T, _local
+
+    spec, order = d.spec, d.order
+    nodes = [n for n, v in spec.nodes.items() if v.role == "readout"]
+    if not nodes:
+        return None
+    assignments: list[tuple[str, Sum]] = []
+    for u in reversed(nodes):
+        parts = [single(order, Adj(u, "loss"))] if not u.endswith(HAT) else []
+        for w in nodes:
+            loc = _local(spec, spec.nodes[w].expr, Ref(u, 0, "node"), None, order)
+            if loc:
+                parts.append(_apply_T(loc, Adj(w, "bar"), order))
+        assignments.append((u, add(parts, order)))
+    h = spec.states[0]
+    output = add([_apply_T(loc, Adj(w, "bar"), order) for w in nodes
+                  if (loc := _local(spec, spec.nodes[w].expr, Ref(h, 0, "node"), None, order))],
+                 order)
+    grads = {}
+    for p in spec.readout_params:
+        grads[p] = add([_apply_T(loc, Adj(w, "bar"), order) for w in nodes
+                        if (loc := _local(spec, spec.nodes[w].expr, None, p, order))], order)
+    return ReadoutReverse(assignments, output, grads)
+
+
+def loss_symbol(nm: Names, name: str) -> str:
+    """\\frac{\\partial \\ell_t}{\\partial h_t}: the derivative of the loss at t."""
+    return factor(Adj(name, "loss"), nm)
+
+
 def reverse_entries(d: Derivation, names: Names | None = None) -> list[tuple[str, str]]:
-    """(lhs, rhs) of the BPTT recursions of one step: node adjoints, carried state adjoints,
-    and the step contribution to every parameter gradient (dL/dA = sum_t of it)."""
+    """(lhs, rhs) of the BPTT recursions of one step: the readout's adjoints and the derivative
+    of the loss it passes to the cell (a cell with a readout, :func:`readout_reverse`), node
+    adjoints, carried state adjoints, and the step contribution to every parameter gradient
+    (dL/dA = sum_t of it), the readout's parameters last."""
     nm = names_for(d, names)
     r = d.reverse
-    out = [(adjoint_symbol(nm, u), factored(s, nm)) for u, s in r.assignments]
+    ro = readout_reverse(d)
+    out = []
+    if ro is not None:
+        out += [(adjoint_symbol(nm, u), factored(s, nm)) for u, s in ro.assignments]
+        out.append((loss_symbol(nm, d.output), factored(ro.output, nm)))
+    out += [(adjoint_symbol(nm, u), factored(s, nm)) for u, s in r.assignments]
     for v, s in r.carries.items():
         out.append((rf"\delta {node_symbol(nm, v, 1)}", factored(s, nm) if s else "0"))
-    for p, s in r.grads.items():
+    grads = {**r.grads, **(ro.grads if ro is not None else {})}
+    for p, s in grads.items():
         out.append((rf"\frac{{\partial L}}{{\partial {_name(nm, p)}}}",
                     rf"\sum_t {bracket_sum(s, nm)}"))
     return out

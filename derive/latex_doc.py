@@ -41,9 +41,11 @@ from .latex import (
     Piece,
     adjoint_symbol,
     factored_pieces,
+    loss_symbol,
     node_symbol,
     partial_symbol,
     product,
+    readout_reverse,
     recursion_blocks,
     vec,
 )
@@ -629,9 +631,11 @@ def cell_section(d: Derivation, nm: dict[str, str]) -> Section:
 
 def forward_section(d: Derivation, nm: dict[str, str], params: Sequence[str],
                     steps: bool = False) -> Section:
-    """Forward mode: M_t, N_t once (seed 001 eq 26), then per parameter dh_t/dA in the form
-    M_t dh_{t-1}/dA + N_t ds_{t-1}/dA + V_t^A and each other state's recursion ds_t/dA; with
-    ``steps`` the chain-rule lines come first (seed 001 eqs 14-25)."""
+    """Forward mode: M_t, N_t once (seed 001 eq 26; a third state m and beyond add their block
+    dh_t/dm_{t-1}), then per parameter dh_t/dA in the form M_t dh_{t-1}/dA + N_t ds_{t-1}/dA
+    (+ ...) + V_t^A and each other state's recursion ds_t/dA; with ``steps`` the chain-rule
+    lines come first (seed 001 eqs 14-25). Readout parameters act on no state and are left to
+    the reverse mode."""
     h, s = d.output, d.second_state
     hs = node_symbol(nm, h)
     shared = [Row(_label(d, "M"), "M_t", (sum_items(d.M, nm),))]
@@ -643,8 +647,25 @@ def forward_section(d: Derivation, nm: dict[str, str], params: Sequence[str],
         recursion += rf" + N_t\, \partial {node_symbol(nm, s, 1)}/\partial A"
     text = (rf"For every parameter $A$, ${recursion} + V^A_t$, where the blocks shared by all "
             rf"parameters are")
+    if len(d.states) > 2:  # a third state and beyond: their blocks under their Jacobian names
+        for v in d.states[2:]:
+            if d.jacobian[h][v]:
+                vp = node_symbol(nm, v, 1)
+                shared.append(Row(_label(d, "N", slug(v)),
+                                  rf"\frac{{\partial {hs}}}{{\partial {vp}}}",
+                                  (sum_items(d.jacobian[h][v], nm),)))
+        names = [f"${node_symbol(nm, v, 1)}$" for v in d.states]
+        listed = ", ".join(names[:-1]) + " and " + names[-1]
+        text = (rf"For every parameter $A$, $\partial {hs}/\partial A = \sum_v "
+                rf"(\partial {hs}/\partial v)\, \partial v/\partial A + V^A_t$, the sum over "
+                rf"the previous states $v$: {listed}; "
+                rf"$M_t = \partial {hs}/\partial {node_symbol(nm, h, 1)}$ and "
+                rf"$N_t = \partial {hs}/\partial {node_symbol(nm, s, 1)}$"
+                rf". The blocks shared by all parameters are")
     blocks = [Block("shared blocks", tuple(shared), text)]
     for p in params:
+        if d.spec.params[p].readout:  # acts on no state: its gradient is in the reverse mode
+            continue
         rows = []
         for u in d.states:
             final = _collected(d, p, u, nm, shared=True)
@@ -672,30 +693,52 @@ def forward_section(d: Derivation, nm: dict[str, str], params: Sequence[str],
 
 def reverse_section(d: Derivation, nm: dict[str, str], params: Sequence[str]) -> Section:
     """Reverse mode of one step (seed 002), the rows of :func:`derive.latex.reverse_entries`:
-    node adjoints, carried state adjoints, and dL/dA for the chosen parameters."""
+    for a cell with a readout first the readout's adjoints and the derivative of the loss it
+    passes to the cell, then node adjoints, carried state adjoints, and dL/dA for the chosen
+    parameters (the readout's among them: dL/dV, dL/db_y)."""
     r = d.reverse
+    ro = readout_reverse(d)
     adj = tuple(Row(_label(d, "bar", slug(u)), adjoint_symbol(nm, u), (sum_items(s, nm),))
                 for u, s in r.assignments)
     carry = tuple(Row(_label(d, "delta", slug(v)), rf"\delta {node_symbol(nm, v, 1)}",
                       (sum_items(s, nm),)) for v, s in r.carries.items())
     grads = []
+    all_grads = {**r.grads, **(ro.grads if ro is not None else {})}
     for p in params:
-        if p not in r.grads:
+        if p not in all_grads:
             continue
-        s = r.grads[p]
+        s = all_grads[p]
         its = sum_items(s, nm)
         rhs = (Item(1, r"\sum_t", its),) if len(s) > 1 else \
             (Item(1, r"\sum_t " + render_flat(its, LATEX_FLAT)),)
         grads.append(Row(_label(d, "dL", "d" + slug(p)),
                          rf"\frac{{\partial L}}{{\partial {nm.get(p, p)}}}", (rhs,)))
-    out = nm.get(d.output, d.output)
-    text_adj = (rf"One step of backpropagation through time: $\partial \ell_t/"
-                rf"\partial {node_symbol(nm, d.output)}$ is the derivative of the loss at step "
-                rf"$t$, $\delta u_t$ the adjoint of a state carried back from step $t+1$ and "
-                rf"$\bar v_t$ the adjoint of a node, pre-activations $\hat v_t$ included"
-                rf" (the loss is $L = \sum_t \ell_t$ of the outputs ${out}_t$).")
-    blocks = [Block("adjoints", adj, text_adj),
-              Block("carried to step t-1", carry, "The adjoints carried to step $t-1$ are")]
+    hs = node_symbol(nm, d.output)
+    blocks = []
+    if ro is not None:
+        outs = ", ".join(f"${node_symbol(nm, n)}$" for n in d.spec.readout_nodes)
+        rows = [Row(_label(d, "bar", slug(u)), adjoint_symbol(nm, u), (sum_items(s, nm),))
+                for u, s in ro.assignments]
+        rows.append(Row(_label(d, "dl", "d" + slug(d.output)), loss_symbol(nm, d.output),
+                        (sum_items(ro.output, nm),)))
+        blocks.append(Block(
+            "readout", tuple(rows),
+            rf"One step of backpropagation through time. The loss at step $t$, $\ell_t$, is a "
+            rf"function of the readout {outs} (and $L = \sum_t \ell_t$); backpropagating "
+            rf"through the readout gives $\partial \ell_t/\partial {hs}$, the derivative the "
+            rf"cell's recursion starts from:"))
+        text_adj = (r"Then $\delta u_t$ is the adjoint of a state carried back from step $t+1$ "
+                    r"and $\bar v_t$ the adjoint of a node, pre-activations $\hat v_t$ "
+                    r"included:")
+    else:
+        text_adj = (rf"One step of backpropagation through time: $\partial \ell_t/"
+                    rf"\partial {hs}$ is the derivative of the loss at step "
+                    rf"$t$, $\delta u_t$ the adjoint of a state carried back from step $t+1$ and "
+                    rf"$\bar v_t$ the adjoint of a node, pre-activations $\hat v_t$ included"
+                    rf" (the loss is $L = \sum_t \ell_t$ of the outputs "
+                    rf"${nm.get(d.output, d.output)}_t$).")
+    blocks += [Block("adjoints", adj, text_adj),
+               Block("carried to step t-1", carry, "The adjoints carried to step $t-1$ are")]
     if grads:
         blocks.append(Block("parameter gradients", tuple(grads),
                             "and the gradients sum the contributions of every step:"))
@@ -761,12 +804,15 @@ def check_modes(modes: Sequence[str]) -> list[str]:
 
 
 def check_params(d: Derivation, params: Sequence[str] | None) -> list[str]:
+    """The parameters to print (default: all, the readout's last); the readout's appear in the
+    reverse mode only (they do not act on the states)."""
+    valid = [*d.params, *d.spec.readout_params]
     if params is None:
-        return list(d.params)
-    bad = [p for p in params if p not in d.params]
+        return valid
+    bad = [p for p in params if p not in valid]
     if bad:
         raise ValueError(f"unknown parameter {bad[0]!r} for cell {d.name!r}; expected one of "
-                         f"{', '.join(d.params)}")
+                         f"{', '.join(valid)}")
     return list(dict.fromkeys(params))
 
 

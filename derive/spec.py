@@ -7,6 +7,15 @@ topologically and rejects bad specs with a :class:`SpecError` that names the cel
 The AST is also the vector-expression language of the derivation: the arguments of d(.) and
 d_2(.) are AST expressions (``d(s_{t-1})`` is ``Diag(Ref("s", lag=1))``).
 
+Validation. Every field is checked when read (:class:`CellSpec`): names are identifiers starting
+with a letter (:func:`name_problem`), ``x``, ``*_prev``, names containing ``__`` and activation
+names are reserved; shapes use the dimension names of :data:`DIMS` (``output`` only in
+``readout_params``); ``states`` is a list without repeats; a readout reads only the output state;
+the ``latex`` names must print one-to-one. Limits keep every consumer inside Python's recursion
+limit: :data:`MAX_DEPTH` levels of nesting per expression, :data:`MAX_TERMS` operands per sum or
+product, :data:`MAX_CHAIN` expression levels along a chain of same-step nodes. Numbers are
+decimal literals (``2``, ``0.5``, ``.5``, ``1.``, ``1e-3``), read exactly as fractions.
+
 Gates. A node whose whole expression is ``act(z)`` is split into a pre-activation node
 ``\\hat{g} = z`` (name ``g__hat``) and ``g = act(\\hat g)``. Its derivative d(act'(\\hat g)) is the
 seed-001 factor d(g'_t), and reverse mode exposes the pre-activation adjoint of seed 002.
@@ -375,11 +384,11 @@ class CellSpec:
         self.name = name
         if not isinstance(title, str):
             raise self.error(f"title: expected a string, got {_type(title)}")
-        if not title.isprintable() or "\\" in title or '"""' in title:
+        if not (title.isascii() and title.isprintable()) or "\\" in title or '"""' in title:
             raise self.error(
-                f"title: expected one line of printable text without backslashes or triple "
-                f"quotes (it is printed in the LaTeX article and the kernel's docstring), got "
-                f"{title!r}")
+                f"title: expected one line of printable ASCII text without backslashes or "
+                f"triple quotes (it is printed in the LaTeX article, which pdflatex reads, and "
+                f"in the kernel's docstring), got {title!r}")
         self.title = title or self.name
         self.params: dict[str, Param] = {}
         for field_name, group, ro in (("params", params, False),
@@ -492,8 +501,13 @@ class CellSpec:
 
     def _check_latex(self, latex: Any) -> None:
         """``latex``: symbol name -> LaTeX; the names must print, and print apart."""
-        from .notation import _RESERVED_PARAM, _RESERVED_TIMED, NotationError, _check_cell, \
-            latex_problem
+        from .notation import (
+            _RESERVED_PARAM,
+            _RESERVED_TIMED,
+            NotationError,
+            _check_cell,
+            latex_problem,
+        )
 
         if latex is None:
             latex = {}
@@ -559,6 +573,8 @@ class CellSpec:
                     f"node {nname!r}: the chain of same-step nodes it depends on is nested "
                     f"{depth[nname]} expression levels deep; expected at most {MAX_CHAIN}")
             dim = self._dim(e, nname, dims)
+            if dim is None:  # a number alone: 1, 1e-3
+                raise self.error(f"node {nname!r}: an expression of constants only has no size")
             if nname in self.states and dim != "hidden":
                 raise self.error(f"state {nname!r} has size {dim}; states must have size hidden")
             dims[nname] = dim
@@ -610,12 +626,11 @@ class CellSpec:
                 if n in raw:
                     if n in readouts and group != "readout":
                         raise self.error(f"node {where!r} may not use readout {n!r}")
-                    if group == "readout" and n not in readouts and n not in self.states:
+                    if group == "readout" and n not in readouts and n != self.states[0]:
                         raise self.error(
-                            f"readout {where!r} may not use {n!r}, a node of the cell that is "
-                            f"not a state; a readout reads the states at t "
-                            f"({', '.join(self.states)}), readout parameters and other "
-                            f"readout nodes")
+                            f"readout {where!r} may not use {n!r}: a readout reads the output "
+                            f"state {self.states[0]!r} at t (the loss reaches the cell through "
+                            f"it), readout parameters, constants and other readout nodes")
                     found.add(n)
                     return Ref(n, 0, "node")
                 raise self.error(

@@ -26,6 +26,7 @@ import derive
 from derive import flow as F
 from derive import latex as L
 from derive import latex_doc as D
+from derive import text as T
 from derive.notation import load
 
 CELLS = derive.cells()
@@ -254,9 +255,10 @@ def test_labels_are_unique_stable_and_complete(cell):
         labels[notation] = found
     assert labels["native"] == labels["seed001"] == labels["standard"]
     d = derive.derive(cell)
+    out = D.slug(d.output)  # the output state's name (h, or y for cifg_lstm)
     for p in d.params:
         slug = re.sub(r"[^A-Za-z0-9]", "", p)
-        assert f"eq:{cell}:dh-d{slug}" in labels["native"]
+        assert f"eq:{cell}:d{out}-d{slug}" in labels["native"]
         assert f"eq:{cell}:dL-d{slug}" in labels["native"]
     assert f"eq:{cell}:M" in labels["native"]
     assert (f"eq:{cell}:N" in labels["native"]) == (len(d.states) > 1)
@@ -472,3 +474,128 @@ def test_width_estimate_basics():
     assert D.tex_width("a+b") - D.tex_width("a") - D.tex_width("b") == \
         pytest.approx(7.78 + 4.44, abs=0.01)
     assert D.tex_width("-a") == pytest.approx(7.78 + 5.29, abs=0.01)  # unary: no spacing
+
+
+# ----------------------------------------------------------------------------- any number of states
+
+_H, _X = "hidden", "input"
+THREE_STATES = {
+    # an LSTM with a third state m: a leaky average of the output, gated by f, that feeds back
+    # into the output (m_t = f_t m_{t-1} + (1 - f_t) h_{t-1}, h_t = o_t tanh(c_t) + m_t)
+    "name": "lstm3",
+    "title": "LSTM with a third state m",
+    "params": {**{f"W_x{g}": (_H, _X) for g in "ifgo"}, **{f"W_h{g}": (_H, _H) for g in "ifgo"},
+               **{f"b_{g}": (_H,) for g in "ifgo"}},
+    "nodes": {
+        "i": "sigmoid(W_xi @ x + W_hi @ h_prev + b_i)",
+        "f": "sigmoid(W_xf @ x + W_hf @ h_prev + b_f)",
+        "g": "tanh(W_xg @ x + W_hg @ h_prev + b_g)",
+        "o": "sigmoid(W_xo @ x + W_ho @ h_prev + b_o)",
+        "c": "f * c_prev + i * g",
+        "m": "f * m_prev + (1 - f) * h_prev",
+        "h": "o * tanh(c) + m",
+    },
+    "states": ("h", "c", "m"),
+}
+ONE_STATE_NAMED_Y = {  # one state whose name is not h, and a readout read from it
+    "name": "leaky_y",
+    "title": '"Leaky" y (every character a title may hold: & % $ # _ {x} ~ ^ <> |)',
+    "params": {"W": (_H, _X), "U": (_H, _H), "a": (_H,), "V": ("output", _H),
+               "b_o": ("output",)},
+    "nodes": {"k": "sigmoid(a)", "y": "k * y_prev + tanh(W @ x + U @ y_prev)"},
+    "states": ("y",),
+}
+ONE_STATE_NAMED_Y = {**ONE_STATE_NAMED_Y,
+                     "params": {k: v for k, v in ONE_STATE_NAMED_Y["params"].items()
+                                if k not in ("V", "b_o")},
+                     "readout_params": {"V": ("output", _H), "b_o": ("output",)},
+                     "readout": {"out": "tanh(V @ y + b_o)"}}
+
+
+def test_three_states_every_term_in_every_output():
+    """A third state is a third recursion everywhere: dh_t/dA has a term in dm_{t-1}/dA and
+    every state has its own recursion (forward), adjoint and carry (reverse) and row and column
+    of the state Jacobian (flow); the terminal text prints the same terms."""
+    d = derive.derive(THREE_STATES)
+    nm = L.names_for(d)
+    doc = D.document(d, standalone=True, steps=True)
+    eqs = _equations(doc)
+    for p in d.params:
+        slug = re.sub(r"[^A-Za-z0-9]", "", p)
+        for u in d.states:
+            assert f"eq:lstm3:d{u}-d{slug}" in eqs, (u, p)
+        dh = eqs[f"eq:lstm3:dh-d{slug}"]
+        for v, sym in (("h", "M_t"), ("c", "N_t"), ("m", "d(f_t)")):
+            rec = _norm(L.partial_symbol(nm, v, 1, p))
+            assert _norm(sym) + rec in dh, (p, v)
+    # the blocks of dh_t/d(h, c, m)_{t-1} shared by all parameters, and the sentence naming them
+    assert _norm(r"\frac{\partial h_t}{\partial m_{t-1}} &= d(f_t)") in eqs["eq:lstm3:N-m"]
+    assert "the previous states $v$: $h_{t-1}$, $c_{t-1}$ and $m_{t-1}$" in doc
+    for u in d.states:
+        assert f"eq:lstm3:bar-{u}" in eqs and f"eq:lstm3:delta-{u}" in eqs
+        for v in d.states:
+            assert f"eq:lstm3:J-{u}-{v}" in eqs
+    assert eqs["eq:lstm3:delta-m"] == _norm(r"\delta m_{t-1} &= d(f_t) \bar{m}_t")
+    assert eqs["eq:lstm3:bar-m"] == _norm(r"\bar{m}_t &= \delta m_t + \bar{h}_t")
+    text = T.show(d, width=100)
+    for p in d.params:
+        for u in d.states:
+            assert f"∂{u}ₜ/∂{p} =" in text, (u, p)
+        assert f"∂mₜ₋₁/∂{p}" in text and f"∂cₜ₋₁/∂{p}" in text
+    for u in d.states:
+        assert f"δ{u}ₜ₋₁ =" in text and f"{u}̄ₜ =" in text
+    assert "∂hₜ/∂mₜ₋₁ = d(fₜ)" in text
+    # gradient flow: the 3 x 3 block Jacobian, its product, the bound on its norm
+    rows = dict(F.latex_rows(d))
+    lhs = r"\frac{\partial (h_t, c_t, m_t)}{\partial (h_{t-1}, c_{t-1}, m_{t-1})}"
+    assert any(r.startswith(lhs) for r in rows.values())
+    f = F.run_cell(d, steps=5, n_hidden=3, n_in=2)
+    assert f.norms["state"]["spectral"].shape == (4,)
+    assert "d(h,c,m)_T/d(h,c,m)_k" in F.summary_table([f])
+
+
+def test_one_state_not_named_h_and_its_readout():
+    """The output state's name comes from the spec, not a fixed 'h': in the text, the flow
+    labels and the reverse mode, which with a readout starts from it (dl_t/dy_t -> dl_t/dh_t)."""
+    d = derive.derive(ONE_STATE_NAMED_Y)
+    text = T.show(d, modes=["reverse"])
+    assert "∂ℓₜ/∂yₜ = Vᵀ" in text and "out̄ₜ = ∂ℓₜ/∂outₜ" in text
+    assert "∂L/∂V = Σₜ " in text and "∂L/∂b_o = Σₜ " in text
+    f = F.run_cell(d, steps=4, n_hidden=3, n_in=2)
+    assert F.path_label(f, "h") == "dy_T/dy_k"
+    assert "dh_T" not in F.summary_table([f])
+    assert "M_t" in D.document(d, modes=["forward"])
+
+
+def test_readout_in_the_reverse_mode():
+    """seed 004's readout y_t = sigma(V h_t + b_y): the loss reaches the cell through
+    dl_t/dh_t = V^T \\bar{\\hat y}_t, and dL/dV, dL/db_y sum the readout's contributions."""
+    d = derive.derive("rnn")
+    eqs = _equations(D.document("rnn", modes=["reverse"]))
+    assert eqs["eq:rnn:bar-y"] == _norm(r"\bar{y}_t &= \frac{\partial \ell_t}{\partial y_t}")
+    assert eqs["eq:rnn:bar-y-hat"] == _norm(r"\bar{\hat{y}}_t &= d(y'_t) \bar{y}_t")
+    assert eqs["eq:rnn:dl-dh"] == _norm(
+        r"\frac{\partial \ell_t}{\partial h_t} &= V^\top \bar{\hat{y}}_t")
+    assert eqs["eq:rnn:dL-dV"] == _norm(
+        r"\frac{\partial L}{\partial V} &= \sum_t \bar{\hat{y}}_t h_t^\top")
+    assert eqs["eq:rnn:dL-dby"] == _norm(
+        r"\frac{\partial L}{\partial b_y} &= \sum_t \bar{\hat{y}}_t")
+    labels = list(eqs)
+    assert labels.index("eq:rnn:dl-dh") < labels.index("eq:rnn:bar-h")  # the readout first
+    # the readout's parameters can be chosen like the cell's; they act on no state
+    only = _equations(D.document("rnn", params=["V"]))
+    assert "eq:rnn:dL-dV" in only and "eq:rnn:dL-dW" not in only
+    assert not [lab for lab in only if lab.startswith("eq:rnn:dh-")]
+    assert [lhs for lhs, _ in L.reverse_entries(d)][-2:] == [
+        r"\frac{\partial L}{\partial V}", r"\frac{\partial L}{\partial b_y}"]
+
+
+def test_any_number_of_states_compiles_clean(pdflatex, tmp_path):
+    docs = {}
+    for spec in (THREE_STATES, ONE_STATE_NAMED_Y):
+        for mode in D.MODES:
+            docs[f"{spec['name']}-{mode}"] = D.document(spec, modes=[mode], standalone=True)
+        docs[f"{spec['name']}-all"] = D.document(spec, standalone=True, steps=True)
+        docs[f"{spec['name']}-standard"] = D.document(spec, standalone=True, notation="standard")
+        docs[f"{spec['name']}-fragment"] = MINIMAL % D.document(spec, steps=True)
+    assert compile_all(pdflatex, tmp_path, docs) == []
