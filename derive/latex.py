@@ -67,6 +67,7 @@ def vec(e: Expr, names: Names) -> str:
         return f"{ACTIVATIONS[e.fn].latex}({vec(e.arg, names)})"
     if isinstance(e, DerivAt):
         if isinstance(e.arg, Ref) and e.arg.name.endswith(HAT):
+            # o'_t; a name with a subscript of its own keeps one: g'_{1,t}
             return _name(names, e.arg.name[: -len(HAT)]) + "'_t"
         return f"{ACTIVATIONS[e.fn].latex}'({vec(e.arg, names)})"
     if isinstance(e, MatVec):

@@ -284,6 +284,16 @@ class Node:
     source: str = ""  # the expression as written
 
 
+def _timed_name(latex: str) -> str:
+    """``g_1`` -> ``{g_1}``: a symbol with a top-level subscript as one group."""
+    depth = 0
+    for ch in latex:
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if ch == "_" and depth == 0:
+            return "{" + latex + "}"
+    return latex
+
+
 def _auto_latex(name: str) -> str:
     """``W_xi`` -> ``W_{xi}``, ``s_tilde`` -> ``\\tilde{s}``, ``b`` -> ``b``."""
     if name.endswith("_tilde"):
@@ -416,9 +426,17 @@ class CellSpec:
         readout_items = self._items("readout", readout) if readout is not None else []
         self.nodes: dict[str, Node] = {}
         self._build(node_items, readout_items)
-        self.latex_names = {n: _auto_latex(n) for n in [*self.params, *self.nodes, INPUT]
-                            if not n.endswith(HAT)}
+        # a node is printed with _t attached: a subscript of its own name is kept in a group
+        # ({g_1}_t, never the double subscript g_1_t); parameters keep theirs (W_{xi})
+        self.latex_names = {n: _auto_latex(n) for n in [*self.params, INPUT]}
+        self.latex_names.update({n: _timed_name(_auto_latex(n)) for n in self.nodes
+                                 if not n.endswith(HAT)})
         self._check_latex(latex)
+        if not any("hidden" in self.params[p].shape for p in self.cell_params):
+            raise self.error(f"no parameter of the cell ({self.cell_params or 'none'}) has "
+                             f"the hidden dimension, so nothing fixes the size of the states "
+                             f"{list(self.states)}; declare at least one parameter of shape "
+                             f"(hidden,), (hidden, hidden) or (hidden, input)")
 
     # -- construction --------------------------------------------------------------------
     @classmethod

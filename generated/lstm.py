@@ -17,16 +17,24 @@ PARAMS
     parameter name -> shape in terms of n_hidden and n_in, in the order used everywhere.
 STATE
     the state names; the first is the output h.
-init_params(n_in, n_hidden, *, seed=0, dtype=np.float64) -> dict
-    uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)) like torch.
+READOUT, READOUT_PARAMS
+    the readout's outputs y and its parameters (empty for a cell without a readout).
+INPUT_GRAD, STATE0_GRAD
+    the keys of backward()'s gradients of xs and of the initial states: "xs" and "<state>0",
+    or "_xs" and "_<state>0" where a parameter has that name.
+init_params(n_in, n_hidden, *, seed=0, dtype=np.float64, n_out=None) -> dict
+    uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)) like torch; with n_out, the readout's too.
 forward(params, xs, state0=None) -> (hs, cache)
     xs (T, B, n_in) -> hs (T, B, n_hidden); state0 maps each state name to (B, n_hidden)
     (zeros when None). cache["state"] holds the final state.
-backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False) -> grads
-    dhs = dL/dh_t for every t, (T, B, n_hidden); dstate optionally maps state names to dL/d(final
-    state). grads[name] for every parameter (same shape and dtype), grads["<state>0"] = dL/d(initial
-    state) for every state, and grads["xs"] = dL/dxs when input_grad=True. The cache is left
-    intact (keep_cache is accepted for compatibility and has no effect).
+readout(params, hs) -> dict (a cell with a readout)
+    y_t for every step: {name: (T, B, n_out)}.
+backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None)
+    dhs = dL/dh_t for every t, (T, B, n_hidden); dstate optionally maps state names to
+    dL/d(final state); dys maps the readout's outputs to dL/dy_t. Returns grads[name] for
+    every parameter (same shape and dtype), the initial states' gradients under STATE0_GRAD,
+    and dL/dxs under INPUT_GRAD when input_grad=True. The cache is left intact (keep_cache is
+    accepted for compatibility and has no effect).
 rtrl(params, xs, state0=None) -> dict
     forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape).
 rtrl_step(params, x_t, state, sens=None) -> (state, sens)
@@ -53,6 +61,9 @@ PARAMS = {
     "b_g": ("n_hidden",),
     "b_o": ("n_hidden",),
 }
+# the keys of backward()'s gradients of the input sequence and of the initial states
+INPUT_GRAD = "xs"
+STATE0_GRAD = { "h": "h0", "c": "c0" }
 READOUT = ()
 READOUT_PARAMS = {}
 STATE = ("h", "c")
@@ -243,7 +254,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["h0"] = d_h_next
     grads["c0"] = d_c_next
     if input_grad:
-        grads["xs"] = dA_x[:, :, 0:4 * n_hidden] @ W_stack_x[0:4 * n_hidden]
+        grads[INPUT_GRAD] = dA_x[:, :, 0:4 * n_hidden] @ W_stack_x[0:4 * n_hidden]
     return grads
 
 

@@ -9,11 +9,13 @@ unchanged; ``FUSED`` is False here and True in a module with compiled loops.
 """
 
 from generated.mgu import (  # noqa: F401  (re-exported: same API)
+    INPUT_GRAD,
     PARAMS,
     READOUT,
     READOUT_PARAMS,
     RTRL_DENSE_MAX,
     STATE,
+    STATE0_GRAD,
     backward,
     forward,
     init_params,

@@ -24,10 +24,12 @@ from numba.extending import intrinsic, overload
 
 from generated import _runtime as rt
 from generated.ugrnn import (  # noqa: F401  (re-exported: same API)
+    INPUT_GRAD,
     PARAMS,
     READOUT,
     READOUT_PARAMS,
     STATE,
+    STATE0_GRAD,
     _check_array,
     _check_state,
     _check_xs,

@@ -41,9 +41,12 @@ def _leaky_relu(z: torch.Tensor) -> torch.Tensor:
 
 
 def _hard_sigmoid(z: torch.Tensor) -> torch.Tensor:
-    """F.hardsigmoid's values, relu6(z + 3) / 6; written out because torch's float64 backward
-    multiplies by 1/6 rounded to float32 (5e-9 off). The derivative is 1/6 on (-3, 3)."""
-    return torch.clamp(z + 3.0, 0.0, 6.0) / 6.0
+    """F.hardsigmoid's values, relu6(z + 3) / 6, and its derivative: 1/6 on the open (-3, 3),
+    0 elsewhere (at the kinks too, as torch); written out because torch's float64 backward
+    multiplies by 1/6 rounded to float32 (5e-9 off)."""
+    inside = (z > -3.0) & (z < 3.0)
+    outside = torch.where(z >= 3.0, torch.ones_like(z), torch.zeros_like(z))
+    return torch.where(inside, (z + 3.0) / 6.0, outside)
 
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -381,10 +384,11 @@ def gradients(spec, params, xs, state0, dhs, dstate=None, dys=None) -> dict[str,
         L = L + (ys[r] * _t(d)).sum()
     leaves = [*P.values(), *S0.values(), X]
     got = torch.autograd.grad(L, leaves, allow_unused=True)
-    got = [_np(torch.zeros_like(leaf) if g is None else g) for leaf, g in zip(leaves, got)]
+    got = [_np(torch.zeros_like(leaf) if g is None else g)
+           for leaf, g in zip(leaves, got, strict=True)]
     k = len(P)
-    return {"params": dict(zip(P, got[:k])), "state0": dict(zip(S0, got[k:k + len(S0)])),
-            "xs": got[-1]}
+    return {"params": dict(zip(P, got[:k], strict=True)),
+            "state0": dict(zip(S0, got[k:k + len(S0)], strict=True)), "xs": got[-1]}
 
 
 def rtrl(spec, params, xs, state0, names=None) -> dict[str, np.ndarray]:
@@ -395,13 +399,16 @@ def rtrl(spec, params, xs, state0, names=None) -> dict[str, np.ndarray]:
     S0 = _state0(cell, state0, X)
     fixed = {k: _t(v) for k, v in params.items()}
 
+    if not names:
+        return {}
+
     def h_T(*theta):
-        P = {**fixed, **dict(zip(names, theta))}
+        P = {**fixed, **dict(zip(names, theta, strict=True))}
         hs, _, _ = run(cell, P, X, S0, readout=False)
         return hs[-1]
 
     jac = torch.autograd.functional.jacobian(h_T, tuple(fixed[n] for n in names))
-    return {n: _np(j) for n, j in zip(names, jac)}
+    return {n: _np(j) for n, j in zip(names, jac, strict=True)}
 
 
 def rtrl_step(spec, params, x_t, state, sens=None, names=None):
@@ -419,17 +426,19 @@ def rtrl_step(spec, params, x_t, state, sens=None, names=None):
         S = {s: {a: _t(sens[s][a]).reshape(batch, n, -1) for a in names} for s in cell.states}
 
     def step(*theta):
-        P = {**theta0, **dict(zip(names, theta))}
+        P = {**theta0, **dict(zip(names, theta, strict=True))}
         prev = dict(prev0)
         if S is not None:  # prev(theta) = prev0 + sum_A sens[v][A] . (A - A0), linearised
             for s in cell.states:
-                for a, th in zip(names, theta):
+                for a, th in zip(names, theta, strict=True):
                     prev[s] = prev[s] + S[s][a] @ (th - theta0[a]).reshape(-1)
         new, _ = cell.step(P, X, prev)
         return tuple(new[s] for s in cell.states)
 
     with torch.no_grad():
         new, _ = cell.step(theta0, X, prev0)
+    if not names:
+        return {s: _np(v) for s, v in new.items()}, {s: {} for s in cell.states}
     jac = torch.autograd.functional.jacobian(step, tuple(theta0[n] for n in names))
     out = {s: {a: _np(jac[i][j]) for j, a in enumerate(names)}
            for i, s in enumerate(cell.states)}

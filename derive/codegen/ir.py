@@ -122,6 +122,7 @@ class BatchOuter(Expr):
     a: Expr
     v: Expr
     axes: int = 1
+    v_batched: bool = True  # False: v is the same for every row (a parameter): outer(sum a, v)
 
 
 @dataclass(frozen=True)

@@ -468,7 +468,8 @@ class _Lowering:
             sign = 1 if t.coef > 0 else -1
             if isinstance(t.last, Outer):
                 inner = self.term(Term(abs(t.coef), t.factors[:-1]))
-                outer.append((sign, BatchOuter(inner, self.value(t.last.v, "val"), axes)))
+                outer.append((sign, BatchOuter(inner, self.value(t.last.v, "val"), axes,
+                                               self._expr_batched(t.last.v))))
             else:
                 vector.append((sign, self.term(Term(abs(t.coef), t.factors))))
         if vector:
@@ -684,9 +685,11 @@ class _Lowering:
         spec, names = self.spec, self.names
         nodes = [n for n, v in spec.nodes.items() if v.role == "readout"]
         self.stored_hats |= {n for n in nodes if n.endswith(HAT)}
+        temps, self.temps = self.temps, {}
         fwd = [Stmt(self.local[n], self.value(spec.nodes[n].expr, "val"),
                     comment=f"{n} = {spec.nodes[n].source}" if not n.endswith(HAT) else "")
                for n in nodes]
+        self.temps = temps
         zero: set[str] = set()
         changed = True
         while changed:
@@ -705,6 +708,7 @@ class _Lowering:
             return Var(bar[a.name])
 
         self.adj_override = adj
+        temps, self.temps = self.temps, {}  # the readout computes everything from h itself
         try:
             bwd = [Stmt(bar[u], self.sum_expr(self.prune(s, zero)), comment=f"bar {u}")
                    for u, s in ro.assignments if u not in zero]
@@ -716,12 +720,19 @@ class _Lowering:
                 grads.append((p, self.grad_step(g, axes=2) if g else None))
         finally:
             self.adj_override = None
+            self.temps = temps
         return ReadoutProgram(
             params=tuple((p, tuple(SIZE[d] for d in spec.params[p].shape))
                          for p in spec.readout_params),
             nodes=tuple((n, self.local[n]) for n in spec.readout_nodes),
             dys=tuple((n, dy[n]) for n in spec.readout_nodes),
             forward=tuple(fwd), backward=tuple(bwd), output=output, grads=tuple(grads))
+
+    def _expr_batched(self, e: Expr) -> bool:
+        """Does the value of e have a batch axis (it reads x, a state, or such a node)?"""
+        return any(isinstance(r, Ref) and (r.kind == "input" or r.lag or
+                                           (r.kind == "node" and self._batched(r.name)))
+                   for r in walk(e))
 
     def _batched(self, name: str) -> bool:
         """Does node ``name``'s value at t have a batch axis (it reads x or a state)?"""

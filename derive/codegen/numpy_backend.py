@@ -255,7 +255,15 @@ class NumpyKernel:
                 "state": prog.state_ident[prog.states[0]],
                 "seq": S[prog.states[0]],
             }
+        # the keys of backward()'s results that are not parameters: "xs" and "<state>0", or
+        # "_xs" / "_<state>0" where a parameter has that name (a spec name never starts "_")
+        taken = set(spec.params)
+        input_key = "xs" if "xs" not in taken else "_xs"
+        state0_keys = {s_: (f"{s_}0" if f"{s_}0" not in taken else f"_{s_}0")
+                       for s_ in prog.states}
         return {
+            "input_key": input_key,
+            "state0_keys": state0_keys,
             "readout": readout,
             "bias_stack": bias_stack,
             "cell": spec.name,
