@@ -15,10 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from .derivation import cells as builtin_cells
-
-ROOT = Path(__file__).resolve().parents[1]
-GENERATED = ROOT / "generated"
-TEMPLATES = ROOT / "templates"
+from .resources import GENERATED, ROOT, TEMPLATES  # noqa: F401  (where generate writes)
 
 
 def outputs(cells: Iterable[str] | None = None) -> dict[str, str]:

@@ -1164,7 +1164,7 @@ def _env():
     if _ENV is None:
         import jinja2
 
-        from .generate import TEMPLATES
+        from .resources import TEMPLATES
 
         _ENV = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES / "latex")),

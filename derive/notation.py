@@ -33,26 +33,28 @@ top-level subscript, superscript or prime (wrap them in braces: ``{h^{(1)}}``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .spec import HAT, INPUT, CellSpec
+from .resources import NOTATIONS
+from .spec import (  # noqa: F401  (re-exported: the rules of a symbol's LaTeX name)
+    _FORBIDDEN_CHARS,
+    _FORBIDDEN_COMMANDS,
+    _RESERVED_PARAM,
+    _RESERVED_TIMED,
+    HAT,
+    INPUT,
+    CellSpec,
+    check_symbols,
+    latex_problem,
+    renameable,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTATIONS_DIR = ROOT / "notations"
+NOTATIONS_DIR = NOTATIONS
 NATIVE = "native"
 _KEYS = ("name", "description", "extends", "symbols", "cells")
-_FORBIDDEN_CHARS = "$&%#"
-_FORBIDDEN_COMMANDS = ("input", "include", "write", "def", "edef", "gdef", "newcommand",
-                       "renewcommand", "begin", "end", "catcode", "immediate", "openout", "read",
-                       "usepackage", "documentclass", "par")
-_RESERVED_PARAM = {"d", "d_2", "I", "L", "M_t", "N_t", r"\ell"}
-_RESERVED_TIMED = {"d", "M", "N", "L", "I", r"\ell", r"\delta"}
-
-
 class NotationError(ValueError):
     """A notation profile cannot be used; the message says what was expected and what was got."""
 
@@ -93,11 +95,6 @@ class Notation:
 
     def __str__(self) -> str:
         return self.name
-
-
-def renameable(spec: CellSpec) -> list[str]:
-    """Spec names a profile may rename: parameters, nodes (pre-activations excluded) and x."""
-    return [*spec.params, *(n for n in spec.nodes if not n.endswith(HAT)), INPUT]
 
 
 def available() -> list[str]:
@@ -227,73 +224,9 @@ def _table(value: Any, where: str) -> dict[str, str]:
     return out
 
 
-def latex_problem(v: str) -> str:
-    """Why a LaTeX symbol name cannot be used ('' when it can)."""
-    if not v.strip():
-        return "expected a non-empty LaTeX symbol"
-    if len(v) > 100 or "\n" in v or "\r" in v:
-        return "expected a short one-line LaTeX symbol"
-    bad = [c for c in _FORBIDDEN_CHARS if c in v]
-    if bad or "\\\\" in v:
-        return f"expected a math-mode symbol without {' '.join(_FORBIDDEN_CHARS)} or \\\\"
-    cmds = set(re.findall(r"\\([A-Za-z]+)", v)) & set(_FORBIDDEN_COMMANDS)
-    if cmds:
-        return f"expected a math-mode symbol, got the command(s) {sorted(cmds)}"
-    depth = 0
-    for ch in re.sub(r"\\[{}]", "", v):
-        depth += {"{": 1, "}": -1}.get(ch, 0)
-        if depth < 0:
-            return "unbalanced braces"
-    return "unbalanced braces" if depth else ""
-
-
-def _top_level(v: str) -> str:
-    """The characters of v outside every {...} group (escaped braces dropped)."""
-    out, depth = [], 0
-    for ch in re.sub(r"\\[{}]", "", v):
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-        elif depth == 0:
-            out.append(ch)
-    return "".join(out)
-
-
 def _check_cell(profile: str, spec: CellSpec, names: dict[str, str], renamed: set[str]) -> None:
-    """Renamed symbols must print (no clash with the decorations the printers add) and the
-    whole cell's notation must stay one-to-one."""
-    where = f"notation {profile!r}, cell {spec.name!r}"
-    timed = {INPUT, *(n for n in spec.nodes if not n.endswith(HAT))}
-    shown: dict[str, str] = {}
-    for sym in renameable(spec):
-        v = names.get(sym, sym)
-        top = _top_level(v)
-        if sym in renamed:
-            if sym in timed:
-                if any(c in top for c in "_^'"):
-                    raise NotationError(
-                        f"{where}: {sym} = {v!r}: a node or input is printed with _t, '_t and "
-                        f"\\bar{{}} attached, so its name may not have a top-level subscript, "
-                        f"superscript or prime; wrap it in braces, e.g. '{{{v}}}'")
-                if v in _RESERVED_TIMED:
-                    raise NotationError(f"{where}: {sym} = {v!r} clashes with a symbol derive "
-                                        f"prints itself; reserved: {sorted(_RESERVED_TIMED)}")
-            else:
-                if spec.params[sym].is_matrix and any(c in top for c in "^'"):
-                    raise NotationError(
-                        f"{where}: {sym} = {v!r}: a matrix is printed with ^\\top attached, so "
-                        f"its name may not have a top-level superscript or prime; wrap it in "
-                        f"braces, e.g. '{{{v}}}'")
-                if v in _RESERVED_PARAM:
-                    raise NotationError(f"{where}: {sym} = {v!r} clashes with a symbol derive "
-                                        f"prints itself; reserved: {sorted(_RESERVED_PARAM)}")
-        printed = (v + "_t") if sym in timed else v
-        key = re.sub(r"\s+", "", printed)
-        if key in shown:
-            raise NotationError(f"{where}: {shown[key]} and {sym} would both print as "
-                                f"{printed!r}; a notation must keep symbols apart")
-        shown[key] = sym
+    """The symbol rules of :func:`derive.spec.check_symbols`, as a notation's error."""
+    check_symbols(profile, spec, names, renamed, NotationError)
 
 
 _SPECS: dict[str, CellSpec] = {}

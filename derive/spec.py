@@ -519,14 +519,6 @@ class CellSpec:
 
     def _check_latex(self, latex: Any) -> None:
         """``latex``: symbol name -> LaTeX; the names must print, and print apart."""
-        from .notation import (
-            _RESERVED_PARAM,
-            _RESERVED_TIMED,
-            NotationError,
-            _check_cell,
-            latex_problem,
-        )
-
         if latex is None:
             latex = {}
         if not isinstance(latex, Mapping):
@@ -547,8 +539,8 @@ class CellSpec:
         clash = {s for s, v in self.latex_names.items()
                  if v in (_RESERVED_TIMED if s in timed else _RESERVED_PARAM)}
         try:
-            _check_cell("native", self, self.latex_names, set(latex) | clash)
-        except NotationError as exc:
+            check_symbols("native", self, self.latex_names, set(latex) | clash, SpecError)
+        except SpecError as exc:
             detail = str(exc).split(": ", 1)[-1]
             raise self.error(f"the LaTeX names do not work: {detail} (give the symbol another "
                              f"name or a 'latex' entry)") from None
@@ -803,3 +795,91 @@ def params_in(e: Expr) -> set[str]:
 def refs_in(e: Expr) -> set[Ref]:
     """The vector references an expression uses (nodes, x, previous states, 1-D params)."""
     return {x for x in walk(e) if isinstance(x, Ref)}
+
+
+# ----------------------------------------------------------------------------- LaTeX names
+# The rules a cell's LaTeX names follow (the spec's own ``latex`` field, and every notation
+# that renames symbols, derive.notation): what the printers attach to a symbol decides what a
+# name may contain, and a few symbols derive prints itself are reserved.
+
+_FORBIDDEN_CHARS = "$&%#"
+_FORBIDDEN_COMMANDS = ("input", "include", "write", "def", "edef", "gdef", "newcommand",
+                       "renewcommand", "begin", "end", "catcode", "immediate", "openout", "read",
+                       "usepackage", "documentclass", "par")
+_RESERVED_PARAM = {"d", "d_2", "I", "L", "M_t", "N_t", r"\ell"}
+_RESERVED_TIMED = {"d", "M", "N", "L", "I", r"\ell", r"\delta"}
+
+
+def renameable(spec: CellSpec) -> list[str]:
+    """Spec names a profile may rename: parameters, nodes (pre-activations excluded) and x."""
+    return [*spec.params, *(n for n in spec.nodes if not n.endswith(HAT)), INPUT]
+
+
+def latex_problem(v: str) -> str:
+    """Why a LaTeX symbol name cannot be used ('' when it can)."""
+    if not v.strip():
+        return "expected a non-empty LaTeX symbol"
+    if len(v) > 100 or "\n" in v or "\r" in v:
+        return "expected a short one-line LaTeX symbol"
+    bad = [c for c in _FORBIDDEN_CHARS if c in v]
+    if bad or "\\\\" in v:
+        return f"expected a math-mode symbol without {' '.join(_FORBIDDEN_CHARS)} or \\\\"
+    cmds = set(re.findall(r"\\([A-Za-z]+)", v)) & set(_FORBIDDEN_COMMANDS)
+    if cmds:
+        return f"expected a math-mode symbol, got the command(s) {sorted(cmds)}"
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", v):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            return "unbalanced braces"
+    return "unbalanced braces" if depth else ""
+
+
+def _top_level(v: str) -> str:
+    """The characters of v outside every {...} group (escaped braces dropped)."""
+    out, depth = [], 0
+    for ch in re.sub(r"\\[{}]", "", v):
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def check_symbols(profile: str, spec: CellSpec, names: dict[str, str], renamed: set[str],
+                  error: type[ValueError] = ValueError) -> None:
+    """Renamed symbols must print (no clash with the decorations the printers add) and the
+    whole cell's notation must stay one-to-one."""
+    where = f"notation {profile!r}, cell {spec.name!r}"
+    timed = {INPUT, *(n for n in spec.nodes if not n.endswith(HAT))}
+    shown: dict[str, str] = {}
+    for sym in renameable(spec):
+        v = names.get(sym, sym)
+        top = _top_level(v)
+        if sym in renamed:
+            if sym in timed:
+                if any(c in top for c in "_^'"):
+                    raise error(
+                        f"{where}: {sym} = {v!r}: a node or input is printed with _t, '_t and "
+                        f"\\bar{{}} attached, so its name may not have a top-level subscript, "
+                        f"superscript or prime; wrap it in braces, e.g. '{{{v}}}'")
+                if v in _RESERVED_TIMED:
+                    raise error(f"{where}: {sym} = {v!r} clashes with a symbol derive "
+                                        f"prints itself; reserved: {sorted(_RESERVED_TIMED)}")
+            else:
+                if spec.params[sym].is_matrix and any(c in top for c in "^'"):
+                    raise error(
+                        f"{where}: {sym} = {v!r}: a matrix is printed with ^\\top attached, so "
+                        f"its name may not have a top-level superscript or prime; wrap it in "
+                        f"braces, e.g. '{{{v}}}'")
+                if v in _RESERVED_PARAM:
+                    raise error(f"{where}: {sym} = {v!r} clashes with a symbol derive "
+                                        f"prints itself; reserved: {sorted(_RESERVED_PARAM)}")
+        printed = (v + "_t") if sym in timed else v
+        key = re.sub(r"\s+", "", printed)
+        if key in shown:
+            raise error(f"{where}: {shown[key]} and {sym} would both print as "
+                                f"{printed!r}; a notation must keep symbols apart")
+        shown[key] = sym

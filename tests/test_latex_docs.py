@@ -141,7 +141,7 @@ def test_notebook_repr_compiles_in_an_article(pdflatex, tmp_path):
 # commands at all; from MathJax's documented command list.
 MATHJAX = {"begin", "end", "frac", "partial", "left", "right", "sigma", "tanh", "odot", "tilde",
            "hat", "bar", "top", "sum", "ell", "delta", "quad", "qquad", "bigl", "bigr", "Bigl",
-           "Bigr", "biggl", "biggr", "Biggl", "Biggr", "cdot", "otimes"}
+           "Bigr", "biggl", "biggr", "Biggl", "Biggr", "cdot", "otimes", "operatorname"}
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -268,7 +268,17 @@ def test_labels_are_unique_stable_and_complete(cell):
 
 # the gate of each cell's carousel: seed 001 eq (27)'s forget gate for the LSTMs, the update gate
 # of the GRU (h_t = (1 - z_t) n_t + z_t h_{t-1}); the vanilla RNN has none (seed 004)
-CAROUSEL_GATE = {"lstm": "f", "sigmoid_lstm": "f", "peephole_lstm": "f", "gru": "z", "rnn": None}
+# the carousel d(state_t)/d(state_{t-1}) along the additive path, read off each cell's equations
+# by hand: (what multiplies the gate, the gate), None where the state has no additive path
+CAROUSEL_GATE = {"lstm": ("", "f"), "sigmoid_lstm": ("", "f"), "peephole_lstm": ("", "f"),
+                 "gru": ("", "z"), "rnn": None,
+                 "mgu": ("1 - ", "f"),            # h = (1 - f) h_prev + f h~
+                 "gru_cho": ("", "z"),            # h = z h_prev + (1 - z) h~
+                 "cifg_lstm": ("", "f"),          # c = z i + c_prev f, f = 1 - i
+                 "indrnn": None,                  # h = relu(W x + u * h_prev + b): no sum
+                 "mingru": ("1 - ", "z"),         # h = (1 - z) h_prev + z h~
+                 "minlstm": ("", "f_prime"),      # h = f' h_prev + i' h~
+                 "ugrnn": ("", "g")}              # h = g h_prev + (1 - g) c
 
 
 def _equations(doc: str) -> dict[str, str]:
@@ -313,8 +323,9 @@ def test_flow_section_has_the_gradient_flow_results(cell, notation):
     assert (f"eq:{cell}:flow-carousel" in flow_eqs) == (gate is not None) == bool(F.carousel(d))
     assert any(lab.startswith(f"eq:{cell}:flow-seed000") for lab in flow_eqs) == \
         (gate is not None)
-    if gate is not None:  # the carousel is the bare gate, d(f_t) (seed 001 eq 27), or d(z_t)
-        assert flow_eqs[f"eq:{cell}:flow-carousel"].endswith(_norm(f"=d({nm[gate]}_t)"))
+    if gate is not None:  # the bare gate, d(f_t) (seed 001 eq 27), d(z_t), or d(1 - f_t)
+        prefix, name = gate
+        assert flow_eqs[f"eq:{cell}:flow-carousel"].endswith(_norm(f"=d({prefix}{nm[name]}_t)"))
     # the norm bound of the one-step Jacobian, and seed 004's sum over paths: for the RNN one per
     # parameter, written out; for several states one for the stacked state
     assert r"\le" in flow_eqs[f"eq:{cell}:flow-bounds"]

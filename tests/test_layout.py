@@ -46,7 +46,9 @@ def import_graph() -> dict[str, set[str]]:
                 names = [target] + [f"{target}.{a.name}" for a in node.names]
             else:
                 names = [a.name for a in node.names]
-            graph[m] |= {n for n in names if n in mods and n != m}
+            # a module's own packages are initialised before it: no edge to them
+            graph[m] |= {n for n in names if n in mods and n != m
+                         and not m.startswith(n + ".")}
     return graph
 
 

@@ -184,7 +184,6 @@ class _Lowering:
 
     # ------------------------------------------------------------------ stacks
     def _stacks(self) -> None:
-        names = self.names
         stacks: list[tuple[Ref, list[tuple[str, Sum]]]] = []
         for v, plist in self.rev.stacks:
             if v.kind == "input" or (v.kind == "node" and v.lag == 1):
@@ -487,7 +486,7 @@ class _Lowering:
         stack_objs: list[Stack] = []
         buffers: list[tuple[str, Counter]] = []
         stored: dict[frozenset, Slot] = {}
-        for i, (v, tag, plist) in enumerate(self._stack_specs):
+        for v, tag, plist in self._stack_specs:
             buf = names.once(f"buf:{tag}", f"dA_{tag if tag == 'x' else names.cell(tag)}")
             cols: Counter = Counter()
             slots = []
@@ -509,9 +508,10 @@ class _Lowering:
             product = names.once(f"A:{tag}", "A_x" if v.kind == "input" else
                                  f"A_{names.cell(tag)}")
             key = f"stack:{tag}"  # not an identifier: never a parameter's name
-            stack_objs.append(Stack(v, key, names.once(f"stack:{tag}",
-                                                      f"W_stack_{names.cell(tag) if tag != 'x' else 'x'}"),
-                                    tuple(plist), tuple(spec.params[p].shape[0] for p in plist),
+            ident = names.once(key, "W_stack_x" if v.kind == "input" else
+                               f"W_stack_{names.cell(tag)}")
+            stack_objs.append(Stack(v, key, ident, tuple(plist),
+                                    tuple(spec.params[p].shape[0] for p in plist),
                                     tuple(slots), product))
         self.stack_objs = stack_objs
         self.plan_values()

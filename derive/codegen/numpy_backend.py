@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 
 import jinja2
 
 from ..derivation import derive
+from ..resources import TEMPLATES
 from ..spec import CellSpec
 from .ir import Const, Stmt, idents
 from .lower import Program, lower
 from .numpy_printer import NumpyPrinter
-
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
 
 @functools.cache
@@ -199,7 +197,7 @@ class NumpyKernel:
         for i, st in enumerate(prog.stacks):
             vec = "xs" if st.vec.kind == "input" else f"{S[st.vec.name]}[:-1]"
             runs = st.runs()
-            for r, (buf, c0, c1, r0, r1, ks) in enumerate(runs):
+            for r, (buf, c0, c1, _, _, ks) in enumerate(runs):
                 if not any(g.kind == "stack" and g.stack == i and g.slot in ks
                            for g in prog.grads):
                     continue
@@ -232,7 +230,7 @@ class NumpyKernel:
         bias_stack = []
         if prog.bias_fold:
             xs = next(st for st in prog.stacks if st.vec.kind == "input")
-            for pk, biases in zip(xs.params, prog.bias_fold):
+            for pk, biases in zip(xs.params, prog.bias_fold, strict=True):
                 bias_stack.append(" + ".join(f"params[{_q(b)}]" for b in biases) or
                                   f"np.zeros(params[{_q(pk)}].shape[0], params[{_q(pk)}].dtype)")
         ro = prog.readout

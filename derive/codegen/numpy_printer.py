@@ -122,7 +122,8 @@ class NumpyPrinter:
     def _print_BatchOuter(self, e: BatchOuter) -> tuple[str, int]:
         if not e.v_batched:
             axis = "(0, 1)" if e.axes == 2 else "0"
-            return f"np.outer({self.operand(e.a, ATOM)}.sum(axis={axis}), {self.doprint(e.v)})", ATOM
+            a = self.operand(e.a, ATOM)
+            return f"np.outer({a}.sum(axis={axis}), {self.doprint(e.v)})", ATOM
         if e.axes == 2:
             return f"rt.flat({self.doprint(e.a)}).T @ rt.flat({self.doprint(e.v)})", MUL
         return f"{self.operand(e.a, ATOM)}.T @ {self.operand(e.v, MUL, right=True)}", MUL

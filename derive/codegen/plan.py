@@ -17,21 +17,17 @@ Structure the printer exploits (never materialising d(x) or d_2(x)):
 
 from __future__ import annotations
 
-import functools
 import keyword
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path
-
-import jinja2
 
 from ..activations import ACTIVATIONS
 from ..algebra import Adj, Diag, Diag2, Factor, Ident, Mat, Outer, Sum, Term
 from ..derivation import Derivation, derive
 from ..latex import expanded, names_for, node_symbol
 from ..spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, children, walk
+from .numpy_backend import environment  # noqa: F401  (the numba printer's templates)
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 RESERVED = {"np", "t", "xs", "params", "cache", "state", "state0", "dhs", "grads", "x_t",
             "steps", "batch", "n_hidden", "n_in", "dtype", "sens", "dstate", "values", "rows",
             "cols", "out"}
@@ -954,19 +950,6 @@ def _latex_adj(names, u: str) -> str:
 
 
 # ----------------------------------------------------------------------------- rendering
-
-
-@functools.cache
-def environment() -> jinja2.Environment:
-    """The kernel templates' Jinja environment, made once: it caches the compiled templates
-    (compiling them again for every cell was half of a cold `derive generate`)."""
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
 
 
 def render_kernel(cell: str) -> str:
