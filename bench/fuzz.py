@@ -119,27 +119,50 @@ def draw(seed: int, index: int) -> tuple[dict, dict]:
     return spec, cell_strategies.sizes_for(rnd)
 
 
-def make_data(spec: Mapping[str, Any], sizes: Mapping[str, int], seed: int = 0) -> dict:
-    """Parameters (not saturating), xs, initial states, cotangents, all float64."""
+def make_data(spec: Mapping[str, Any], sizes: Mapping[str, int], seed: int = 0,
+              scale: float = 1.0) -> dict:
+    """Parameters (not saturating), xs, initial states, cotangents, all float64; ``scale``
+    shrinks parameters, inputs and states together (see :func:`tame_data`)."""
     cell = fuzz_reference.Cell.from_spec(spec)
     n, m, o = sizes["n_hidden"], sizes["n_in"], sizes["n_out"]
     T, B = sizes.get("T", 3), sizes.get("B", 2)
     rng = np.random.default_rng(seed)
+    amount = scale
     params = {}
     for name, shape in cell.shapes(n, m, o).items():
         scale = 0.8 / np.sqrt(shape[1]) if len(shape) == 2 else 0.5
-        params[name] = rng.uniform(-scale, scale, size=shape)
+        params[name] = rng.uniform(-scale, scale, size=shape) * amount
     states = cell.states
 
     def st():
-        return {s: rng.normal(size=(B, n)) * 0.5 for s in states}
+        return {s: rng.normal(size=(B, n)) * 0.5 * amount for s in states}
 
     return {
-        "params": params, "xs": rng.normal(size=(T, B, m)) * 0.8, "state0": st(),
+        "params": params, "xs": rng.normal(size=(T, B, m)) * 0.8 * amount, "state0": st(),
         "dhs": rng.normal(size=(T, B, n)), "dstate": {s: rng.normal(size=(B, n)) for s in states},
         "dys": {r: rng.normal(size=(T, B, o)) for r in cell.readout},
         "step_state": st(), "sizes": dict(sizes),
     }
+
+
+def tame_data(spec: Mapping[str, Any], sizes: Mapping[str, int], seed: int = 0
+              ) -> tuple[dict, dict]:
+    """Data whose reference forward stays below 1e3 in magnitude (and its reference): a cell
+    that squares its state each step (c = a * a * a) explodes to 1e10 in three steps from
+    random data, and there float64 rounding alone, in the reference as in a kernel, exceeds
+    any fixed relative tolerance (measured: two algorithms of derive, BPTT and RTRL, agree to
+    4e-13 relative where the reference differs by 1e-7). The data are scaled down until the
+    comparison is meaningful; the cell is still checked, never skipped."""
+    scale = 1.0
+    for _ in range(8):
+        data = make_data(spec, sizes, seed=seed, scale=scale)
+        ref = reference(spec, data)
+        big = max([float(np.max(np.abs(ref["fwd"]["hs"])))] +
+                  [float(np.max(np.abs(v))) for v in ref["fwd"]["state"].values()])
+        if big <= 1e3:
+            break
+        scale /= 2
+    return data, ref
 
 
 def reference(spec: Mapping[str, Any], data: dict) -> dict:
@@ -489,9 +512,8 @@ def check_cell(spec: Mapping[str, Any], sizes: Mapping[str, int], *, index: int 
         rep.read, rep.read_message = "crash", f"{type(exc).__name__}: {_first(exc)}"
         rep.seconds = time.perf_counter() - t0
         return rep
-    data = make_data(spec, sizes, seed=seed * 100003 + index)
     try:
-        ref = reference(spec, data)
+        data, ref = tame_data(spec, sizes, seed=seed * 100003 + index)
     except Exception as exc:  # noqa: BLE001 (a harness bug: report it, do not hide it)
         rep.results.append(Result("reference", "reference", "crash",
                                   f"{type(exc).__name__}: {_first(exc)}"))

@@ -44,6 +44,7 @@ from .ir import (
     Signed,
     Stmt,
     Var,
+    idents,
 )
 from .naming import Namer
 
@@ -467,8 +468,10 @@ class _Lowering:
             sign = 1 if t.coef > 0 else -1
             if isinstance(t.last, Outer):
                 inner = self.term(Term(abs(t.coef), t.factors[:-1]))
-                outer.append((sign, BatchOuter(inner, self.value(t.last.v, "val"), axes,
-                                               self._expr_batched(t.last.v))))
+                v = self.value(t.last.v, "val")
+                # every value of the step is stored per batch row; parameters are not
+                batched = bool(idents(v) - set(self.param_ident.values()))
+                outer.append((sign, BatchOuter(inner, v, axes, batched)))
             else:
                 vector.append((sign, self.term(Term(abs(t.coef), t.factors))))
         if vector:
@@ -727,12 +730,6 @@ class _Lowering:
             nodes=tuple((n, self.local[n]) for n in spec.readout_nodes),
             dys=tuple((n, dy[n]) for n in spec.readout_nodes),
             forward=tuple(fwd), backward=tuple(bwd), output=output, grads=tuple(grads))
-
-    def _expr_batched(self, e: Expr) -> bool:
-        """Does the value of e have a batch axis (it reads x, a state, or such a node)?"""
-        return any(isinstance(r, Ref) and (r.kind == "input" or r.lag or
-                                           (r.kind == "node" and self._batched(r.name)))
-                   for r in walk(e))
 
     def _batched(self, name: str) -> bool:
         """Does node ``name``'s value at t have a batch axis (it reads x or a state)?"""
