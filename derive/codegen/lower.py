@@ -21,7 +21,7 @@ Structure used (never materialising d(x) or d_2(x)):
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 from ..activations import ACTIVATIONS
@@ -112,8 +112,9 @@ class Grad:
     kind: str
     stack: int = -1
     slot: int = -1
-    acc: str = ""
+    acc: str = ""  # the accumulator's identifier ('acc')
     terms: Expr | None = None
+    stored: Slot | None = None  # the buffer columns summed ('colsum')
 
 
 @dataclass(frozen=True)
@@ -151,11 +152,9 @@ class Program:
     x_stack: int  # index of the x stack or -1
     jacobian: tuple[tuple[str, str, tuple[tuple[str, Expr], ...], tuple[Expr, ...]], ...]
     rtrl_v: tuple[tuple[str, str, str, str, Expr, Expr | None, str], ...]
-    reads_x: bool
     bias_fold: tuple  # per slot of the x stack: the biases folded into its columns of A_x
     batch_free: frozenset  # states whose value at t reads neither x nor any state
     readout: ReadoutProgram | None
-    dims: dict = field(default_factory=dict)
 
 
 class _Lowering:
@@ -180,8 +179,6 @@ class _Lowering:
         self._stacks()
         self.temps: dict[Expr, str] = {}
         self.adj_override = None
-        self.reads_x = any(isinstance(e, Ref) and e.kind == "input"
-                           for n in spec.nodes.values() for e in walk(n.expr))
 
     # ------------------------------------------------------------------ stacks
     def _stacks(self) -> None:
@@ -589,7 +586,7 @@ class _Lowering:
                 grads.append(Grad(p, "stack", stack=i, slot=stack_objs[i].params.index(p)))
             elif g.key() in colsum and all(not isinstance(t.last, Outer) for t in g):
                 sl = colsum[g.key()]
-                grads.append(Grad(p, "colsum", acc=f"{sl.buffer}|{sl.lo}|{sl.hi}"))
+                grads.append(Grad(p, "colsum", stored=sl))
             else:
                 acc = names.once(f"grad:{p}", f"g_{self.param_ident[p]}")
                 grads.append(Grad(p, "acc", acc=acc,
@@ -668,13 +665,12 @@ class _Lowering:
             forward=tuple(forward), cached=tuple(cached), backward=tuple(bwd),
             backward_reads=tuple(sorted(reads)), carries=tuple(carries), grads=tuple(grads),
             x_rest=x_rest_expr, x_stack=x_idx if self.x_fused else -1,
-            jacobian=tuple(jac), rtrl_v=tuple(rtrl_v), reads_x=self.reads_x,
+            jacobian=tuple(jac), rtrl_v=tuple(rtrl_v),
             bias_fold=tuple(tuple(self.bias_fold.get(k, ())) for k in
                             range(len(stack_objs[x_idx].params))) if x_idx >= 0 and
             self.bias_fold else (),
             batch_free=frozenset(s for s in self.states if not self._batched(s)),
-            readout=self.readout(),
-            dims=dict(self.dims))
+            readout=self.readout())
 
     def readout(self) -> ReadoutProgram | None:
         """The readout y_t (nodes that read the output state at t and the readout's own

@@ -212,7 +212,7 @@ class NumpyKernel:
         colsums = {}
         for g in prog.grads:
             if g.kind == "colsum":
-                buf, lo, hi = g.acc.split("|")
+                buf, lo, hi = g.stored.buffer, g.stored.lo, g.stored.hi
                 if buf not in colsums:
                     colsums[buf] = nm.once(f"colsum:{buf}", f"colsum_{buf}")
                     grad_lines.append(f"{colsums[buf]} = {buf}.reshape(steps * batch, -1)"
@@ -302,7 +302,6 @@ class NumpyKernel:
             "blocks": [(u, v, jm, jd) for u, v, jm, jd, *_ in blocks],
             "rtrl_lines": self.rtrl(blocks),
             "rtrl_dense_max": _dense_max(blocks, prog),
-            "reads_x": prog.reads_x,
         }
 
 
