@@ -127,30 +127,30 @@ def forward(params, xs, state0=None):
     for t in range(steps):
         y_prev = S_y[t]
         c_prev = S_c[t]
-        # A = Theta y_prev
+        # A_{y} = [R_z; R_i; R_o] y_{t-1}
         np.matmul(y_prev, W_stack_y_T, out=A_y)
         # pre-activations whose x and state projections share columns
         A_y[...] += A_x[t]
-        # z = tanh(W_z @ x + R_z @ y_prev + b_z)
+        # z_t = \tanh(W_z x_t + R_z y_{t-1} + b_z)
         z = C_z[t]
         np.tanh(A_y[:, 0:n_hidden], out=z)
-        # i = sigmoid(W_i @ x + R_i @ y_prev + b_i)
+        # i_t = \sigma(W_i x_t + R_i y_{t-1} + b_i)
         i = C_i[t]
         _sigmoid(A_y[:, n_hidden:2 * n_hidden], out=i)
-        # f = 1 - i
+        # f_t = 1 - i_t
         f = C_f[t]
         f[...] = 1.0
         f -= i
-        # c = z * i + c_prev * f
+        # c_t = z_t \odot i_t + c_{t-1} \odot f_t
         c = S_c[t + 1]
         np.multiply(z, i, out=c)
         c += c_prev * f
-        # o = sigmoid(W_o @ x + R_o @ y_prev + b_o)
+        # o_t = \sigma(W_o x_t + R_o y_{t-1} + b_o)
         o = C_o[t]
         _sigmoid(A_y[:, 2 * n_hidden:3 * n_hidden], out=o)
         tanh_c = C_tanh_c[t]
         np.tanh(c, out=tanh_c)
-        # y = tanh(c) * o
+        # y_t = \tanh(c_t) \odot o_t
         y = S_y[t + 1]
         np.multiply(tanh_c, o, out=y)
     cache = {"xs": xs, "backend": "numpy", "state": {
@@ -206,28 +206,30 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         f = C_f[t]
         o = C_o[t]
         tanh_c = C_tanh_c[t]
-        # bar y
+        # \bar{y}_t = \frac{\partial \ell_t}{\partial y_t} + \delta y_t
         d_y = dhs[t] + d_y_next
-        # bar o
+        # \bar{o}_t = d(\tanh(c_t)) \bar{y}_t
         d_o = tanh_c * d_y
+        # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
         d_o_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
-        # bar o__hat
         d_o_hat[...] = (o * (1.0 - o)) * d_o
-        # bar c
+        # \bar{c}_t = \delta c_t + d(o_t) d(\tanh'(c_t)) \bar{y}_t
         d_c = d_c_next + o * ((1.0 - tanh_c * tanh_c) * d_y)
-        # bar f
+        # \bar{f}_t = d(c_{t-1}) \bar{c}_t
         d_f = c_prev * d_c
-        # bar i
+        # \bar{i}_t = -\bar{f}_t + d(z_t) \bar{c}_t
         d_i = -d_f + z * d_c
+        # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
         d_i_hat = dA_x[t, :, n_hidden:2 * n_hidden]
-        # bar i__hat
         d_i_hat[...] = (i * (1.0 - i)) * d_i
-        # bar z
+        # \bar{z}_t = d(i_t) \bar{c}_t
         d_z = i * d_c
+        # \bar{\hat{z}}_t = d(z'_t) \bar{z}_t
         d_z_hat = dA_x[t, :, 0:n_hidden]
-        # bar z__hat
         d_z_hat[...] = (1.0 - z * z) * d_z
+        # \delta y_{t-1} = R_z^\top \bar{\hat{z}}_t + R_i^\top \bar{\hat{i}}_t + R_o^\top \bar{\hat{o}}_t
         d_y_next = dA_x[t, :, 0:3 * n_hidden] @ W_stack_y[0:3 * n_hidden]
+        # \delta c_{t-1} = d(f_t) \bar{c}_t
         d_c_next = f * d_c
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
@@ -271,22 +273,22 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     t = 0
     y_prev = prev["y"]
     c_prev = prev["c"]
-    # A = Theta y_prev
+    # A_{y} = [R_z; R_i; R_o] y_{t-1}
     A_y = y_prev @ W_stack_y_T
     # pre-activations whose x and state projections share columns
     A_y[...] += A_x[t]
-    # z = tanh(W_z @ x + R_z @ y_prev + b_z)
+    # z_t = \tanh(W_z x_t + R_z y_{t-1} + b_z)
     z = np.tanh(A_y[:, 0:n_hidden])
-    # i = sigmoid(W_i @ x + R_i @ y_prev + b_i)
+    # i_t = \sigma(W_i x_t + R_i y_{t-1} + b_i)
     i = _sigmoid(A_y[:, n_hidden:2 * n_hidden])
-    # f = 1 - i
+    # f_t = 1 - i_t
     f = 1.0 - i
-    # c = z * i + c_prev * f
+    # c_t = z_t \odot i_t + c_{t-1} \odot f_t
     c = z * i + c_prev * f
-    # o = sigmoid(W_o @ x + R_o @ y_prev + b_o)
+    # o_t = \sigma(W_o x_t + R_o y_{t-1} + b_o)
     o = _sigmoid(A_y[:, 2 * n_hidden:3 * n_hidden])
     tanh_c = np.tanh(c)
-    # y = tanh(c) * o
+    # y_t = \tanh(c_t) \odot o_t
     y = tanh_c * o
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_y_y = None

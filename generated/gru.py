@@ -124,26 +124,26 @@ def forward(params, xs, state0=None):
     A_h = np.empty((batch, 3 * n_hidden), dtype)
     for t in range(steps):
         h_prev = S_h[t]
-        # A = Theta h_prev
+        # A_{h} = [W_hr; W_hz; W_hn] h_{t-1}
         np.matmul(h_prev, W_stack_h_T, out=A_h)
         # pre-activations whose x and state projections share columns
         A_h[:, 0:2 * n_hidden] += A_x[t, :, 0:2 * n_hidden]
-        # r = sigmoid(W_xr @ x + W_hr @ h_prev + b_r)
+        # r_t = \sigma(W_{xr} x_t + W_{hr} h_{t-1} + b_r)
         r = C_r[t]
         _sigmoid(A_h[:, 0:n_hidden], out=r)
-        # z = sigmoid(W_xz @ x + W_hz @ h_prev + b_z)
+        # z_t = \sigma(W_{xz} x_t + W_{hz} h_{t-1} + b_z)
         z = C_z[t]
         _sigmoid(A_h[:, n_hidden:2 * n_hidden], out=z)
         tmp1 = C_tmp1[t]
         tmp1[...] = A_h[:, 2 * n_hidden:3 * n_hidden]
         tmp1 += b_hn
-        # n = tanh(W_xn @ x + b_xn + r * (W_hn @ h_prev + b_hn))
+        # n_t = \tanh(W_{xn} x_t + b_{xn} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
         n = C_n[t]
         np.tanh(A_x[t, :, 2 * n_hidden:3 * n_hidden] + r * tmp1, out=n)
         tmp0 = C_tmp0[t]
         tmp0[...] = 1.0
         tmp0 -= z
-        # h = (1 - z) * n + z * h_prev
+        # h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
         h = S_h[t + 1]
         np.multiply(tmp0, n, out=h)
         h += z * h_prev
@@ -197,25 +197,26 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         n = C_n[t]
         tmp1 = C_tmp1[t]
         tmp0 = C_tmp0[t]
-        # bar h
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
-        # bar n
+        # \bar{n}_t = d(1 - z_t) \bar{h}_t
         d_n = tmp0 * d_h
+        # \bar{\hat{n}}_t = d(n'_t) \bar{n}_t
         d_n_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
-        # bar n__hat
         d_n_hat[...] = (1.0 - n * n) * d_n
-        # bar z
+        # \bar{z}_t = -d(n_t) \bar{h}_t + d(h_{t-1}) \bar{h}_t
         d_z = -(n * d_h) + h_prev * d_h
+        # \bar{\hat{z}}_t = d(z'_t) \bar{z}_t
         d_z_hat = dA_x[t, :, n_hidden:2 * n_hidden]
-        # bar z__hat
         d_z_hat[...] = (z * (1.0 - z)) * d_z
-        # bar r
+        # \bar{r}_t = d(W_{hn} h_{t-1} + b_{hn}) \bar{\hat{n}}_t
         d_r = tmp1 * d_n_hat
+        # \bar{\hat{r}}_t = d(r'_t) \bar{r}_t
         d_r_hat = dA_x[t, :, 0:n_hidden]
-        # bar r__hat
         d_r_hat[...] = (r * (1.0 - r)) * d_r
-        # projection adjoint of W_hn
+        # \bar a_{W_hn} = d(r_t) \bar{\hat{n}}_t: the projection adjoint, dL/dW_hn = sum_t of it times h_{t-1}^T
         dA_h[t, :, 0:n_hidden][...] = r * d_n_hat
+        # \delta h_{t-1} = W_{hr}^\top \bar{\hat{r}}_t + W_{hz}^\top \bar{\hat{z}}_t + W_{hn}^\top d(r_t) \bar{\hat{n}}_t + d(z_t) \bar{h}_t
         d_h_next = dA_x[t, :, 0:2 * n_hidden] @ W_stack_h[0:2 * n_hidden] + dA_h[t, :, 0:n_hidden] @ W_stack_h[2 * n_hidden:3 * n_hidden] + z * d_h
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
@@ -261,19 +262,19 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     A_x = (x_t @ W_stack_x.T + P["bias:x"])[None]
     t = 0
     h_prev = prev["h"]
-    # A = Theta h_prev
+    # A_{h} = [W_hr; W_hz; W_hn] h_{t-1}
     A_h = h_prev @ W_stack_h_T
     # pre-activations whose x and state projections share columns
     A_h[:, 0:2 * n_hidden] += A_x[t, :, 0:2 * n_hidden]
-    # r = sigmoid(W_xr @ x + W_hr @ h_prev + b_r)
+    # r_t = \sigma(W_{xr} x_t + W_{hr} h_{t-1} + b_r)
     r = _sigmoid(A_h[:, 0:n_hidden])
-    # z = sigmoid(W_xz @ x + W_hz @ h_prev + b_z)
+    # z_t = \sigma(W_{xz} x_t + W_{hz} h_{t-1} + b_z)
     z = _sigmoid(A_h[:, n_hidden:2 * n_hidden])
     tmp1 = A_h[:, 2 * n_hidden:3 * n_hidden] + b_hn
-    # n = tanh(W_xn @ x + b_xn + r * (W_hn @ h_prev + b_hn))
+    # n_t = \tanh(W_{xn} x_t + b_{xn} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
     n = np.tanh(A_x[t, :, 2 * n_hidden:3 * n_hidden] + r * tmp1)
     tmp0 = 1.0 - z
-    # h = (1 - z) * n + z * h_prev
+    # h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
     h = tmp0 * n + z * h_prev
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = z

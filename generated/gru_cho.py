@@ -120,25 +120,25 @@ def forward(params, xs, state0=None):
     A_h = np.empty((batch, 2 * n_hidden), dtype)
     for t in range(steps):
         h_prev = S_h[t]
-        # A = Theta h_prev
+        # A_{h} = [U_r; U_z] h_{t-1}
         np.matmul(h_prev, W_stack_h_T, out=A_h)
         # pre-activations whose x and state projections share columns
         A_h[:, 0:2 * n_hidden] += A_x[t, :, 0:2 * n_hidden]
-        # r = sigmoid(W_r @ x + U_r @ h_prev)
+        # r_t = \sigma(W_r x_t + U_r h_{t-1})
         r = C_r[t]
         _sigmoid(A_h[:, 0:n_hidden], out=r)
-        # z = sigmoid(W_z @ x + U_z @ h_prev)
+        # z_t = \sigma(W_z x_t + U_z h_{t-1})
         z = C_z[t]
         _sigmoid(A_h[:, n_hidden:2 * n_hidden], out=z)
         tmp1 = C_tmp1[t]
         np.multiply(r, h_prev, out=tmp1)
-        # h_tilde = tanh(W @ x + U @ (r * h_prev))
+        # \tilde{h}_t = \tanh(W x_t + U (r_t \odot h_{t-1}))
         h_tilde = C_h_tilde[t]
         np.tanh(A_x[t, :, 2 * n_hidden:3 * n_hidden] + tmp1 @ U.T, out=h_tilde)
         tmp0 = C_tmp0[t]
         tmp0[...] = 1.0
         tmp0 -= z
-        # h = z * h_prev + (1 - z) * h_tilde
+        # h_t = z_t \odot h_{t-1} + (1 - z_t) \odot \tilde{h}_t
         h = S_h[t + 1]
         np.multiply(z, h_prev, out=h)
         h += tmp0 * h_tilde
@@ -193,24 +193,25 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         h_tilde = C_h_tilde[t]
         tmp1 = C_tmp1[t]
         tmp0 = C_tmp0[t]
-        # bar h
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
-        # bar h_tilde
+        # \bar{\tilde{h}}_t = d(1 - z_t) \bar{h}_t
         d_h_tilde = tmp0 * d_h
+        # \bar{\hat{\tilde{h}}}_t = d(\tilde{h}'_t) \bar{\tilde{h}}_t
         d_h_tilde_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
-        # bar h_tilde__hat
         d_h_tilde_hat[...] = (1.0 - h_tilde * h_tilde) * d_h_tilde
-        # bar z
+        # \bar{z}_t = d(h_{t-1}) \bar{h}_t - d(\tilde{h}_t) \bar{h}_t
         d_z = h_prev * d_h - h_tilde * d_h
+        # \bar{\hat{z}}_t = d(z'_t) \bar{z}_t
         d_z_hat = dA_x[t, :, n_hidden:2 * n_hidden]
-        # bar z__hat
         d_z_hat[...] = (z * (1.0 - z)) * d_z
-        # bar r
+        # \bar{r}_t = d(h_{t-1}) U^\top \bar{\hat{\tilde{h}}}_t
         d_r = h_prev * (d_h_tilde_hat @ U)
+        # \bar{\hat{r}}_t = d(r'_t) \bar{r}_t
         d_r_hat = dA_x[t, :, 0:n_hidden]
-        # bar r__hat
         d_r_hat[...] = (r * (1.0 - r)) * d_r
         g_U += d_h_tilde_hat.T @ tmp1
+        # \delta h_{t-1} = U_r^\top \bar{\hat{r}}_t + U_z^\top \bar{\hat{z}}_t + d(r_t) U^\top \bar{\hat{\tilde{h}}}_t + d(z_t) \bar{h}_t
         d_h_next = dA_x[t, :, 0:2 * n_hidden] @ W_stack_h[0:2 * n_hidden] + (r * (d_h_tilde_hat @ U) + z * d_h)
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
@@ -248,19 +249,19 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     A_x = (x_t @ W_stack_x.T + P["bias:x"])[None]
     t = 0
     h_prev = prev["h"]
-    # A = Theta h_prev
+    # A_{h} = [U_r; U_z] h_{t-1}
     A_h = h_prev @ W_stack_h_T
     # pre-activations whose x and state projections share columns
     A_h[:, 0:2 * n_hidden] += A_x[t, :, 0:2 * n_hidden]
-    # r = sigmoid(W_r @ x + U_r @ h_prev)
+    # r_t = \sigma(W_r x_t + U_r h_{t-1})
     r = _sigmoid(A_h[:, 0:n_hidden])
-    # z = sigmoid(W_z @ x + U_z @ h_prev)
+    # z_t = \sigma(W_z x_t + U_z h_{t-1})
     z = _sigmoid(A_h[:, n_hidden:2 * n_hidden])
     tmp1 = r * h_prev
-    # h_tilde = tanh(W @ x + U @ (r * h_prev))
+    # \tilde{h}_t = \tanh(W x_t + U (r_t \odot h_{t-1}))
     h_tilde = np.tanh(A_x[t, :, 2 * n_hidden:3 * n_hidden] + tmp1 @ U.T)
     tmp0 = 1.0 - z
-    # h = z * h_prev + (1 - z) * h_tilde
+    # h_t = z_t \odot h_{t-1} + (1 - z_t) \odot \tilde{h}_t
     h = z * h_prev + tmp0 * h_tilde
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = z

@@ -105,7 +105,7 @@ def forward(params, xs, state0=None):
     S_h[0] = state["h"]
     for t in range(steps):
         h_prev = S_h[t]
-        # h = relu(W @ x + u * h_prev + b)
+        # h_t = \operatorname{ReLU}(W x_t + u \odot h_{t-1} + b)
         h = S_h[t + 1]
         np.maximum((A_x[t, :, 0:n_hidden] + u * h_prev), 0.0, out=h)
     cache = {"xs": xs, "backend": "numpy", "state": {
@@ -144,12 +144,13 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     for t in range(steps - 1, -1, -1):
         h_prev = S_h[t]
         h = S_h[t + 1]
-        # bar h
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
+        # \bar{\hat{h}}_t = d(h'_t) \bar{h}_t
         d_h_hat = dA_x[t, :, 0:n_hidden]
-        # bar h__hat
         d_h_hat[...] = (np.heaviside(h, 0.0)) * d_h
         g_u += (h_prev * d_h_hat).sum(axis=0)
+        # \delta h_{t-1} = d(u) \bar{\hat{h}}_t
         d_h_next = u * d_h_hat
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
@@ -180,7 +181,7 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     A_x = (x_t @ W_stack_x.T + P["bias:x"])[None]
     t = 0
     h_prev = prev["h"]
-    # h = relu(W @ x + u * h_prev + b)
+    # h_t = \operatorname{ReLU}(W x_t + u \odot h_{t-1} + b)
     h = np.maximum((A_x[t, :, 0:n_hidden] + u * h_prev), 0.0)
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = (np.heaviside(h, 0.0)) * u

@@ -118,22 +118,22 @@ def forward(params, xs, state0=None):
     A_h = np.empty((batch, n_hidden), dtype)
     for t in range(steps):
         h_prev = S_h[t]
-        # A = Theta h_prev
+        # A_{h} = [W_f] h_{t-1}
         np.matmul(h_prev, W_stack_h_T, out=A_h)
         # pre-activations whose x and state projections share columns
         A_h[:, 0:n_hidden] += A_x[t, :, 0:n_hidden]
-        # f = sigmoid(W_f @ h_prev + U_f @ x + b_f)
+        # f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f)
         f = C_f[t]
         _sigmoid(A_h[:, 0:n_hidden], out=f)
         tmp1 = C_tmp1[t]
         np.multiply(f, h_prev, out=tmp1)
-        # h_tilde = tanh(W_h @ (f * h_prev) + U_h @ x + b_h)
+        # \tilde{h}_t = \tanh(W_h (f_t \odot h_{t-1}) + U_h x_t + b_h)
         h_tilde = C_h_tilde[t]
         np.tanh(A_x[t, :, n_hidden:2 * n_hidden] + tmp1 @ W_h.T, out=h_tilde)
         tmp0 = C_tmp0[t]
         tmp0[...] = 1.0
         tmp0 -= f
-        # h = (1 - f) * h_prev + f * h_tilde
+        # h_t = (1 - f_t) \odot h_{t-1} + f_t \odot \tilde{h}_t
         h = S_h[t + 1]
         np.multiply(tmp0, h_prev, out=h)
         h += f * h_tilde
@@ -185,19 +185,20 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         h_tilde = C_h_tilde[t]
         tmp1 = C_tmp1[t]
         tmp0 = C_tmp0[t]
-        # bar h
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
-        # bar h_tilde
+        # \bar{\tilde{h}}_t = d(f_t) \bar{h}_t
         d_h_tilde = f * d_h
+        # \bar{\hat{\tilde{h}}}_t = d(\tilde{h}'_t) \bar{\tilde{h}}_t
         d_h_tilde_hat = dA_x[t, :, n_hidden:2 * n_hidden]
-        # bar h_tilde__hat
         d_h_tilde_hat[...] = (1.0 - h_tilde * h_tilde) * d_h_tilde
-        # bar f
+        # \bar{f}_t = d(h_{t-1}) W_h^\top \bar{\hat{\tilde{h}}}_t - d(h_{t-1}) \bar{h}_t + d(\tilde{h}_t) \bar{h}_t
         d_f = h_prev * (d_h_tilde_hat @ W_h) - h_prev * d_h + h_tilde * d_h
+        # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
         d_f_hat = dA_x[t, :, 0:n_hidden]
-        # bar f__hat
         d_f_hat[...] = (f * (1.0 - f)) * d_f
         g_W_h += d_h_tilde_hat.T @ tmp1
+        # \delta h_{t-1} = W_f^\top \bar{\hat{f}}_t + d(f_t) W_h^\top \bar{\hat{\tilde{h}}}_t + d(1 - f_t) \bar{h}_t
         d_h_next = dA_x[t, :, 0:n_hidden] @ W_stack_h[0:n_hidden] + (f * (d_h_tilde_hat @ W_h) + tmp0 * d_h)
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:2 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
@@ -235,17 +236,17 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     A_x = (x_t @ W_stack_x.T + P["bias:x"])[None]
     t = 0
     h_prev = prev["h"]
-    # A = Theta h_prev
+    # A_{h} = [W_f] h_{t-1}
     A_h = h_prev @ W_stack_h_T
     # pre-activations whose x and state projections share columns
     A_h[:, 0:n_hidden] += A_x[t, :, 0:n_hidden]
-    # f = sigmoid(W_f @ h_prev + U_f @ x + b_f)
+    # f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f)
     f = _sigmoid(A_h[:, 0:n_hidden])
     tmp1 = f * h_prev
-    # h_tilde = tanh(W_h @ (f * h_prev) + U_h @ x + b_h)
+    # \tilde{h}_t = \tanh(W_h (f_t \odot h_{t-1}) + U_h x_t + b_h)
     h_tilde = np.tanh(A_x[t, :, n_hidden:2 * n_hidden] + tmp1 @ W_h.T)
     tmp0 = 1.0 - f
-    # h = (1 - f) * h_prev + f * h_tilde
+    # h_t = (1 - f_t) \odot h_{t-1} + f_t \odot \tilde{h}_t
     h = tmp0 * h_prev + f * h_tilde
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = tmp0

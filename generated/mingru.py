@@ -111,17 +111,17 @@ def forward(params, xs, state0=None):
     C_tmp0 = np.empty((steps, batch, n_hidden), dtype)
     for t in range(steps):
         h_prev = S_h[t]
-        # z = sigmoid(W_z @ x + b_z)
+        # z_t = \sigma(W_z x_t + b_z)
         z = C_z[t]
         _sigmoid(A_x[t, :, 0:n_hidden], out=z)
-        # h_tilde = W_h @ x + b_h
+        # \tilde{h}_t = W_h x_t + b_h
         h_tilde = C_h_tilde[t]
         h_tilde[...] = A_x[t, :, n_hidden:2 * n_hidden]
         h_tilde += b_h
         tmp0 = C_tmp0[t]
         tmp0[...] = 1.0
         tmp0 -= z
-        # h = (1 - z) * h_prev + z * h_tilde
+        # h_t = (1 - z_t) \odot h_{t-1} + z_t \odot \tilde{h}_t
         h = S_h[t + 1]
         np.multiply(tmp0, h_prev, out=h)
         h += z * h_tilde
@@ -167,16 +167,17 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         z = C_z[t]
         h_tilde = C_h_tilde[t]
         tmp0 = C_tmp0[t]
-        # bar h
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
+        # \bar{\tilde{h}}_t = d(z_t) \bar{h}_t
         d_h_tilde = dA_x[t, :, n_hidden:2 * n_hidden]
-        # bar h_tilde
         d_h_tilde[...] = z * d_h
-        # bar z
+        # \bar{z}_t = -d(h_{t-1}) \bar{h}_t + d(\tilde{h}_t) \bar{h}_t
         d_z = -(h_prev * d_h) + h_tilde * d_h
+        # \bar{\hat{z}}_t = d(z'_t) \bar{z}_t
         d_z_hat = dA_x[t, :, 0:n_hidden]
-        # bar z__hat
         d_z_hat[...] = (z * (1.0 - z)) * d_z
+        # \delta h_{t-1} = d(1 - z_t) \bar{h}_t
         d_h_next = tmp0 * d_h
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:2 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
@@ -208,12 +209,12 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     A_x = (x_t @ W_stack_x.T + P["bias:x"])[None]
     t = 0
     h_prev = prev["h"]
-    # z = sigmoid(W_z @ x + b_z)
+    # z_t = \sigma(W_z x_t + b_z)
     z = _sigmoid(A_x[t, :, 0:n_hidden])
-    # h_tilde = W_h @ x + b_h
+    # \tilde{h}_t = W_h x_t + b_h
     h_tilde = A_x[t, :, n_hidden:2 * n_hidden] + b_h
     tmp0 = 1.0 - z
-    # h = (1 - z) * h_prev + z * h_tilde
+    # h_t = (1 - z_t) \odot h_{t-1} + z_t \odot \tilde{h}_t
     h = tmp0 * h_prev + z * h_tilde
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = tmp0

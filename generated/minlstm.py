@@ -119,25 +119,25 @@ def forward(params, xs, state0=None):
     C_tmp0 = np.empty((steps, batch, n_hidden), dtype)
     for t in range(steps):
         h_prev = S_h[t]
-        # f = sigmoid(W_f @ x + b_f)
+        # f_t = \sigma(W_f x_t + b_f)
         f = C_f[t]
         _sigmoid(A_x[t, :, 0:n_hidden], out=f)
-        # i = sigmoid(W_i @ x + b_i)
+        # i_t = \sigma(W_i x_t + b_i)
         i = C_i[t]
         _sigmoid(A_x[t, :, n_hidden:2 * n_hidden], out=i)
-        # h_tilde = W_h @ x + b_h
+        # \tilde{h}_t = W_h x_t + b_h
         h_tilde = C_h_tilde[t]
         h_tilde[...] = A_x[t, :, 2 * n_hidden:3 * n_hidden]
         h_tilde += b_h
         tmp0 = C_tmp0[t]
         np.divide(1.0, (f + i), out=tmp0)
-        # f_prime = f * reciprocal(f + i)
+        # \bar{f}_t = f_t \odot \operatorname{recip}(f_t + i_t)
         f_prime = C_f_prime[t]
         np.multiply(f, tmp0, out=f_prime)
-        # i_prime = i * reciprocal(f + i)
+        # \bar{i}_t = i_t \odot \operatorname{recip}(f_t + i_t)
         i_prime = C_i_prime[t]
         np.multiply(i, tmp0, out=i_prime)
-        # h = f_prime * h_prev + i_prime * h_tilde
+        # h_t = \bar{f}_t \odot h_{t-1} + \bar{i}_t \odot \tilde{h}_t
         h = S_h[t + 1]
         np.multiply(f_prime, h_prev, out=h)
         h += i_prime * h_tilde
@@ -192,25 +192,26 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         f_prime = C_f_prime[t]
         i_prime = C_i_prime[t]
         tmp0 = C_tmp0[t]
-        # bar h
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
-        # bar i_prime
+        # \bar{\bar{i}}_t = d(\tilde{h}_t) \bar{h}_t
         d_i_prime = h_tilde * d_h
-        # bar f_prime
+        # \bar{\bar{f}}_t = d(h_{t-1}) \bar{h}_t
         d_f_prime = h_prev * d_h
+        # \bar{\tilde{h}}_t = d(\bar{i}_t) \bar{h}_t
         d_h_tilde = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
-        # bar h_tilde
         d_h_tilde[...] = i_prime * d_h
-        # bar i
+        # \bar{i}_t = d(f_t) d(\operatorname{recip}'(f_t + i_t)) \bar{\bar{f}}_t + d(\operatorname{recip}(f_t + i_t)) \bar{\bar{i}}_t + d(\operatorname{recip}'(f_t + i_t)) d(i_t) \bar{\bar{i}}_t
         d_i = f * ((-np.square(tmp0)) * d_f_prime) + tmp0 * d_i_prime + (-np.square(tmp0)) * (i * d_i_prime)
+        # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
         d_i_hat = dA_x[t, :, n_hidden:2 * n_hidden]
-        # bar i__hat
         d_i_hat[...] = (i * (1.0 - i)) * d_i
-        # bar f
+        # \bar{f}_t = d(\operatorname{recip}(f_t + i_t)) \bar{\bar{f}}_t + d(f_t) d(\operatorname{recip}'(f_t + i_t)) \bar{\bar{f}}_t + d(\operatorname{recip}'(f_t + i_t)) d(i_t) \bar{\bar{i}}_t
         d_f = tmp0 * d_f_prime + f * ((-np.square(tmp0)) * d_f_prime) + (-np.square(tmp0)) * (i * d_i_prime)
+        # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
         d_f_hat = dA_x[t, :, 0:n_hidden]
-        # bar f__hat
         d_f_hat[...] = (f * (1.0 - f)) * d_f
+        # \delta h_{t-1} = d(\bar{f}_t) \bar{h}_t
         d_h_next = f_prime * d_h
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
@@ -244,18 +245,18 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     A_x = (x_t @ W_stack_x.T + P["bias:x"])[None]
     t = 0
     h_prev = prev["h"]
-    # f = sigmoid(W_f @ x + b_f)
+    # f_t = \sigma(W_f x_t + b_f)
     f = _sigmoid(A_x[t, :, 0:n_hidden])
-    # i = sigmoid(W_i @ x + b_i)
+    # i_t = \sigma(W_i x_t + b_i)
     i = _sigmoid(A_x[t, :, n_hidden:2 * n_hidden])
-    # h_tilde = W_h @ x + b_h
+    # \tilde{h}_t = W_h x_t + b_h
     h_tilde = A_x[t, :, 2 * n_hidden:3 * n_hidden] + b_h
     tmp0 = 1.0 / ((f + i))
-    # f_prime = f * reciprocal(f + i)
+    # \bar{f}_t = f_t \odot \operatorname{recip}(f_t + i_t)
     f_prime = f * tmp0
-    # i_prime = i * reciprocal(f + i)
+    # \bar{i}_t = i_t \odot \operatorname{recip}(f_t + i_t)
     i_prime = i * tmp0
-    # h = f_prime * h_prev + i_prime * h_tilde
+    # h_t = \bar{f}_t \odot h_{t-1} + \bar{i}_t \odot \tilde{h}_t
     h = f_prime * h_prev + i_prime * h_tilde
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = f_prime

@@ -136,29 +136,29 @@ def forward(params, xs, state0=None):
     for t in range(steps):
         h_prev = S_h[t]
         c_prev = S_c[t]
-        # A = Theta h_prev
+        # A_{h} = [W_hi; W_hf; W_hg; W_ho] h_{t-1}
         np.matmul(h_prev, W_stack_h_T, out=A_h)
         # pre-activations whose x and state projections share columns
         A_h[...] += A_x[t]
-        # i = sigmoid(W_xi @ x + W_hi @ h_prev + p_i * c_prev + b_i)
+        # i_t = \sigma(W_{xi} x_t + W_{hi} h_{t-1} + p_i \odot c_{t-1} + b_i)
         i = C_i[t]
         _sigmoid(A_h[:, 0:n_hidden] + p_i * c_prev, out=i)
-        # f = sigmoid(W_xf @ x + W_hf @ h_prev + p_f * c_prev + b_f)
+        # f_t = \sigma(W_{xf} x_t + W_{hf} h_{t-1} + p_f \odot c_{t-1} + b_f)
         f = C_f[t]
         _sigmoid(A_h[:, n_hidden:2 * n_hidden] + p_f * c_prev, out=f)
-        # g = tanh(W_xg @ x + W_hg @ h_prev + b_g)
+        # g_t = \tanh(W_{xg} x_t + W_{hg} h_{t-1} + b_g)
         g = C_g[t]
         np.tanh(A_h[:, 2 * n_hidden:3 * n_hidden], out=g)
-        # c = f * c_prev + i * g
+        # c_t = f_t \odot c_{t-1} + i_t \odot g_t
         c = S_c[t + 1]
         np.multiply(f, c_prev, out=c)
         c += i * g
-        # o = sigmoid(W_xo @ x + W_ho @ h_prev + p_o * c + b_o)
+        # o_t = \sigma(W_{xo} x_t + W_{ho} h_{t-1} + p_o \odot c_t + b_o)
         o = C_o[t]
         _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden] + p_o * c, out=o)
         tanh_c = C_tanh_c[t]
         np.tanh(c, out=tanh_c)
-        # h = o * tanh(c)
+        # h_t = o_t \odot \tanh(c_t)
         h = S_h[t + 1]
         np.multiply(o, tanh_c, out=h)
     cache = {"xs": xs, "backend": "numpy", "state": {
@@ -221,34 +221,36 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         g = C_g[t]
         o = C_o[t]
         tanh_c = C_tanh_c[t]
-        # bar h
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
-        # bar o
+        # \bar{o}_t = d(\tanh(c_t)) \bar{h}_t
         d_o = tanh_c * d_h
+        # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
         d_o_hat = dA_x[t, :, 3 * n_hidden:4 * n_hidden]
-        # bar o__hat
         d_o_hat[...] = (o * (1.0 - o)) * d_o
-        # bar c
+        # \bar{c}_t = \delta c_t + d(p_o) \bar{\hat{o}}_t + d(o_t) d(\tanh'(c_t)) \bar{h}_t
         d_c = d_c_next + p_o * d_o_hat + o * ((1.0 - tanh_c * tanh_c) * d_h)
-        # bar g
+        # \bar{g}_t = d(i_t) \bar{c}_t
         d_g = i * d_c
+        # \bar{\hat{g}}_t = d(g'_t) \bar{g}_t
         d_g_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
-        # bar g__hat
         d_g_hat[...] = (1.0 - g * g) * d_g
-        # bar f
+        # \bar{f}_t = d(c_{t-1}) \bar{c}_t
         d_f = c_prev * d_c
+        # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
         d_f_hat = dA_x[t, :, n_hidden:2 * n_hidden]
-        # bar f__hat
         d_f_hat[...] = (f * (1.0 - f)) * d_f
-        # bar i
+        # \bar{i}_t = d(g_t) \bar{c}_t
         d_i = g * d_c
+        # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
         d_i_hat = dA_x[t, :, 0:n_hidden]
-        # bar i__hat
         d_i_hat[...] = (i * (1.0 - i)) * d_i
         g_p_i += (c_prev * d_i_hat).sum(axis=0)
         g_p_f += (c_prev * d_f_hat).sum(axis=0)
         g_p_o += (c * d_o_hat).sum(axis=0)
+        # \delta h_{t-1} = W_{hi}^\top \bar{\hat{i}}_t + W_{hf}^\top \bar{\hat{f}}_t + W_{hg}^\top \bar{\hat{g}}_t + W_{ho}^\top \bar{\hat{o}}_t
         d_h_next = dA_x[t, :, 0:4 * n_hidden] @ W_stack_h[0:4 * n_hidden]
+        # \delta c_{t-1} = d(p_i) \bar{\hat{i}}_t + d(p_f) \bar{\hat{f}}_t + d(f_t) \bar{c}_t
         d_c_next = p_i * d_i_hat + p_f * d_f_hat + f * d_c
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:4 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
@@ -302,22 +304,22 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     t = 0
     h_prev = prev["h"]
     c_prev = prev["c"]
-    # A = Theta h_prev
+    # A_{h} = [W_hi; W_hf; W_hg; W_ho] h_{t-1}
     A_h = h_prev @ W_stack_h_T
     # pre-activations whose x and state projections share columns
     A_h[...] += A_x[t]
-    # i = sigmoid(W_xi @ x + W_hi @ h_prev + p_i * c_prev + b_i)
+    # i_t = \sigma(W_{xi} x_t + W_{hi} h_{t-1} + p_i \odot c_{t-1} + b_i)
     i = _sigmoid(A_h[:, 0:n_hidden] + p_i * c_prev)
-    # f = sigmoid(W_xf @ x + W_hf @ h_prev + p_f * c_prev + b_f)
+    # f_t = \sigma(W_{xf} x_t + W_{hf} h_{t-1} + p_f \odot c_{t-1} + b_f)
     f = _sigmoid(A_h[:, n_hidden:2 * n_hidden] + p_f * c_prev)
-    # g = tanh(W_xg @ x + W_hg @ h_prev + b_g)
+    # g_t = \tanh(W_{xg} x_t + W_{hg} h_{t-1} + b_g)
     g = np.tanh(A_h[:, 2 * n_hidden:3 * n_hidden])
-    # c = f * c_prev + i * g
+    # c_t = f_t \odot c_{t-1} + i_t \odot g_t
     c = f * c_prev + i * g
-    # o = sigmoid(W_xo @ x + W_ho @ h_prev + p_o * c + b_o)
+    # o_t = \sigma(W_{xo} x_t + W_{ho} h_{t-1} + p_o \odot c_t + b_o)
     o = _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden] + p_o * c)
     tanh_c = np.tanh(c)
-    # h = o * tanh(c)
+    # h_t = o_t \odot \tanh(c_t)
     h = o * tanh_c
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = None

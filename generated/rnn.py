@@ -111,11 +111,11 @@ def forward(params, xs, state0=None):
     A_h = np.empty((batch, n_hidden), dtype)
     for t in range(steps):
         h_prev = S_h[t]
-        # A = Theta h_prev
+        # A_{h} = [U] h_{t-1}
         np.matmul(h_prev, W_stack_h_T, out=A_h)
         # pre-activations whose x and state projections share columns
         A_h[...] += A_x[t]
-        # h = tanh(W @ x + U @ h_prev + b_h)
+        # h_t = \tanh(W x_t + U h_{t-1} + b_h)
         h = S_h[t + 1]
         np.tanh(A_h[:, 0:n_hidden], out=h)
     cache = {"xs": xs, "backend": "numpy", "state": {
@@ -143,7 +143,7 @@ def readout(params, hs):
     b_y = params["b_y"]
     h = hs
     y_hat = h @ V_.T + b_y
-    # y = sigmoid(V @ h + b_y)
+    # y_t = \sigma(V h_t + b_y)
     y = _sigmoid(y_hat)
     return { "y": y }
 
@@ -163,11 +163,11 @@ def _readout_backward(params, cache, dys):
     b_y = params["b_y"]
     h = cache["S_h"][1:]
     y_hat = h @ V_.T + b_y
-    # y = sigmoid(V @ h + b_y)
+    # y_t = \sigma(V h_t + b_y)
     y = _sigmoid(y_hat)
-    # bar y
+    # \bar{y}_t = \frac{\partial \ell_t}{\partial y_t}
     d_y = dy_y
-    # bar y__hat
+    # \bar{\hat{y}}_t = d(y'_t) \bar{y}_t
     d_y_hat = (y * (1.0 - y)) * d_y
     grads = {}
     grads["V"] = rt.flat(d_y_hat).T @ rt.flat(h)
@@ -207,11 +207,12 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     dA_x = np.zeros((steps, batch, n_hidden), dtype)
     for t in range(steps - 1, -1, -1):
         h = S_h[t + 1]
-        # bar h
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
+        # \bar{\hat{h}}_t = d(h'_t) \bar{h}_t
         d_h_hat = dA_x[t, :, 0:n_hidden]
-        # bar h__hat
         d_h_hat[...] = (1.0 - h * h) * d_h
+        # \delta h_{t-1} = U^\top \bar{\hat{h}}_t
         d_h_next = dA_x[t, :, 0:n_hidden] @ W_stack_h[0:n_hidden]
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
@@ -247,11 +248,11 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     A_x = (x_t @ W_stack_x.T + P["bias:x"])[None]
     t = 0
     h_prev = prev["h"]
-    # A = Theta h_prev
+    # A_{h} = [U] h_{t-1}
     A_h = h_prev @ W_stack_h_T
     # pre-activations whose x and state projections share columns
     A_h[...] += A_x[t]
-    # h = tanh(W @ x + U @ h_prev + b_h)
+    # h_t = \tanh(W x_t + U h_{t-1} + b_h)
     h = np.tanh(A_h[:, 0:n_hidden])
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = None

@@ -130,29 +130,29 @@ def forward(params, xs, state0=None):
     for t in range(steps):
         h_prev = S_h[t]
         s_prev = S_s[t]
-        # A = Theta h_prev
+        # A_{h} = [W; W_i; W_f; W_o] h_{t-1}
         np.matmul(h_prev, W_stack_h_T, out=A_h)
         # pre-activations whose x and state projections share columns
         A_h[...] += A_x[t]
-        # o = sigmoid(W_o @ h_prev + U_o @ x + b_o)
+        # o_t = \sigma(W_o h_{t-1} + U_o x_t + b_o)
         o = C_o[t]
         _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden], out=o)
-        # i = sigmoid(W_i @ h_prev + U_i @ x + b_i)
+        # i_t = \sigma(W_i h_{t-1} + U_i x_t + b_i)
         i = C_i[t]
         _sigmoid(A_h[:, n_hidden:2 * n_hidden], out=i)
-        # f = sigmoid(W_f @ h_prev + U_f @ x + b_f)
+        # f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f)
         f = C_f[t]
         _sigmoid(A_h[:, 2 * n_hidden:3 * n_hidden], out=f)
-        # s_tilde = sigmoid(W @ h_prev + U @ x + b)
+        # \tilde{s}_t = \sigma(W h_{t-1} + U x_t + b)
         s_tilde = C_s_tilde[t]
         _sigmoid(A_h[:, 0:n_hidden], out=s_tilde)
-        # s = f * s_prev + i * s_tilde
+        # s_t = f_t \odot s_{t-1} + i_t \odot \tilde{s}_t
         s = S_s[t + 1]
         np.multiply(f, s_prev, out=s)
         s += i * s_tilde
         sigmoid_s = C_sigmoid_s[t]
         _sigmoid(s, out=sigmoid_s)
-        # h = o * sigmoid(s)
+        # h_t = o_t \odot \sigma(s_t)
         h = S_h[t + 1]
         np.multiply(o, sigmoid_s, out=h)
     cache = {"xs": xs, "backend": "numpy", "state": {
@@ -208,31 +208,33 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         f = C_f[t]
         s_tilde = C_s_tilde[t]
         sigmoid_s = C_sigmoid_s[t]
-        # bar h
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
-        # bar s
+        # \bar{s}_t = \delta s_t + d(o_t) d(\sigma'(s_t)) \bar{h}_t
         d_s = d_s_next + o * ((sigmoid_s * (1.0 - sigmoid_s)) * d_h)
-        # bar s_tilde
+        # \bar{\tilde{s}}_t = d(i_t) \bar{s}_t
         d_s_tilde = i * d_s
+        # \bar{\hat{\tilde{s}}}_t = d(\tilde{s}'_t) \bar{\tilde{s}}_t
         d_s_tilde_hat = dA_x[t, :, 0:n_hidden]
-        # bar s_tilde__hat
         d_s_tilde_hat[...] = (s_tilde * (1.0 - s_tilde)) * d_s_tilde
-        # bar f
+        # \bar{f}_t = d(s_{t-1}) \bar{s}_t
         d_f = s_prev * d_s
+        # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
         d_f_hat = dA_x[t, :, 2 * n_hidden:3 * n_hidden]
-        # bar f__hat
         d_f_hat[...] = (f * (1.0 - f)) * d_f
-        # bar i
+        # \bar{i}_t = d(\tilde{s}_t) \bar{s}_t
         d_i = s_tilde * d_s
+        # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
         d_i_hat = dA_x[t, :, n_hidden:2 * n_hidden]
-        # bar i__hat
         d_i_hat[...] = (i * (1.0 - i)) * d_i
-        # bar o
+        # \bar{o}_t = d(\sigma(s_t)) \bar{h}_t
         d_o = sigmoid_s * d_h
+        # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
         d_o_hat = dA_x[t, :, 3 * n_hidden:4 * n_hidden]
-        # bar o__hat
         d_o_hat[...] = (o * (1.0 - o)) * d_o
+        # \delta h_{t-1} = W_o^\top \bar{\hat{o}}_t + W_i^\top \bar{\hat{i}}_t + W_f^\top \bar{\hat{f}}_t + W^\top \bar{\hat{\tilde{s}}}_t
         d_h_next = dA_x[t, :, 0:4 * n_hidden] @ W_stack_h[0:4 * n_hidden]
+        # \delta s_{t-1} = d(f_t) \bar{s}_t
         d_s_next = f * d_s
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:4 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
@@ -280,22 +282,22 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     t = 0
     h_prev = prev["h"]
     s_prev = prev["s"]
-    # A = Theta h_prev
+    # A_{h} = [W; W_i; W_f; W_o] h_{t-1}
     A_h = h_prev @ W_stack_h_T
     # pre-activations whose x and state projections share columns
     A_h[...] += A_x[t]
-    # o = sigmoid(W_o @ h_prev + U_o @ x + b_o)
+    # o_t = \sigma(W_o h_{t-1} + U_o x_t + b_o)
     o = _sigmoid(A_h[:, 3 * n_hidden:4 * n_hidden])
-    # i = sigmoid(W_i @ h_prev + U_i @ x + b_i)
+    # i_t = \sigma(W_i h_{t-1} + U_i x_t + b_i)
     i = _sigmoid(A_h[:, n_hidden:2 * n_hidden])
-    # f = sigmoid(W_f @ h_prev + U_f @ x + b_f)
+    # f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f)
     f = _sigmoid(A_h[:, 2 * n_hidden:3 * n_hidden])
-    # s_tilde = sigmoid(W @ h_prev + U @ x + b)
+    # \tilde{s}_t = \sigma(W h_{t-1} + U x_t + b)
     s_tilde = _sigmoid(A_h[:, 0:n_hidden])
-    # s = f * s_prev + i * s_tilde
+    # s_t = f_t \odot s_{t-1} + i_t \odot \tilde{s}_t
     s = f * s_prev + i * s_tilde
     sigmoid_s = _sigmoid(s)
-    # h = o * sigmoid(s)
+    # h_t = o_t \odot \sigma(s_t)
     h = o * sigmoid_s
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = None

@@ -116,20 +116,20 @@ def forward(params, xs, state0=None):
     A_h = np.empty((batch, 2 * n_hidden), dtype)
     for t in range(steps):
         h_prev = S_h[t]
-        # A = Theta h_prev
+        # A_{h} = [W_ch; W_gh] h_{t-1}
         np.matmul(h_prev, W_stack_h_T, out=A_h)
         # pre-activations whose x and state projections share columns
         A_h[...] += A_x[t]
-        # c = tanh(W_cx @ x + W_ch @ h_prev + b_c)
+        # c_t = \tanh(W_{cx} x_t + W_{ch} h_{t-1} + b_c)
         c = C_c[t]
         np.tanh(A_h[:, 0:n_hidden], out=c)
-        # g = sigmoid(W_gx @ x + W_gh @ h_prev + b_g)
+        # g_t = \sigma(W_{gx} x_t + W_{gh} h_{t-1} + b_g)
         g = C_g[t]
         _sigmoid(A_h[:, n_hidden:2 * n_hidden], out=g)
         tmp0 = C_tmp0[t]
         tmp0[...] = 1.0
         tmp0 -= g
-        # h = g * h_prev + (1 - g) * c
+        # h_t = g_t \odot h_{t-1} + (1 - g_t) \odot c_t
         h = S_h[t + 1]
         np.multiply(g, h_prev, out=h)
         h += tmp0 * c
@@ -176,18 +176,19 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         c = C_c[t]
         g = C_g[t]
         tmp0 = C_tmp0[t]
-        # bar h
+        # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
-        # bar g
+        # \bar{g}_t = d(h_{t-1}) \bar{h}_t - d(c_t) \bar{h}_t
         d_g = h_prev * d_h - c * d_h
+        # \bar{\hat{g}}_t = d(g'_t) \bar{g}_t
         d_g_hat = dA_x[t, :, n_hidden:2 * n_hidden]
-        # bar g__hat
         d_g_hat[...] = (g * (1.0 - g)) * d_g
-        # bar c
+        # \bar{c}_t = d(1 - g_t) \bar{h}_t
         d_c = tmp0 * d_h
+        # \bar{\hat{c}}_t = d(c'_t) \bar{c}_t
         d_c_hat = dA_x[t, :, 0:n_hidden]
-        # bar c__hat
         d_c_hat[...] = (1.0 - c * c) * d_c
+        # \delta h_{t-1} = W_{ch}^\top \bar{\hat{c}}_t + W_{gh}^\top \bar{\hat{g}}_t + d(g_t) \bar{h}_t
         d_h_next = dA_x[t, :, 0:2 * n_hidden] @ W_stack_h[0:2 * n_hidden] + g * d_h
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:2 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
@@ -225,16 +226,16 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     A_x = (x_t @ W_stack_x.T + P["bias:x"])[None]
     t = 0
     h_prev = prev["h"]
-    # A = Theta h_prev
+    # A_{h} = [W_ch; W_gh] h_{t-1}
     A_h = h_prev @ W_stack_h_T
     # pre-activations whose x and state projections share columns
     A_h[...] += A_x[t]
-    # c = tanh(W_cx @ x + W_ch @ h_prev + b_c)
+    # c_t = \tanh(W_{cx} x_t + W_{ch} h_{t-1} + b_c)
     c = np.tanh(A_h[:, 0:n_hidden])
-    # g = sigmoid(W_gx @ x + W_gh @ h_prev + b_g)
+    # g_t = \sigma(W_{gx} x_t + W_{gh} h_{t-1} + b_g)
     g = _sigmoid(A_h[:, n_hidden:2 * n_hidden])
     tmp0 = 1.0 - g
-    # h = g * h_prev + (1 - g) * c
+    # h_t = g_t \odot h_{t-1} + (1 - g_t) \odot c_t
     h = g * h_prev + tmp0 * c
     ones = np.ones((batch, n_hidden), x_t.dtype)
     Jd_h_h = g

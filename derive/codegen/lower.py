@@ -27,6 +27,8 @@ from fractions import Fraction
 from ..activations import ACTIVATIONS
 from ..algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Sum, Term
 from ..derivation import Derivation
+from ..latex import adjoint_symbol, expanded, names_for, node_symbol
+from ..latex import vec as latex_vec
 from ..spec import HAT, INPUT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, walk
 from .ir import (
     ActDeriv,
@@ -146,7 +148,7 @@ class Program:
     cached: tuple[tuple[str, str], ...]  # (identifier, size) of the step values backward reads
     backward: tuple[Stmt, ...]  # one step
     backward_reads: tuple[str, ...]
-    carries: tuple[tuple[str, str, Expr | None], ...]  # (state, next-adjoint ident, carry)
+    carries: tuple  # (state, next-adjoint ident, carry expr or None, its equation)
     grads: tuple[Grad, ...]
     x_rest: Expr | None  # the part of dL/dx_t not covered by the x stack's product
     x_stack: int  # index of the x stack or -1
@@ -176,6 +178,7 @@ class _Lowering:
         self.prev = {s: names.once(f"prev:{s}", f"{names.cell(s)}_prev") for s in self.states}
         self.x = "x_t"  # the template's name of x at t (naming.TEMPLATE_NAMES)
         self.param_ident = {p: names.cell(p) for p in spec.params}
+        self.tex = names_for(d)  # the LaTeX names of the equations in comments
         self._stacks()
         self.temps: dict[Expr, str] = {}
         self.adj_override = None
@@ -188,6 +191,7 @@ class _Lowering:
                 stacks.append((v, plist))
         stacks.sort(key=lambda s: s[0].kind != "input")
         self.proj: dict[str, Sum] = {}
+        self.rev_vec: dict[str, Ref] = {}
         self.stacked: dict[str, int] = {}
         self._stack_specs = []
         for i, (v, plist) in enumerate(stacks):
@@ -195,6 +199,7 @@ class _Lowering:
             for p, s in plist:
                 self.proj[p] = s
                 self.stacked[p] = i
+                self.rev_vec[p] = v
             self._stack_specs.append((v, tag, [p for p, _ in plist]))
 
     # ------------------------------------------------------------------ values at t
@@ -233,6 +238,20 @@ class _Lowering:
         if isinstance(e, Mul):
             return Mul(tuple(self.value(f, ctx) for f in e.factors))
         raise TypeError(f"cannot lower {e!r}")
+
+    def node_equation(self, name: str) -> str:
+        """The forward equation a node's statement implements, in LaTeX (a gate with its
+        pre-activation written out); '' for a pre-activation (its gate shows it)."""
+        if name.endswith(HAT):
+            return ""
+        e = self.spec.nodes[name].expr
+        if isinstance(e, Call) and isinstance(e.arg, Ref) and e.arg.name.endswith(HAT):
+            e = Call(e.fn, self.spec.nodes[e.arg.name].expr)
+        return f"{node_symbol(self.tex, name)} = {latex_vec(e, self.tex)}"
+
+    def adjoint_equation(self, u: str, s: Sum) -> str:
+        """\bar u_t = (its sum of products), in LaTeX."""
+        return f"{adjoint_symbol(self.tex, u)} = {expanded(s, self.tex)}" if s else ""
 
     def hat_value(self, name: str, ctx: str) -> Expr:
         """A pre-activation's value: its folded form in the forward (see plan_projections)."""
@@ -380,8 +399,10 @@ class _Lowering:
 
         for st in self.stack_objs:
             if st.vec.kind == "node":
+                eq = (f"A_{{{st.vec.name}}} = [{'; '.join(st.params)}] "
+                      f"{node_symbol(self.tex, st.vec.name, 1)}")
                 stmts.append(Stmt(st.product, Dot(Var(self.prev[st.vec.name]), st.ident + "_T",
-                                                  True), comment=f"A = Theta {st.vec.name}_prev"))
+                                                  True), comment=eq))
                 if st is next(x for x in self.stack_objs if x.vec.kind == "node"):
                     for lo, hi in _merge(sorted(self.aligned, key=_order)):
                         xs = next(x for x in self.stack_objs if x.vec.kind == "input")
@@ -400,9 +421,7 @@ class _Lowering:
             emit_temps(node.expr)
             value = self.hat_value(name, "fwd") if name.endswith(HAT) else \
                 self.value(node.expr, "fwd")
-            stmts.append(Stmt(self.local[name], value,
-                              comment=f"{name} = {node.source}" if not name.endswith(HAT)
-                              else ""))
+            stmts.append(Stmt(self.local[name], value, comment=self.node_equation(name)))
         return stmts
 
     # ------------------------------------------------------------------ backward step
@@ -521,17 +540,12 @@ class _Lowering:
         bwd: list[Stmt] = []
         into: dict[str, Slot] = {}
         written: set[Slot] = set()
-        for st in stack_objs:
-            for k, p in enumerate(st.params):
-                s = self.prune(self.proj[p], zero)
-                sl = st.slots[k]
-                if sl in written or not s:
-                    continue
-                if len(s) == 1 and s.terms[0].coef == 1 and len(s.terms[0].factors) == 1:
-                    w = s.terms[0].factors[0]
-                    if isinstance(w, Adj) and w.kind == "bar" and w.name not in into:
-                        into[w.name] = sl
-                        written.add(sl)
+        for _, s, sl in self._slot_adjoints(zero, written):
+            if len(s) == 1 and s.terms[0].coef == 1 and len(s.terms[0].factors) == 1:
+                w = s.terms[0].factors[0]
+                if isinstance(w, Adj) and w.kind == "bar" and w.name not in into:
+                    into[w.name] = sl
+                    written.add(sl)
         for u, s in rev.assignments:
             if u in zero:
                 continue
@@ -539,19 +553,18 @@ class _Lowering:
             var = self.bar_ident[u]
             if u in into:
                 sl = into[u]
-                bwd.append(Stmt(var, Cols(sl.buffer, sl.lo, sl.hi, "t")))
-                bwd.append(Stmt(var, self.sum_expr(s), op="[...]=", comment=f"bar {u}"))
+                bwd.append(Stmt(var, Cols(sl.buffer, sl.lo, sl.hi, "t"),
+                                comment=self.adjoint_equation(u, s)))
+                bwd.append(Stmt(var, self.sum_expr(s), op="[...]="))
             else:
-                bwd.append(Stmt(var, self.sum_expr(s), comment=f"bar {u}"))
-        for st in stack_objs:
-            for k, p in enumerate(st.params):
-                s = self.prune(self.proj[p], zero)
-                sl = st.slots[k]
-                if sl in written or not s:
-                    continue
-                written.add(sl)
-                bwd.append(Stmt(f"{sl.buffer}[t, :, {sl.lo}:{sl.hi}]", self.sum_expr(s),
-                                op="[...]=", comment=f"projection adjoint of {p}"))
+                bwd.append(Stmt(var, self.sum_expr(s), comment=self.adjoint_equation(u, s)))
+        for p, s, sl in self._slot_adjoints(zero, written):
+            written.add(sl)
+            bwd.append(Stmt(f"{sl.buffer}[t, :, {sl.lo}:{sl.hi}]", self.sum_expr(s),
+                            op="[...]=",
+                            comment=f"\\bar a_{{{p}}} = {expanded(s, self.tex)}: the projection "
+                                    f"adjoint, dL/d{p} = sum_t of it times "
+                                    f"{latex_vec(self.rev_vec[p], self.tex)}^T"))
         # carried adjoints: the stacked part as one product per run of stored slots
         carries = []
         for v in self.states:
@@ -568,7 +581,10 @@ class _Lowering:
             if s:
                 parts_.append((1, self.sum_expr(s)))
             expr = Signed(tuple(parts_)) if parts_ else None
-            carries.append((v, self.carry_ident[v], expr))
+            eq = rev.carries[v]
+            carries.append((v, self.carry_ident[v], expr,
+                            f"\\delta {node_symbol(self.tex, v, 1)} = {expanded(eq, self.tex)}"
+                            if eq else ""))
         # gradients
         grads: list[Grad] = []
         colsum: dict[frozenset, Slot] = {}
@@ -637,7 +653,7 @@ class _Lowering:
         reads: set[str] = set()
         for stmt in bwd:
             reads |= stmt.reads()
-        for _, _, e in carries:
+        for _, _, e, _ in carries:
             if e is not None:
                 reads |= Stmt("_", e).reads()
         for g in grads:
@@ -686,7 +702,7 @@ class _Lowering:
         self.stored_hats |= {n for n in nodes if n.endswith(HAT)}
         temps, self.temps = self.temps, {}
         fwd = [Stmt(self.local[n], self.value(spec.nodes[n].expr, "val"),
-                    comment=f"{n} = {spec.nodes[n].source}" if not n.endswith(HAT) else "")
+                    comment=self.node_equation(n))
                for n in nodes]
         self.temps = temps
         zero: set[str] = set()
@@ -709,7 +725,8 @@ class _Lowering:
         self.adj_override = adj
         temps, self.temps = self.temps, {}  # the readout computes everything from h itself
         try:
-            bwd = [Stmt(bar[u], self.sum_expr(self.prune(s, zero)), comment=f"bar {u}")
+            bwd = [Stmt(bar[u], self.sum_expr(self.prune(s, zero)),
+                        comment=self.adjoint_equation(u, s))
                    for u, s in ro.assignments if u not in zero]
             out = self.prune(ro.output, zero)
             output = self.sum_expr(out) if out else None
@@ -734,6 +751,15 @@ class _Lowering:
                                        (e.kind == "node" and self._batched(e.name))):
                 return True
         return False
+
+    def _slot_adjoints(self, zero: set[str], written: set[Slot]):
+        """(parameter, its projection adjoint, its slot) for every stored slot not yet written
+        whose adjoint is not zero, in stack order."""
+        for st in self.stack_objs:
+            for k, p in enumerate(st.params):
+                s = self.prune(self.proj[p], zero)
+                if s and st.slots[k] not in written:
+                    yield p, s, st.slots[k]
 
     def _dim(self, e: Expr) -> str:
         if isinstance(e, Ref):

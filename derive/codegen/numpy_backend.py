@@ -158,7 +158,7 @@ class NumpyKernel:
         fwd = self.lines(prog.forward)
         bwd = self.lines(prog.backward)
         reads = set(prog.backward_reads)
-        for _, _, e in prog.carries:
+        for _, _, e, _ in prog.carries:
             if e is not None:
                 reads |= idents(e)
         jac_lines, blocks = self.jacobian()
@@ -291,8 +291,8 @@ class NumpyKernel:
                            for s in prog.states],
             "bwd_cached": [(v, C[v]) for v, _ in prog.cached if v in reads],
             "bwd_x": "x_t" in reads,
-            "carries": [(s, ident, self.p.doprint(e) if e is not None else None)
-                        for s, ident, e in prog.carries],
+            "carries": [(s, ident, self.p.doprint(e) if e is not None else None, eq)
+                        for s, ident, e, eq in prog.carries],
             "grads": grads,
             "grad_lines": grad_lines,
             "x_rest": self.p.doprint(prog.x_rest) if prog.x_rest is not None else None,
