@@ -644,12 +644,13 @@ def _plain(latex: str) -> str:
 # them: a cell that uses one of these as its own name is printed as the re-export module
 # (fallback.py.j2) instead, since this printer does not draw its names from
 # derive.codegen.naming yet.
-_PRINTER_PREFIXES = ("d_", "g_", "C_", "S_", "A_", "R_", "G_", "Jd_", "JM_", "dA_", "out_",
-                     "colsum_", "W_stack", "b_stack", "W_cat", "dxs")
+_PRINTER_PREFIXES = ("d_", "g_", "C_", "G_", "Jd_", "JM_", "dA_", "out_", "colsum_", "W_stack",
+                     "b_stack", "W_cat", "dxs")
+_STATE_PREFIXES = ("S_", "A_", "R_")  # followed by a state's name (or x): S_h, A_x, R_c
 _PRINTER_SUFFIXES = ("_prev", "_hat", "_next", "_new", "_T", "_")
 
 
-def _unsafe_name(name: str) -> bool:
+def _unsafe_name(name: str, node: bool = False, states: tuple = ()) -> bool:
     import builtins
     import keyword
 
@@ -657,11 +658,16 @@ def _unsafe_name(name: str) -> bool:
     from .codegen.naming import TEMPLATE_NAMES
     from .codegen.plan import RESERVED
 
-    # RESERVED and the loop names are renamed with a trailing "_" by _ident / _pid (hence
-    # the suffix rule); the template's own vocabulary is not
-    return (name in TEMPLATE_NAMES - RESERVED - _LOOP_NAMES
+    # RESERVED names are renamed with a trailing "_" by _ident, and a parameter among the loop
+    # names by _pid (hence the suffix rule); a node keeps its name inside the fused loops, so
+    # a loop name is unsafe for a node (i, o and s, nodes of the classic cells, are proven on
+    # both paths by tests/test_kernels.py; the others, e.g. a node 'hi', the chunk bound,
+    # were found by bench/fuzz.py)
+    node_unsafe = _LOOP_NAMES - {"i", "o", "s"} if node else set()
+    return (name in TEMPLATE_NAMES - RESERVED - _LOOP_NAMES or name in node_unsafe
             or keyword.iskeyword(name) or name in dir(builtins)
             or name.startswith(_PRINTER_PREFIXES) or name.endswith(_PRINTER_SUFFIXES)
+            or any(name == p + v for p in _STATE_PREFIXES for v in (*states, "x"))
             or re.fullmatch(r"[a-zA-Z]\d+", name) is not None
             or any(name.startswith(fn + "_") for fn in ACTIVATIONS))
 
@@ -670,9 +676,9 @@ def fused_refusal(d) -> str | None:
     """Why the fused printer does not print this cell (None: it does). The module printed
     instead re-exports the NumPy kernel, so every cell has a numba module with the same API."""
     spec = d.spec
-    cell_names = [*spec.cell_params, *(n for n, v in spec.nodes.items()
-                                       if v.role not in ("hat", "readout"))]
-    bad = sorted(n for n in cell_names if _unsafe_name(n))
+    nodes = [n for n, v in spec.nodes.items() if v.role not in ("hat", "readout")]
+    bad = sorted({n for n in spec.cell_params if _unsafe_name(n, states=spec.states)} |
+                 {n for n in nodes if _unsafe_name(n, node=True, states=spec.states)})
     if bad:
         return f"its names {bad} are among the fused printer's own"
     try:

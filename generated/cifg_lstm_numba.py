@@ -1,27 +1,795 @@
-# generated from numba/fallback.py.j2 by derive; do not edit.
+# generated from numba/kernel.py.j2 by derive; do not edit.
 # Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: cifg_lstm, numba backend (re-export).
-"""LSTM with coupled input and forget gate, no peepholes (Greff, Srivastava, Koutnik, Steunebrink, Schmidhuber 2017, "LSTM: A search space odyssey", IEEE TNNLS 28(10), arXiv:1503.04069): the numba backend's module, which for this cell is the NumPy kernel.
+# or the template. Cell: cifg_lstm, numba backend.
+"""LSTM with coupled input and forget gate, no peepholes (Greff, Srivastava, Koutnik, Steunebrink, Schmidhuber 2017, "LSTM: A search space odyssey", IEEE TNNLS 28(10), arXiv:1503.04069): forward and BPTT as fused numba loops (optional backend).
 
-The fused-loop printer does not print this cell: its names ['R_i', 'R_o', 'R_z'] are among the fused printer's own. This module re-exports
-``generated.cifg_lstm`` (same API, same numbers), so code written for the numba backend runs
-unchanged; ``FUSED`` is False here and True in a module with compiled loops.
+Same API as ``generated.cifg_lstm`` (which this module uses for init_params, rtrl_step,
+state_jacobian and the input checks): the elementwise part of every time step runs as
+one compiled loop over (batch, unit) instead of one NumPy call per operation. Where the stacked
+matrices are small (SEQUENCE_MAX_BYTES), forward and backward each run as one compiled call per
+thread over all time steps for a chunk of the batch (threads: $DERIVE_NUM_THREADS, default the
+usable CPUs), with their own matrix products; above it, the matrix products are NumPy's BLAS
+calls, per step. ``rtrl`` runs its steps the same way: per step one compiled
+loop for the state Jacobian's blocks and V's coefficients, one BLAS product per state with a
+dense block, one compiled loop for the diagonal blocks and V. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
+compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
 """
 
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+from generated import _runtime as rt
 from generated.cifg_lstm import (  # noqa: F401  (re-exported: same API)
     INPUT_GRAD,
     PARAMS,
     READOUT,
     READOUT_PARAMS,
-    RTRL_DENSE_MAX,
     STATE,
     STATE0_GRAD,
-    backward,
-    forward,
+    _check_array,
+    _check_state,
+    _check_xs,
+    _sizes,
     init_params,
-    rtrl,
     rtrl_step,
     state_jacobian,
 )
 
-FUSED = False
+
+# ---------------------------------------------------------------------------- activations
+# sigma and tanh as branch-free arithmetic that LLVM vectorises inside the fused loops (a libm
+# call per element cannot be: numba's scalar exp/tanh made the fused forward 4-5x slower than
+# these). exp(x) for x <= 0 is rebuilt as 2^n (1 + p): n = round(x / ln 2) by the shift trick,
+# r = x - n ln 2 in two parts (Cody-Waite), p = expm1(r) by its Taylor series (|r| <= ln2 / 2:
+# the first omitted term is below half an ulp), 2^n written straight into the exponent bits.
+# Each dtype computes in its own precision (float32 lanes are twice as many), with fused
+# multiply-adds allowed (fastmath "contract" only: 2.5x faster in float32). Measured against
+# long double over [-100, 100] and +-[1e-30, 100]: float64 <= 1.6 ulp, float32 <= 1.4 ulp
+# (where the result is a normal number); tests/test_kernels.py checks the bound. Printed into
+# every numba kernel instead of imported from one module: numba invalidates a kernel's on-disk
+# cache only when the kernel's own file changes, so code inlined from elsewhere could go stale.
+@intrinsic
+def _f64_from_bits(typingctx, i):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _f64_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _f32_from_bits(typingctx, i):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+_D_SHIFT = 6755399441055744.0  # 1.5 * 2**52: x + shift rounds x to an integer in the low bits
+_D_SHIFT_BITS = 0x4338000000000000
+_D_LN2_HI, _D_LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_D_INV_LN2 = 1.0 / math.log(2.0)
+_D_C = tuple(1.0 / math.factorial(k) for k in range(13, 1, -1))  # 1/13!, ..., 1/2!
+_F = np.float32
+_F_SHIFT = _F(12582912.0)  # 1.5 * 2**23
+_F_SHIFT_BITS = np.int32(0x4B400000)
+_F_LN2_HI, _F_LN2_LO = _F(0.693359375), _F(-2.12194440e-4)
+_F_C7, _F_C6, _F_C5, _F_C4, _F_C3, _F_C2 = (_F(1.0 / math.factorial(k)) for k in range(7, 1, -1))
+_F_INV_LN2, _F_MIN = _F(1.0 / math.log(2.0)), _F(-87.33654)  # ln(2^-126): n >= -126
+_F_0, _F_1, _F_2, _F_127, _F_23 = _F(0.0), _F(1.0), _F(2.0), np.int32(127), np.int32(23)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _exp_parts_f64(x):
+    """(s, p) with exp(x) = s (1 + p), s = 2^n, for x <= 0; s = 0 below ln(2^-1022)."""
+    under = x < -708.39
+    x = -708.39 if under else x  # (NaN passes through)
+    t = x * _D_INV_LN2 + _D_SHIFT
+    n = t - _D_SHIFT
+    r = (x - n * _D_LN2_HI) - n * _D_LN2_LO
+    p = _D_C[0]
+    for c in _D_C[1:]:
+        p = p * r + c
+    p = (p * r) * r + r
+    s = _f64_from_bits((_f64_bits(t) - _D_SHIFT_BITS + 1023) << 52)
+    return (0.0 if under else s), p
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _exp_parts_f32(x):
+    """(s, p) with exp(x) = s (1 + p), s = 2^n, for x <= 0 in float32; s = 0 below ln(2^-126)."""
+    under = x < _F_MIN
+    x = _F_MIN if under else x  # (NaN passes through)
+    t = x * _F_INV_LN2 + _F_SHIFT
+    n = t - _F_SHIFT
+    r = (x - n * _F_LN2_HI) - n * _F_LN2_LO
+    p = ((((_F_C7 * r + _F_C6) * r + _F_C5) * r + _F_C4) * r + _F_C3) * r + _F_C2
+    p = (p * r) * r + r
+    s = _f32_from_bits((_f32_bits(t) - _F_SHIFT_BITS + _F_127) << _F_23)
+    return (_F_0 if under else s), p
+
+
+def _sigmoid_s(z):
+    """sigma(z) = 1 / (1 + exp(-z)), from exp(-|z|) (never overflows); compiled by _sigmoid_impl."""
+    raise NotImplementedError("called from compiled code only")
+
+
+def _tanh_s(z):
+    """tanh(z) = m / (2 - m) with m = -expm1(-2|z|), z's sign (accurate near 0); see _tanh_impl."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@overload(_sigmoid_s, jit_options={"fastmath": {"contract"}})
+def _sigmoid_impl(z):
+    if z == types.float32:
+        def sigmoid_f32(z):
+            s, p = _exp_parts_f32(-abs(z))
+            e = s * p + s
+            r = _F_1 / (_F_1 + e)
+            return r if z >= _F_0 else e * r
+        return sigmoid_f32
+
+    def sigmoid_f64(z):
+        s, p = _exp_parts_f64(-abs(z))
+        e = s * p + s
+        r = 1.0 / (1.0 + e)
+        return r if z >= 0.0 else e * r
+    return sigmoid_f64
+
+
+@overload(_tanh_s, jit_options={"fastmath": {"contract"}})
+def _tanh_impl(z):
+    if z == types.float32:
+        def tanh_f32(z):
+            s, p = _exp_parts_f32(_F_2 * -abs(z))
+            m = (_F_1 - s) - s * p  # -expm1(-2|z|) >= 0
+            return math.copysign(m / (_F_2 - m), z)
+        return tanh_f32
+
+    def tanh_f64(z):
+        s, p = _exp_parts_f64(-2.0 * abs(z))
+        m = (1.0 - s) - s * p
+        return math.copysign(m / (2.0 - m), z)
+    return tanh_f64
+# ---------------------------------------------------------------------------- matrix products
+# The whole-sequence kernels (_forward_seq, _backward_seq) make their small matrix products
+# here instead of in NumPy's BLAS, for two reasons measured on a 2-core machine: OpenBLAS
+# repacks the weight matrix on every call, so a (16, 128) @ (128, 512) product runs at 40-47
+# GFLOP/s on two threads where these loops reach 25-28 GFLOP/s on *one*; and a BLAS call from
+# inside the loop would keep OpenBLAS's worker spinning beside our own threads (an idle
+# OpenBLAS worker spins for about 0.1 s after each call: two busy threads of ours plus it on two
+# cores made the batch split no faster than one thread). Printed into every numba kernel for
+# the same reason as the activations (numba's cache invalidation is per file).
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def _nt2(u0, u1, W, out0, out1, zero, two, add):
+    """out_q[c] (+)= sum_k u_q[k] W[c, k] for the rows u0, u1 (u1 only where ``two``): a 2 x 4
+    block of dot products, each vectorised over k (reassociation allowed here only, so that
+    LLVM keeps vector partial sums; the activations stay exactly as written)."""
+    rows, width = W.shape
+    top = rows - rows % 4
+    for c in range(0, top, 4):
+        w0 = W[c]
+        w1 = W[c + 1]
+        w2 = W[c + 2]
+        w3 = W[c + 3]
+        a00 = zero
+        a01 = zero
+        a02 = zero
+        a03 = zero
+        a10 = zero
+        a11 = zero
+        a12 = zero
+        a13 = zero
+        for k in range(width):
+            x0 = u0[k]
+            x1 = u1[k]
+            a00 += x0 * w0[k]
+            a01 += x0 * w1[k]
+            a02 += x0 * w2[k]
+            a03 += x0 * w3[k]
+            a10 += x1 * w0[k]
+            a11 += x1 * w1[k]
+            a12 += x1 * w2[k]
+            a13 += x1 * w3[k]
+        if add:
+            a00 += out0[c]
+            a01 += out0[c + 1]
+            a02 += out0[c + 2]
+            a03 += out0[c + 3]
+        out0[c] = a00
+        out0[c + 1] = a01
+        out0[c + 2] = a02
+        out0[c + 3] = a03
+        if two:
+            if add:
+                a10 += out1[c]
+                a11 += out1[c + 1]
+                a12 += out1[c + 2]
+                a13 += out1[c + 3]
+            out1[c] = a10
+            out1[c + 1] = a11
+            out1[c + 2] = a12
+            out1[c + 3] = a13
+    for c in range(top, rows):
+        w0 = W[c]
+        a00 = zero
+        a10 = zero
+        for k in range(width):
+            a00 += u0[k] * w0[k]
+            a10 += u1[k] * w0[k]
+        out0[c] = a00 + out0[c] if add else a00
+        if two:
+            out1[c] = a10 + out1[c] if add else a10
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _rank_update(D, c0, V, lo, hi, G):
+    """G[c, :] += sum_{lo <= b < hi} D[b, c0 + c] V[b, :]: one step's share of a weight
+    gradient sum_t (bar a_t) v_t^T. Eight batch rows per pass over G (each pass loads and
+    stores a row of G once for eight fused multiply-adds: 28 GFLOP/s on one Zen core at
+    (512, 128), where four rows per pass reach 24), then four, then one."""
+    rows = G.shape[0]
+    b = lo
+    while b + 8 <= hi:
+        v0, v1, v2, v3 = V[b], V[b + 1], V[b + 2], V[b + 3]
+        v4, v5, v6, v7 = V[b + 4], V[b + 5], V[b + 6], V[b + 7]
+        d0, d1, d2, d3 = D[b], D[b + 1], D[b + 2], D[b + 3]
+        d4, d5, d6, d7 = D[b + 4], D[b + 5], D[b + 6], D[b + 7]
+        for c in range(rows):
+            s0, s1, s2, s3 = d0[c0 + c], d1[c0 + c], d2[c0 + c], d3[c0 + c]
+            s4, s5, s6, s7 = d4[c0 + c], d5[c0 + c], d6[c0 + c], d7[c0 + c]
+            g = G[c]
+            for k in range(g.shape[0]):
+                g[k] += ((s0 * v0[k] + s1 * v1[k] + s2 * v2[k] + s3 * v3[k])
+                         + (s4 * v4[k] + s5 * v5[k] + s6 * v6[k] + s7 * v7[k]))
+        b += 8
+    while b + 4 <= hi:
+        v0, v1, v2, v3 = V[b], V[b + 1], V[b + 2], V[b + 3]
+        d0, d1, d2, d3 = D[b], D[b + 1], D[b + 2], D[b + 3]
+        for c in range(rows):
+            s0, s1, s2, s3 = d0[c0 + c], d1[c0 + c], d2[c0 + c], d3[c0 + c]
+            g = G[c]
+            for k in range(g.shape[0]):
+                g[k] += s0 * v0[k] + s1 * v1[k] + s2 * v2[k] + s3 * v3[k]
+        b += 4
+    while b < hi:
+        v0 = V[b]
+        d0 = D[b]
+        for c in range(rows):
+            s0 = d0[c0 + c]
+            g = G[c]
+            for k in range(g.shape[0]):
+                g[k] += s0 * v0[k]
+        b += 1
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _colsum(D, lo, hi, out):
+    """out += sum_{lo <= b < hi} D[b]: one step's share of a bias gradient sum_t (bar a_t)."""
+    for b in range(lo, hi):
+        d = D[b]
+        for c in range(out.shape[0]):
+            out[c] += d[c]
+
+
+# Whole-sequence kernels where the stacked matrices are small enough to stay in a core's cache
+# (bytes of all stacked matrices <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one
+# compiled call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step.
+# Above it, per-step BLAS products around the fused step loops (BLAS is faster on big blocks).
+# Measured on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68,
+# c2 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
+SEQUENCE_MAX_BYTES = 1048576
+FUSED = True  # compiled loops (a cell the fused printer does not print re-exports NumPy's)
+
+
+def _unpack(params):
+    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    P = dict(params)
+    # W_stack_x = [W_z; W_i; W_o] acts on x
+    P["W_stack_x"] = np.concatenate([params["W_z"], params["W_i"], params["W_o"]], axis=0)
+    # W_stack_y = [R_z; R_i; R_o] acts on y
+    P["W_stack_y"] = np.concatenate([params["R_z"], params["R_i"], params["R_o"]], axis=0)
+    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
+    P["b_stack_x"] = np.concatenate([params["b_z"], params["b_i"], params["b_o"]])
+    return P
+
+
+def _sequence(P):
+    """True where forward() and backward() run the whole-sequence kernels (see above)."""
+    return sum(P[s].nbytes for s in ("W_stack_x", "W_stack_y", )) <= SEQUENCE_MAX_BYTES
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
+def _forward_seq(lo, hi, xs, W_cat, S_y, A_x, S_c, C_f, C_tanh_c, b_z, b_i, b_o, one, nil):
+    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair
+    of rows the input and recurrent projections (_nt2), then the fused elementwise part (the
+    loop body of _forward_step)."""
+    steps, n_hidden = xs.shape[0], S_y.shape[2]
+    n_in = xs.shape[2]
+    U = np.empty((2, W_cat.shape[1]), xs.dtype)  # rows [x_t; y_(t-1)] of a pair
+    for t in range(steps):
+        for b0 in range(lo, hi, 2):
+            b1 = min(b0 + 1, hi - 1)
+            for q in range(2):
+                U[q, :n_in] = xs[t, b0 + q * (b1 - b0)]
+                U[q, n_in + 0 * n_hidden:n_in + 1 * n_hidden] = S_y[t, b0 + q * (b1 - b0)]
+            # A_x[t, b] = [W_stack_x W_stack_y] U: the input and recurrent products at once
+            _nt2(U[0], U[1], W_cat, A_x[t, b0], A_x[t, b1], nil, b1 > b0, False)
+            for b in range(b0, b1 + 1):
+                A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
+                A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]
+                C_f_t = C_f[t, b]
+                S_c_t = S_c[t, b]
+                S_c_t1 = S_c[t + 1, b]
+                A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
+                C_tanh_c_t = C_tanh_c[t, b]
+                S_y_t1 = S_y[t + 1, b]
+                for j in range(n_hidden):
+                    # z_t = tanh(W_z @ x + R_z @ y_prev + b_z)
+                    z = _tanh_s((A_x_t_0[j] + b_z[j]))
+                    A_x_t_0[j] = z
+                    # i_t = sigmoid(W_i @ x + R_i @ y_prev + b_i)
+                    i = _sigmoid_s((A_x_t_1[j] + b_i[j]))
+                    A_x_t_1[j] = i
+                    # f_t = 1 - i
+                    f = one - i
+                    C_f_t[j] = f
+                    # c_t = z * i + c_prev * f
+                    c = z * i + S_c_t[j] * f
+                    S_c_t1[j] = c
+                    # o_t = sigmoid(W_o @ x + R_o @ y_prev + b_o)
+                    o = _sigmoid_s((A_x_t_2[j] + b_o[j]))
+                    A_x_t_2[j] = o
+                    # y_t = tanh(c) * o
+                    tanh_c = _tanh_s(c)
+                    C_tanh_c_t[j] = tanh_c
+                    y = tanh_c * o
+                    S_y_t1[j] = y
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
+def _backward_seq(lo, hi, dhs, S_c, C_f, C_tanh_c, dA_x, d_y_next, d_c_next, R_c, one, xs, S_y, WT_W_stack_y_0, G_W_stack_x_0, G_W_stack_y_0, colsum_dA_x, nil):
+    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step the fused
+    elementwise part (the loop body of _backward_step), the carried adjoints (_nt2 with the
+    stacked matrices' transposes), and this chunk's share of the weight and bias gradients
+    (_rank_update, _colsum, into the chunk's own partial sums)."""
+    steps, n_hidden = dhs.shape[0], dhs.shape[2]
+    for t in range(steps - 1, -1, -1):
+        for b in range(lo, hi):
+            dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
+            dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
+            C_f_t = C_f[t, b]
+            dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
+            C_tanh_c_t = C_tanh_c[t, b]
+            dhs_t = dhs[t, b]
+            d_y_next_b = d_y_next[b]
+            d_c_next_b = d_c_next[b]
+            S_c_t = S_c[t, b]
+            R_c_b = R_c[b]
+            for j in range(n_hidden):
+                z = dA_x_t_0[j]
+                i = dA_x_t_1[j]
+                f = C_f_t[j]
+                o = dA_x_t_2[j]
+                tanh_c = C_tanh_c_t[j]
+                # bar{y}_t = frac{partial ell_t}{partial y_t} + delta y_t
+                d_y = dhs_t[j] + d_y_next_b[j]
+                # bar{o}_t = d(tanh(c_t)) bar{y}_t
+                d_o = (tanh_c) * d_y
+                # bar{hat{o}}_t = d(o'_t) bar{o}_t
+                d_o_hat = ((o * (one - o))) * d_o
+                # bar{c}_t = delta c_t + d(o_t) d(tanh'(c_t)) bar{y}_t
+                d_c = d_c_next_b[j] + (o) * ((one - tanh_c * tanh_c)) * d_y
+                # bar{f}_t = d(c_{t-1}) bar{c}_t
+                d_f = (S_c_t[j]) * d_c
+                # bar{i}_t = -bar{f}_t + d(z_t) bar{c}_t
+                d_i = -d_f + (z) * d_c
+                # bar{hat{i}}_t = d(i'_t) bar{i}_t
+                d_i_hat = ((i * (one - i))) * d_i
+                # bar{z}_t = d(i_t) bar{c}_t
+                d_z = (i) * d_c
+                # bar{hat{z}}_t = d(z'_t) bar{z}_t
+                d_z_hat = ((one - z * z)) * d_z
+                dA_x_t_0[j] = d_z_hat
+                dA_x_t_1[j] = d_i_hat
+                dA_x_t_2[j] = d_o_hat
+                R_c_b[j] = (f) * d_c
+        # carried adjoints delta v_(t-1): the stacked part, then the rest from the loop
+        for b0 in range(lo, hi, 2):
+            b1 = min(b0 + 1, hi - 1)
+            _nt2(dA_x[t, b0, 0 * n_hidden:3 * n_hidden], dA_x[t, b1, 0 * n_hidden:3 * n_hidden], WT_W_stack_y_0, d_y_next[b0], d_y_next[b1], nil, b1 > b0, False)
+            for b in range(b0, b1 + 1):
+                d_c_next[b] = R_c[b]
+        # weight gradients: sum_t (bar a_t) v_t^T, this step's rows
+        _rank_update(dA_x[t], 0 * n_hidden, xs[t], lo, hi, G_W_stack_x_0)
+        _rank_update(dA_x[t], 0 * n_hidden, S_y[t], lo, hi, G_W_stack_y_0)
+        _colsum(dA_x[t], lo, hi, colsum_dA_x)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _forward_step(t, A_x, A_y, S_y, S_c, C_f, C_tanh_c, b_z, b_i, b_o, one):
+    """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
+    over row views of batch row b (vectorised; see derive.codegen_numba.row_views)."""
+    batch, n_hidden = S_y.shape[1], S_y.shape[2]
+    for b in range(batch):
+        A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
+        A_y_b_0 = A_y[b, 0 * n_hidden:1 * n_hidden]
+        A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]
+        A_y_b_1 = A_y[b, 1 * n_hidden:2 * n_hidden]
+        C_f_t = C_f[t, b]
+        S_c_t = S_c[t, b]
+        S_c_t1 = S_c[t + 1, b]
+        A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
+        A_y_b_2 = A_y[b, 2 * n_hidden:3 * n_hidden]
+        C_tanh_c_t = C_tanh_c[t, b]
+        S_y_t1 = S_y[t + 1, b]
+        for j in range(n_hidden):
+            # z_t = tanh(W_z @ x + R_z @ y_prev + b_z)
+            z = _tanh_s((A_x_t_0[j] + A_y_b_0[j] + b_z[j]))
+            A_x_t_0[j] = z
+            # i_t = sigmoid(W_i @ x + R_i @ y_prev + b_i)
+            i = _sigmoid_s((A_x_t_1[j] + A_y_b_1[j] + b_i[j]))
+            A_x_t_1[j] = i
+            # f_t = 1 - i
+            f = one - i
+            C_f_t[j] = f
+            # c_t = z * i + c_prev * f
+            c = z * i + S_c_t[j] * f
+            S_c_t1[j] = c
+            # o_t = sigmoid(W_o @ x + R_o @ y_prev + b_o)
+            o = _sigmoid_s((A_x_t_2[j] + A_y_b_2[j] + b_o[j]))
+            A_x_t_2[j] = o
+            # y_t = tanh(c) * o
+            tanh_c = _tanh_s(c)
+            C_tanh_c_t[j] = tanh_c
+            y = tanh_c * o
+            S_y_t1[j] = y
+
+
+def forward(params, xs, state0=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    state = _check_state(state0, batch, n_hidden, dtype)
+    P = _unpack(params)
+    S_y = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_y[0] = state["y"]
+    S_c = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_c[0] = state["c"]
+    C_f = np.empty((steps, batch, n_hidden), dtype)
+    C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
+    b_z = np.ascontiguousarray(P["b_z"])
+    b_i = np.ascontiguousarray(P["b_i"])
+    b_o = np.ascontiguousarray(P["b_o"])
+    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        W_cat = np.concatenate((P["W_stack_x"], P["W_stack_y"], ), axis=1)
+        A_x = np.empty((steps, batch, P["W_stack_x"].shape[0]), dtype)
+        nil = dtype.type(0.0)
+        args = (xs, W_cat, S_y, A_x, S_c, C_f, C_tanh_c, b_z, b_i, b_o, one, nil,)
+        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda i: args)
+    else:
+        # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t (the
+        # biases are added in the fused loop, which reads A_x anyway: no extra pass over it)
+        A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
+        W_stack_y_T = np.ascontiguousarray(P["W_stack_y"].T)  # C order: BLAS is faster at small B
+        A_y = np.empty((batch, W_stack_y_T.shape[1]), dtype)
+        for t in range(steps):
+            np.matmul(S_y[t], W_stack_y_T, out=A_y)  # the recurrent projection (BLAS)
+            _forward_step(t, A_x, A_y, S_y, S_c, C_f, C_tanh_c, b_z, b_i, b_o, one)
+    cache = {"xs": xs, "backend": "numba",
+             "state": {s: S[-1] for s, S in zip(STATE, (S_y, S_c, ))}}
+    cache["S_y"] = S_y
+    cache["S_c"] = S_c
+    cache["f"] = C_f
+    cache["tanh_c"] = C_tanh_c
+    cache["z"] = A_x[:, :, 0 * n_hidden:1 * n_hidden]  # stored in A_x
+    cache["i"] = A_x[:, :, 1 * n_hidden:2 * n_hidden]  # stored in A_x
+    cache["o"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # stored in A_x
+    cache["A_x"] = A_x
+    return S_y[1:], cache
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _backward_step(t, dhs, S_c, C_f, C_tanh_c, dA_x, d_y_next, d_c_next, R_c, one):
+    """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
+    projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
+    Gates kept in dA_x's slots are read there and overwritten by their adjoints."""
+    batch, n_hidden = dhs.shape[1], dhs.shape[2]
+    for b in range(batch):
+        dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
+        dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
+        C_f_t = C_f[t, b]
+        dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
+        C_tanh_c_t = C_tanh_c[t, b]
+        dhs_t = dhs[t, b]
+        d_y_next_b = d_y_next[b]
+        d_c_next_b = d_c_next[b]
+        S_c_t = S_c[t, b]
+        R_c_b = R_c[b]
+        for j in range(n_hidden):
+            z = dA_x_t_0[j]
+            i = dA_x_t_1[j]
+            f = C_f_t[j]
+            o = dA_x_t_2[j]
+            tanh_c = C_tanh_c_t[j]
+            # bar{y}_t = frac{partial ell_t}{partial y_t} + delta y_t
+            d_y = dhs_t[j] + d_y_next_b[j]
+            # bar{o}_t = d(tanh(c_t)) bar{y}_t
+            d_o = (tanh_c) * d_y
+            # bar{hat{o}}_t = d(o'_t) bar{o}_t
+            d_o_hat = ((o * (one - o))) * d_o
+            # bar{c}_t = delta c_t + d(o_t) d(tanh'(c_t)) bar{y}_t
+            d_c = d_c_next_b[j] + (o) * ((one - tanh_c * tanh_c)) * d_y
+            # bar{f}_t = d(c_{t-1}) bar{c}_t
+            d_f = (S_c_t[j]) * d_c
+            # bar{i}_t = -bar{f}_t + d(z_t) bar{c}_t
+            d_i = -d_f + (z) * d_c
+            # bar{hat{i}}_t = d(i'_t) bar{i}_t
+            d_i_hat = ((i * (one - i))) * d_i
+            # bar{z}_t = d(i_t) bar{c}_t
+            d_z = (i) * d_c
+            # bar{hat{z}}_t = d(z'_t) bar{z}_t
+            d_z_hat = ((one - z * z)) * d_z
+            dA_x_t_0[j] = d_z_hat
+            dA_x_t_1[j] = d_i_hat
+            dA_x_t_2[j] = d_o_hat
+            R_c_b[j] = (f) * d_c
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
+    dys = {name: dL/dy_t}; see generated.cifg_lstm (one cache serves one backward unless
+    keep_cache=True)."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("backend") != "numba":
+        raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
+                         f"forward(); pass it to that module's backward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if xs.shape[2] != n_in or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    if dys is not None:
+        raise ValueError("dys is the readout's gradient, and this cell has no readout")
+    P = _unpack(params)
+    W_stack_x = P["W_stack_x"]
+    W_stack_y = P["W_stack_y"]
+    S_y = cache["S_y"]
+    d_y_next = carry["y"].copy()  # ours: written in place
+    S_c = cache["S_c"]
+    d_c_next = carry["c"].copy()  # ours: written in place
+    C_f = cache["f"]
+    C_tanh_c = cache["tanh_c"]
+    # the gates in A_x's slots become their adjoints; a copy of A_x when the cache is kept
+    dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
+    R_c = np.empty((batch, n_hidden), dtype)
+    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        chunks = rt.row_chunks(batch, rt.num_threads())
+        # each chunk sums its own share of every gradient; the shares are added at the end
+        WT_W_stack_y_0 = np.ascontiguousarray(W_stack_y[0 * n_hidden:3 * n_hidden].T)
+        G_W_stack_x_0_part = np.zeros((len(chunks), 3 * n_hidden, n_in), dtype)
+        G_W_stack_y_0_part = np.zeros((len(chunks), 3 * n_hidden, n_hidden), dtype)
+        colsum_dA_x_part = np.zeros((len(chunks), dA_x.shape[2]), dtype)
+        nil = dtype.type(0.0)
+        rt.run_chunks(_backward_seq, chunks, lambda i: (dhs, S_c, C_f, C_tanh_c, dA_x, d_y_next, d_c_next, R_c, one, xs, S_y, WT_W_stack_y_0, G_W_stack_x_0_part[i], G_W_stack_y_0_part[i], colsum_dA_x_part[i], nil,))
+        G_W_stack_x_0 = G_W_stack_x_0_part.sum(axis=0)
+        G_W_stack_y_0 = G_W_stack_y_0_part.sum(axis=0)
+        colsum_dA_x = colsum_dA_x_part.sum(axis=0)
+    else:
+        for t in range(steps - 1, -1, -1):
+            _backward_step(t, dhs, S_c, C_f, C_tanh_c, dA_x, d_y_next, d_c_next, R_c, one)
+            # carried adjoints: the stacked part as one matmul (BLAS), the rest from the loop
+            d_y_next = dA_x[t] @ W_stack_y
+            d_c_next, R_c = R_c, d_c_next  # no copy
+        # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+        G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+        G_W_stack_y_0 = dA_x[:, :, 0 * n_hidden:3 * n_hidden].reshape(steps * batch, -1).T @ S_y[:-1].reshape(steps * batch, -1)
+        # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+        colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
+    cache["consumed"] = not keep_cache
+    grads = {}
+    grads["W_z"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
+    grads["W_i"] = G_W_stack_x_0[1 * n_hidden:2 * n_hidden]
+    grads["W_o"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
+    grads["R_z"] = G_W_stack_y_0[0 * n_hidden:1 * n_hidden]
+    grads["R_i"] = G_W_stack_y_0[1 * n_hidden:2 * n_hidden]
+    grads["R_o"] = G_W_stack_y_0[2 * n_hidden:3 * n_hidden]
+    grads["b_z"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
+    grads["b_i"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
+    grads["b_o"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
+    grads["y0"] = d_y_next
+    grads["c0"] = d_c_next
+    if input_grad:
+        grads["xs"] = dA_x @ W_stack_x
+    return grads
+
+
+@njit(cache=True)
+def _rtrl_coef(t, S_y, S_c, C_z, C_i, C_f, C_o, C_tanh_c, b_z, b_i, b_o, R_z, R_i, R_o, J_y, D_y_c, D_c_c, U0, U1, U2, U3, U4):
+    """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
+    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
+    coefficients of V_t (one per distinct d(.) product; see derive.codegen_numba.rtrl_parts)."""
+    batch, n_hidden = S_y.shape[1], S_y.shape[2]
+    for b in range(batch):
+        for j in range(n_hidden):
+            z = C_z[t, b, j]
+            i = C_i[t, b, j]
+            f = C_f[t, b, j]
+            o = C_o[t, b, j]
+            tanh_c = C_tanh_c[t, b, j]
+            k0 = (o) * ((1.0 - tanh_c * tanh_c)) * (i) * ((1.0 - z * z))
+            k1 = (o) * ((1.0 - tanh_c * tanh_c)) * (z) * ((i * (1.0 - i)))
+            k2 = -1.0 * (o) * ((1.0 - tanh_c * tanh_c)) * ((i * (1.0 - i))) * (S_c[t, b, j])
+            k3 = (tanh_c) * ((o * (1.0 - o)))
+            k4 = (o) * ((1.0 - tanh_c * tanh_c)) * (f)
+            k5 = (i) * ((1.0 - z * z))
+            k6 = (z) * ((i * (1.0 - i)))
+            k7 = -1.0 * ((i * (1.0 - i))) * (S_c[t, b, j])
+            k8 = (f)
+            # d y_t / d y_(t-1), row j: the dense part
+            for m in range(n_hidden):
+                J_y[b, 0 * n_hidden + j, m] = k0 * R_z[j, m] + k1 * R_i[j, m] + k2 * R_i[j, m] + k3 * R_o[j, m]
+            # d c_t / d y_(t-1), row j: the dense part
+            for m in range(n_hidden):
+                J_y[b, 1 * n_hidden + j, m] = k5 * R_z[j, m] + k6 * R_i[j, m] + k7 * R_i[j, m]
+            D_y_c[b, j] = k4
+            D_c_c[b, j] = k8
+            U0[b, j] = k0
+            U1[b, j] = k1 + k2
+            U2[b, j] = k3
+            U3[b, j] = k5
+            U4[b, j] = k6 + k7
+
+
+@njit(cache=True)
+def _rtrl_post(t, out, S, OFF, xs, S_y, D_y_c, D_c_c, U0, U1, U2, U3, U4):
+    """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
+    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
+    vector parameter): one pass over (batch, unit)."""
+    batch, n_hidden = out.shape[0], out.shape[1] // 2
+    width = out.shape[2]
+    for b in range(batch):
+        for j in range(n_hidden):
+            # out_u += d(D_uc) S_c: the diagonal blocks, one pass over S_c
+            d0 = D_y_c[b, j]
+            d1 = D_c_c[b, j]
+            s = S[b, 1 * n_hidden + j]
+            r0 = out[b, 0 * n_hidden + j]
+            r1 = out[b, 1 * n_hidden + j]
+            for p in range(width):
+                r0[p] += d0 * s[p]
+                r1[p] += d1 * s[p]
+            # V_t on its diagonal structure
+            # V_y^W_z = d(o_t) d(tanh'(c_t)) d(i_t) d(z'_t) d_2(x_t)
+            u = U0[b, j]
+            o = OFF[0] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_y^W_i = d(o_t) d(tanh'(c_t)) d(z_t) d(i'_t) d_2(x_t) - d(o_t) d(tanh'(c_t)) d(i'_t) d(c_{t-1}) d_2(x_t)
+            u = U1[b, j]
+            o = OFF[1] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_y^W_o = d(tanh(c_t)) d(o'_t) d_2(x_t)
+            u = U2[b, j]
+            o = OFF[2] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_y^R_z = d(o_t) d(tanh'(c_t)) d(i_t) d(z'_t) d_2(y_{t-1})
+            u = U0[b, j]
+            o = OFF[3] + j * S_y.shape[-1]
+            for l in range(S_y.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_y[t, b, l]
+            # V_y^R_i = d(o_t) d(tanh'(c_t)) d(z_t) d(i'_t) d_2(y_{t-1}) - d(o_t) d(tanh'(c_t)) d(i'_t) d(c_{t-1}) d_2(y_{t-1})
+            u = U1[b, j]
+            o = OFF[4] + j * S_y.shape[-1]
+            for l in range(S_y.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_y[t, b, l]
+            # V_y^R_o = d(tanh(c_t)) d(o'_t) d_2(y_{t-1})
+            u = U2[b, j]
+            o = OFF[5] + j * S_y.shape[-1]
+            for l in range(S_y.shape[-1]):
+                out[b, 0 * n_hidden + j, o + l] += u * S_y[t, b, l]
+            # V_y^b_z = d(o_t) d(tanh'(c_t)) d(i_t) d(z'_t)
+            out[b, 0 * n_hidden + j, OFF[6] + j] += U0[b, j]
+            # V_y^b_i = d(o_t) d(tanh'(c_t)) d(z_t) d(i'_t) - d(o_t) d(tanh'(c_t)) d(i'_t) d(c_{t-1})
+            out[b, 0 * n_hidden + j, OFF[7] + j] += U1[b, j]
+            # V_y^b_o = d(tanh(c_t)) d(o'_t)
+            out[b, 0 * n_hidden + j, OFF[8] + j] += U2[b, j]
+            # V_c^W_z = d(i_t) d(z'_t) d_2(x_t)
+            u = U3[b, j]
+            o = OFF[0] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_c^W_i = d(z_t) d(i'_t) d_2(x_t) - d(i'_t) d(c_{t-1}) d_2(x_t)
+            u = U4[b, j]
+            o = OFF[1] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * xs[t, b, l]
+            # V_c^R_z = d(i_t) d(z'_t) d_2(y_{t-1})
+            u = U3[b, j]
+            o = OFF[3] + j * S_y.shape[-1]
+            for l in range(S_y.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * S_y[t, b, l]
+            # V_c^R_i = d(z_t) d(i'_t) d_2(y_{t-1}) - d(i'_t) d(c_{t-1}) d_2(y_{t-1})
+            u = U4[b, j]
+            o = OFF[4] + j * S_y.shape[-1]
+            for l in range(S_y.shape[-1]):
+                out[b, 1 * n_hidden + j, o + l] += u * S_y[t, b, l]
+            # V_c^b_z = d(i_t) d(z'_t)
+            out[b, 1 * n_hidden + j, OFF[6] + j] += U3[b, j]
+            # V_c^b_i = d(z_t) d(i'_t) - d(i'_t) d(c_{t-1})
+            out[b, 1 * n_hidden + j, OFF[7] + j] += U4[b, j]
+
+
+def rtrl(params, xs, state0=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
+    recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
+    layout and result as generated.cifg_lstm.rtrl): the forward pass first (all steps' values),
+    then per step two compiled passes and one BLAS product per dense Jacobian column."""
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch = xs.shape[:2]
+    _, cache = forward(params, xs, state0)
+    P = _unpack(params)
+    S_y = cache["S_y"]
+    S_c = cache["S_c"]
+    C_z = cache["z"]
+    C_i = cache["i"]
+    C_f = cache["f"]
+    C_o = cache["o"]
+    C_tanh_c = cache["tanh_c"]
+    b_z = np.ascontiguousarray(P["b_z"])
+    b_i = np.ascontiguousarray(P["b_i"])
+    b_o = np.ascontiguousarray(P["b_o"])
+    R_z = np.ascontiguousarray(P["R_z"])
+    R_i = np.ascontiguousarray(P["R_i"])
+    R_o = np.ascontiguousarray(P["R_o"])
+    off, _, _, width = rt.sens_layout(PARAMS, n_hidden, n_in)
+    OFF = np.array([off[p][0] for p in PARAMS], np.int64)
+    rows = len(STATE) * n_hidden
+    # S_0 = 0; one block for both buffers, freed whole (see rt.sens_buffers)
+    whole = list(np.zeros((2, batch, rows, width), dtype))
+    J_y = np.zeros((batch, rows, n_hidden), dtype)  # d(all states)/d y_(t-1)
+    D_y_c = np.empty((batch, n_hidden), dtype)
+    D_c_c = np.empty((batch, n_hidden), dtype)
+    U0 = np.empty((batch, n_hidden), dtype)
+    U1 = np.empty((batch, n_hidden), dtype)
+    U2 = np.empty((batch, n_hidden), dtype)
+    U3 = np.empty((batch, n_hidden), dtype)
+    U4 = np.empty((batch, n_hidden), dtype)
+    for t in range(steps):
+        S, out = whole[t % 2], whole[1 - t % 2]
+        _rtrl_coef(t, S_y, S_c, C_z, C_i, C_f, C_o, C_tanh_c, b_z, b_i, b_o, R_z, R_i, R_o, J_y, D_y_c, D_c_c, U0, U1, U2, U3, U4)
+        np.matmul(J_y, S[:, 0 * n_hidden:1 * n_hidden], out=out)
+        _rtrl_post(t, out, S, OFF, xs, S_y, D_y_c, D_c_c, U0, U1, U2, U3, U4)
+    # a compact copy of the output state's rows: the result keeps neither buffer alive
+    return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden].copy(), off, batch,
+                         n_hidden)
