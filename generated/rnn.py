@@ -148,12 +148,13 @@ def readout(params, hs):
     return { "y": y }
 
 
-def _readout_backward(params, cache, dys):
-    """Reverse mode through the readout, all steps at once: (dL/dA of the readout's
-    parameters, dL/dh_t it passes to the cell or None)."""
+def _readout_backward(params, hs, dys):
+    """Reverse mode through the readout, all steps at once, from the output states hs
+    (T, B, n_hidden): (dL/dA of the readout's parameters, dL/dh_t it passes to the cell or
+    None)."""
     _check_readout(params)
     n_hidden, n_in, dtype = _sizes(params)
-    steps, batch = cache["xs"].shape[:2]
+    steps, batch = hs.shape[:2]
     n_out = params["V"].shape[0]
     if not isinstance(dys, dict) or set(dys) != set(READOUT):
         raise ValueError(f"dys must map exactly the readout's outputs {list(READOUT)} to "
@@ -161,7 +162,7 @@ def _readout_backward(params, cache, dys):
     dy_y = _check_array("dys[\"y\"]", dys["y"], (steps, batch, n_out), dtype)
     V_ = params["V"]
     b_y = params["b_y"]
-    h = cache["S_h"][1:]
+    h = hs
     y_hat = h @ V_.T + b_y
     # y_t = \sigma(V h_t + b_y)
     y = _sigmoid(y_hat)
@@ -194,7 +195,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
     readout_grads = None
     if dys is not None:
-        readout_grads, dh_readout = _readout_backward(params, cache, dys)
+        readout_grads, dh_readout = _readout_backward(params, cache["S_h"][1:], dys)
         if dh_readout is not None:
             dhs = dhs + dh_readout
     elif any(p in params for p in READOUT_PARAMS):

@@ -458,7 +458,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
     readout_grads = None
     if dys is not None:  # the readout, all steps at once, by the NumPy kernel
-        readout_grads, dh_readout = _readout_backward(params, cache, dys)
+        readout_grads, dh_readout = _readout_backward(params, cache["S_h"][1:], dys)
         if dh_readout is not None:
             dhs = np.ascontiguousarray(dhs + dh_readout)
     elif any(p in params for p in READOUT_PARAMS):
