@@ -624,10 +624,10 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["b_z"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
     grads["b_i"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
     grads["b_o"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
-    grads["y0"] = d_y_next
-    grads["c0"] = d_c_next
+    grads[STATE0_GRAD["y"]] = d_y_next
+    grads[STATE0_GRAD["c"]] = d_c_next
     if input_grad:
-        grads["xs"] = dA_x @ W_stack_x
+        grads[INPUT_GRAD] = dA_x @ W_stack_x
     return grads
 
 

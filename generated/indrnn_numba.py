@@ -491,9 +491,9 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["W"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
     grads["u"] = g_u
     grads["b"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
-    grads["h0"] = d_h_next
+    grads[STATE0_GRAD["h"]] = d_h_next
     if input_grad:
-        grads["xs"] = dA_x @ W_stack_x
+        grads[INPUT_GRAD] = dA_x @ W_stack_x
     return grads
 
 

@@ -658,10 +658,10 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["p_i"] = g_p_i
     grads["p_f"] = g_p_f
     grads["p_o"] = g_p_o
-    grads["h0"] = d_h_next
-    grads["c0"] = d_c_next
+    grads[STATE0_GRAD["h"]] = d_h_next
+    grads[STATE0_GRAD["c"]] = d_c_next
     if input_grad:
-        grads["xs"] = dA_x @ W_stack_x
+        grads[INPUT_GRAD] = dA_x @ W_stack_x
     return grads
 
 

@@ -632,10 +632,10 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["b_i"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
     grads["b_f"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
     grads["b_o"] = colsum_dA_x[3 * n_hidden:4 * n_hidden]
-    grads["h0"] = d_h_next
-    grads["s0"] = d_s_next
+    grads[STATE0_GRAD["h"]] = d_h_next
+    grads[STATE0_GRAD["s"]] = d_s_next
     if input_grad:
-        grads["xs"] = dA_x @ W_stack_x
+        grads[INPUT_GRAD] = dA_x @ W_stack_x
     return grads
 
 

@@ -558,9 +558,9 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     grads["W_gh"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
     grads["b_c"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
     grads["b_g"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
-    grads["h0"] = d_h_next
+    grads[STATE0_GRAD["h"]] = d_h_next
     if input_grad:
-        grads["xs"] = dA_x @ W_stack_x
+        grads[INPUT_GRAD] = dA_x @ W_stack_x
     return grads
 
 
