@@ -43,7 +43,7 @@ from .algebra import Adj, Diag, Diag2, Ident, Mat, Sum, Term
 from .codegen.plan import KernelPlan, Stack, _ident, _latex_adj, _num, environment, join_signed
 from .derivation import derive
 from .latex import expanded, node_symbol
-from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
+from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, walk
 
 
 class Unsupported(ValueError):
@@ -647,6 +647,10 @@ def _plain(latex: str) -> str:
 _PRINTER_PREFIXES = ("d_", "g_", "C_", "G_", "Jd_", "JM_", "dA_", "out_", "colsum_", "W_stack",
                      "b_stack", "W_cat", "dxs")
 _STATE_PREFIXES = ("S_", "A_", "R_")  # followed by a state's name (or x): S_h, A_x, R_c
+# locals of templates/numba/kernel.py.j2's functions (forward, backward, rtrl)
+_TEMPLATE_LOCALS = {"OFF", "P", "S", "args", "b1", "batch", "cache", "carry", "chunks",
+                    "dh_readout", "dhs", "dtype", "dys", "n_hidden", "n_in", "nil", "off", "out",
+                    "readout_grads", "rows", "state", "steps", "whole", "width", "xs", "zero"}
 _PRINTER_SUFFIXES = ("_prev", "_hat", "_next", "_new", "_T", "_")
 
 
@@ -665,6 +669,7 @@ def _unsafe_name(name: str, node: bool = False, states: tuple = ()) -> bool:
     # were found by bench/fuzz.py)
     node_unsafe = _LOOP_NAMES - {"i", "o", "s"} if node else set()
     return (name in TEMPLATE_NAMES - RESERVED - _LOOP_NAMES or name in node_unsafe
+            or name in _TEMPLATE_LOCALS - RESERVED
             or keyword.iskeyword(name) or name in dir(builtins)
             or name.startswith(_PRINTER_PREFIXES) or name.endswith(_PRINTER_SUFFIXES)
             or any(name == p + v for p in _STATE_PREFIXES for v in (*states, "x"))
@@ -677,10 +682,19 @@ def fused_refusal(d) -> str | None:
     instead re-exports the NumPy kernel, so every cell has a numba module with the same API."""
     spec = d.spec
     nodes = [n for n, v in spec.nodes.items() if v.role not in ("hat", "readout")]
+    # U is the pair-of-rows buffer of _forward_seq, which reads nodes and vector parameters
+    # by name (matrices only through the stacks)
+    in_loops = {*nodes, *(p for p in spec.cell_params if not spec.params[p].is_matrix)}
     bad = sorted({n for n in spec.cell_params if _unsafe_name(n, states=spec.states)} |
-                 {n for n in nodes if _unsafe_name(n, node=True, states=spec.states)})
+                 {n for n in nodes if _unsafe_name(n, node=True, states=spec.states)} |
+                 ({"U"} & in_loops))
     if bad:
         return f"its names {bad} are among the fused printer's own"
+    products = [e for n in nodes + [h for h in spec.nodes if h.endswith(HAT)]
+                for e in walk(spec.nodes[n].expr) if isinstance(e, MatVec)]
+    twice = sorted({f"{e.param} @ ..." for e in products if products.count(e) > 1})
+    if twice:  # its plan folds each product into one slot (found by bench/fuzz.py)
+        return f"the same matrix product appears more than once ({', '.join(twice)})"
     try:
         NumbaPlan(d).context("numba/kernel.py.j2")
     except Unsupported as exc:
