@@ -75,7 +75,7 @@ def derive_step(K, P, xs, R):
 
 
 def derive_grads_torch_layout(cell: str, grads: dict) -> dict:
-    from derive.interop import derive_keys, to_torch
+    from derive.tools.interop import derive_keys, to_torch
 
     return to_torch(cell, {k: grads[k] for k in derive_keys(cell)}, gradient=True)
 
@@ -99,7 +99,7 @@ def torch_step(cell: str, P: dict, xs: np.ndarray, R: np.ndarray):
     """(step, grads) for torch.nn.LSTM / nn.GRU loaded with the same parameters."""
     import torch
 
-    from derive.interop import to_torch
+    from derive.tools.interop import to_torch
 
     T, B, n_in = xs.shape
     n = R.shape[2]
@@ -183,7 +183,7 @@ def jax_hs(cell: str):
 
 def jax_step(cell: str, P: dict, xs: np.ndarray, R: np.ndarray):
     """(step, grads, compile_s): jit(grad(L)) with L = sum(hs * R), compile time excluded."""
-    from derive.interop import to_torch
+    from derive.tools.interop import to_torch
 
     jax = _jax()
     jnp = jax.numpy

@@ -21,7 +21,7 @@ import time
 t0 = time.perf_counter()
 import sympy  # noqa: F401  (counted: the SymPy view is part of a derivation)
 import derive
-from derive import latex as L
+from derive.printing import latex as L
 for c in derive.cells():
     d = derive.derive(c)
     d.jacobian, d.forward, d.reverse

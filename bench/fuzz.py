@@ -25,14 +25,14 @@ per backend (``derive.codegen.load_kernel``), against ``tests/fuzz_reference.py`
   rtrl            dh_T/dA for every parameter from a random initial state
   rtrl_step       one step from a random state with sens=None, then one passing sens
   state_jacobian  d(states at t)/d(states at t-1)
-docs      ``derive.latex_doc.document(..., standalone=True)`` (what ``derive latex CELL
-          --standalone`` prints) and ``derive.text.show`` (``derive show CELL``): no crash, every
-          state named, balanced braces and environments (``--pdflatex``: and it compiles).
+docs      ``derive.document.latex_doc.document(..., standalone=True)`` (what ``derive latex CELL
+          --standalone`` prints) and ``derive.document.text.show`` (``derive show CELL``): no crash,
+          every state named, balanced braces and environments (``--pdflatex``: and it compiles).
 
 Outcomes: ok, wrong (|got - want| > 1e-8 (1 + max |want|) anywhere, a wrong shape or key, a
 non-finite value, a kernel that wrote into its params, xs or state), crash (an exception: type,
 message and the line it came from), refused late (a clear error after read:
-codegen_numba.Unsupported, SpecError, NotImplementedError, NotationError), n/a. Exit status 1
+numba_backend.Unsupported, SpecError, NotImplementedError, NotationError), n/a. Exit status 1
 when any cell has a wrong, crash, refused-late or refused-unclear outcome; 0 otherwise.
 
 ``--shrink K`` takes the K most frequent kinds of failure (backend/mode/outcome/exception type)
@@ -240,11 +240,11 @@ def _copy(d):
 
 def _refusal_types() -> tuple[type, ...]:
     import derive
-    from derive.notation import NotationError
+    from derive.printing.notation import NotationError
 
     kinds: list[type] = [derive.SpecError, NotImplementedError, NotationError]
     try:
-        from derive.codegen_numba import Unsupported
+        from derive.codegen.numba_backend import Unsupported
         kinds.append(Unsupported)
     except Exception:  # noqa: BLE001 (numba printer missing or mid-edit)
         pass
@@ -450,7 +450,8 @@ def _pdflatex(doc: str) -> str:
 def check_docs(spec: Mapping[str, Any], pdflatex: bool = False) -> list[Result]:
     """The LaTeX article and the terminal text: no crash, every state named, balanced."""
     import derive
-    from derive import latex_doc, notation, text
+    from derive.document import latex_doc, text
+    from derive.printing import notation
 
     holder: dict[str, Any] = {}
 
@@ -764,7 +765,7 @@ def _job(args: tuple) -> CellReport:
 
 def _builtin_job(args: tuple) -> CellReport:
     name, backends, docs, pdflatex = args
-    from derive.cells import BUILTIN
+    from derive.spec.cells import BUILTIN
 
     spec = BUILTIN[name]
     return check_cell(spec, {"n_hidden": 3, "n_in": 2, "n_out": 2, "T": 3, "B": 2},
@@ -853,7 +854,7 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown backend(s) {bad}; choose from numpy, numba")
     docs = not args.no_docs
     if args.builtin:
-        from derive.cells import BUILTIN
+        from derive.spec.cells import BUILTIN
 
         jobs, fn = [(name, backends, docs, args.pdflatex) for name in BUILTIN], _builtin_job
     else:

@@ -16,7 +16,7 @@ from _common import ROOT, ForeignLoad, Policy, Row, busy_note, median
 GEN_FALLBACK = """
 import time
 t0 = time.perf_counter()
-import derive.generate as g
+import derive.tools.generate as g
 files = g.outputs()
 print(time.perf_counter() - t0, len(files))
 """
@@ -63,7 +63,7 @@ def run_generate(policy: Policy, log=print) -> list[Row]:
             what, note = "derive generate --out DIR (all cells), cold process", ""
         else:
             cmd = [sys.executable, "-c", GEN_FALLBACK]
-            what = "derive.generate.outputs() (all cells), cold process"
+            what = "derive.tools.generate.outputs() (all cells), cold process"
             note = f"CLI fallback: {why}"
         log(f"  generate: {' '.join(cmd[:2])} ...", file=sys.stderr)
         _run(cmd)  # warm-up (bytecode caches)

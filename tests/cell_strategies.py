@@ -27,7 +27,7 @@ parameter is used, no cycles):
   ``d_h_next``), chosen to collide with the names a code generator introduces, and Python
   keywords.
 
-Activations: the intersection of the reference's table and ``derive.activations.ACTIVATIONS``
+Activations: the intersection of the reference's table and ``derive.spec.activations.ACTIVATIONS``
 (read for its names only), ``reciprocal`` only of an argument bounded away from 0, ``exp`` only
 of a bounded argument.
 """
@@ -63,7 +63,7 @@ DIM = {"hidden": "H", "input": "X", "output": "O"}
 
 def derive_activation_names() -> list[str]:
     """The activations both derive and the reference know (derive's dict read for its keys)."""
-    from derive.activations import ACTIVATIONS
+    from derive.spec.activations import ACTIVATIONS
 
     both = set(ACTIVATIONS) & set(fuzz_reference.ACTIVATIONS)
     first = [a for a in ("tanh", "sigmoid") if a in both]  # a 0 draw (shrinking) picks tanh
@@ -420,7 +420,7 @@ class _Gen:
 
 def generate(rnd: random.Random, *, activations: Iterable[str] | None = None,
              collide: float = 0.2, name: str = "fuzz") -> dict[str, Any]:
-    """A random valid cell spec (the plain-data format of ``derive/cells.py``).
+    """A random valid cell spec (the plain-data format of ``derive/spec/cells.py``).
 
     ``activations``: the names to draw from (default: :func:`derive_activation_names`);
     ``collide``: how often a name comes from :data:`COLLIDING_NAMES` / :data:`KEYWORDS`."""

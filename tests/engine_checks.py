@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from derive.numeric import Step
+from derive.calculus.numeric import Step
 
 
 def engine_modes(D: Any, step: Step, adj_in: dict[tuple[str, str], Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """An independent reference for any cell spec: its own parser, evaluator and torch autograd.
 
 Shares no code with derive (it never imports it): the cell-spec expression language of
-``derive/cells.py`` is tokenized and parsed here again, evaluated in torch float64, and every
+``derive/spec/cells.py`` is tokenized and parsed here again, evaluated in torch float64, and every
 quantity the kernels compute (forward, readout, BPTT gradients, RTRL sensitivities, one RTRL
 step, the one-step state Jacobian) is obtained by torch's autograd. ``tests/test_fuzz.py`` checks
 this reference itself against central finite differences and against torch.nn.LSTM / GRU.

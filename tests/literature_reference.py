@@ -1,12 +1,12 @@
-"""The recurrent cells of the literature (derive.cells.LITERATURE) written by hand with torch.
+"""The recurrent cells of the literature (derive.spec.cells.LITERATURE) written by hand with torch.
 
 Independent of derive (nothing here imports it): each step is the paper's equations typed in
 again, in torch, so that torch.autograd / torch.func can check the kernels derive prints. The
-parameter names and layout are those of the specs in derive/cells.py (a 2-D parameter W of
+parameter names and layout are those of the specs in derive/spec/cells.py (a 2-D parameter W of
 shape (n_hidden, n_in or n_hidden) acts as W @ v); tensors are batch-leading, so W @ v is
 ``v @ W.T``. Every function works in the dtype of its arguments (float64 or float32).
 
-Papers (see derive/cells.py for the full citations):
+Papers (see derive/spec/cells.py for the full citations):
   mgu        Zhou, Wu, Zhang, Zhou 2016, Minimal gated unit for recurrent neural networks
   gru_cho    Cho et al. 2014, arXiv:1406.1078, eqs (5)-(8): reset before U, no biases
   cifg_lstm  Greff et al. 2017, LSTM: A search space odyssey, CIFG variant (f = 1 - i), no

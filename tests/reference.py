@@ -1,8 +1,8 @@
 """Independent hand-written references for the built-in cells.
 
 Nothing here imports :mod:`derive`: every cell is re-implemented by hand from its equations (the
-same equations as ``derive/cells.py``), once with NumPy and once with SymPy, so that the test-suite
-can check the symbolic engine against code that shares none of its machinery.
+same equations as ``derive/spec/cells.py``), once with NumPy and once with SymPy, so that the
+test-suite can check the symbolic engine against code that shares none of its machinery.
 
 Conventions
 -----------

@@ -1,6 +1,6 @@
-"""The activation registry (derive/activations.py): every facet of every record, checked against
-sympy.diff and torch.autograd, and one new activation registered in one place and seen by every
-consumer (LaTeX, terminal text, gradient-flow bound, NumPy and numba kernels).
+"""The activation registry (derive/spec/activations.py): every facet of every record, checked
+against sympy.diff and torch.autograd, and one new activation registered in one place and seen by
+every consumer (LaTeX, terminal text, gradient-flow bound, NumPy and numba kernels).
 
 The numbers each test expects come from SymPy, torch or a hand-written formula in this file,
 never from the facet under test.
@@ -15,7 +15,7 @@ import pytest
 import sympy as sp
 from conftest import require
 
-from derive.activations import ACTIVATIONS, Activation, register, unregister
+from derive.spec.activations import ACTIVATIONS, Activation, register, unregister
 
 NAMES = list(ACTIVATIONS)
 # kinks (0 for relu / leaky_relu, +-3 for hard_sigmoid), both sides of them, and the tails
@@ -145,7 +145,7 @@ def test_bound_is_the_sup_of_the_derivative(name):
 
 
 # numba: the scalar forms as the fused loops print them (float literals bound in the dtype by
-# derive.codegen_numba.typed_literals; sigmoid's and tanh's helpers from the template)
+# derive.codegen.numba_backend.typed_literals; sigmoid's and tanh's helpers from the template)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def numba_helpers(tmp_path_factory):
 def test_numba_scalar_forms(name, numba_helpers):
     from numba import njit
 
-    from derive.codegen_numba import typed_literals
+    from derive.codegen.numba_backend import typed_literals
 
     act = ACTIVATIONS[name]
     lits, body = typed_literals([f"v = {act.numba.format(z='z')}",
@@ -237,9 +237,9 @@ def bisig():
 
 def test_a_new_activation_is_one_registration(bisig):
     import derive
-    from derive import flow
-    from derive.latex_doc import document
-    from derive.text import show
+    from derive.document.latex_doc import document
+    from derive.document.text import show
+    from derive.tools import flow
 
     d = derive.derive(BISIG_RNN)
     assert r"\operatorname{bisig}'(h_{t-1})" in document(d)  # the derivation

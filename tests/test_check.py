@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from derive.cells import BUILTIN
 from derive.check import VERDICTS, CheckError, check_file, check_text, main, register
-from derive.latex_doc import document
+from derive.document.latex_doc import document
+from derive.spec.cells import BUILTIN
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "check_fixtures"
@@ -650,8 +650,8 @@ def test_activation_registered_at_run_time(latex: str) -> None:
     import sympy as sp
 
     import derive
-    from derive.activations import Activation, unregister
-    from derive.activations import register as register_activation
+    from derive.spec.activations import Activation, unregister
+    from derive.spec.activations import register as register_activation
 
     register_activation(Activation(
         name="bisig", latex=latex, unicode="bisig", numpy="np.tanh(0.5 * ({z}))",

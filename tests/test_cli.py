@@ -1,6 +1,6 @@
 """The ``derive`` command line, run as a user runs it: the installed console script in a
 subprocess, for every command and for bad input (exit status 2, a message listing the valid
-choices, no traceback, no file written). ``derive verify`` gets a stand-in ``derive.verify``
+choices, no traceback, no file written). ``derive verify`` gets a stand-in ``derive.tools.verify``
 (injected with a sitecustomize module) so that its table and exit status are tested on their
 own; the real checks are tests/test_verify.py's."""
 
@@ -18,9 +18,10 @@ import pytest
 from conftest import require_executable
 
 import derive
-from derive import cli, latex_doc
-from derive.cells import BUILTIN
-from derive.generate import outputs
+from derive import cli
+from derive.document import latex_doc
+from derive.spec.cells import BUILTIN
+from derive.tools.generate import outputs
 
 CELLS = list(BUILTIN)
 
@@ -76,7 +77,7 @@ def test_show_prints_readable_unicode_for_each_mode(exe):
 def test_show_fits_the_width(exe, cell):
     r = run(exe, "show", cell, "--steps", "--notation", "seed001", "--width", "72")
     assert r.returncode == 0, r.stderr
-    from derive.text import display_width
+    from derive.document.text import display_width
 
     assert max(display_width(ln) for ln in r.stdout.splitlines()) <= 72
 
@@ -243,9 +244,9 @@ SITECUSTOMIZE = '''
 import json, os, sys, types
 _rows = os.environ.get("DERIVE_TEST_VERIFY_ROWS")
 if _rows is not None:
-    _m = types.ModuleType("derive.verify")
+    _m = types.ModuleType("derive.tools.verify")
     _m.run = lambda cell: json.loads(_rows)
-    sys.modules["derive.verify"] = _m
+    sys.modules["derive.tools.verify"] = _m
 '''
 
 
@@ -258,7 +259,9 @@ def _rows(rel: float) -> list[dict]:
 @pytest.mark.parametrize("rel, code", [(4e-10, 0), (1e-6, 0), (2e-6, 1), (math.nan, 1)])
 def test_verify_prints_a_table_and_exits_on_the_tolerance(exe, tmp_path, rel, code):
     (tmp_path / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = {"PYTHONPATH": str(tmp_path), "DERIVE_TEST_VERIFY_ROWS": json.dumps(_rows(rel))}
+    # sitecustomize first; then the caller's path (the derive under test, not only the installed)
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    env = {"PYTHONPATH": path, "DERIVE_TEST_VERIFY_ROWS": json.dumps(_rows(rel))}
     r = run(exe, "verify", "lstm", env=env)
     assert r.returncode == code, r.stderr
     lines = r.stdout.splitlines()
@@ -277,9 +280,9 @@ def test_verify_prints_a_table_and_exits_on_the_tolerance(exe, tmp_path, rel, co
 def test_verify_with_no_rows_fails(monkeypatch, capsys):
     import types
 
-    fake = types.ModuleType("derive.verify")
+    fake = types.ModuleType("derive.tools.verify")
     fake.run = lambda cell: []
-    monkeypatch.setitem(sys.modules, "derive.verify", fake)
+    monkeypatch.setitem(sys.modules, "derive.tools.verify", fake)
     assert cli.main(["verify", "gru"]) == 1
     assert "no checks ran" in capsys.readouterr().out
 
@@ -288,9 +291,9 @@ def test_verify_passes_the_cell_through(monkeypatch, capsys):
     import types
 
     seen = []
-    fake = types.ModuleType("derive.verify")
+    fake = types.ModuleType("derive.tools.verify")
     fake.run = lambda cell: seen.append(cell) or _rows(0.0)
-    monkeypatch.setitem(sys.modules, "derive.verify", fake)
+    monkeypatch.setitem(sys.modules, "derive.tools.verify", fake)
     assert cli.main(["verify", "peephole_lstm"]) == 0
     assert seen == ["peephole_lstm"]
 
@@ -319,7 +322,7 @@ def test_derive_package_still_lists_the_same_cells():
 
 @pytest.mark.parametrize("notation", ["native", "seed001", "standard"])
 def test_show_output_is_plain_unicode_for_every_cell(notation):
-    from derive.text import show
+    from derive.document.text import show
 
     for cell in CELLS:
         out = show(cell, notation=notation, steps=True, width=100)

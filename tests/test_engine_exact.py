@@ -17,7 +17,7 @@ import sympy as sp
 from engine_checks import engine_modes, phi_weights
 
 import derive
-from derive.numeric import Step
+from derive.calculus.numeric import Step
 
 N, M = 2, 3
 

@@ -12,7 +12,7 @@ import reference
 from engine_checks import engine_modes, phi_weights, random_adjoints
 
 import derive
-from derive.numeric import Step
+from derive.calculus.numeric import Step
 
 N, M = 3, 4
 EPS = 1e-6

@@ -22,9 +22,9 @@ import pytest
 import reference
 
 import derive
-from derive import latex as L
-from derive.algebra import Diag, Ident, Mat, Rec, Sum, make_sum
-from derive.numeric import Step
+from derive.calculus.algebra import Diag, Ident, Mat, Rec, Sum, make_sum
+from derive.calculus.numeric import Step
+from derive.printing import latex as L
 from derive.spec import Call, Ref
 
 M_SEED = (r"\left(d(\sigma(s_t)) d(o'_t) W_o + d(o_t) d(\sigma'(s_t)) \left(d(s_{t-1}) d(f'_t) W_f"

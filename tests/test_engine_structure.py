@@ -12,8 +12,8 @@ import reference
 import sympy as sp
 
 import derive
-from derive.numeric import Step
-from derive.symbolic import SIZES
+from derive.calculus.numeric import Step
+from derive.printing.symbolic import SIZES
 
 
 @pytest.mark.parametrize("cell", derive.cells())
@@ -39,7 +39,7 @@ def test_lstm_carousel_block_is_the_forget_gate() -> None:
 def _dump() -> str:
     code = (
         "import derive\n"
-        "from derive import latex as L\n"
+        "from derive.printing import latex as L\n"
         "for c in derive.cells():\n"
         "    d = derive.derive(c)\n"
         "    print(L.render_mode(d, 'forward'), L.render_mode(d, 'reverse'),"

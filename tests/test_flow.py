@@ -1,4 +1,4 @@
-"""Gradient flow (derive.flow, derive flow): measured against independent things.
+"""Gradient flow (derive.tools.flow, derive flow): measured against independent things.
 
 * products of one-step Jacobians (from the generated kernels) against central differences of the
   hand-written steps of tests/reference.py, over several steps, for every cell;
@@ -34,7 +34,8 @@ import sympy as sp
 from conftest import require
 
 import derive
-from derive import flow, flow_cli
+from derive.cli import flow_cli
+from derive.tools import flow
 
 CELLS = reference.CELLS
 EPS = 1e-6
@@ -486,7 +487,7 @@ def test_seed000_sum_over_time() -> None:
 def test_carousel_is_found_from_the_derivation() -> None:
     """The carousel is the diagonal, derivative-free part of a state's self-Jacobian: d(f_t) for
     the LSTMs (also with peepholes), d(z_t) for the GRU, none for the RNN."""
-    from derive import latex as L
+    from derive.printing import latex as L
 
     got = {}
     for c in CELLS:
@@ -505,7 +506,7 @@ def test_carousel_is_found_from_the_derivation() -> None:
 
 def test_within_step_derivative() -> None:
     """dh_t/dc_t = d(o_t) d(tanh'(c_t)) (LSTM); with peepholes o also sees c_t."""
-    from derive import latex as L
+    from derive.printing import latex as L
 
     d = derive.derive("lstm")
     assert L.expanded(flow.within(d, "h", "c"), L.names_for(d)) == r"d(o_t) d(\tanh'(c_t))"

@@ -128,7 +128,7 @@ def test_numba_kernels_match_the_reference_on_random_cells(cell):
 def test_builtin_cells_pass_the_harness(cell):
     """The harness on the built-in cells (pinned to torch by other tests): every mode ok, NumPy
     backend; the readout too where the spec has one."""
-    from derive.cells import BUILTIN
+    from derive.spec.cells import BUILTIN
 
     rep = fuzz.check_cell(BUILTIN[cell], {"n_hidden": 3, "n_in": 2, "n_out": 2, "T": 3, "B": 2},
                           backends=["numpy"], docs=True)
@@ -143,7 +143,7 @@ def test_builtin_cells_pass_the_harness(cell):
 def test_harness_detects_a_wrong_kernel():
     """Not vacuous: the GRU kernel judged against the reference of a GRU with z and 1 - z
     swapped is wrong in every numeric mode."""
-    from derive.cells import GRU
+    from derive.spec.cells import GRU
 
     swapped = {**GRU, "nodes": {**GRU["nodes"], "h": "z * n + (1 - z) * h_prev"}}
     sizes = {"n_hidden": 3, "n_in": 2, "n_out": 1, "T": 3, "B": 2}
@@ -337,7 +337,7 @@ def test_reference_matches_central_finite_differences(case):
     assert J.shape == (2, S * n, S * n)
 
 
-# The built-in specs, copied as text from derive/cells.py (the reference side must not import
+# The built-in specs, copied as text from derive/spec/cells.py (the reference side must not import
 # derive), against torch.nn.LSTM / torch.nn.GRU.
 LSTM_SPEC = {
     "name": "lstm",

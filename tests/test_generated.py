@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from derive.generate import GENERATED, outputs, stale
+from derive.tools.generate import GENERATED, outputs, stale
 
 
 def test_generated_is_up_to_date():

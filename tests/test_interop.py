@@ -1,4 +1,4 @@
-"""derive.interop against torch.nn.LSTM / GRU / RNN: forward values, round trip, gradients.
+"""derive.tools.interop against torch.nn.LSTM / GRU / RNN: forward values, round trip, gradients.
 
 The forward check runs the converted parameters through the hand-written NumPy references of
 ``tests/reference.py``; the gradient check differentiates a small torch re-implementation of each
@@ -22,7 +22,7 @@ torch = pytest.importorskip(
     reason="torch is not installed (pip install torch==2.13.0); interop tests compare with it",
 )
 
-from derive.interop import from_torch, to_torch  # noqa: E402
+from derive.tools.interop import from_torch, to_torch  # noqa: E402
 
 try:
     from tests import reference as ref  # noqa: E402
@@ -307,7 +307,7 @@ def test_inconsistent_hidden_sizes() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# derive.interop must stay torch-free
+# derive.tools.interop must stay torch-free
 # --------------------------------------------------------------------------------------------
 
 
@@ -316,12 +316,12 @@ def test_interop_does_not_import_torch() -> None:
     code = (
         "import importlib.util, sys\n"
         "try:\n"
-        "    import derive.interop\n"
+        "    import derive.tools.interop\n"
         "except Exception:  # the package may be incomplete while it is being written\n"
         f"    spec = importlib.util.spec_from_file_location('derive_interop', {str(path)!r})\n"
         "    mod = importlib.util.module_from_spec(spec)\n"
         "    spec.loader.exec_module(mod)\n"
-        "assert 'torch' not in sys.modules, 'derive.interop imported torch'\n"
+        "assert 'torch' not in sys.modules, 'derive.tools.interop imported torch'\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(ROOT)

@@ -3,7 +3,7 @@
 * complex-step differences of an independent NumPy reference (tests/reference.py), float64,
   <= 1e-7 relative (complex step is exact to rounding, so the bound has room to spare);
 * torch.autograd / torch.func on a hand-written torch version of every cell, <= 1e-9;
-* torch.nn.LSTM / GRU / RNN through derive.interop (in tests/test_kernels_torch.py).
+* torch.nn.LSTM / GRU / RNN through derive.tools.interop (in tests/test_kernels_torch.py).
 """
 
 from __future__ import annotations
@@ -402,13 +402,13 @@ def test_numba_module_falls_back_to_numpy_rtrl_when_the_printer_cannot(monkeypat
     """A cell whose Jacobian or V terms the numba RTRL printer does not cover still gets a
     numba module: its rtrl is the NumPy backend's, re-exported."""
     require("numba", "numba is not installed")
-    from derive import codegen_numba
+    from derive.codegen import numba_backend
 
     def unsupported(self):
-        raise codegen_numba.Unsupported("not covered")
+        raise numba_backend.Unsupported("not covered")
 
-    monkeypatch.setattr(codegen_numba.NumbaPlan, "rtrl_parts", unsupported)
-    text = codegen_numba.render_numba_kernel("lstm")
+    monkeypatch.setattr(numba_backend.NumbaPlan, "rtrl_parts", unsupported)
+    text = numba_backend.render_numba_kernel("lstm")
     assert "def rtrl(" not in text and "def _rtrl_post(" not in text
     assert "\n    rtrl,\n" in text  # imported from generated.lstm
     compile(text, "lstm_numba.py", "exec")
@@ -418,7 +418,7 @@ def test_numba_printer_row_views_and_typed_literals_exact_strings():
     """The two rewrites that make the numba loops vectorise, on exact strings: element accesses
     become row views taken once per batch row, float literals (not slot indices, not comments)
     become names the kernel binds in the arrays' dtype."""
-    from derive.codegen_numba import row_views, typed_literals
+    from derive.codegen.numba_backend import row_views, typed_literals
 
     out = row_views(["# c_t = f * c_prev + 1.0",
                      "c = A_x[t, b, 1 * n_hidden + j] * S_c[t, b, j] + 1.0",
@@ -487,8 +487,8 @@ def test_bad_derive_num_threads_is_a_clear_error(value, monkeypatch):
 def test_numba_folds_the_recurrent_product_into_the_input_product_only_where_valid(cell, merged):
     """[W_x W_h] [x; h] in one product is right where every W_hk h is added to W_xk x and
     nowhere else used (the LSTMs, the RNN), wrong for the GRU, whose W_hn h is scaled by r."""
-    from derive.codegen_numba import NumbaPlan
-    from derive.derivation import derive
+    from derive.calculus.derivation import derive
+    from derive.codegen.numba_backend import NumbaPlan
 
     plan = NumbaPlan(derive(cell))
     assert [st.vec.name for st in plan.merged_stacks()] == merged

@@ -1,5 +1,5 @@
 """Generated kernels against torch: torch.autograd / torch.func on a hand-written torch version of
-every cell (<= 1e-9, float64), and torch.nn.LSTM / GRU / RNN through derive.interop."""
+every cell (<= 1e-9, float64), and torch.nn.LSTM / GRU / RNN through derive.tools.interop."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from test_kernels import CELLS, B, M, N, T, kernel, rel, setup
 torch = require("torch", "torch is not installed (pip install torch==2.13.0)")
 import torch_reference  # noqa: E402
 
-from derive import interop  # noqa: E402
+from derive.tools import interop  # noqa: E402
 
 
 def tt(a):

@@ -1,12 +1,12 @@
-"""LaTeX export (derive.latex_doc): every document derive emits compiles with pdflatex.
+"""LaTeX export (derive.document.latex_doc): every document derive emits compiles with pdflatex.
 
 The judge of "compiles" and "fits" is pdflatex itself: a run must end without error, with no
 overfull box wider than 1pt (horizontal) or at all (vertical), and with no multiply-defined label.
 Without pdflatex these tests skip locally and fail in CI (tests/conftest.py).
 
 The layout is also checked without TeX: its one-line form must be the string that the printer of
-derive.latex produces, line breaking must neither drop nor repeat a symbol, and the chain-rule
-steps of --steps must multiply out to the engine's expanded derivative.
+derive.printing.latex produces, line breaking must neither drop nor repeat a symbol, and the
+chain-rule steps of --steps must multiply out to the engine's expanded derivative.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import pytest
 from conftest import require_executable
 
 import derive
-from derive import flow as F
-from derive import latex as L
-from derive import latex_doc as D
-from derive import text as T
-from derive.notation import load
+from derive.document import latex_doc as D
+from derive.document import text as T
+from derive.printing import latex as L
+from derive.printing.notation import load
+from derive.tools import flow as F
 
 CELLS = derive.cells()
 NOTATIONS = ("native", "seed001", "standard")
@@ -203,7 +203,7 @@ def test_one_line_form_is_the_latex_printer_form(cell):
     jac, *results = flow.blocks
     assert [(r.lhs, D.render_flat(r.rhs[-1], D.LATEX_FLAT)) for r in jac.rows] == \
         L.jacobian_entries(d)
-    # then derive.flow's results, read back into the very strings derive.flow printed
+    # then derive.tools.flow's results, read back into the very strings derive.tools.flow printed
     want = [r for r in F.latex_rows(d, nm) if r not in L.jacobian_entries(d, nm)]
     assert [(r.lhs, D.render_steps(r, D.LATEX_FLAT)) for b in results for r in b.rows] == want
 
@@ -295,7 +295,7 @@ def _equations(doc: str) -> dict[str, str]:
 @pytest.mark.parametrize("notation", NOTATIONS)
 @pytest.mark.parametrize("cell", CELLS)
 def test_flow_section_has_the_gradient_flow_results(cell, notation):
-    """Issue 5: the flow mode renders derive.flow's results like the rest. Every row of
+    """Issue 5: the flow mode renders derive.tools.flow's results like the rest. Every row of
     flow.latex_rows is a numbered equation of the flow document with its relation (=, \\le,
     \\approx), in order and labelled eq:<cell>:flow-...; the one-step Jacobian blocks it repeats
     are the eq:<cell>:J-... equations. The fragment holds the same equations."""
@@ -340,7 +340,7 @@ def test_flow_section_has_the_gradient_flow_results(cell, notation):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_flow_results_in_the_terminal(cell):
-    from derive.text import show, to_unicode
+    from derive.document.text import show, to_unicode
 
     out = show(cell, modes=["flow"], width=100)
     for b in F.latex_blocks(derive.derive(cell)):

@@ -4,8 +4,8 @@ are written by hand from the seed, not produced by the printer)."""
 from __future__ import annotations
 
 import derive
-from derive import latex as L
-from derive.algebra import Diag, Diag2, Mat, Rec
+from derive.calculus.algebra import Diag, Diag2, Mat, Rec
+from derive.printing import latex as L
 from derive.spec import Call, DerivAt, Ref
 
 D = derive.derive("sigmoid_lstm")

@@ -1,4 +1,4 @@
-"""The recurrent cells of the literature (derive.cells.LITERATURE) against hand-written torch.
+"""The recurrent cells of the literature (derive.spec.cells.LITERATURE) against hand-written torch.
 
 For every cell and both kernel backends ("numpy", and "numba" where numba is installed) the
 kernel printed by derive.codegen.load_kernel is checked against tests/literature_reference.py
@@ -27,8 +27,8 @@ import pytest
 from conftest import require, require_executable
 
 import derive
-from derive.cells import LITERATURE
 from derive.codegen import load_kernel
+from derive.spec.cells import LITERATURE
 
 torch = require("torch", "torch is not installed (pip install torch==2.13.0)")
 import literature_reference as ref  # noqa: E402
@@ -202,7 +202,7 @@ def test_standalone_latex_document_compiles_without_overfull_boxes(cell, tmp_pat
     """The article of ``derive latex CELL --standalone`` (every mode, native notation, article
     width), built from the spec dict, compiles with pdflatex; its log has no "Overfull"."""
     pdflatex = require_executable("pdflatex", "compiling the LaTeX documents derive emits")
-    from derive.latex_doc import document
+    from derive.document.latex_doc import document
 
     text = document(LITERATURE[cell], standalone=True)
     (tmp_path / f"{cell}.tex").write_text(text, encoding="utf-8")
@@ -219,7 +219,7 @@ def test_standalone_latex_document_compiles_without_overfull_boxes(cell, tmp_pat
 
 
 # ----------------------------------------------------------------------------- derive list
-# Expected to fail until LITERATURE is merged into BUILTIN (derive/cells.py).
+# Expected to fail until LITERATURE is merged into BUILTIN (derive/spec/cells.py).
 
 
 @pytest.mark.parametrize("cell", CELLS)

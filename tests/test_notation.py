@@ -1,4 +1,4 @@
-"""Notation profiles (derive.notation): the math is one, the names are the paper's.
+"""Notation profiles (derive.printing.notation): the math is one, the names are the paper's.
 
 The central check renames by hand: a document in a shipped notation must be the native document
 with the profile's symbols substituted token by token (a substitution written here, independent
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 import derive
-from derive import latex_doc as D
-from derive.notation import NATIVE, NotationError, available, load, parse
+from derive.document import latex_doc as D
+from derive.printing.notation import NATIVE, NotationError, available, load, parse
 
 CELLS = derive.cells()
 

@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 import derive
 from derive import CellSpec, SpecError
-from derive import latex_doc as D
-from derive import text as T
-from derive.cells import LSTM
-from derive.numeric import Step
+from derive.calculus.numeric import Step
+from derive.document import latex_doc as D
+from derive.document import text as T
 from derive.spec import Const, Mul, Ref, parse_expr
+from derive.spec.cells import LSTM
 
 
 def spec_with(**changes) -> dict:
@@ -267,7 +267,7 @@ def test_a_long_chain_of_nodes_is_rejected_clearly() -> None:
 
 
 def test_every_shipped_cell_reads() -> None:
-    from derive.cells import BUILTIN, LITERATURE
+    from derive.spec.cells import BUILTIN, LITERATURE
 
     for spec in [*BUILTIN.values(), *LITERATURE.values()]:
         assert CellSpec.from_dict(spec).name == spec["name"]

@@ -1,4 +1,4 @@
-"""derive.verify finds kernels right, and finds a wrong one wrong."""
+"""derive.tools.verify finds kernels right, and finds a wrong one wrong."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import importlib
 import numpy as np
 import pytest
 
-from derive import verify
+from derive.tools import verify
 
 
 @pytest.mark.parametrize("cell", ["lstm", "sigmoid_lstm", "rnn", "gru", "peephole_lstm"])

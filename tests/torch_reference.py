@@ -1,7 +1,7 @@
 """The five built-in cells written by hand with torch (for torch.autograd / torch.func checks).
 
 Independent of derive: the same equations as tests/reference.py, in torch. Parameter layout is
-derive's (see derive/cells.py); batch-leading tensors, v @ W.T.
+derive's (see derive/spec/cells.py); batch-leading tensors, v @ W.T.
 """
 
 from __future__ import annotations

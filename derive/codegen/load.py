@@ -16,7 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..derivation import get_spec
+from ..calculus.derivation import get_spec
 from ..spec import CellSpec
 
 BACKENDS = ("numpy", "numba")
@@ -56,6 +56,6 @@ def load_kernel(cell: str | Mapping[str, Any] | CellSpec, backend: str = "numpy"
     numpy_mod = _import(numpy_text, "numpy")
     if backend == "numpy":
         return numpy_mod
-    from ..codegen_numba import render_numba_kernel
+    from .numba_backend import render_numba_kernel
 
     return _import(render_numba_kernel(spec, numpy_module=numpy_mod.__name__), "numba")

@@ -1,4 +1,4 @@
-"""Lowering: a :class:`~derive.derivation.Derivation` as the statements of a kernel.
+"""Lowering: a :class:`~derive.calculus.derivation.Derivation` as the statements of a kernel.
 
 Nothing here prints code or knows a cell by name. The result, :class:`Program`, is a frozen
 value: the forward step (node values at t, in topological order), what the backward step reads
@@ -24,12 +24,12 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 
-from ..activations import ACTIVATIONS
-from ..algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Sum, Term
-from ..derivation import Derivation
-from ..latex import adjoint_symbol, expanded, names_for, node_symbol
-from ..latex import vec as latex_vec
+from ..calculus.algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Sum, Term
+from ..calculus.derivation import Derivation
+from ..printing.latex import adjoint_symbol, expanded, names_for, node_symbol
+from ..printing.latex import vec as latex_vec
 from ..spec import HAT, INPUT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, walk
+from ..spec.activations import ACTIVATIONS
 from .ir import (
     ActDeriv,
     ActValue,
@@ -692,7 +692,7 @@ class _Lowering:
         """The readout y_t (nodes that read the output state at t and the readout's own
         parameters, never fed back), over all steps at once: its values, and the reverse mode
         through it (dL/dh_t it passes to the cell, dL/dA of its parameters)."""
-        from ..latex import readout_reverse
+        from ..printing.latex import readout_reverse
 
         ro = readout_reverse(self.d)
         if ro is None:

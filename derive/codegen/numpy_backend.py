@@ -13,7 +13,7 @@ import json
 
 import jinja2
 
-from ..derivation import derive
+from ..calculus.derivation import derive
 from ..resources import TEMPLATES
 from ..spec import CellSpec
 from .ir import Const, Stmt, idents

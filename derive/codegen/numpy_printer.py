@@ -4,15 +4,15 @@ A visitor in the manner of SymPy's printers: :meth:`NumpyPrinter.doprint` dispat
 expression's class to ``_print_<Class>``, each returning the text and its precedence, so that
 parentheses appear exactly where Python's grammar needs them (``(a * b) @ W`` stays
 ``(a * b) @ W``; ``a * (b @ W)`` keeps its parentheses). Activations are printed from the one
-registry (:mod:`derive.activations`). A backend variant overrides methods, never edits text.
+registry (:mod:`derive.spec.activations`). A backend variant overrides methods, never edits text.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
 
-from ..activations import ACTIVATIONS
 from ..spec import Const, Mul
+from ..spec.activations import ACTIVATIONS
 from .ir import (
     ActDeriv,
     ActValue,

@@ -21,11 +21,11 @@ import keyword
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from ..activations import ACTIVATIONS
-from ..algebra import Adj, Diag, Diag2, Factor, Ident, Mat, Outer, Sum, Term
-from ..derivation import Derivation, derive
-from ..latex import expanded, names_for, node_symbol
+from ..calculus.algebra import Adj, Diag, Diag2, Factor, Ident, Mat, Outer, Sum, Term
+from ..calculus.derivation import Derivation, derive
+from ..printing.latex import expanded, names_for, node_symbol
 from ..spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, children, walk
+from ..spec.activations import ACTIVATIONS
 from .numpy_backend import environment  # noqa: F401  (the numba printer's templates)
 
 RESERVED = {"np", "t", "xs", "params", "cache", "state", "state0", "dhs", "grads", "x_t",
@@ -938,13 +938,13 @@ def _runs(ks: list[int]) -> list[tuple[int, int]]:
 
 
 def _latex_vec(e: Expr, names) -> str:
-    from ..latex import vec
+    from ..printing.latex import vec
 
     return vec(e, names)
 
 
 def _latex_adj(names, u: str) -> str:
-    from ..latex import adjoint_symbol
+    from ..printing.latex import adjoint_symbol
 
     return adjoint_symbol(names, u)
 

@@ -21,7 +21,7 @@ stacked matrices (SEQUENCE_MAX_BYTES):
   with OpenBLAS's threads spinning beside OpenMP's, the c2 LSTM forward went from 10 to 860 ms.)
 
 The unit loop is written so that LLVM vectorises it (tests/test_kernels.py checks the compiled
-code): activations print as their records' ``numba`` scalar forms (:mod:`derive.activations`;
+code): activations print as their records' ``numba`` scalar forms (:mod:`derive.spec.activations`;
 sigma and tanh are the branch-free functions of templates/numba/_activations.py.j2), in the
 arrays' dtype; element accesses go through row views (:func:`row_views`); float literals become
 names bound in the arrays' dtype (:func:`typed_literals`); a value the loop overwrites is read
@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import re
 
-from .activations import ACTIVATIONS
-from .algebra import Adj, Diag, Diag2, Ident, Mat, Sum, Term
-from .codegen.plan import KernelPlan, Stack, _ident, _latex_adj, _num, environment, join_signed
-from .derivation import derive
-from .latex import expanded, node_symbol
-from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, walk
+from ..calculus.algebra import Adj, Diag, Diag2, Ident, Mat, Sum, Term
+from ..calculus.derivation import derive
+from ..printing.latex import expanded, node_symbol
+from ..spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, walk
+from ..spec.activations import ACTIVATIONS
+from .plan import KernelPlan, Stack, _ident, _latex_adj, _num, environment, join_signed
 
 
 class Unsupported(ValueError):
@@ -658,9 +658,9 @@ def _unsafe_name(name: str, node: bool = False, states: tuple = ()) -> bool:
     import builtins
     import keyword
 
-    from .activations import ACTIVATIONS
-    from .codegen.naming import TEMPLATE_NAMES
-    from .codegen.plan import RESERVED
+    from ..spec.activations import ACTIVATIONS
+    from .naming import TEMPLATE_NAMES
+    from .plan import RESERVED
 
     # RESERVED names are renamed with a trailing "_" by _ident, and a parameter among the loop
     # names by _pid (hence the suffix rule); a node keeps its name inside the fused loops, so

@@ -1,10 +1,11 @@
 """Gradient flow: why gradients vanish or explode, derived for any cell and measured.
 
 Everything here is derived from the one-step state Jacobian of the derivation
-(:attr:`derive.derivation.Derivation.jacobian`, J_t[u][v] = d u_t / d v_{t-1}); no cell is known
-by name.
+(:attr:`derive.calculus.derivation.Derivation.jacobian`, J_t[u][v] = d u_t / d v_{t-1}); no cell is
+known by name.
 
-Symbolic (:func:`latex_rows`, printed with :mod:`derive.latex` so it speaks the same notation):
+Symbolic (:func:`latex_rows`, printed with :mod:`derive.printing.latex` so it speaks the same
+notation):
 
 * the Jacobian blocks and their product over steps,
   d s_t / d s_k = prod_{j=k+1}^{t} J_j = J_t J_{t-1} ... J_{k+1};
@@ -54,13 +55,13 @@ from typing import Any
 
 import numpy as np
 
-from .activations import ACTIVATIONS, Activation, Interval
-from .algebra import ZERO, Diag, Factor, Ident, Mat, Sum, Term, make_sum, single
-from .calculus import partial
-from .derivation import Derivation, derive
-from .latex import Names, bracket, factor, factored, names_for, node_symbol, product, vec
-from .numeric import Step
-from .spec import Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, walk
+from ..calculus.algebra import ZERO, Diag, Factor, Ident, Mat, Sum, Term, make_sum, single
+from ..calculus.derivation import Derivation, derive
+from ..calculus.numeric import Step
+from ..calculus.rules import partial
+from ..printing.latex import Names, bracket, factor, factored, names_for, node_symbol, product, vec
+from ..spec import Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, walk
+from ..spec.activations import ACTIVATIONS, Activation, Interval
 
 # ============================================================================ symbolic structure
 
@@ -301,8 +302,8 @@ def _retime(text: str, time: str) -> str:
 
 
 class _Printer:
-    """derive.latex's printer with the time index replaced: names are swapped for opaque tokens
-    while printing so that only the printer's own subscripts _t, _{t-1} move."""
+    """derive.printing.latex's printer with the time index replaced: names are swapped for opaque
+    tokens while printing so that only the printer's own subscripts _t, _{t-1} move."""
 
     def __init__(self, d: Derivation, names: Names | None):
         self.d = d
@@ -630,7 +631,8 @@ def latex_rows(d: Derivation, names: Names | None = None) -> list[tuple[str, str
     over paths and seed 000's approximation.
 
     The relation is '=' unless the rhs starts with ``\\le `` or ``\\approx `` (see
-    :func:`split_relation`). ``names`` renames symbols as in :func:`derive.latex.names_for`.
+    :func:`split_relation`). ``names`` renames symbols as in
+    :func:`derive.printing.latex.names_for`.
     """
     return [r for b in latex_blocks(d, names) for r in b.rows]
 
@@ -686,7 +688,7 @@ def forget_biases(d: Derivation) -> list[str]:
 class Trajectory:
     """States s_0..s_T of one sequence (batch of 1), the one-step Jacobians J_1..J_T
     (J[j-1] = d s_j / d s_{j-1}, states concatenated in ``d.states`` order) and the node values
-    of every step (:class:`derive.numeric.Step`, steps[j-1] is step j)."""
+    of every step (:class:`derive.calculus.numeric.Step`, steps[j-1] is step j)."""
 
     d: Derivation
     params: dict[str, np.ndarray]
@@ -708,7 +710,8 @@ class Trajectory:
 def trajectory(d: Derivation, params: Mapping[str, np.ndarray], xs: np.ndarray,
                state0: Mapping[str, np.ndarray] | None = None) -> Trajectory:
     """Run the generated kernel (``forward``, then ``state_jacobian`` at every step); a cell
-    without a kernel is run by evaluating its spec and derived Jacobian (:mod:`derive.numeric`)."""
+    without a kernel is run by evaluating its spec and derived Jacobian
+    (:mod:`derive.calculus.numeric`)."""
     missing = [a for a in d.params if a not in params]
     if missing:
         raise ValueError(f"params of cell {d.name!r}: missing {missing}; expected {d.params}")

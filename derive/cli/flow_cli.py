@@ -8,7 +8,7 @@
 For every cell it runs the generated kernel over T steps (weights as torch initialises them,
 ``--forget-bias`` added to the carousel gates' biases, x_t ~ N(0, 1), zero initial state) and
 measures ||dh_T/dh_k||, ||ds_T/ds_k|| and the carousel path prod d(f_j) against the lag T-k,
-beside the derived bound (:mod:`derive.flow`). It prints a table (norms at lag 1, 10 and T-1,
+beside the derived bound (:mod:`derive.tools.flow`). It prints a table (norms at lag 1, 10 and T-1,
 the decay factor per step, the bound at T-1) and seed 000's approximation error; ``--plot``
 writes a log-scale figure (needs matplotlib: ``pip install 'derive[plot]'``), ``--json`` the
 full data with the symbolic results as LaTeX.
@@ -16,7 +16,7 @@ full data with the symbolic results as LaTeX.
 Exit status: 0 success; 2 bad input (unknown cell, a bad number, an unwritable or unsupported
 output path, --plot without matplotlib), with a message saying what was expected.
 
-Wired into ``derive`` by :func:`register`; also runs on its own: ``python -m derive.flow_cli``.
+Wired into ``derive`` by :func:`register`; also runs on its own: ``python -m derive.cli.flow_cli``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _cells() -> list[str]:
-    from .cells import BUILTIN
+    from ..spec.cells import BUILTIN
 
     return list(BUILTIN)
 
@@ -135,8 +135,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}\n(see `{PROG} --help`)", file=sys.stderr)
         return 2
-    from . import flow
-    from .derivation import derive
+    from ..calculus.derivation import derive
+    from ..tools import flow
 
     cells = list(dict.fromkeys(args.cells))
     flows = [flow.run_cell(c, steps=args.steps, seed=args.seed, forget_bias=args.forget_bias,
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m derive.flow_cli CELL ...``: the same as ``derive flow CELL ...``."""
+    """``python -m derive.cli.flow_cli CELL ...``: the same as ``derive flow CELL ...``."""
     parser = build_parser()
     args = parser.parse_args(argv)
     return run(args, parser)

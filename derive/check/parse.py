@@ -33,7 +33,7 @@ Layers (:mod:`derive.check` judges what this module reads):
    ``d(.)``, ``\\sigma(.)``, in numerators and in a cell's own equations): sums, ``\\odot`` (or
    juxtaposition of two vectors), ``P v`` matrix-vector products, activations (``\\sigma``,
    ``\\tanh``, ``\\operatorname{ReLU}``, ...: every LaTeX name of
-   :data:`derive.activations.ACTIVATIONS` when the line is read, whatever its number of tokens,
+   :data:`derive.spec.activations.ACTIVATIONS` when the line is read, whatever its number of tokens,
    :func:`match_activation`), their primes ``\\sigma'(z)`` and gate primes ``o'_t`` /
    ``\\tilde{s}_t'``, pre-activations ``\\hat{o}_t``, numbers.
 
@@ -55,8 +55,21 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from .activations import ACTIVATIONS
-from .spec import HAT, INPUT, Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref, params_in
+from ..spec import (
+    HAT,
+    INPUT,
+    Add,
+    Call,
+    CellSpec,
+    Const,
+    DerivAt,
+    Expr,
+    MatVec,
+    Mul,
+    Ref,
+    params_in,
+)
+from ..spec.activations import ACTIVATIONS
 
 # ----------------------------------------------------------------------------- tokens
 
@@ -177,7 +190,7 @@ def _activation_index(registry: tuple[tuple[str, str], ...]
 
 def match_activation(toks: list[Tok], i: int) -> tuple[str, int] | None:
     """The activation whose LaTeX name starts at ``toks[i]`` and the index after the name, or
-    None. Names come from :data:`derive.activations.ACTIVATIONS` at the time of the call (an
+    None. Names come from :data:`derive.spec.activations.ACTIVATIONS` at the time of the call (an
     activation registered at run time is read too), in any number of tokens
     (``\\operatorname{ReLU}``, ``\\mathrm{swish}``); a name that starts with a plain letter is an
     activation only where its argument or a prime follows."""

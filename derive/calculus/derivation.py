@@ -8,8 +8,8 @@
 * ``jacobian[u][v]``: the one-step state Jacobian d u_t / d v_{t-1};
 * ``reverse``: the BPTT adjoint recursions, parameter gradients and stacked blocks (seed 002).
 
-Each piece is a :class:`~derive.algebra.Sum` (the middle layer) with ``.latex()`` and ``.sympy()``
-views on the :class:`Derivation`.
+Each piece is a :class:`~derive.calculus.algebra.Sum` (the middle layer) with ``.latex()`` and
+``.sympy()`` views on the :class:`Derivation`.
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from ..spec import CellSpec, SpecError
+from ..spec.cells import BUILTIN
 from .algebra import FactorOrder, Rec, Sum, add, single
-from .calculus import Forward, Reverse, derive_forward, derive_jacobian, derive_reverse
-from .cells import BUILTIN
-from .spec import CellSpec, SpecError
+from .rules import Forward, Reverse, derive_forward, derive_jacobian, derive_reverse
 
 
 @dataclass(frozen=True)
 class ForwardParam:
-    """Forward mode for one parameter; see :class:`derive.calculus.Forward`."""
+    """Forward mode for one parameter; see :class:`derive.calculus.rules.Forward`."""
 
     cell: Derivation
     raw: Forward
@@ -57,13 +57,13 @@ class ForwardParam:
         return self.raw.total[u]
 
     def latex(self, state: str | None = None, **kw: Any) -> str:
-        from .latex import forward_equation
+        from ..printing.latex import forward_equation
 
         return forward_equation(self.cell, self.param, state or self.cell.output, **kw)
 
     def sympy(self, part: str = "total", state: str | None = None):
         """The SymPy matrix expression of ``part`` in {total, M, N, V} (of ``state``)."""
-        from .symbolic import to_sympy
+        from ..printing.symbolic import to_sympy
 
         u = state or self.cell.output
         s = {"total": self.raw.total[u], "V": self.raw.V[u],
@@ -136,12 +136,12 @@ class Derivation:
 
     # -- views -----------------------------------------------------------------------------
     def latex(self, mode: str = "forward", **kw: Any) -> str:
-        from . import latex as L
+        from ..printing import latex as L
 
         return L.render_mode(self, mode, **kw)
 
     def _repr_latex_(self) -> str:
-        from .latex import notebook_summary
+        from ..printing.latex import notebook_summary
 
         return notebook_summary(self)
 

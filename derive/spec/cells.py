@@ -25,7 +25,7 @@ Format (see :func:`derive.spec.CellSpec.from_dict`):
 ``latex``
     optional LaTeX names for symbols whose automatic name (``W_xi`` -> ``W_{xi}``) is not wanted.
 
-Parameter conventions shared with torch (see :mod:`derive.interop`): where torch keeps two
+Parameter conventions shared with torch (see :mod:`derive.tools.interop`): where torch keeps two
 biases that only ever appear as a sum (bias_ih + bias_hh for LSTM gates, GRU r and z, RNN),
 derive keeps the one bias the math has; GRU keeps b_xn and b_hn apart because the reset gate
 multiplies (W_hn h_{t-1} + b_hn) only.

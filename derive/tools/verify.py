@@ -2,7 +2,8 @@
 
 At small random sizes (n_hidden=3, n_in=2, T=4, B=2, float64) it compares
 
-* ``forward``: the kernel's hs with the spec evaluated step by step (:class:`derive.numeric.Step`);
+* ``forward``: the kernel's hs with the spec evaluated step by step
+  (:class:`derive.calculus.numeric.Step`);
 * ``backward``: every parameter's and initial state's gradient of L = sum_t <h_t, R_t> with
   central differences of the kernel's own forward;
 * ``rtrl``: dh_T/dA with central differences of h_T;
@@ -19,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .derivation import derive
-from .numeric import Step
+from ..calculus.derivation import derive
+from ..calculus.numeric import Step
 
 N, M, T, B = 3, 2, 4, 2
 EPS = 1e-6

@@ -3,7 +3,8 @@
 :func:`outputs` maps paths relative to ``generated/`` to their full text; it is the single
 source for the CLI (``derive generate [--check]``) and for the golden test that fails when the
 checked-in ``generated/`` is stale. Emitters: NumPy kernels (:mod:`derive.codegen`), the optional
-numba kernels (:mod:`derive.codegen_numba`) and LaTeX documents (:mod:`derive.latex_doc`).
+numba kernels (:mod:`derive.codegen.numba_backend`) and LaTeX documents
+(:mod:`derive.document.latex_doc`).
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from .derivation import cells as builtin_cells
-from .resources import GENERATED, ROOT, TEMPLATES  # noqa: F401  (where generate writes)
+from ..calculus.derivation import cells as builtin_cells
+from ..resources import GENERATED, ROOT, TEMPLATES  # noqa: F401  (where generate writes)
 
 
 def outputs(cells: Iterable[str] | None = None) -> dict[str, str]:
     """Relative path -> text of every generated file for the given cells (default: all)."""
-    from . import codegen, codegen_numba, latex_doc
+    from .. import codegen
+    from ..codegen import numba_backend
+    from ..document import latex_doc
 
     names = list(cells) if cells is not None else builtin_cells()
     files: dict[str, str] = {}
     for name in names:
         files.update(codegen.kernel_files(name))
-        files.update(codegen_numba.kernel_files(name))
+        files.update(numba_backend.kernel_files(name))
         files.update(latex_doc.generated_files(name))
     # the package index always lists every built-in kernel, whichever cells are regenerated
     files.update(codegen.package_files(builtin_cells()))

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from .spec import Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref
+from ..spec import Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref
 
 # ----------------------------------------------------------------------------- factors
 

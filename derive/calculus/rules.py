@@ -1,7 +1,7 @@
 """The forward rules of matrix calculus over the cell graph, and the three derivations.
 
-Rules (a Jacobian is a :class:`~derive.algebra.Sum`; ``D`` is the derivative w.r.t. the chosen
-variable, seed 001 eqs (7)-(13) are instances):
+Rules (a Jacobian is a :class:`~derive.calculus.algebra.Sum`; ``D`` is the derivative w.r.t. the
+chosen variable, seed 001 eqs (7)-(13) are instances):
 
 * affine:    D(P v) = P D(v) + [P is the variable] d_2(v)          (eqs 11, 12)
 * bias:      D(b) = [b is the variable] I                            (eq 13)
@@ -9,7 +9,7 @@ variable, seed 001 eqs (7)-(13) are instances):
 * Hadamard:  D(a * b) = d(b) D(a) + d(a) D(b)                        (eq 7)
 * sum:       D(a + b) = D(a) + D(b);  constants have D = 0.
 
-The chain rule is the plain matrix product of :func:`~derive.algebra.mul`.
+The chain rule is the plain matrix product of :func:`~derive.calculus.algebra.mul`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..spec import Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref
 from .algebra import (
     ZERO,
     Adj,
@@ -36,7 +37,6 @@ from .algebra import (
     single,
     transpose,
 )
-from .spec import Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref
 
 Leaf = Callable[[Ref], Sum]
 

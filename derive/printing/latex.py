@@ -4,8 +4,8 @@ d(o_t), d(\\sigma'(s_t)), d_2(h_{t-1}), W_o, \\frac{\\partial h_{t-1}}{\\partial
 derivatives as o'_t (the derivative of the gate's activation at its pre-activation). Symbols are
 named through a ``names`` mapping (spec name -> LaTeX), so notation profiles only rename.
 
-Printing never reorders: products are already canonical (:mod:`derive.algebra`); sums print in
-the derivation's order. :func:`factored` regroups a sum by greedy common left factors, which
+Printing never reorders: products are already canonical (:mod:`derive.calculus.algebra`); sums print
+in the derivation's order. :func:`factored` regroups a sum by greedy common left factors, which
 gives seed 001's form (d(\\sigma(s_t)) d(o'_t) W_o + d(o_t) d(\\sigma'(s_t)) (\\ldots)).
 """
 
@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
-from .activations import ACTIVATIONS
-from .algebra import Adj, Diag, Diag2, Factor, Ident, Mat, Outer, Rec, Sum, Term
-from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
+from ..calculus.algebra import Adj, Diag, Diag2, Factor, Ident, Mat, Outer, Rec, Sum, Term
+from ..spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
+from ..spec.activations import ACTIVATIONS
 
 if TYPE_CHECKING:
-    from .derivation import Derivation
+    from ..calculus.derivation import Derivation
 
 Names = Mapping[str, str]
 
@@ -186,7 +186,7 @@ class Piece:
 
     ``coef * head`` when ``inner`` is empty, else ``coef * head (inner[0] + inner[1] + ...)``:
     the structured form of seed 001's grouping, for printers that break long equations inside
-    the brackets (:mod:`derive.latex_doc`). ``pieces_latex(factored_pieces(s, nm))`` equals
+    the brackets (:mod:`derive.document.latex_doc`). ``pieces_latex(factored_pieces(s, nm))`` equals
     ``factored(s, nm)``.
     """
 
@@ -339,10 +339,10 @@ class ReadoutReverse:
 def readout_reverse(d: Derivation) -> ReadoutReverse | None:
     """The readout's part of reverse mode, or None for a cell without a readout. A readout reads
     only the output state (:class:`derive.spec.CellSpec` checks it), so the loss enters the cell
-    through \\partial l_t / \\partial h_t alone, as :func:`derive.calculus.derive_reverse`
+    through \\partial l_t / \\partial h_t alone, as :func:`derive.calculus.rules.derive_reverse`
     assumes."""
-    from .algebra import add, single
-    from .calculus import _apply_T, _local
+    from ..calculus.algebra import add, single
+    from ..calculus.rules import _apply_T, _local
 
     spec, order = d.spec, d.order
     nodes = [n for n, v in spec.nodes.items() if v.role == "readout"]

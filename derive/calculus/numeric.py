@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .activations import ACTIVATIONS
+from ..spec import Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref
+from ..spec.activations import ACTIVATIONS
 from .algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Rec, Sum
-from .spec import Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref
 
 
 def _act(fn: str, z: np.ndarray) -> np.ndarray:

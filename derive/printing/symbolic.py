@@ -1,13 +1,13 @@
 """SymPy view of derived expressions: d(x) and d_2(x) as SymPy matrix expressions.
 
-``to_sympy(derivation, sum)`` turns a :class:`~derive.algebra.Sum` into a SymPy ``MatrixExpr``
-over symbolic sizes n (hidden), m (input), k (output): vectors are ``MatrixSymbol`` s (n x 1),
-d(v) is :class:`DiagOf` (n x n), d_2(v) is :class:`Diag2Of` (n x n*len(v), parameters
+``to_sympy(derivation, sum)`` turns a :class:`~derive.calculus.algebra.Sum` into a SymPy
+``MatrixExpr`` over symbolic sizes n (hidden), m (input), k (output): vectors are ``MatrixSymbol`` s
+(n x 1), d(v) is :class:`DiagOf` (n x n), d_2(v) is :class:`Diag2Of` (n x n*len(v), parameters
 flattened row-major, so (d_2(v))_{i, j*len(v)+k} = delta_ij v_k), activations are
 :class:`Elementwise`. Substitute concrete sizes and call ``.as_explicit()`` to get entries.
 
 SymPy's own matrix calculus cannot differentiate through a cell (NOTES.md), so derive derives
-with its own rules (:mod:`derive.calculus`) and uses SymPy as the exact, explicit backend.
+with its own rules (:mod:`derive.calculus.rules`) and uses SymPy as the exact, explicit backend.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
-from .algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Rec, Sum
-from .spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
+from ..calculus.algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Rec, Sum
+from ..spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref
 
 if TYPE_CHECKING:
-    from .derivation import Derivation
+    from ..calculus.derivation import Derivation
 
 SIZES = {"hidden": sp.Symbol("n", integer=True, positive=True),
          "input": sp.Symbol("m", integer=True, positive=True),
@@ -91,14 +91,14 @@ class Elementwise(MatrixExpr):
         return self.v.shape
 
     def _entry(self, i, j, **kw):
-        from .activations import ACTIVATIONS
+        from ..spec.activations import ACTIVATIONS
 
         act = ACTIVATIONS[self.fn.rstrip("'")]
         z = self.v._entry(i, j)
         return act.sympy_deriv(z) if self.fn.endswith("'") else act.sympy(z)
 
     def _latex(self, printer) -> str:
-        from .activations import ACTIVATIONS
+        from ..spec.activations import ACTIVATIONS
 
         base = self.fn.rstrip("'")
         prime = "'" if self.fn.endswith("'") else ""

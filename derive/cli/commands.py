@@ -42,7 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cells() -> list[str]:
-    from .cells import BUILTIN
+    from ..spec.cells import BUILTIN
 
     return list(BUILTIN)
 
@@ -55,7 +55,7 @@ def _check_cell(parser: argparse.ArgumentParser, cell: str) -> None:
 def _check_params(parser: argparse.ArgumentParser, cell: str, params: Sequence[str] | None):
     if not params:
         return None
-    from .derivation import derive
+    from ..calculus.derivation import derive
 
     valid = derive(cell).params
     for p in params:
@@ -66,7 +66,7 @@ def _check_params(parser: argparse.ArgumentParser, cell: str, params: Sequence[s
 
 
 def _notation(parser: argparse.ArgumentParser, ref: str | None):
-    from .notation import NotationError, load
+    from ..printing.notation import NotationError, load
 
     try:
         return load(ref)
@@ -90,7 +90,7 @@ def _writable(parser: argparse.ArgumentParser, out: str) -> Path:
 
 
 def _write(parser: argparse.ArgumentParser, path: Path, text: str) -> None:
-    from .generate import write_atomic
+    from ..tools.generate import write_atomic
 
     try:
         write_atomic(path, text)
@@ -103,8 +103,8 @@ def _write(parser: argparse.ArgumentParser, path: Path, text: str) -> None:
 
 def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``derive list``: every built-in cell with its states and parameters."""
-    from .derivation import derive
-    from .notation import available
+    from ..calculus.derivation import derive
+    from ..printing.notation import available
 
     for name in _cells():
         spec = derive(name).spec
@@ -121,7 +121,7 @@ def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``derive show``: the derivation as Unicode text."""
-    from .text import show
+    from ..document.text import show
 
     _check_cell(parser, args.cell)
     params = _check_params(parser, args.cell, args.param)
@@ -134,7 +134,7 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def cmd_latex(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``derive latex``: a fragment (or with --standalone an article) to stdout or -o FILE."""
-    from .latex_doc import document
+    from ..document.latex_doc import document
 
     _check_cell(parser, args.cell)
     params = _check_params(parser, args.cell, args.param)
@@ -155,7 +155,7 @@ def cmd_latex(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def cmd_generate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``derive generate``: regenerate generated/ (kernels and LaTeX); --check only compares."""
-    from . import generate
+    from ..tools import generate
 
     for c in args.cells:
         _check_cell(parser, c)
@@ -206,7 +206,7 @@ def cmd_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
     import importlib
 
     _check_cell(parser, args.cell)
-    verify = importlib.import_module("derive.verify")
+    verify = importlib.import_module("derive.tools.verify")
     rows = list(verify.run(args.cell))
     print(format_table(rows))
     bad = [r for r in rows if not float(r["max_rel_err"]) <= TOLERANCE]
@@ -286,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("cell", metavar="CELL", help="a cell name (derive list)")
     s.set_defaults(func=cmd_verify)
 
-    from . import check, flow_cli
+    from .. import check
+    from . import flow_cli
 
     flow_cli.register(sub)
     check.register(sub)

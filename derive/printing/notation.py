@@ -1,8 +1,8 @@
 """Notation profiles: the math is one, the names are the paper's.
 
-Every printer of :mod:`derive.latex` takes a ``names`` mapping (spec name -> LaTeX), so a notation
-profile is nothing but that mapping, per cell: it renames parameters, nodes, states and the input
-``x``, and never touches the derivation. Profiles:
+Every printer of :mod:`derive.printing.latex` takes a ``names`` mapping (spec name -> LaTeX), so a
+notation profile is nothing but that mapping, per cell: it renames parameters, nodes, states and the
+input ``x``, and never touches the derivation. Profiles:
 
 ``native``
     each cell's own spec names (``lstm``: W_{xi}, W_{hi}, c_t, g_t; ``sigmoid_lstm``: seed 001's
@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .resources import NOTATIONS
-from .spec import (  # noqa: F401  (re-exported: the rules of a symbol's LaTeX name)
+from ..resources import NOTATIONS
+from ..spec.cellspec import (  # noqa: F401  (re-exported: the rules of a symbol's LaTeX name)
     _FORBIDDEN_CHARS,
     _FORBIDDEN_COMMANDS,
     _RESERVED_PARAM,
@@ -79,8 +79,8 @@ class Notation:
         return out
 
     def names(self, spec: CellSpec) -> dict[str, str]:
-        """The full ``names`` mapping for the printers of :mod:`derive.latex`: the cell's own
-        LaTeX names with this profile's renames applied. Raises :class:`NotationError` when the
+        """The full ``names`` mapping for the printers of :mod:`derive.printing.latex`: the cell's
+        own LaTeX names with this profile's renames applied. Raises :class:`NotationError` when the
         result is ambiguous or a rename cannot be printed."""
         ren = self.renames(spec)
         unknown = sorted(set(ren) - set(renameable(spec)))
@@ -234,7 +234,7 @@ _SPECS: dict[str, CellSpec] = {}
 
 def _builtin_specs() -> dict[str, CellSpec]:
     if not _SPECS:
-        from .cells import BUILTIN
+        from ..spec.cells import BUILTIN
 
         _SPECS.update({n: CellSpec.from_dict(d) for n, d in BUILTIN.items()})
     return _SPECS

@@ -1,9 +1,9 @@
 """Unicode terminal printer: ``derive show``.
 
 The derivation is printed from the same model as the LaTeX documents
-(:mod:`derive.latex_doc`: the forward form of seed 001 eq 26, the BPTT recursions of seed 002,
-the state Jacobian and the gradient flow results), with every LaTeX atom converted to Unicode by
-:func:`to_unicode`: d(oₜ), d(σ′(sₜ)), d₂(hₜ₋₁), ∂hₜ/∂W_f, W_oᵀ, s̃ₜ, ‖W_ho‖₂ ≤ …, Πⱼ₌ₖ₊₁ᵗ.
+(:mod:`derive.document.latex_doc`: the forward form of seed 001 eq 26, the BPTT recursions of seed
+002, the state Jacobian and the gradient flow results), with every LaTeX atom converted to Unicode
+by :func:`to_unicode`: d(oₜ), d(σ′(sₜ)), d₂(hₜ₋₁), ∂hₜ/∂W_f, W_oᵀ, s̃ₜ, ‖W_ho‖₂ ≤ …, Πⱼ₌ₖ₊₁ᵗ.
 Time indices (t, t-1, j-1, t-k, k+1) and digits become Unicode subscripts; other subscripts stay
 as ``_f``, ``_xi``, ``_j`` (Unicode has no subscript for most letters, and a lone letter may be
 a name), so W_f and W_xi read alike. A matrix prints as ``(a, b; c, d)``. Long equations break
@@ -18,12 +18,12 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .activations import ACTIVATIONS
+from ..spec.activations import ACTIVATIONS
 from .latex_doc import MODES, Block, Item, Style, layout, render_flat, sections
 
 if TYPE_CHECKING:
-    from .derivation import Derivation
-    from .notation import Notation
+    from ..calculus.derivation import Derivation
+    from ..printing.notation import Notation
 
 _SUB = dict(zip("0123456789+-=()taehijklmnoprsuvx", "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎ₜₐₑₕᵢⱼₖₗₘₙₒₚᵣₛᵤᵥₓ",
                 strict=True))
@@ -248,9 +248,9 @@ WIDE_LHS = 0.4
 
 def block_lines(block: Block, width: int = 100, indent: int = 2) -> list[str]:
     """The rows of a block laid out for a terminal ``width`` columns wide, relations aligned
-    (=, ≤, ≈); a chain of :attr:`~derive.latex_doc.Row.inline` right-hand sides continues on its
-    line while it fits. A left-hand side wider than :data:`WIDE_LHS` of the line is printed on
-    lines of its own, its relation below it."""
+    (=, ≤, ≈); a chain of :attr:`~derive.document.latex_doc.Row.inline` right-hand sides continues
+    on its line while it fits. A left-hand side wider than :data:`WIDE_LHS` of the line is printed
+    on lines of its own, its relation below it."""
     lhs = [to_unicode(r.lhs) for r in block.rows]
     avail = width - indent
     wide = [display_width(x) > WIDE_LHS * avail for x in lhs]
@@ -286,9 +286,9 @@ def show(cell: str | Derivation, *, modes: Sequence[str] = MODES,
          params: Sequence[str] | None = None, notation: str | Notation | None = None,
          steps: bool = False, width: int = 100) -> str:
     """The derivation of ``cell`` as readable Unicode text (``derive show``); the arguments are
-    those of :func:`derive.latex_doc.document`."""
-    from . import notation as notation_mod
-    from .derivation import Derivation, derive
+    those of :func:`derive.document.latex_doc.document`."""
+    from ..calculus.derivation import Derivation, derive
+    from ..printing import notation as notation_mod
 
     d = cell if isinstance(cell, Derivation) else derive(cell)
     nm = notation_mod.load(notation).names(d.spec)

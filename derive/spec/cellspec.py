@@ -1,11 +1,9 @@
-"""Declarative cell specs: a small expression language, its parser and the validated cell graph.
+"""Declarative cell specs: the validated cell graph, and the rules of a symbol's LaTeX name.
 
-A cell is data (see :mod:`derive.cells` for the format). :class:`CellSpec` parses every node
-expression into the AST below, resolves names, infers and checks sizes, orders the nodes
-topologically and rejects bad specs with a :class:`SpecError` that names the cell and the culprit.
-
-The AST is also the vector-expression language of the derivation: the arguments of d(.) and
-d_2(.) are AST expressions (``d(s_{t-1})`` is ``Diag(Ref("s", lag=1))``).
+A cell is data (see :mod:`derive.spec.cells` for the format). :class:`CellSpec` parses every node
+expression (:mod:`derive.spec.parse`) into the AST of :mod:`derive.spec.expr`, resolves names,
+infers and checks sizes, orders the nodes topologically and rejects bad specs with a
+:class:`SpecError` that names the cell and the culprit.
 
 Validation. Every field is checked when read (:class:`CellSpec`): names are identifiers starting
 with a letter (:func:`name_problem`), ``x``, ``*_prev``, names containing ``__`` and activation
@@ -24,236 +22,29 @@ seed-001 factor d(g'_t), and reverse mode exposes the pre-activation adjoint of 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 from .activations import ACTIVATIONS
-
-HAT = "__hat"
-PREV = "_prev"
-INPUT = "x"
-DIMS = ("hidden", "input", "output")
-
-
-class SpecError(ValueError):
-    """A cell spec is malformed; the message names the cell and the culprit."""
-
-
-# ----------------------------------------------------------------------------- AST
-
-
-@dataclass(frozen=True)
-class Expr:
-    """Base of the vector-expression AST."""
-
-
-@dataclass(frozen=True)
-class Ref(Expr):
-    """A named vector: input ``x``, node/state value, previous state (lag=1) or 1-D parameter."""
-
-    name: str
-    lag: int = 0
-    kind: str = "node"  # node | input | param
-
-
-@dataclass(frozen=True)
-class Const(Expr):
-    """A constant vector c * 1 (the all-ones vector times a number)."""
-
-    value: Fraction
-
-
-@dataclass(frozen=True)
-class Call(Expr):
-    """Elementwise activation act(arg)."""
-
-    fn: str
-    arg: Expr
-
-
-@dataclass(frozen=True)
-class DerivAt(Expr):
-    """The elementwise derivative act'(arg). ``DerivAt(f, Ref('g__hat'))`` prints as g'_t."""
-
-    fn: str
-    arg: Expr
-
-
-@dataclass(frozen=True)
-class MatVec(Expr):
-    """Matrix-vector product ``P @ arg`` with a 2-D parameter P."""
-
-    param: str
-    arg: Expr
-
-
-@dataclass(frozen=True)
-class Add(Expr):
-    """Signed sum: ``terms`` is a tuple of (sign, expr), sign in {+1, -1}."""
-
-    terms: tuple[tuple[int, Expr], ...]
-
-
-@dataclass(frozen=True)
-class Mul(Expr):
-    """Hadamard product of two or more vectors."""
-
-    factors: tuple[Expr, ...]
-
-
-# ----------------------------------------------------------------------------- parser
-
-MAX_DEPTH = 64
-"""Deepest nesting of one expression: parentheses, activation calls and chained ``@`` together.
-The parser and every printer and kernel generator recurse on the expression tree; a limit far
-above any cell keeps them well inside Python's recursion limit."""
-MAX_TERMS = 256
-"""Most summands of one sum and factors of one product (the kernels print a sum as one Python
-expression, which Python's compiler nests one level per operator)."""
-MAX_CHAIN = 256
-"""Deepest same-step dependency through the nodes, counted in expression levels: a node's depth
-plus that of the deepest node it uses at time t (the engine recurses through node references)."""
-_MAX_NUMBER = 30
-"""Most digits in a number literal and largest exponent magnitude (1e-30 .. 1e30)."""
-
-_TOKEN = re.compile(
-    r"\s*(?:(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
-    r"|(?P<op>[-+*@()]))"
+from .expr import (
+    HAT,
+    INPUT,
+    PREV,
+    Add,
+    Call,
+    Const,
+    Expr,
+    MatVec,
+    Mul,
+    Ref,
+    SpecError,
+    children,
+    params_in,
 )
+from .parse import MAX_CHAIN, parse_expr
 
-
-def _number(text: str, col: int) -> Fraction:
-    """A number literal as an exact fraction: 2, 0.5, .5, 1., 1e-3, 2.5E+2."""
-    mantissa, _, exp = text.lower().partition("e")
-    digits = mantissa.replace(".", "")
-    if len(digits) > _MAX_NUMBER or len(exp) > 3 or (exp and abs(int(exp)) > _MAX_NUMBER):
-        raise ValueError(f"number {text[:40]!r} at column {col + 1} is too long or too large; "
-                         f"expected at most {_MAX_NUMBER} digits and an exponent between "
-                         f"-{_MAX_NUMBER} and {_MAX_NUMBER}")
-    return Fraction(text)
-
-
-def _tokenize(text: str) -> list[tuple[str, str, int]]:
-    tokens, pos = [], 0
-    text = text.rstrip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            bad = text[pos:].lstrip()[:1]
-            col = len(text) - len(text[pos:].lstrip())
-            raise ValueError(f"unexpected character {bad!r} at column {col + 1}")
-        kind = m.lastgroup or "op"
-        tokens.append((kind, m.group(kind), m.start(kind)))
-        pos = m.end()
-    tokens.append(("end", "", len(text)))
-    return tokens
-
-
-class _Parser:
-    """Recursive descent: expr := term (('+'|'-') term)*; term := mv ('*' mv)*;
-    mv := primary ('@' mv)?; primary := NUM | NAME | NAME '(' expr ')' | '(' expr ')'.
-
-    Nesting (parentheses, calls, chained '@') deeper than :data:`MAX_DEPTH` and sums or products
-    of more than :data:`MAX_TERMS` operands are rejected with a ValueError, never a
-    RecursionError."""
-
-    def __init__(self, text: str):
-        self.text = text
-        self.toks = _tokenize(text)
-        self.i = 0
-        self.depth = 0
-
-    def peek(self) -> tuple[str, str, int]:
-        return self.toks[self.i]
-
-    def take(self, value: str | None = None) -> tuple[str, str, int]:
-        tok = self.toks[self.i]
-        if value is not None and tok[1] != value:
-            found = tok[1] or "end of expression"
-            raise ValueError(f"expected {value!r} at column {tok[2] + 1}, found {found!r}")
-        self.i += 1
-        return tok
-
-    def enter(self, col: int) -> None:
-        self.depth += 1
-        if self.depth > MAX_DEPTH:
-            raise ValueError(f"nested deeper than {MAX_DEPTH} levels (parentheses, activation "
-                             f"calls and chained '@') at column {col + 1}; split the expression "
-                             f"into several nodes")
-
-    def parse(self) -> Expr:
-        e = self.expr()
-        if self.peek()[0] != "end":
-            tok = self.peek()
-            raise ValueError(f"unexpected {tok[1]!r} at column {tok[2] + 1}")
-        return e
-
-    def _count(self, n: int, what: str, col: int) -> None:
-        if n > MAX_TERMS:
-            raise ValueError(f"a {what} of more than {MAX_TERMS} operands at column {col + 1}; "
-                             f"split it into several nodes")
-
-    def expr(self) -> Expr:
-        terms: list[tuple[int, Expr]] = []
-        sign = 1
-        if self.peek()[1] == "-":
-            self.take()
-            sign = -1
-        terms.append((sign, self.term()))
-        while self.peek()[1] in "+-" and self.peek()[0] == "op":
-            tok = self.take()
-            self._count(len(terms) + 1, "sum", tok[2])
-            terms.append((1 if tok[1] == "+" else -1, self.term()))
-        if len(terms) == 1 and terms[0][0] == 1:
-            return terms[0][1]
-        return Add(tuple(terms))
-
-    def term(self) -> Expr:
-        factors = [self.matvec()]
-        while self.peek()[1] == "*":
-            tok = self.take()
-            self._count(len(factors) + 1, "product", tok[2])
-            factors.append(self.matvec())
-        return factors[0] if len(factors) == 1 else Mul(tuple(factors))
-
-    def matvec(self) -> Expr:
-        left = self.primary()
-        if self.peek()[1] == "@":
-            tok = self.take()
-            if not isinstance(left, Ref):
-                raise ValueError(f"left of '@' at column {tok[2] + 1} must be a matrix parameter")
-            self.enter(tok[2])
-            arg = self.matvec()
-            self.depth -= 1
-            return MatVec(left.name, arg)
-        return left
-
-    def primary(self) -> Expr:
-        kind, value, col = self.take()
-        if kind == "num":
-            return Const(_number(value, col))
-        if kind == "name":
-            if self.peek()[1] == "(":
-                self.enter(self.take("(")[2])
-                arg = self.expr()
-                self.take(")")
-                self.depth -= 1
-                return Call(value, arg)
-            return Ref(value)
-        if value == "(":
-            self.enter(col)
-            e = self.expr()
-            self.take(")")
-            self.depth -= 1
-            return e
-        raise ValueError(f"unexpected {value or 'end of expression'!r} at column {col + 1}")
-
-
-def parse_expr(text: str) -> Expr:
-    """Parse one node expression into the (unresolved) AST."""
-    return _Parser(text).parse()
+DIMS = ("hidden", "input", "output")
 
 
 # ----------------------------------------------------------------------------- cell spec
@@ -441,7 +232,7 @@ class CellSpec:
     # -- construction --------------------------------------------------------------------
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CellSpec:
-        """Build a spec from the plain-data format of :mod:`derive.cells`."""
+        """Build a spec from the plain-data format of :mod:`derive.spec.cells`."""
         if not isinstance(data, Mapping):
             raise SpecError(f"a cell spec must be a mapping, got {type(data).__name__}")
         known = ("name", "title", "params", "nodes", "states", "readout", "readout_params",
@@ -768,39 +559,10 @@ class CellSpec:
         return f"CellSpec({self.name!r}, states={self.states}, params={list(self.params)})"
 
 
-def children(e: Expr) -> tuple[Expr, ...]:
-    """The direct subexpressions of e."""
-    if isinstance(e, (Call, DerivAt, MatVec)):
-        return (e.arg,)
-    if isinstance(e, Add):
-        return tuple(t for _, t in e.terms)
-    if isinstance(e, Mul):
-        return e.factors
-    return ()
-
-
-def walk(e: Expr) -> Iterator[Expr]:
-    """e and all its subexpressions, pre-order."""
-    yield e
-    for c in children(e):
-        yield from walk(c)
-
-
-def params_in(e: Expr) -> set[str]:
-    """Names of the parameters an expression uses."""
-    return {x.name for x in walk(e) if isinstance(x, Ref) and x.kind == "param"} | \
-        {x.param for x in walk(e) if isinstance(x, MatVec)}
-
-
-def refs_in(e: Expr) -> set[Ref]:
-    """The vector references an expression uses (nodes, x, previous states, 1-D params)."""
-    return {x for x in walk(e) if isinstance(x, Ref)}
-
-
 # ----------------------------------------------------------------------------- LaTeX names
 # The rules a cell's LaTeX names follow (the spec's own ``latex`` field, and every notation
-# that renames symbols, derive.notation): what the printers attach to a symbol decides what a
-# name may contain, and a few symbols derive prints itself are reserved.
+# that renames symbols, derive.printing.notation): what the printers attach to a symbol decides what
+# a name may contain, and a few symbols derive prints itself are reserved.
 
 _FORBIDDEN_CHARS = "$&%#"
 _FORBIDDEN_COMMANDS = ("input", "include", "write", "def", "edef", "gdef", "newcommand",

@@ -3,8 +3,8 @@
 Everything derive knows about an activation lives in its :class:`Activation` record: its value
 and derivative as NumPy, numba and SymPy code, how it prints in LaTeX and on a terminal, the
 range of its values and of its derivative (the gradient-flow bounds). :func:`register` is the one
-place to add one; the spec parser, the printers, the kernels and :mod:`derive.flow` all look it
-up in :data:`ACTIVATIONS`, and a record missing a facet cannot be built (no facet has a default).
+place to add one; the spec parser, the printers, the kernels and :mod:`derive.tools.flow` all look
+it up in :data:`ACTIVATIONS`, and a record missing a facet cannot be built (no facet has a default).
 
 The derivative is stored twice: in terms of the pre-activation z (``deriv``) and in terms of the
 *output* y = act(z) (``deriv_from_output``), because that is what a kernel has at hand:

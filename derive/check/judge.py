@@ -11,8 +11,8 @@ Python API: :func:`check_file`, :func:`check_text` return a :class:`Report` (``.
 ``.exit_code``; ``.to_json()``; ``.format()``). Usage errors (no file, no equations, unknown cell
 or notation, an ambiguous cell) raise :class:`CheckError`.
 
-Reading the file is :mod:`derive.check_parse` (display math -> equation chains -> AST). This
-module gives the AST its meaning, in the engine's middle layer (:mod:`derive.algebra`), and
+Reading the file is :mod:`derive.check.parse` (display math -> equation chains -> AST). This
+module gives the AST its meaning, in the engine's middle layer (:mod:`derive.calculus.algebra`), and
 compares. Decisions:
 
 **What a line is.** Every right-hand side after an ``=`` of a chain ``lhs = r_1 = r_2 ...`` is a
@@ -23,7 +23,7 @@ int).
 
 **What is judged, what is skipped.** The checker judges one-step equalities of the d(x) calculus
 (what seed 001 eqs 7-25 are). A line that is not one is *skipped* with a stated reason
-(:func:`derive.check_parse.skip_reason`): a relation other than ``=`` (a bound ``\\le``, an
+(:func:`derive.check.parse.skip_reason`): a relation other than ``=`` (a bound ``\\le``, an
 approximation ``\\approx``, ``<``, ``\\sim``, ...), a statement over several steps (``\\prod``,
 a ``\\sum`` over an index other than the ``\\sum_t`` of a gradient, a time index other than t and
 t-1 such as ``h_k``, ``f_j``, ``x_{t-k}``, a norm ``\\|.\\|``), or mathematics outside the
@@ -42,7 +42,7 @@ summary says that nothing was judged.
 * ``\\frac{\\partial u_t}{\\partial A}`` (u a state, gate, node or pre-activation; A a parameter):
   the engine's total derivative, in terms of the opaque recursion symbols
   ``\\frac{\\partial v_{t-1}}{\\partial A}`` of the states (``Derivation.forward[A]``, and
-  :func:`derive.calculus.totals` for nodes that are not states).
+  :func:`derive.calculus.rules.totals` for nodes that are not states).
 * ``\\frac{\\partial u_t}{\\partial v_{t-1}}``: the state Jacobian block ``Derivation.jacobian``.
 * ``\\frac{\\partial L_t}{\\partial A}``: ``\\frac{\\partial L_t}{\\partial h_t}`` is a row-vector
   factor (a 1 x n Jacobian, numerator layout, random when evaluated) times dh_t/dA.
@@ -52,7 +52,7 @@ summary says that nothing was judged.
   expanded down to the leaves ``\\frac{\\partial \\ell_t}{\\partial h_t}`` (a column here) and
   ``\\delta v_t``, so any grouping of the adjoint recursion is accepted.
 * **A cell with a readout** (seed 004's y_t = sigma(V h_t + b_y)): the loss at t is a function of
-  the readout (:func:`derive.latex.readout_reverse`), so the leaves are
+  the readout (:func:`derive.printing.latex.readout_reverse`), so the leaves are
   ``\\frac{\\partial \\ell_t}{\\partial y_t}`` instead: ``\\bar{y}_t``, ``\\bar{\\hat{y}}_t`` are
   adjoints like the cell's, ``\\frac{\\partial \\ell_t}{\\partial h_t}`` (on the left, or ending a
   product on the right) is the column the readout passes to the cell (``V^\\top
@@ -91,12 +91,12 @@ detail are those of the first failing binding (recorded in ``binding``).
 (sums and Hadamard products sorted, a written-out equation replaced by its node:
 ``d(\\sigma'(W_o h_{t-1} + U_o x_t + b_o))`` is ``d(o'_t)``, ``d(a \\odot b) = d(a) d(b)``), runs of
 d(.) factors are put in the engine's canonical order and like terms merged
-(:func:`derive.algebra.make_sum`). Equal sums: *correct* (``method`` symbolic). Otherwise both are
-evaluated at two random points (:class:`derive.numeric.Step`, random recursion symbols and
-adjoints, n=3 hidden, m=2 inputs): equal there: *correct* (numeric). Otherwise *wrong*, with the
-smallest set of differing terms: terms equal numerically are cancelled first, the rest is paired
-by the fewest factor edits and named ``wrong factor`` (``d(s_t)`` where ``d(\\sigma(s_t))`` is
-due), ``factor order``, ``missing factor``, ``extra factor``, ``wrong coefficient``, ``wrong
+(:func:`derive.calculus.algebra.make_sum`). Equal sums: *correct* (``method`` symbolic). Otherwise
+both are evaluated at two random points (:class:`derive.calculus.numeric.Step`, random recursion
+symbols and adjoints, n=3 hidden, m=2 inputs): equal there: *correct* (numeric). Otherwise *wrong*,
+with the smallest set of differing terms: terms equal numerically are cancelled first, the rest is
+paired by the fewest factor edits and named ``wrong factor`` (``d(s_t)`` where ``d(\\sigma(s_t))``
+is due), ``factor order``, ``missing factor``, ``extra factor``, ``wrong coefficient``, ``wrong
 term``, ``missing term``, ``extra term`` or ``missing '+'`` (``P \\frac{\\partial h_{t-1}}{\\partial
 b} S`` where ``P \\frac{..}{..} + S`` is due), each with the corrected term in LaTeX; written
 terms are shown as written, the engine's as it prints them.
@@ -134,8 +134,7 @@ from typing import Any
 
 import numpy as np
 
-from .activations import ACTIVATIONS
-from .algebra import (
+from ..calculus.algebra import (
     ZERO,
     Adj,
     Diag,
@@ -151,8 +150,14 @@ from .algebra import (
     mul,
     single,
 )
-from .calculus import partial, totals
-from .check_parse import (
+from ..calculus.derivation import Derivation, derive
+from ..calculus.rules import partial, totals
+from ..printing.latex import ReadoutReverse, readout_reverse
+from ..printing.latex import factor as latex_factor
+from ..printing.latex import vec as latex_vec
+from ..spec import HAT, Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref, SpecError
+from ..spec.activations import ACTIVATIONS
+from .parse import (
     FAdj,
     FBlock,
     FCoef,
@@ -178,11 +183,6 @@ from .check_parse import (
     skip_reason,
     unresolved,
 )
-from .derivation import Derivation, derive
-from .latex import ReadoutReverse, readout_reverse
-from .latex import factor as latex_factor
-from .latex import vec as latex_vec
-from .spec import HAT, Add, Call, CellSpec, Const, DerivAt, Expr, MatVec, Mul, Ref, SpecError
 
 PROG = "derive check"
 VERDICTS = ("correct", "wrong", "ill-typed", "unparsed")
@@ -501,8 +501,8 @@ class Context:
 
     @property
     def readout(self) -> ReadoutReverse | None:
-        """The readout's part of reverse mode (:func:`derive.latex.readout_reverse`), None for a
-        cell without a readout."""
+        """The readout's part of reverse mode (:func:`derive.printing.latex.readout_reverse`), None
+        for a cell without a readout."""
         if not self._readout:
             self._readout.append(readout_reverse(self.d))
         return self._readout[0]
@@ -704,7 +704,7 @@ class Point:
     the recursion symbols, the adjoint leaves and the row vector dL_t/du_t."""
 
     def __init__(self, ctx: Context, seed: int):
-        from .numeric import Step
+        from ..calculus.numeric import Step
 
         rng = np.random.default_rng(seed)
         spec = ctx.spec
@@ -1642,8 +1642,8 @@ def _load_cell(cell: str | Mapping[str, Any] | CellSpec | Derivation) -> Derivat
 def candidates(cell: Any = None, notation: Any = None) -> list[Context]:
     """The (cell, notation) contexts to try: the given ones, or every built-in cell under every
     shipped notation (contexts naming every symbol alike are merged)."""
-    from .cells import BUILTIN
-    from .notation import NotationError, available, load
+    from ..printing.notation import NotationError, available, load
+    from ..spec.cells import BUILTIN
 
     cells = [_load_cell(cell)] if cell is not None else [derive(c) for c in BUILTIN]
     if notation is not None:
@@ -1685,8 +1685,8 @@ def check_text(text: str, *, cell: Any = None, notation: Any = None, fmt: str | 
     """Check the display equations of a LaTeX (``fmt='tex'``) or Markdown (``'md'``) text.
 
     ``cell``: a built-in name, a spec dict / :class:`~derive.spec.CellSpec` /
-    :class:`~derive.derivation.Derivation`, a ``.json``/``.toml`` spec path, or None to infer;
-    ``notation``: a shipped profile name, a ``.toml`` path or None to infer. Raises
+    :class:`~derive.calculus.derivation.Derivation`, a ``.json``/``.toml`` spec path, or None to
+    infer; ``notation``: a shipped profile name, a ``.toml`` path or None to infer. Raises
     :class:`CheckError` for usage errors (no equations, unknown or ambiguous cell)."""
     fmt = fmt or _fmt(None, text)
     if fmt not in ("tex", "md"):

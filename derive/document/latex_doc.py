@@ -8,10 +8,10 @@ A document is built in three layers:
    ``forward``: the shared blocks M_t, N_t (seed 001 eq 26) then dh_t/dA and every other state's
    recursion ds_t/dA; with ``steps`` each is first written as the chain rule (eqs 7-8, gates kept
    whole), then with the gate derivatives substituted (eqs 10-13) and only then collected, as
-   seed 001 eqs (14)-(25) do. ``reverse``: :func:`derive.latex.reverse_entries` (seed 002).
-   ``flow``: the state Jacobian blocks, :func:`derive.latex.jacobian_entries`, then the gradient
-   flow results of :func:`derive.flow.latex_blocks` (products, carousel, bounds, path sums,
-   seed 000), their LaTeX read back into items (:func:`math_items`) with relations =, \\le,
+   seed 001 eqs (14)-(25) do. ``reverse``: :func:`derive.printing.latex.reverse_entries` (seed 002).
+   ``flow``: the state Jacobian blocks, :func:`derive.printing.latex.jacobian_entries`, then the
+   gradient flow results of :func:`derive.tools.flow.latex_blocks` (products, carousel, bounds, path
+   sums, seed 000), their LaTeX read back into items (:func:`math_items`) with relations =, \\le,
    \\approx.
 2. **Layout** (:func:`layout`): greedy line breaking at the '+' and '-' between summands, by an
    estimate of the rendered width (Computer Modern glyph widths measured with pdflatex and the
@@ -22,7 +22,7 @@ A document is built in three layers:
    ``_macros.tex.j2``): numbered, labelled ``align`` environments (labels such as
    ``eq:lstm:dh-dWxf``, independent of the notation), needing only amsmath.
 
-The terminal printer :mod:`derive.text` lays out the same model with a Unicode style.
+The terminal printer :mod:`derive.document.text` lays out the same model with a Unicode style.
 """
 
 from __future__ import annotations
@@ -34,10 +34,9 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-from .activations import ACTIVATIONS
-from .algebra import ZERO, Ident, Rec, Sum, single
-from .calculus import partial, totals
-from .latex import (
+from ..calculus.algebra import ZERO, Ident, Rec, Sum, single
+from ..calculus.rules import partial, totals
+from ..printing.latex import (
     Piece,
     adjoint_symbol,
     factored_pieces,
@@ -49,11 +48,12 @@ from .latex import (
     recursion_blocks,
     vec,
 )
-from .spec import HAT, Ref
+from ..spec import HAT, Ref
+from ..spec.activations import ACTIVATIONS
 
 if TYPE_CHECKING:
-    from .derivation import Derivation
-    from .notation import Notation
+    from ..calculus.derivation import Derivation
+    from ..printing.notation import Notation
 
 MODES = ("forward", "reverse", "flow")
 MODE_TITLES = {
@@ -403,7 +403,7 @@ def _sign(c: Fraction) -> int:
 
 
 def items_from_pieces(pieces: Iterable[Piece]) -> tuple[Item, ...]:
-    """The layout items of a :func:`derive.latex.factored_pieces` tree."""
+    """The layout items of a :func:`derive.printing.latex.factored_pieces` tree."""
     return tuple(Item(_sign(p.coef), p.head, items_from_pieces(p.inner), coef=_coef(p.coef))
                  for p in pieces)
 
@@ -499,7 +499,7 @@ def _with_tail(it: Item, text: str) -> Item:
 
 
 def math_items(text: str) -> tuple[tuple[str, tuple[Item, ...]], ...]:
-    """A right-hand side written as LaTeX (such as those of :func:`derive.flow.latex_rows`) as
+    """A right-hand side written as LaTeX (such as those of :func:`derive.tools.flow.latex_rows`) as
     ``(relation, items)`` steps for the layout: split at its top-level relations (=, \\le,
     \\approx, ...; the first is '=' unless the text starts with one), every step at its top-level
     '+' and '-', and a summand's bracketed sums ``\\left(a + b\\right)`` into nested items that
@@ -535,7 +535,7 @@ def _label(d: Derivation, *parts: str) -> str:
 
 def _collected(d: Derivation, param: str, state: str, nm: dict[str, str],
                shared: bool) -> tuple[Item, ...]:
-    """Seed 001's final form of d state_t/dA (:func:`derive.latex.collected`, as items)."""
+    """Seed 001's final form of d state_t/dA (:func:`derive.printing.latex.collected`, as items)."""
     items: list[Item] = []
     for blk, rec in recursion_blocks(d, param, state, nm, shared):
         if isinstance(blk, str):
@@ -692,10 +692,10 @@ def forward_section(d: Derivation, nm: dict[str, str], params: Sequence[str],
 
 
 def reverse_section(d: Derivation, nm: dict[str, str], params: Sequence[str]) -> Section:
-    """Reverse mode of one step (seed 002), the rows of :func:`derive.latex.reverse_entries`:
-    for a cell with a readout first the readout's adjoints and the derivative of the loss it
-    passes to the cell, then node adjoints, carried state adjoints, and dL/dA for the chosen
-    parameters (the readout's among them: dL/dV, dL/db_y)."""
+    """Reverse mode of one step (seed 002), the rows of
+    :func:`derive.printing.latex.reverse_entries`: for a cell with a readout first the readout's
+    adjoints and the derivative of the loss it passes to the cell, then node adjoints, carried state
+    adjoints, and dL/dA for the chosen parameters (the readout's among them: dL/dV, dL/db_y)."""
     r = d.reverse
     ro = readout_reverse(d)
     adj = tuple(Row(_label(d, "bar", slug(u)), adjoint_symbol(nm, u), (sum_items(s, nm),))
@@ -747,12 +747,13 @@ def reverse_section(d: Derivation, nm: dict[str, str], params: Sequence[str]) ->
 
 def flow_section(d: Derivation, nm: dict[str, str]) -> Section:
     """Gradient flow: the one-step state Jacobian blocks d u_t / d v_{t-1}
-    (:func:`derive.latex.jacobian_entries`), then the results of :func:`derive.flow.latex_blocks`
-    in its groups (the product of the Jacobians, the carousel, the norm bounds, the sum over
-    paths, seed 000's approximation) with their titles and sentences, less the Jacobian blocks
-    shown already. Labels are ``eq:<cell>:flow-<group>``, then ``-2``, ``-3``, ... in the group;
-    a row's right-hand side is read into layout items by :func:`math_items`."""
-    from . import flow
+    (:func:`derive.printing.latex.jacobian_entries`), then the results of
+    :func:`derive.tools.flow.latex_blocks` in its groups (the product of the Jacobians, the
+    carousel, the norm bounds, the sum over paths, seed 000's approximation) with their titles and
+    sentences, less the Jacobian blocks shown already. Labels are ``eq:<cell>:flow-<group>``, then
+    ``-2``, ``-3``, ... in the group; a row's right-hand side is read into layout items by
+    :func:`math_items`."""
+    from ..tools import flow
 
     rows = tuple(Row(_label(d, "J", slug(u), slug(v)),
                      rf"\frac{{\partial {node_symbol(nm, u)}}}{{\partial {node_symbol(nm, v, 1)}}}",
@@ -845,7 +846,8 @@ def _latex_close(height: int, frac: bool) -> str:
 LATEX = Style(tex_width, opener=_latex_open, closer=_latex_close)
 """Paper style: brackets sized by nesting (\\bigl ... \\Biggl), larger around fractions."""
 LATEX_FLAT = Style(tex_width, opener=lambda h, f: r"\left(", closer=lambda h, f: r"\right)")
-"""The style of :mod:`derive.latex` (\\left( ... \\right)), for one-line output and checks."""
+"""The style of :mod:`derive.printing.latex` (\\left( ... \\right)), for one-line output and
+checks."""
 
 
 def _chain(it: Item) -> list[Item]:
@@ -1164,7 +1166,7 @@ def _env():
     if _ENV is None:
         import jinja2
 
-        from .resources import TEMPLATES
+        from ..resources import TEMPLATES
 
         _ENV = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(TEMPLATES / "latex")),
@@ -1202,13 +1204,13 @@ def document(cell: str | Derivation, *, modes: Sequence[str] = MODES,
 
     ``modes`` in {forward, reverse, flow}; ``params`` restricts the forward equations and the
     reverse gradients; ``notation`` is a profile name, a TOML path or a
-    :class:`~derive.notation.Notation` (default ``native``); ``steps`` writes the chain-rule
-    lines before the collected form (seed 001 eqs 14-25); ``width`` is the text width in pt the
-    equations are broken for (345 = article at 10pt). Raises ``ValueError`` naming the valid
-    choices for an unknown mode or parameter, :class:`~derive.notation.NotationError` for a bad
-    notation."""
-    from . import notation as notation_mod
-    from .derivation import Derivation, derive
+    :class:`~derive.printing.notation.Notation` (default ``native``); ``steps`` writes the
+    chain-rule lines before the collected form (seed 001 eqs 14-25); ``width`` is the text width in
+    pt the equations are broken for (345 = article at 10pt). Raises ``ValueError`` naming the valid
+    choices for an unknown mode or parameter, :class:`~derive.printing.notation.NotationError` for a
+    bad notation."""
+    from ..calculus.derivation import Derivation, derive
+    from ..printing import notation as notation_mod
 
     d = cell if isinstance(cell, Derivation) else derive(cell)
     note = notation_mod.load(notation)

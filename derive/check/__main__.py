@@ -1,0 +1,5 @@
+import sys
+
+from .judge import main
+
+sys.exit(main())
