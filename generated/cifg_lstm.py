@@ -1,6 +1,6 @@
 # generated from numpy/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: cifg_lstm.
+# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
+# engine or the template. Cell: cifg_lstm.
 """LSTM with coupled input and forget gate, no peepholes (Greff, Srivastava, Koutnik, Steunebrink, Schmidhuber 2017, "LSTM: A search space odyssey", IEEE TNNLS 28(10), arXiv:1503.04069): forward, BPTT, RTRL and state Jacobians, derived by derive.
 
 Forward equations (the cell spec; x is x_t, <state>_prev the state at t-1):

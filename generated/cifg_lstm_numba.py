@@ -1,6 +1,6 @@
 # generated from numba/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: cifg_lstm, numba backend.
+# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
+# engine or the template. Cell: cifg_lstm, numba backend.
 """LSTM with coupled input and forget gate, no peepholes (Greff, Srivastava, Koutnik, Steunebrink, Schmidhuber 2017, "LSTM: A search space odyssey", IEEE TNNLS 28(10), arXiv:1503.04069): forward and BPTT as fused numba loops (optional backend).
 
 Same API as ``generated.cifg_lstm`` (which this module uses for init_params, rtrl_step,
@@ -424,7 +424,8 @@ def _backward_seq(lo, hi, dhs, S_c, C_f, C_tanh_c, dA_x, d_y_next, d_c_next, R_c
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _forward_step(t, A_x, A_y, S_y, S_c, C_f, C_tanh_c, b_z, b_i, b_o, one):
     """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
-    over row views of batch row b (vectorised; see derive.codegen_numba.row_views)."""
+    over row views of batch row b (vectorised; see
+    derive.codegen.numba_backend.row_views)."""
     batch, n_hidden = S_y.shape[1], S_y.shape[2]
     for b in range(batch):
         A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
@@ -635,7 +636,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
 def _rtrl_coef(t, S_y, S_c, C_z, C_i, C_f, C_o, C_tanh_c, b_z, b_i, b_o, R_z, R_i, R_o, J_y, D_y_c, D_c_c, U0, U1, U2, U3, U4):
     """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
     blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
-    coefficients of V_t (one per distinct d(.) product; see derive.codegen_numba.rtrl_parts)."""
+    coefficients of V_t (one per distinct d(.) product; see
+    derive.codegen.numba_backend.rtrl_parts)."""
     batch, n_hidden = S_y.shape[1], S_y.shape[2]
     for b in range(batch):
         for j in range(n_hidden):

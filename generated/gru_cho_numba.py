@@ -1,6 +1,6 @@
 # generated from numba/fallback.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: gru_cho, numba backend (re-export).
+# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
+# engine or the template. Cell: gru_cho, numba backend (re-export).
 """GRU of Cho et al. 2014 ("Learning phrase representations using RNN encoder-decoder for statistical machine translation", EMNLP 2014, arXiv:1406.1078, eqs 5-8): reset before the recurrent product, no biases: the numba backend's module, which for this cell is the NumPy kernel.
 
 The fused-loop printer does not print this cell: cell 'gru_cho': U @ (...) multiplies a value computed inside the step. This module re-exports

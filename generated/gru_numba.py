@@ -1,6 +1,6 @@
 # generated from numba/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: gru, numba backend.
+# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
+# engine or the template. Cell: gru, numba backend.
 """GRU (torch.nn.GRU): forward and BPTT as fused numba loops (optional backend).
 
 Same API as ``generated.gru`` (which this module uses for init_params, rtrl_step,
@@ -417,7 +417,8 @@ def _backward_seq(lo, hi, dhs, S_h, C_s0, C_s1, dA_h, dA_x, d_h_next, R_h, one, 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _forward_step(t, A_x, A_h, S_h, C_s0, C_s1, b_r, b_z, b_xn, b_hn, one):
     """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
-    over row views of batch row b (vectorised; see derive.codegen_numba.row_views)."""
+    over row views of batch row b (vectorised; see
+    derive.codegen.numba_backend.row_views)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
         A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
@@ -626,7 +627,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
 def _rtrl_coef(t, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, W_hr, W_hz, W_hn, J_h, U0, U1, U2, U3):
     """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
     blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
-    coefficients of V_t (one per distinct d(.) product; see derive.codegen_numba.rtrl_parts)."""
+    coefficients of V_t (one per distinct d(.) product; see
+    derive.codegen.numba_backend.rtrl_parts)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
         for j in range(n_hidden):

@@ -1,6 +1,6 @@
 # generated from numpy/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: indrnn.
+# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
+# engine or the template. Cell: indrnn.
 """IndRNN (Li, Li, Cook, Zhu, Gao 2018, "Independently recurrent neural network (IndRNN): building a longer and deeper RNN", CVPR 2018, arXiv:1803.04831): forward, BPTT, RTRL and state Jacobians, derived by derive.
 
 Forward equations (the cell spec; x is x_t, <state>_prev the state at t-1):

@@ -1,6 +1,6 @@
 # generated from numba/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: indrnn, numba backend.
+# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
+# engine or the template. Cell: indrnn, numba backend.
 """IndRNN (Li, Li, Cook, Zhu, Gao 2018, "Independently recurrent neural network (IndRNN): building a longer and deeper RNN", CVPR 2018, arXiv:1803.04831): forward and BPTT as fused numba loops (optional backend).
 
 Same API as ``generated.indrnn`` (which this module uses for init_params, rtrl_step,
@@ -368,7 +368,8 @@ def _backward_seq(lo, hi, dhs, S_h, u_, dA_x, d_h_next, R_h, g_u, one, zero, xs,
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _forward_step(t, A_x, S_h, u_, b_, zero):
     """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
-    over row views of batch row b (vectorised; see derive.codegen_numba.row_views)."""
+    over row views of batch row b (vectorised; see
+    derive.codegen.numba_backend.row_views)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
         A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
@@ -501,7 +502,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
 def _rtrl_coef(t, S_h, u_, b_, D_h_h, U0, U1):
     """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
     blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
-    coefficients of V_t (one per distinct d(.) product; see derive.codegen_numba.rtrl_parts)."""
+    coefficients of V_t (one per distinct d(.) product; see
+    derive.codegen.numba_backend.rtrl_parts)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
         for j in range(n_hidden):

@@ -1,6 +1,6 @@
 # generated from numpy/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: mgu.
+# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
+# engine or the template. Cell: mgu.
 """Minimal gated unit (Zhou, Wu, Zhang, Zhou 2016, "Minimal gated unit for recurrent neural networks", Int. J. Autom. Comput. 13(3), arXiv:1603.09420): forward, BPTT, RTRL and state Jacobians, derived by derive.
 
 Forward equations (the cell spec; x is x_t, <state>_prev the state at t-1):

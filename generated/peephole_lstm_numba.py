@@ -1,6 +1,6 @@
 # generated from numba/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: peephole_lstm, numba backend.
+# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
+# engine or the template. Cell: peephole_lstm, numba backend.
 """LSTM with peepholes (Gers & Schmidhuber): i, f see c_{t-1}, o sees c_t: forward and BPTT as fused numba loops (optional backend).
 
 Same API as ``generated.peephole_lstm`` (which this module uses for init_params, rtrl_step,
@@ -431,7 +431,8 @@ def _backward_seq(lo, hi, dhs, S_c, C_tanh_c, p_i, p_f, p_o, dA_x, d_h_next, d_c
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _forward_step(t, A_x, A_h, S_h, S_c, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o):
     """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
-    over row views of batch row b (vectorised; see derive.codegen_numba.row_views)."""
+    over row views of batch row b (vectorised; see
+    derive.codegen.numba_backend.row_views)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
         A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
@@ -669,7 +670,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
 def _rtrl_coef(t, S_h, S_c, C_i, C_f, C_g, C_o, C_tanh_c, b_i, b_f, b_g, b_o, p_i, p_f, p_o, W_hi, W_hf, W_hg, W_ho, J_h, D_h_c, D_c_c, U0, U1, U2, U3, U4, U5, U6, U7, U8, U9, U10, U11):
     """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
     blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
-    coefficients of V_t (one per distinct d(.) product; see derive.codegen_numba.rtrl_parts)."""
+    coefficients of V_t (one per distinct d(.) product; see
+    derive.codegen.numba_backend.rtrl_parts)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
         for j in range(n_hidden):

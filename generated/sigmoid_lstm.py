@@ -1,6 +1,6 @@
 # generated from numpy/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: sigmoid_lstm.
+# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
+# engine or the template. Cell: sigmoid_lstm.
 """LSTM of seed 001, eqs (1)-(6): sigmoid candidate and h_t = o_t * sigma(s_t): forward, BPTT, RTRL and state Jacobians, derived by derive.
 
 Forward equations (the cell spec; x is x_t, <state>_prev the state at t-1):

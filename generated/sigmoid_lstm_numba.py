@@ -1,6 +1,6 @@
 # generated from numba/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: sigmoid_lstm, numba backend.
+# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
+# engine or the template. Cell: sigmoid_lstm, numba backend.
 """LSTM of seed 001, eqs (1)-(6): sigmoid candidate and h_t = o_t * sigma(s_t): forward and BPTT as fused numba loops (optional backend).
 
 Same API as ``generated.sigmoid_lstm`` (which this module uses for init_params, rtrl_step,
@@ -427,7 +427,8 @@ def _backward_seq(lo, hi, dhs, S_s, C_sigmoid_s, dA_x, d_h_next, d_s_next, R_s, 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _forward_step(t, A_x, A_h, S_h, S_s, C_sigmoid_s, b_, b_i, b_f, b_o):
     """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
-    over row views of batch row b (vectorised; see derive.codegen_numba.row_views)."""
+    over row views of batch row b (vectorised; see
+    derive.codegen.numba_backend.row_views)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
         A_h_b_3 = A_h[b, 3 * n_hidden:4 * n_hidden]
@@ -643,7 +644,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
 def _rtrl_coef(t, S_h, S_s, C_o, C_i, C_f, C_s_tilde, C_sigmoid_s, b_, b_i, b_f, b_o, W, W_i, W_f, W_o, J_h, D_h_s, D_s_s, U0, U1, U2, U3, U4, U5, U6):
     """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
     blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
-    coefficients of V_t (one per distinct d(.) product; see derive.codegen_numba.rtrl_parts)."""
+    coefficients of V_t (one per distinct d(.) product; see
+    derive.codegen.numba_backend.rtrl_parts)."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
         for j in range(n_hidden):

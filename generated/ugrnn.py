@@ -1,6 +1,6 @@
 # generated from numpy/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/cells.py), the engine
-# or the template. Cell: ugrnn.
+# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
+# engine or the template. Cell: ugrnn.
 """Update-gate RNN (Collins, Sohl-Dickstein, Sussillo 2017, "Capacity and trainability in recurrent neural networks", ICLR 2017, arXiv:1611.09913): forward, BPTT, RTRL and state Jacobians, derived by derive.
 
 Forward equations (the cell spec; x is x_t, <state>_prev the state at t-1):
