@@ -1,5 +1,6 @@
-"""The package's shape: imports point down the pipeline (no cycles among derive's modules), and
-the printed kernels carry no dead code (ruff's F rules, F841 included, pass on generated/)."""
+"""The package's shape: imports point down the pipeline (derive's folders in the order of
+:data:`PIPELINE`, no cycles among its modules), and the printed kernels carry no dead code (ruff's
+F rules, F841 included, pass on generated/)."""
 
 from __future__ import annotations
 
@@ -97,6 +98,40 @@ def test_no_import_cycles_among_derives_modules():
     assert not found, f"import cycles: {found}"
 
 
+# The folders of derive in pipeline order; a module may import only from its own folder or one
+# above it (``resources`` is where the data lives, below everything).
+PIPELINE = ("resources", "spec", "calculus", "printing", "document", "codegen", "tools", "check",
+            "cli")
+
+# Imports that still point up, each inside the one function that needs it (so no cycle):
+# a Derivation's notebook conveniences (.latex(), .sympy(), _repr_latex_) call the printers, and
+# the LaTeX document's flow section prints flow's symbolic results (derive.tools.flow holds both
+# the symbolic results and the measurements). A new upward import fails the test below.
+UPWARD = {
+    ("derive.calculus.derivation", "derive.printing"),
+    ("derive.calculus.derivation", "derive.printing.latex"),
+    ("derive.calculus.derivation", "derive.printing.symbolic"),
+    ("derive.document.latex_doc", "derive.tools"),
+    ("derive.document.latex_doc", "derive.tools.flow"),
+}
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    return PIPELINE.index(parts[1]) if len(parts) > 1 else None
+
+
+def test_every_module_lives_in_a_pipeline_folder():
+    assert {m.split(".")[1] for m in import_graph() if "." in m} == set(PIPELINE)
+
+
+def test_imports_point_down_the_pipeline():
+    up = {(m, n) for m, targets in import_graph().items() for n in targets
+          if _layer(m) is not None and _layer(n) is not None and _layer(n) > _layer(m)}
+    assert up <= UPWARD, f"imports pointing up the pipeline: {sorted(up - UPWARD)}"
+    assert UPWARD <= up, f"listed but gone (drop them from UPWARD): {sorted(UPWARD - up)}"
+
+
 def test_generated_code_has_no_unused_names():
     exe = shutil.which("ruff") or require_executable("ruff", "ruff checks the printed kernels")
     files = sorted(str(p) for p in (ROOT / "generated").glob("*.py"))
@@ -106,7 +141,10 @@ def test_generated_code_has_no_unused_names():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-@pytest.mark.parametrize("module", ["derive", "derive.codegen", "derive.codegen.lower"])
+@pytest.mark.parametrize("module", ["derive", "derive.spec", "derive.calculus.derivation",
+                                    "derive.printing.latex", "derive.document.text",
+                                    "derive.codegen", "derive.codegen.lower", "derive.tools.flow",
+                                    "derive.check", "derive.cli"])
 def test_modules_import_on_their_own(module):
     r = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True,
                        text=True, cwd=ROOT)
