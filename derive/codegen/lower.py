@@ -28,7 +28,7 @@ from ..calculus.algebra import Adj, Diag, Diag2, Ident, Mat, Outer, Sum, Term
 from ..calculus.derivation import Derivation
 from ..printing.latex import adjoint_symbol, expanded, names_for, node_symbol
 from ..printing.latex import vec as latex_vec
-from ..spec import HAT, INPUT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, walk
+from ..spec import HAT, INPUT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, children, walk
 from ..spec.activations import ACTIVATIONS
 from .ir import (
     ActDeriv,
@@ -389,7 +389,7 @@ class _Lowering:
                     e.name.endswith(HAT) and e.name not in self.stored_hats:
                 emit_temps(self.spec.nodes[e.name].expr)  # inlined: its temps come first
                 return
-            for sub in _children(e):
+            for sub in children(e):
                 emit_temps(sub)
             if e in temps and e not in done:
                 done.add(e)
@@ -770,7 +770,7 @@ class _Lowering:
             return "hidden" if e.lag else self.dims[e.name]
         if isinstance(e, MatVec):
             return self.spec.params[e.param].shape[0]
-        for sub in _children(e):
+        for sub in children(e):
             if not isinstance(sub, Const):
                 return self._dim(sub)
         return "hidden"
@@ -851,16 +851,6 @@ def _merge(ranges: list[tuple[str, str]]) -> list[tuple[str, str]]:
         else:
             out.append((lo, hi))
     return out
-
-
-def _children(e: Expr) -> tuple[Expr, ...]:
-    if isinstance(e, (Call, DerivAt, MatVec)):
-        return (e.arg,)
-    if isinstance(e, Add):
-        return tuple(t for _, t in e.terms)
-    if isinstance(e, Mul):
-        return e.factors
-    return ()
 
 
 def _run_slots(st: Stack, buf: str, c0: str, c1: str) -> list[int]:
