@@ -377,7 +377,7 @@ def kernel_fingerprint(cells) -> dict:
     out = {}
     for c in cells:
         try:
-            m = importlib.import_module(f"generated.{c}")
+            m = importlib.import_module(f"derive.kernels.{c}")
             text = Path(m.__file__).read_bytes()
             out[c] = {"file": m.__file__, "sha256": hashlib.sha256(text).hexdigest()[:12]}
         except Exception as e:  # report, the sections will fail loudly

@@ -31,8 +31,8 @@ BACKENDS = ("numpy", "numba")
 
 
 def kernel(cell: str, backend: str = "numpy"):
-    """generated.<cell> (the NumPy kernel) or generated.<cell>_<backend>."""
-    return importlib.import_module(f"generated.{cell}" + ("" if backend == "numpy"
+    """derive.kernels.<cell> (the NumPy kernel) or derive.kernels.<cell>_<backend>."""
+    return importlib.import_module(f"derive.kernels.{cell}" + ("" if backend == "numpy"
                                                           else f"_{backend}"))
 
 

@@ -107,7 +107,7 @@ def run_import(cells, policy: Policy, backends=("numpy",), log=print) -> list[Ro
     interpreters, interleaved. Other backends' modules (generated.<cell>_numba) are reported
     without a target: they import their compiler."""
     rows = []
-    mods = ["numpy"] + [f"generated.{c}" + ("" if b == "numpy" else f"_{b}")
+    mods = ["numpy"] + [f"derive.kernels.{c}" + ("" if b == "numpy" else f"_{b}")
                         for b in backends for c in cells]
     cmds = {m: [sys.executable, "-c", IMPORT.format(module=m)] for m in mods}
     for m in mods:  # warm-up: bytecode caches

@@ -15,19 +15,36 @@ terminal text), ``codegen/`` (the kernels), ``tools/`` (generate, verify, flow, 
 
 import importlib
 
-from .calculus.derivation import Derivation, ForwardParam, cells, derive, get_spec
-from .spec import CellSpec, SpecError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use
+    from .calculus.derivation import Derivation, ForwardParam, cells, derive, get_spec
+    from .spec import CellSpec, SpecError
 
 __all__ = ["CellSpec", "Derivation", "ForwardParam", "SpecError", "cells", "derive", "get_spec"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
+# Everything is loaded on first use, so that ``import derive`` (and so ``import
+# derive.kernels.lstm``, whose parent it is) costs nothing: a kernel needs numpy only.
+_LAZY = {"Derivation": "derive.calculus.derivation", "ForwardParam": "derive.calculus.derivation",
+         "cells": "derive.calculus.derivation", "derive": "derive.calculus.derivation",
+         "get_spec": "derive.calculus.derivation", "CellSpec": "derive.spec",
+         "SpecError": "derive.spec"}
 # The README's short paths (``from derive import flow, interop``; the ``derive.activations``
-# registry), loaded on first use so that ``import derive`` stays light.
+# registry).
 _SHORT = {"activations": "derive.spec.activations", "flow": "derive.tools.flow",
           "interop": "derive.tools.interop"}
 
 
 def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
     if name in _SHORT:
         return importlib.import_module(_SHORT[name])
     raise AttributeError(f"module 'derive' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY, *_SHORT])

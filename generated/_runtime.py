@@ -1,6 +1,6 @@
 # generated from numpy/runtime.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
-# engine or the template. The runtime shared by every kernel.
+# Regenerate with `derive generate` after changing the cell spec, the engine or the
+# template. The runtime shared by every kernel.
 """Cell-independent runtime of the generated NumPy kernels: input checks, initialisation, the
 logistic function and the RTRL / state-Jacobian drivers around a cell's ``_local_step``.
 

@@ -1,9 +1,9 @@
 # generated from numba/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
-# engine or the template. Cell: indrnn, numba backend.
+# Regenerate with `derive generate` after changing the cell spec, the engine or the
+# template. Cell: indrnn, numba backend.
 """IndRNN (Li, Li, Cook, Zhu, Gao 2018, "Independently recurrent neural network (IndRNN): building a longer and deeper RNN", CVPR 2018, arXiv:1803.04831): forward and BPTT as fused numba loops (optional backend).
 
-Same API as ``generated.indrnn`` (which this module uses for init_params, rtrl_step,
+Same API as its NumPy sibling ``indrnn`` (which this module uses for init_params, rtrl_step,
 state_jacobian and the input checks): the elementwise part of every time step runs as
 one compiled loop over (batch, unit) instead of one NumPy call per operation. Where the stacked
 matrices are small (SEQUENCE_MAX_BYTES), forward and backward each run as one compiled call per
@@ -11,7 +11,7 @@ thread over all time steps for a chunk of the batch (threads: $DERIVE_NUM_THREAD
 usable CPUs), with their own matrix products; above it, the matrix products are NumPy's BLAS
 calls, per step. ``rtrl`` runs its steps the same way: per step one compiled
 loop for the state Jacobian's blocks and V's coefficients, one BLAS product per state with a
-dense block, one compiled loop for the diagonal blocks and V. Needs numba (``pip install "derive[numba]"``); the first call of each dtype
+dense block, one compiled loop for the diagonal blocks and V. Needs numba (``pip install "derive-rnn[numba]"``); the first call of each dtype
 compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
 """
 
@@ -22,8 +22,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from generated import _runtime as rt
-from generated.indrnn import (  # noqa: F401  (re-exported: same API)
+from . import _runtime as rt
+from .indrnn import (  # noqa: F401  (re-exported: same API)
     INPUT_GRAD,
     PARAMS,
     READOUT,
@@ -437,7 +437,7 @@ def _backward_step(t, dhs, S_h, u_, dA_x, d_h_next, R_h, g_u, one, zero):
 
 def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
     """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
-    dys = {name: dL/dy_t}; see generated.indrnn (one cache serves one backward unless
+    dys = {name: dL/dy_t}; see indrnn.backward (one cache serves one backward unless
     keep_cache=True)."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
@@ -545,7 +545,7 @@ def _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1):
 def rtrl(params, xs, state0=None):
     """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
     recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
-    layout and result as generated.indrnn.rtrl): the forward pass first (all steps' values),
+    layout and result as indrnn.rtrl): the forward pass first (all steps' values),
     then per step two compiled passes and one BLAS product per dense Jacobian column."""
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)

@@ -1,6 +1,6 @@
 # generated from numpy/kernel.py.j2 by derive; do not edit.
-# Regenerate with `derive generate` after changing the cell spec (derive/spec/cells.py), the
-# engine or the template. Cell: ugrnn.
+# Regenerate with `derive generate` after changing the cell spec, the engine or the
+# template. Cell: ugrnn.
 """Update-gate RNN (Collins, Sohl-Dickstein, Sussillo 2017, "Capacity and trainability in recurrent neural networks", ICLR 2017, arXiv:1611.09913): forward, BPTT, RTRL and state Jacobians, derived by derive.
 
 Forward equations (the cell spec; x is x_t, <state>_prev the state at t-1):
@@ -42,7 +42,7 @@ state_jacobian(params, x_t, state) -> ndarray
 
 import numpy as np
 
-from generated import _runtime as rt
+from . import _runtime as rt
 
 PARAMS = {
     "W_cx": ("n_hidden", "n_in"),
@@ -214,7 +214,7 @@ def _local_step(params, x_t, prev, S=None, out=None, V=None, off=None, P=None, d
     """One step: the new states, the state-Jacobian blocks and (with S) the RTRL update of the
     sensitivities S into ``out`` (V: strided views of out's diagonal structure, off: column
     offsets, P: _unpack(params) when the caller keeps it, dense: (J buffer, whole S, whole
-    out) for the one-matmul product; see generated._runtime.rtrl)."""
+    out) for the one-matmul product; see _runtime.rtrl)."""
     if P is None:
         P = _unpack(params)
     W_ch = P["W_ch"]

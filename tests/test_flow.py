@@ -320,7 +320,7 @@ def test_seed004_path_sum_equals_recursion(wrt: str) -> None:
     hs = [s["h"] for s in _ref_states("rnn", P, xs, {"h": np.zeros(n)})]
     closed = seed004_index_form(P, xs, hs, wrt)
     paths = flow.path_sum(tr, wrt)["h"]
-    mod = importlib.import_module("generated.rnn")
+    mod = importlib.import_module("derive.kernels.rnn")
     rec = mod.rtrl(P, xs[:, None, :])[wrt][0].reshape(n, -1)
     np.testing.assert_allclose(closed, rec, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(paths, rec, rtol=1e-12, atol=1e-14)

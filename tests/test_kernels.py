@@ -31,8 +31,8 @@ def kernel(cell: str, backend: str = "numpy"):
     """The generated module of a cell; the numba backend needs numba (an optional extra)."""
     if backend.startswith("numba"):
         require("numba", "numba is not installed (pip install -e '.[numba]')")
-        return importlib.import_module(f"generated.{cell}_numba")
-    return importlib.import_module(f"generated.{cell}")
+        return importlib.import_module(f"derive.kernels.{cell}_numba")
+    return importlib.import_module(f"derive.kernels.{cell}")
 
 
 def numba_path(monkeypatch, path: str) -> None:
@@ -184,8 +184,9 @@ def test_state0_defaults_to_zeros():
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_importing_a_kernel_does_not_import_sympy(cell):
-    code = (f"import sys, generated.{cell} as k; "
-            "bad = [m for m in ('sympy', 'jinja2', 'derive') if m in sys.modules]; "
+    code = (f"import sys, derive.kernels.{cell} as k; "
+            "bad = [m for m in sys.modules if m.startswith(('sympy', 'jinja2')) or "
+            "m.startswith('derive.') and not m.startswith('derive.kernels')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -410,7 +411,7 @@ def test_numba_module_falls_back_to_numpy_rtrl_when_the_printer_cannot(monkeypat
     monkeypatch.setattr(numba_backend.NumbaPlan, "rtrl_parts", unsupported)
     text = numba_backend.render_numba_kernel("lstm")
     assert "def rtrl(" not in text and "def _rtrl_post(" not in text
-    assert "\n    rtrl,\n" in text  # imported from generated.lstm
+    assert "\n    rtrl,\n" in text  # imported from derive.kernels.lstm
     compile(text, "lstm_numba.py", "exec")
 
 
@@ -442,7 +443,7 @@ def test_row_chunks_cover_the_batch_in_whole_pairs(batch, threads):
     """The numba backend's batch split: contiguous chunks covering every row once, each but the
     last of whole row pairs (the products take two rows at a time), at most `threads` of them,
     sizes within one pair of each other."""
-    from generated import _runtime as rt
+    from derive.kernels import _runtime as rt
 
     chunks = rt.row_chunks(batch, threads)
     assert 1 <= len(chunks) <= threads
@@ -455,7 +456,7 @@ def test_row_chunks_cover_the_batch_in_whole_pairs(batch, threads):
 
 
 def test_run_chunks_runs_every_chunk_and_reraises(monkeypatch):
-    from generated import _runtime as rt
+    from derive.kernels import _runtime as rt
 
     seen = []
     rt.run_chunks(lambda lo, hi, tag: seen.append((lo, hi, tag)), [(0, 2), (2, 4), (4, 5)],
@@ -472,7 +473,7 @@ def test_run_chunks_runs_every_chunk_and_reraises(monkeypatch):
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_bad_derive_num_threads_is_a_clear_error(value, monkeypatch):
-    from generated import _runtime as rt
+    from derive.kernels import _runtime as rt
 
     monkeypatch.setenv("DERIVE_NUM_THREADS", value)
     with pytest.raises(ValueError, match=f"DERIVE_NUM_THREADS must be a positive integer, "

@@ -20,7 +20,7 @@ def test_generated_kernels_verify(cell):
 
 
 def test_a_broken_kernel_is_caught(monkeypatch):
-    mod = importlib.import_module("generated.gru")
+    mod = importlib.import_module("derive.kernels.gru")
     real = mod.backward
 
     def broken(params, cache, dhs, **kw):

@@ -1,8 +1,11 @@
-"""Print a cell's kernel for one backend and import it, without writing into ``generated/``.
+"""Print a cell's kernel for one backend and import it, without writing into a kernel package
+of the project.
 
 Tests, ``bench/fuzz.py`` and tools use this to run the kernels of cells that are not built in.
-Each distinct printed text is imported once per process, as a module of its own name in a
-private folder of the process (the numba module imports its NumPy sibling by that name).
+Each distinct NumPy kernel text becomes a private package of the process (a folder in a
+temporary directory on ``sys.path``, named after the text's hash) holding ``_runtime.py``, the
+NumPy module and, when asked for, the numba module: the same layout as ``derive generate --out``
+writes, with the same relative imports, imported once per process.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from ..calculus.derivation import get_spec
 from ..spec import CellSpec
+from .naming import module_name
 
 BACKENDS = ("numpy", "numba")
 _FOLDER: Path | None = None
@@ -31,21 +35,24 @@ def _folder() -> Path:
     return _FOLDER
 
 
-def _import(text: str, stem: str) -> ModuleType:
-    name = f"_derive_{stem}_{hashlib.sha1(text.encode()).hexdigest()[:16]}"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = _folder() / f"{name}.py"
-    if not path.exists():
-        path.write_text(text)
-    importlib.invalidate_caches()
-    return importlib.import_module(name)
+def _package(numpy_text: str) -> str:
+    """The private package holding this NumPy kernel text (made on first use)."""
+    from .numpy_backend import package_files
+
+    name = f"_derive_kernels_{hashlib.sha1(numpy_text.encode()).hexdigest()[:16]}"
+    root = _folder() / name
+    if not root.is_dir():
+        root.mkdir()
+        (root / "__init__.py").write_text('"""Kernels printed by derive.codegen.load."""\n')
+        (root / "_runtime.py").write_text(package_files([])["_runtime.py"])
+    return name
 
 
 def load_kernel(cell: str | Mapping[str, Any] | CellSpec, backend: str = "numpy") -> ModuleType:
     """The kernel module of ``cell`` for ``backend`` ('numpy' or 'numba'), printed and imported.
 
-    It has the API of ``generated.<cell>`` (forward, backward, rtrl, rtrl_step, state_jacobian).
+    It has the API of the built-in kernels (``derive.kernels.lstm``: forward, backward, rtrl,
+    rtrl_step, state_jacobian).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
@@ -53,9 +60,17 @@ def load_kernel(cell: str | Mapping[str, Any] | CellSpec, backend: str = "numpy"
     from .numpy_backend import render_kernel
 
     numpy_text = render_kernel(spec)
-    numpy_mod = _import(numpy_text, "numpy")
-    if backend == "numpy":
-        return numpy_mod
-    from .numba_backend import render_numba_kernel
+    pkg = _package(numpy_text)
+    mod = module_name(spec.name)
+    files = {mod: numpy_text}
+    if backend == "numba":
+        from .numba_backend import render_numba_kernel
 
-    return _import(render_numba_kernel(spec, numpy_module=numpy_mod.__name__), "numba")
+        mod += "_numba"
+        files[mod] = render_numba_kernel(spec)
+    for stem, text in files.items():
+        path = _folder() / pkg / f"{stem}.py"
+        if not path.exists():
+            path.write_text(text)
+    importlib.invalidate_caches()
+    return importlib.import_module(f"{pkg}.{mod}")

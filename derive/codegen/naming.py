@@ -69,3 +69,17 @@ class Namer:
         if key not in self._fresh:
             self._fresh[key] = self.fresh(base or key)
         return self._fresh[key]
+
+
+def module_name(cell_name: str) -> str:
+    """The Python module name of a cell's kernel: the cell name where it is an identifier, else
+    with every other character as ``_`` (``my-cell`` -> ``my_cell``), ``cell_`` in front of a
+    leading digit, ``_`` after a keyword. Module names never start with ``_`` (the package's
+    own ``_runtime`` cannot be hit); the numba sibling is ``<module>_numba``."""
+    ident = "".join(ch if ch.isalnum() and ch.isascii() or ch == "_" else "_"
+                    for ch in cell_name)
+    if not ident or not ident[0].isalpha():
+        ident = f"cell_{ident}"
+    while keyword.iskeyword(ident):
+        ident += "_"
+    return ident

@@ -43,6 +43,7 @@ from ..calculus.derivation import derive
 from ..printing.latex import expanded, node_symbol
 from ..spec import HAT, Add, Call, Const, DerivAt, Expr, MatVec, Mul, Ref, walk
 from ..spec.activations import ACTIVATIONS
+from .naming import module_name
 from .plan import KernelPlan, Stack, _ident, _latex_adj, _num, environment, join_signed
 
 
@@ -708,11 +709,12 @@ def fused_refusal(d) -> str | None:
 
 
 def render_numba_kernel(cell, numpy_module: str | None = None) -> str:
-    """The text of ``generated/<cell>_numba.py``; it imports its NumPy sibling as
-    ``numpy_module`` (default ``generated.<cell>``). A cell the fused printer does not print
+    """The text of a cell's numba module (``<module>_numba.py`` of a kernel package); it imports
+    its NumPy sibling ``numpy_module`` of the same package relatively (default: the cell's
+    module name, :func:`derive.codegen.naming.module_name`). A cell the fused printer does not print
     (:func:`fused_refusal`) gets a module that re-exports the NumPy kernel, saying why."""
     d = derive(cell)
-    numpy_module = numpy_module or f"generated.{d.spec.name}"
+    numpy_module = numpy_module or module_name(d.spec.name)
     why = fused_refusal(d)
     if why is not None:
         template = "numba/fallback.py.j2"
@@ -727,8 +729,9 @@ def render_numba_kernel(cell, numpy_module: str | None = None) -> str:
     return environment().get_template(template).render(**ctx)
 
 
-def kernel_files(cell: str) -> dict[str, str]:
-    return {f"{cell}_numba.py": render_numba_kernel(cell)}
+def kernel_files(cell) -> dict[str, str]:
+    """The files of one cell's numba kernel in a kernel package: ``<module>_numba.py``."""
+    return {f"{module_name(derive(cell).spec.name)}_numba.py": render_numba_kernel(cell)}
 
 
 __all__ = ["NumbaPlan", "Unsupported", "kernel_files", "render_numba_kernel", "Mat", "Term"]

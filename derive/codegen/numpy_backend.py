@@ -13,11 +13,12 @@ import json
 
 import jinja2
 
-from ..calculus.derivation import derive
+from ..calculus.derivation import derive, get_spec
 from ..resources import TEMPLATES
 from ..spec import CellSpec
 from .ir import Const, Stmt, idents
 from .lower import Program, lower
+from .naming import module_name
 from .numpy_printer import NumpyPrinter
 
 
@@ -333,20 +334,22 @@ def _dense_max(blocks, prog: Program) -> int:
 
 
 def render_kernel(cell: str | CellSpec) -> str:
-    """The text of ``generated/<cell>.py``."""
+    """The text of a cell's NumPy kernel module (``<module>.py`` of a kernel package: it imports
+    the package's ``_runtime`` relatively)."""
     template = "numpy/kernel.py.j2"
     d = derive(cell)
     ctx = NumpyKernel(lower(d)).context(d.spec, template)
     return environment().get_template(template).render(**ctx)
 
 
-def kernel_files(cell: str) -> dict[str, str]:
-    """Files of generated/ for one cell's NumPy kernel."""
-    return {f"{cell}.py": render_kernel(cell)}
+def kernel_files(cell: str | CellSpec) -> dict[str, str]:
+    """The files of one cell's NumPy kernel in a kernel package: ``<module>.py``
+    (:func:`derive.codegen.naming.module_name`)."""
+    return {f"{module_name(get_spec(cell).name)}.py": render_kernel(cell)}
 
 
 def package_files(cells: list[str]) -> dict[str, str]:
-    """generated/__init__.py (listing the kernels) and generated/_runtime.py."""
+    """A kernel package's ``__init__.py`` (listing the kernel modules) and ``_runtime.py``."""
     env = environment()
     init, runtime = "numpy/package_init.py.j2", "numpy/runtime.py.j2"
     return {"__init__.py": env.get_template(init).render(cells=list(cells), template=init),

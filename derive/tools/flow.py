@@ -651,7 +651,7 @@ def split_relation(rhs: str) -> tuple[str, str]:
 def kernel(d: Derivation) -> ModuleType | None:
     """The generated kernel ``generated.<cell>`` when it matches the spec, else None."""
     try:
-        mod = importlib.import_module(f"generated.{d.name}")
+        mod = importlib.import_module(f"derive.kernels.{d.name}")
     except ImportError:
         return None
     if tuple(getattr(mod, "STATE", ())) != tuple(d.states) or \

@@ -46,7 +46,7 @@ def _row(mode: str, param: str, got: Any, want: Any) -> dict[str, Any]:
 
 def run(cell: str, seed: int = 0) -> list[dict[str, Any]]:
     """Verify ``generated/<cell>.py``; one row per (mode, parameter)."""
-    mod = importlib.import_module(f"generated.{cell}")
+    mod = importlib.import_module(f"derive.kernels.{cell}")
     spec = derive(cell).spec
     rng = np.random.default_rng(seed)
     P = {k: 2.0 * v for k, v in mod.init_params(M, N, seed=seed + 1).items()}
