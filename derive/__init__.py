@@ -14,7 +14,6 @@ terminal text), ``codegen/`` (the kernels), ``tools/`` (generate, verify, flow, 
 """
 
 import importlib
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the names below, for type checkers; at run time they load on first use

@@ -18,10 +18,10 @@ import pytest
 from conftest import require_executable
 
 import derive
-from derive import cli
+from derive import cli, get_spec
 from derive.document import latex_doc
 from derive.spec.cells import BUILTIN
-from derive.tools.generate import outputs
+from derive.tools.generate import package_outputs
 
 CELLS = list(BUILTIN)
 
@@ -56,7 +56,7 @@ def test_list_names_every_cell_with_its_states_and_parameters(exe):
         assert f"  states  {', '.join(spec['states'])}" in r.stdout
         assert f"  params  {' '.join(spec['params'])}" in r.stdout
     assert "readout V b_y (y)" in r.stdout
-    assert "notations: native, seed001, standard" in r.stdout
+    assert "notations: native, goodfellow, standard" in r.stdout
 
 
 def test_show_prints_readable_unicode_for_each_mode(exe):
@@ -75,7 +75,7 @@ def test_show_prints_readable_unicode_for_each_mode(exe):
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_show_fits_the_width(exe, cell):
-    r = run(exe, "show", cell, "--steps", "--notation", "seed001", "--width", "72")
+    r = run(exe, "show", cell, "--steps", "--notation", "goodfellow", "--width", "72")
     assert r.returncode == 0, r.stderr
     from derive.document.text import display_width
 
@@ -93,11 +93,11 @@ def test_show_uses_the_terminal_width(exe):
 
 
 def test_latex_fragment_to_stdout_and_file(exe, tmp_path):
-    args = ["latex", "lstm", "--mode", "forward", "--param", "W_hf", "--notation", "seed001"]
+    args = ["latex", "lstm", "--mode", "forward", "--param", "W_hf", "--notation", "goodfellow"]
     r = run(exe, *args)
     assert r.returncode == 0, r.stderr
     assert r.stdout == latex_doc.document("lstm", modes=["forward"], params=["W_hf"],
-                                          notation="seed001")
+                                          notation="goodfellow")
     assert "\\label{eq:lstm:dh-dWhf}" in r.stdout and "\\documentclass" not in r.stdout
     out = tmp_path / "fwd.tex"
     r2 = run(exe, *args, "-o", str(out))
@@ -121,11 +121,12 @@ def test_latex_standalone_with_steps_and_notation_file(exe, tmp_path):
 # ----------------------------------------------------------------------------- bad input
 
 BAD = [
-    (["show", "lsmt"], "unknown cell 'lsmt'; valid cells: lstm, sigmoid_lstm, rnn, gru, "
-                       "peephole_lstm"),
-    (["latex", "lsmt"], "unknown cell 'lsmt'; valid cells: lstm,"),
-    (["verify", "lsmt"], "unknown cell 'lsmt'; valid cells: lstm,"),
-    (["generate", "--check", "lstm", "lsmt"], "unknown cell 'lsmt'; valid cells: lstm,"),
+    (["show", "lsmt"], "unknown cell 'lsmt'; expected a built-in cell (lstm, sigmoid_lstm, "
+                       "rnn, gru, peephole_lstm"),
+    (["latex", "lsmt"], "unknown cell 'lsmt'; expected a built-in cell (lstm,"),
+    (["verify", "lsmt"], "unknown cell 'lsmt'; expected a built-in cell (lstm,"),
+    (["generate", "--check", "lstm", "lsmt"],
+     "unknown cell 'lsmt'; expected a built-in cell (lstm,"),
     (["latex", "lstm", "--param", "W_f"],
      "unknown parameter 'W_f' for cell 'lstm'; valid parameters: W_xi, W_xf,"),
     (["show", "rnn", "-p", "V"], "unknown parameter 'V' for cell 'rnn'; valid parameters: W, U, "
@@ -134,7 +135,7 @@ BAD = [
      "invalid choice: 'sideways' (choose from 'forward', 'reverse', 'flow')"),
     (["latex", "lstm", "-m", "jacobian"], "(choose from 'forward', 'reverse', 'flow')"),
     (["latex", "lstm", "--notation", "fancy"],
-     "unknown notation 'fancy'; expected one of native, seed001, standard or a path"),
+     "unknown notation 'fancy'; expected one of native, goodfellow, standard or a path"),
     (["show", "lstm", "--notation", "nowhere/paper.toml"], "notation file 'nowhere/paper.toml' "
                                                            "not found"),
     (["latex", "lstm", "--width", "50"], "--width 50: expected a text width in pt between"),
@@ -207,23 +208,26 @@ def _snapshot(root: Path) -> dict[str, bytes]:
 
 
 def test_generate_writes_then_check_finds_stale_files(exe, tmp_path):
+    """``--out DIR`` writes a kernel package of the given cells; ``--check`` compares with it,
+    writing nothing; a second run rewrites exactly the stale files."""
     out = tmp_path / "gen"
     r = run(exe, "generate", "rnn", "--out", str(out))
     assert r.returncode == 0, r.stderr
-    want = outputs(["rnn"])
+    want = package_outputs([get_spec("rnn")])
     assert _snapshot(out) == {k: v.encode() for k, v in want.items()}
-    assert "latex/rnn.tex" in want
+    assert set(want) == {"__init__.py", "_runtime.py", "rnn.py", "rnn_numba.py"}
 
     r = run(exe, "generate", "rnn", "--check", "--out", str(out))
     assert r.returncode == 0 and "up to date" in r.stdout
 
-    (out / "latex" / "rnn.tex").write_text(want["latex/rnn.tex"].replace("h_{t-1}", "h_{t-2}"))
+    (out / "rnn_numba.py").write_text(want["rnn_numba.py"].replace("import", "# import", 1))
     (out / "rnn.py").unlink()
     before = _snapshot(out)
     r = run(exe, "generate", "rnn", "--check", "--out", str(out))
     assert r.returncode == 1
     assert f"2 of {len(want)} files differ" in r.stdout
-    assert "  latex/rnn.tex: +" in r.stdout and "  rnn.py: missing" in r.stdout
+    assert "  rnn_numba.py: +" in r.stdout and "  rnn.py: missing" in r.stdout
+    assert f"run `derive generate rnn --out {out}`" in r.stdout
     assert _snapshot(out) == before  # --check writes nothing
 
     r = run(exe, "generate", "rnn", "--out", str(out))
@@ -245,7 +249,8 @@ import json, os, sys, types
 _rows = os.environ.get("DERIVE_TEST_VERIFY_ROWS")
 if _rows is not None:
     _m = types.ModuleType("derive.tools.verify")
-    _m.run = lambda cell: json.loads(_rows)
+    _m.run = lambda cell, **kw: json.loads(_rows)
+    _m.KernelError = ValueError
     sys.modules["derive.tools.verify"] = _m
 '''
 
@@ -281,7 +286,8 @@ def test_verify_with_no_rows_fails(monkeypatch, capsys):
     import types
 
     fake = types.ModuleType("derive.tools.verify")
-    fake.run = lambda cell: []
+    fake.run = lambda cell, **kw: []
+    fake.KernelError = ValueError
     monkeypatch.setitem(sys.modules, "derive.tools.verify", fake)
     assert cli.main(["verify", "gru"]) == 1
     assert "no checks ran" in capsys.readouterr().out
@@ -292,10 +298,11 @@ def test_verify_passes_the_cell_through(monkeypatch, capsys):
 
     seen = []
     fake = types.ModuleType("derive.tools.verify")
-    fake.run = lambda cell: seen.append(cell) or _rows(0.0)
+    fake.run = lambda cell, **kw: seen.append((cell.name, kw)) or _rows(0.0)
+    fake.KernelError = ValueError
     monkeypatch.setitem(sys.modules, "derive.tools.verify", fake)
     assert cli.main(["verify", "peephole_lstm"]) == 0
-    assert seen == ["peephole_lstm"]
+    assert seen == [("peephole_lstm", {"backend": "numpy", "kernels": None})]
 
 
 # ----------------------------------------------------------------------------- the rest
@@ -320,7 +327,7 @@ def test_derive_package_still_lists_the_same_cells():
     assert derive.cells() == CELLS
 
 
-@pytest.mark.parametrize("notation", ["native", "seed001", "standard"])
+@pytest.mark.parametrize("notation", ["native", "goodfellow", "standard"])
 def test_show_output_is_plain_unicode_for_every_cell(notation):
     from derive.document.text import show
 

@@ -14,7 +14,7 @@
 Seed slips named here: seed 004 writes sigma'_{h_{gamma_k}} for the derivative at step t-k,
 component gamma_k (``seed004_index_form`` uses the step index t-k), and expands with A(gamma_1, t)
 where A(gamma_1, t-1) is meant. Seed 000's last line writes dc_1/dW_f and prod_{j=1}^{i-1}
-f_{j+1} where d^+c_i/dW_f and prod_{j=i+1}^{t} f_j are meant (``test_seed000_sum_over_time``).
+f_{j+1} where d^+c_i/dW_f and prod_{j=i+1}^{t} f_j are meant (``test_truncated_sum_over_time``).
 Seed 001 eq (33) bounds ||d(sigma(s))||, ||d(o')|| by sqrt(n), sqrt(n)/2 (Frobenius); the spectral
 norms are at most 1 and 1/4 (``test_seed001_eq33_tight_bound``).
 """
@@ -402,7 +402,7 @@ def _lstm_setup(n=4, m=3, T=12, seed=8, **zero):
     return P, xs
 
 
-def test_seed000_exact_total_derivative() -> None:
+def test_truncated_exact_total_derivative() -> None:
     """dc_t/dc_{t-1} with h_{t-1} = o_{t-1} * tanh(c_{t-1}) following c_{t-1} (o_{t-1} from
     h_{t-2}, x_{t-1}, by hand), by central differences, equals d(f_t) plus the dropped term."""
     n = 4
@@ -425,7 +425,7 @@ def test_seed000_exact_total_derivative() -> None:
 
 
 @pytest.mark.parametrize("case", ["W_h*=0", "o*tanh'(c)=0"])
-def test_seed000_exact_when_dropped_terms_vanish(case: str) -> None:
+def test_truncated_exact_when_dropped_terms_vanish(case: str) -> None:
     """dc_t/dc_{t-1} ~ f_t is exact when W_hf = W_hi = W_hg = 0 (then also dc_T/dW_xf =
     sum_i prod d(f) d^+c_i, checked against differences) or when o_{t-1} * tanh'(c_{t-1}) = 0
     (o -> 0 by b_o = -60); with the weights as drawn it is off by several percent."""
@@ -436,9 +436,9 @@ def test_seed000_exact_when_dropped_terms_vanish(case: str) -> None:
     else:
         P = {**P0, "b_o": np.full(n, -60.0)}
     d = derive.derive("lstm")
-    exact = flow.seed000_onestep(flow.trajectory(d, P, xs), "c")
+    exact = flow.truncated_onestep(flow.trajectory(d, P, xs), "c")
     assert exact.max() < 1e-15, f"{case}: dropped terms of relative size {exact.max():.2e}"
-    drawn = flow.seed000_onestep(flow.trajectory(d, P0, xs), "c")
+    drawn = flow.truncated_onestep(flow.trajectory(d, P0, xs), "c")
     assert np.median(drawn) > 0.05, f"weights as drawn: dropped {np.median(drawn):.2%}"
     if case == "W_h*=0":
         tr = flow.trajectory(d, P, xs)
@@ -451,7 +451,7 @@ def test_seed000_exact_when_dropped_terms_vanish(case: str) -> None:
         np.testing.assert_allclose(approx, _central(c_T, P["W_xf"].ravel()), atol=1e-9)
 
 
-def test_seed000_sum_over_time() -> None:
+def test_truncated_sum_over_time() -> None:
     """dc_T/dW_xf ~ sum_{i=1}^{T} (prod_{j=i+1}^{T} d(f_j)) d^+c_i/dW_xf (the seed's last line
     with dc_1 -> d^+c_i and prod_{j=1}^{i-1} f_{j+1} -> prod_{j=i+1}^{T} f_j), written here by hand,
     equals flow's carousel path sum; the exact dc_T/dW_xf (differences) differs from it."""
@@ -619,7 +619,7 @@ def test_cli_plot_without_matplotlib(monkeypatch, tmp_path, capsys) -> None:
                         lambda name, *a: None if name == "matplotlib" else real(name, *a))
     assert flow_cli.main(["lstm", "--plot", str(tmp_path / "f.png")]) == 2
     err = capsys.readouterr().err
-    assert "matplotlib" in err and "pip install 'derive[plot]'" in err
+    assert "matplotlib" in err and "pip install 'derive-rnn[plot]'" in err
     assert not (tmp_path / "f.png").exists()
 
 
@@ -631,7 +631,8 @@ def test_cli_table_json_and_plot(tmp_path, capsys) -> None:
     assert rc == 0
     out = capsys.readouterr().out
     for s in ("lag 1", "lag 10", "lag 14", "rate/step", "bound@14", "prod d(f)", "prod d(z)",
-              "dh_T/dh_k", "d(h,c)_T/d(h,c)_k", "seed 000's approximation"):
+              "dh_T/dh_k", "d(h,c)_T/d(h,c)_k",
+              "the truncated gradient (Gers, Schmidhuber and Cummins 2000)"):
         assert s in out, s
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     umask = os.umask(0)

@@ -30,8 +30,8 @@ from derive.printing.notation import load
 from derive.tools import flow as F
 
 CELLS = derive.cells()
-NOTATIONS = ("native", "seed001", "standard")
-SHIPPED = ("seed001", "standard")
+NOTATIONS = ("native", "goodfellow", "standard")
+SHIPPED = ("goodfellow", "standard")
 
 
 # ----------------------------------------------------------------------------- pdflatex
@@ -121,7 +121,7 @@ def test_fragments_fit_a_two_column_paper_with_width(pdflatex, tmp_path):
     # \columnwidth of a two-column article at 10pt is 229.5pt
     inputs = []
     for c in CELLS:
-        frag = D.document(c, notation="seed001", steps=True, width=229.5)
+        frag = D.document(c, notation="goodfellow", steps=True, width=229.5)
         (tmp_path / f"{c}.tex").write_text(frag, encoding="utf-8")
         inputs.append(f"\\input{{{c}}}")
     text = MINIMAL.replace("{article}", "[twocolumn]{article}") % "\n".join(inputs)
@@ -253,7 +253,7 @@ def test_labels_are_unique_stable_and_complete(cell):
         found = re.findall(r"\\label\{(eq:[^}]*)\}", doc)
         assert len(found) == len(set(found))
         labels[notation] = found
-    assert labels["native"] == labels["seed001"] == labels["standard"]
+    assert labels["native"] == labels["goodfellow"] == labels["standard"]
     d = derive.derive(cell)
     out = D.slug(d.output)  # the output state's name (h, or y for cifg_lstm)
     for p in d.params:
@@ -321,7 +321,7 @@ def test_flow_section_has_the_gradient_flow_results(cell, notation):
     h = nm[d.output]
     gate = CAROUSEL_GATE[cell]
     assert (f"eq:{cell}:flow-carousel" in flow_eqs) == (gate is not None) == bool(F.carousel(d))
-    assert any(lab.startswith(f"eq:{cell}:flow-seed000") for lab in flow_eqs) == \
+    assert any(lab.startswith(f"eq:{cell}:flow-truncated") for lab in flow_eqs) == \
         (gate is not None)
     if gate is not None:  # the bare gate, d(f_t) (seed 001 eq 27), d(z_t), or d(1 - f_t)
         prefix, name = gate
@@ -446,10 +446,10 @@ def test_seed_001_eq_16_steps():
 
 
 def test_fragment_header_names_its_packages_and_command():
-    frag = D.document("gru", modes=["reverse"], params=["W_hz"], notation="seed001")
+    frag = D.document("gru", modes=["reverse"], params=["W_hz"], notation="goodfellow")
     head = "\n".join(frag.splitlines()[:6])
     assert "\\usepackage{amsmath}" in head
-    assert "derive latex gru --mode reverse --param W_hz --notation seed001" in head
+    assert "derive latex gru --mode reverse --param W_hz --notation goodfellow" in head
     assert "generated from" in head and "do not edit" in head
     assert "\\documentclass" not in frag and "\\newcommand" not in frag
 

@@ -23,7 +23,7 @@ CELLS = derive.cells()
 # calls the cell state s_t and the candidate \tilde{s}_t; the standard style puts W_{x*} on x_t,
 # W_{h*} on h_{t-1} and calls them c_t and g_t.
 EXPECTED = {
-    "seed001": {
+    "goodfellow": {
         "lstm": {"W_{hi}": "W_i", "W_{hf}": "W_f", "W_{hg}": "W", "W_{ho}": "W_o",
                  "W_{xi}": "U_i", "W_{xf}": "U_f", "W_{xg}": "U", "W_{xo}": "U_o", "b_g": "b",
                  "c": "s", "g": r"\tilde{s}"},
@@ -75,12 +75,12 @@ def _flat_rows(cell: str, notation: str) -> list[tuple[str, str]]:
 
 
 def test_shipped_profiles():
-    assert available() == ["native", "seed001", "standard"]
+    assert available() == ["native", "goodfellow", "standard"]
     for name in available():
         assert load(name).name == name
 
 
-@pytest.mark.parametrize("notation", ["seed001", "standard"])
+@pytest.mark.parametrize("notation", ["goodfellow", "standard"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_a_notation_only_renames(cell, notation):
     spec = derive.derive(cell).spec
@@ -99,7 +99,7 @@ def test_seed001_lstm_reads_like_seed_001():
     """The standard LSTM printed in seed 001's notation is seed 001's eq (16) with tanh for the
     sigmoids of the candidate and of h_t (seed 001 eqs (4), (6) use sigma there)."""
     d = derive.derive("lstm")
-    nm = load("seed001").names(d.spec)
+    nm = load("goodfellow").names(d.spec)
     text = D.render_flat(D._collected(d, "W_hf", "h", nm, shared=False), D.LATEX_FLAT)
     assert text.startswith(r"\left(d(\tanh(s_t)) d(o'_t) W_o + d(o_t) d(\tanh'(s_t)) ")
     assert r"d(s_{t-1}) d(f'_t) W_f" in text and r"d(i_t) d(\tilde{s}'_t) W" in text
@@ -107,7 +107,7 @@ def test_seed001_lstm_reads_like_seed_001():
 
 
 def test_unknown_notation_lists_the_choices():
-    with pytest.raises(NotationError, match="expected one of native, seed001, standard"):
+    with pytest.raises(NotationError, match="expected one of native, goodfellow, standard"):
         load("fancy")
     with pytest.raises(NotationError, match="not found"):
         load("no/such/file.toml")
@@ -120,7 +120,7 @@ def _write(tmp_path: Path, text: str, name: str = "mine.toml") -> Path:
 
 
 def test_user_file_renames_and_extends(tmp_path):
-    p = _write(tmp_path, 'extends = "seed001"\n[symbols]\nx = "u"\n'
+    p = _write(tmp_path, 'extends = "goodfellow"\n[symbols]\nx = "u"\n'
                          "[cells.lstm]\nW_hi = '\\mathbf{W}_i'\n")
     note = load(p)
     assert note.name == "mine"
@@ -178,3 +178,11 @@ def test_extends_cycle_is_an_error(tmp_path):
 def test_parse_from_text():
     note = parse("name = 'x'\n[cells.gru]\nW_hn = 'V_n'\n")
     assert note.names(derive.derive("gru").spec)["W_hn"] == "V_n"
+
+
+def test_the_former_name_seed001_is_an_alias_of_goodfellow():
+    """The shipped profile was renamed for its source (Goodfellow et al. 2016); old command
+    lines keep working, and the alias is not listed twice."""
+    spec = derive.derive("lstm").spec
+    assert load("seed001").names(spec) == load("goodfellow").names(spec)
+    assert "seed001" not in available()

@@ -161,6 +161,8 @@ def get_spec(name_or_spec: str | Mapping[str, Any] | CellSpec) -> CellSpec:
     """A validated :class:`CellSpec` from a built-in name, a spec dict or a CellSpec."""
     if isinstance(name_or_spec, CellSpec):
         return name_or_spec
+    if isinstance(name_or_spec, Derivation):
+        return name_or_spec.spec
     if isinstance(name_or_spec, str):
         if name_or_spec not in BUILTIN:
             raise SpecError(
@@ -172,6 +174,8 @@ def get_spec(name_or_spec: str | Mapping[str, Any] | CellSpec) -> CellSpec:
 
 def derive(name_or_spec: str | Mapping[str, Any] | CellSpec) -> Derivation:
     """Derive a cell: a built-in name (see :func:`cells`), a spec dict or a :class:`CellSpec`."""
+    if isinstance(name_or_spec, Derivation):
+        return name_or_spec
     if isinstance(name_or_spec, str) and name_or_spec in _CACHE:
         return _CACHE[name_or_spec]
     d = Derivation(get_spec(name_or_spec))

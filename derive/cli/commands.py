@@ -2,22 +2,29 @@
 
 ::
 
-    derive list                                   the cells, their parameters and states
+    derive list [CELL ...]                        the cells, their parameters and states
     derive show CELL [--param A] [--mode M]       the derivation in the terminal (Unicode)
     derive latex CELL [--param A ...] [--mode M ...] [--standalone] [--notation NAME|FILE]
                       [--steps] [--width PT] [-o FILE]
     derive generate [CELL ...] [--out DIR] [--check]
-    derive verify CELL
+    derive verify CELL [--kernels DIR] [--backend numpy|numba]
+    derive new NAME [--like CELL] [-o FILE] [--force]
+    derive --version
 
-Modes: ``forward`` (RTRL, seed 001 eq 26), ``reverse`` (BPTT, seed 002), ``flow`` (the one-step
-state Jacobian, then gradient flow: its products, the carousel, norm bounds, the sum over paths,
-seed 000's approximation); without ``--mode`` all three. ``--param`` takes the cell's own
-parameter names (``derive list``), whatever the notation prints them as.
+CELL is a built-in cell's name (``derive list``) or a cell spec file (.toml or .json; ``derive
+new`` writes a commented starter). Modes: ``forward`` (RTRL, Williams & Zipser 1989, in the
+d(x) notation: dh_t/dA = M_t dh_{t-1}/dA + N_t ds_{t-1}/dA + V_t), ``reverse`` (BPTT, Werbos
+1990: the adjoint recursions and dL/dA = sum_t ...), ``flow`` (the one-step state Jacobian, then
+gradient flow: its products, the constant error carousel of Hochreiter & Schmidhuber 1997, the
+norm bounds of Bengio et al. 1994 and Pascanu et al. 2013, the sum over paths, and the truncated
+gradient of Gers et al. 2000); without ``--mode`` all three. ``--param`` takes the cell's own
+parameter names, whatever the notation prints them as.
 
 Exit status: 0 success; 1 a check failed (``generate --check`` found stale files, ``verify``
-found an error above tolerance); 2 bad input (unknown cell, parameter, mode or notation, an
-unwritable output path), with a message that lists the valid choices. Output files are written
-atomically. Nothing here imports SymPy: the command starts fast.
+found an error above tolerance); 2 bad input (unknown cell, a spec file that does not read,
+an unknown parameter, mode or notation, an unwritable output path), with a message that names
+what was expected. Output files are written atomically with the mode the umask gives. Nothing
+here imports SymPy until a command needs it: the command starts fast.
 """
 
 from __future__ import annotations
@@ -47,20 +54,24 @@ def _cells() -> list[str]:
     return list(BUILTIN)
 
 
-def _check_cell(parser: argparse.ArgumentParser, cell: str) -> None:
-    if cell not in _cells():
-        parser.error(f"unknown cell {cell!r}; valid cells: {', '.join(_cells())}")
+def _derivation(parser: argparse.ArgumentParser, cell: str):
+    """The derivation of a built-in cell or a spec file; bad input is a usage error."""
+    from ..spec import SpecError
+    from ._cells import derivation
+
+    try:
+        return derivation(cell)
+    except SpecError as exc:
+        parser.error(str(exc))
 
 
-def _check_params(parser: argparse.ArgumentParser, cell: str, params: Sequence[str] | None):
+def _check_params(parser: argparse.ArgumentParser, d, params: Sequence[str] | None):
     if not params:
         return None
-    from ..calculus.derivation import derive
-
-    valid = derive(cell).params
+    valid = d.params
     for p in params:
         if p not in valid:
-            parser.error(f"unknown parameter {p!r} for cell {cell!r}; valid parameters: "
+            parser.error(f"unknown parameter {p!r} for cell {d.name!r}; valid parameters: "
                          f"{', '.join(valid)}")
     return list(dict.fromkeys(params))
 
@@ -74,9 +85,12 @@ def _notation(parser: argparse.ArgumentParser, ref: str | None):
         parser.error(str(exc))
 
 
-def _writable(parser: argparse.ArgumentParser, out: str) -> Path:
-    """Reject an output path that cannot be written, before any work is done."""
-    path = Path(out)
+def _writable(parser: argparse.ArgumentParser, out: str, what: str = "-o") -> Path:
+    """Reject an output path that cannot be written, before any work is done; a symlink
+    stands for its target (which is written, the link kept)."""
+    if not out.strip():
+        parser.error(f"{what}: expected a file path, got an empty one")
+    path = Path(os.path.realpath(out))
     parent = path.parent
     if path.is_dir():
         parser.error(f"cannot write {out!r}: it is a directory; expected a file path")
@@ -90,10 +104,10 @@ def _writable(parser: argparse.ArgumentParser, out: str) -> Path:
 
 
 def _write(parser: argparse.ArgumentParser, path: Path, text: str) -> None:
-    from ..tools.generate import write_atomic
+    from ..tools.files import write_file
 
     try:
-        write_atomic(path, text)
+        write_file(path, text)
     except OSError as exc:
         parser.error(f"cannot write {str(path)!r}: {exc.strerror or exc}")
 
@@ -102,20 +116,22 @@ def _write(parser: argparse.ArgumentParser, path: Path, text: str) -> None:
 
 
 def cmd_list(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``derive list``: every built-in cell with its states and parameters."""
-    from ..calculus.derivation import derive
+    """``derive list [CELL ...]``: the given cells (default: every built-in cell) with their
+    states and parameters."""
     from ..printing.notation import available
 
-    for name in _cells():
-        spec = derive(name).spec
-        print(f"{name}: {spec.title}")
+    ds = [_derivation(parser, c) for c in (args.cells or _cells())]
+    for d in ds:
+        spec = d.spec
+        print(f"{spec.name}: {spec.title}")
         print(f"  states  {', '.join(spec.states)}")
         print(f"  params  {' '.join(spec.cell_params)}")
         if spec.readout_params:
             print(f"  readout {' '.join(spec.readout_params)} "
                   f"({', '.join(spec.readout_nodes)})")
-    print(f"\nmodes: {', '.join(MODES)}; notations: {', '.join(available())} "
-          f"(or a .toml file)")
+    if not args.cells:
+        print(f"\nmodes: {', '.join(MODES)}; notations: {', '.join(available())} "
+              f"(or a .toml file); your own cell: a spec file (`derive new NAME`)")
     return 0
 
 
@@ -123,11 +139,11 @@ def cmd_show(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``derive show``: the derivation as Unicode text."""
     from ..document.text import show
 
-    _check_cell(parser, args.cell)
-    params = _check_params(parser, args.cell, args.param)
+    d = _derivation(parser, args.cell)
+    params = _check_params(parser, d, args.param)
     note = _notation(parser, args.notation)
     width = args.width or max(60, shutil.get_terminal_size((100, 24)).columns)
-    sys.stdout.write(show(args.cell, modes=args.mode or MODES, params=params, notation=note,
+    sys.stdout.write(show(d, modes=args.mode or MODES, params=params, notation=note,
                           steps=args.steps, width=width))
     return 0
 
@@ -136,34 +152,64 @@ def cmd_latex(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     """``derive latex``: a fragment (or with --standalone an article) to stdout or -o FILE."""
     from ..document.latex_doc import document
 
-    _check_cell(parser, args.cell)
-    params = _check_params(parser, args.cell, args.param)
+    d = _derivation(parser, args.cell)
+    params = _check_params(parser, d, args.param)
     note = _notation(parser, args.notation)
     if not 150 <= args.width <= 2000:
         parser.error(f"--width {args.width:g}: expected a text width in pt between 150 and "
                      f"2000 (345 is the article class at 10pt)")
-    out = _writable(parser, args.output) if args.output else None
-    text = document(args.cell, modes=args.mode or MODES, params=params, notation=note,
+    out = _writable(parser, args.output) if args.output is not None else None
+    text = document(d, modes=args.mode or MODES, params=params, notation=note,
                     steps=args.steps, standalone=args.standalone, width=args.width)
     if out is None:
         sys.stdout.write(text)
     else:
         _write(parser, out, text)
-        print(f"wrote {out}", file=sys.stderr)
+        print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 
 def cmd_generate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``derive generate``: regenerate generated/ (kernels and LaTeX); --check only compares."""
+    """``derive generate``: write kernels; ``--check`` only compares.
+
+    Without ``--out``: the built-in kernels (``derive.kernels``, the repository's generated/:
+    kernels, LaTeX articles, package index), in a source checkout only. With ``--out DIR``: a
+    kernel package of the given cells (default: every built-in cell) that imports on its own.
+    """
+    from ..spec import SpecError
+    from ..spec.files import looks_like_file
     from ..tools import generate
 
-    for c in args.cells:
-        _check_cell(parser, c)
-    out = Path(args.out) if args.out else generate.GENERATED
+    ds = [_derivation(parser, c) for c in args.cells]
+    own = [c for c in args.cells if c not in _cells() or looks_like_file(c)]
+    if args.out is not None and not args.out.strip():
+        parser.error("--out: expected a directory, got an empty path")
+    if args.out is None:
+        if own:
+            parser.error(f"--out DIR is needed for {own[0]!r}: the kernels of a cell spec file "
+                         f"go into a kernel package folder of yours (it imports on its own)")
+        if not generate.CHECKOUT and not args.check:
+            parser.error(f"without --out, generate rewrites the built-in kernels inside the "
+                         f"installed package ({generate.GENERATED}); give --out DIR to write a "
+                         f"kernel package of your own")
+        out = generate.GENERATED
+    else:
+        out = Path(os.path.realpath(args.out))
     if out.exists() and not out.is_dir():
         parser.error(f"--out {args.out!r} is not a directory")
-    files = generate.outputs(args.cells or None)
+    if out == generate.GENERATED.resolve() and own:
+        parser.error(f"{own[0]!r}: the built-in kernel package holds the built-in cells only; "
+                     f"give --out DIR")
+    try:
+        if out == generate.GENERATED.resolve() or args.out is None:
+            files = generate.outputs([d.name for d in ds] or None)
+        else:
+            files = generate.package_outputs([d.spec for d in ds] or
+                                             [_derivation(parser, c).spec for c in _cells()])
+    except SpecError as exc:
+        parser.error(str(exc))
     where = _shown(out)
+    again = " ".join(["derive generate", *args.cells, *(["--out", args.out] if args.out else [])])
     if args.check:
         diffs = generate.stale(files, out)
         if not diffs:
@@ -172,7 +218,7 @@ def cmd_generate(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         print(f"{where} is stale: {len(diffs)} of {len(files)} files differ")
         for rel in sorted(diffs):
             print(f"  {rel}: {_diff_summary(diffs[rel])}")
-        print("run `derive generate` to update them")
+        print(f"run `{again}` to update them")
         return 1
     try:
         written = generate.write_all(files, out)
@@ -201,23 +247,53 @@ def _diff_summary(diff: str) -> str:
 
 
 def cmd_verify(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``derive verify``: run the generated kernels against numeric differences; print the
-    largest error per mode and parameter; exit 1 when one exceeds the tolerance."""
+    """``derive verify``: run a cell's kernel against numeric differences; print the largest
+    error per mode and parameter; exit 1 when one exceeds the tolerance."""
     import importlib
 
-    _check_cell(parser, args.cell)
+    d = _derivation(parser, args.cell)
     verify = importlib.import_module("derive.tools.verify")
-    rows = list(verify.run(args.cell))
+    if args.kernels is not None and not args.kernels.strip():
+        parser.error("--kernels: expected a directory, got an empty path")
+    if args.backend == "numba" and importlib.util.find_spec("numba") is None:
+        parser.error("--backend numba needs numba, which is not installed "
+                     "(pip install 'derive-rnn[numba]')")
+    try:
+        rows = list(verify.run(d, backend=args.backend, kernels=args.kernels))
+    except verify.KernelError as exc:
+        parser.error(str(exc))
     print(format_table(rows))
     bad = [r for r in rows if not float(r["max_rel_err"]) <= TOLERANCE]
     if not rows:
-        print(f"{args.cell}: no checks ran")
+        print(f"{d.name}: no checks ran")
         return 1
     if bad:
-        print(f"{args.cell}: FAIL, {len(bad)} of {len(rows)} checks exceed max_rel_err "
+        print(f"{d.name}: FAIL, {len(bad)} of {len(rows)} checks exceed max_rel_err "
               f"{TOLERANCE:g}")
         return 1
-    print(f"{args.cell}: ok, all {len(rows)} checks within max_rel_err {TOLERANCE:g}")
+    print(f"{d.name}: ok, all {len(rows)} checks within max_rel_err {TOLERANCE:g}")
+    return 0
+
+
+def cmd_new(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``derive new NAME``: write a commented starter spec (TOML) for a cell of your own."""
+    from ..spec import CellSpec, SpecError
+    from ..spec.files import starter_toml
+
+    like = _derivation(parser, args.like).spec if args.like else None
+    try:
+        CellSpec.from_dict({"name": args.name, "params": {"b": "hidden"},
+                            "nodes": {"h": "h_prev + b"}, "states": ["h"]})
+    except SpecError as exc:
+        parser.error(f"NAME {args.name!r}: {str(exc).split(': ', 2)[-1]}")
+    out = args.output if args.output is not None else f"{args.name}.toml"
+    path = _writable(parser, out)
+    if path.exists() and not args.force:
+        parser.error(f"{out!r} exists; choose another -o FILE or pass --force to replace it")
+    text = starter_toml(args.name, like)
+    _write(parser, path, text)
+    print(f"wrote {out}: edit it, then try `derive show {out}` and "
+          f"`derive generate {out} --out {args.name}_kernels`", file=sys.stderr)
     return 0
 
 
@@ -242,22 +318,29 @@ def format_table(rows: Sequence[dict]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``derive`` command."""
+    from ._cells import CELL_HELP
+
     p = _Parser(prog="derive", description="Derive, print and run the gradients of recurrent "
-                "cells (forward RTRL, reverse BPTT, gradient flow).")
+                "cells (forward RTRL, reverse BPTT, gradient flow).",
+                epilog="CELL: " + CELL_HELP + ".")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     s = sub.add_parser("list", help="the cells with their parameters and states")
+    s.add_argument("cells", nargs="*", metavar="CELL",
+                   help="only these (default: every built-in cell); " + CELL_HELP)
     s.set_defaults(func=cmd_list)
 
     def derivation_args(s: argparse.ArgumentParser) -> None:
-        s.add_argument("cell", metavar="CELL", help="a cell name (derive list)")
+        s.add_argument("cell", metavar="CELL", help=CELL_HELP)
         s.add_argument("--param", "-p", action="append", metavar="A",
                        help="only this parameter (repeatable; the cell's own names)")
         s.add_argument("--mode", "-m", action="append", choices=MODES,
                        help="forward, reverse or flow (repeatable; default: all three)")
         s.add_argument("--notation", "-n", metavar="NAME|FILE",
-                       help="native (default), seed001, standard, or a notation .toml file")
+                       help=f"{', '.join(_notations())} (default native), or a notation "
+                            f".toml file")
         s.add_argument("--steps", action="store_true",
                        help="forward mode: the chain-rule lines before the collected form")
 
@@ -275,16 +358,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", metavar="FILE", help="write here (atomically), not stdout")
     s.set_defaults(func=cmd_latex)
 
-    s = sub.add_parser("generate", help="regenerate generated/ (kernels and LaTeX)")
-    s.add_argument("cells", nargs="*", metavar="CELL", help="only these cells (default: all)")
-    s.add_argument("--out", metavar="DIR", help="output directory (default: generated/)")
+    s = sub.add_parser("generate", help="write kernels: the built-in ones, or a package of "
+                       "your cells (--out DIR)")
+    s.add_argument("cells", nargs="*", metavar="CELL",
+                   help="only these (default: every built-in cell); " + CELL_HELP)
+    s.add_argument("--out", metavar="DIR",
+                   help="write a kernel package here (NumPy and numba kernels, runtime, "
+                        "__init__; relative imports) instead of the built-in kernels")
     s.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 with a summary when anything is stale")
     s.set_defaults(func=cmd_generate)
 
-    s = sub.add_parser("verify", help="check a generated kernel against numeric differences")
-    s.add_argument("cell", metavar="CELL", help="a cell name (derive list)")
+    s = sub.add_parser("verify", help="check a cell's kernel against numeric differences")
+    s.add_argument("cell", metavar="CELL", help=CELL_HELP)
+    s.add_argument("--kernels", metavar="DIR",
+                   help="the kernel package to check (written by `derive generate CELL --out "
+                        "DIR`; default: the built-in kernel, or one printed for the cell)")
+    s.add_argument("--backend", choices=("numpy", "numba"), default="numpy",
+                   help="which kernel module (default numpy)")
     s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("new", help="write a commented starter spec file for a cell of your own")
+    s.add_argument("name", metavar="NAME", help="the cell's name (also the file's: NAME.toml)")
+    s.add_argument("--like", metavar="CELL", help="start from this cell (" + CELL_HELP + ")")
+    s.add_argument("-o", "--output", metavar="FILE", help="write here (default: NAME.toml)")
+    s.add_argument("--force", action="store_true", help="replace an existing file")
+    s.set_defaults(func=cmd_new)
 
     from .. import check
     from . import flow_cli
@@ -292,6 +391,23 @@ def build_parser() -> argparse.ArgumentParser:
     flow_cli.register(sub)
     check.register(sub)
     return p
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .. import __version__
+
+    try:
+        return f"{version('derive-rnn')} (derive-rnn)"
+    except PackageNotFoundError:
+        return f"{__version__} (derive-rnn, not installed)"
+
+
+def _notations() -> list[str]:
+    from ..printing.notation import available
+
+    return available()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,16 +2,17 @@
 
 ::
 
-    derive flow CELL [CELL ...] [--steps T] [--seed S] [--forget-bias F] [--hidden N]
+    derive flow CELL|SPEC [...] [--steps T] [--seed S] [--forget-bias F] [--hidden N]
                 [--inputs M] [--plot FILE.png|FILE.pdf] [--json FILE]
 
-For every cell it runs the generated kernel over T steps (weights as torch initialises them,
-``--forget-bias`` added to the carousel gates' biases, x_t ~ N(0, 1), zero initial state) and
-measures ||dh_T/dh_k||, ||ds_T/ds_k|| and the carousel path prod d(f_j) against the lag T-k,
-beside the derived bound (:mod:`derive.tools.flow`). It prints a table (norms at lag 1, 10 and T-1,
-the decay factor per step, the bound at T-1) and seed 000's approximation error; ``--plot``
-writes a log-scale figure (needs matplotlib: ``pip install 'derive[plot]'``), ``--json`` the
-full data with the symbolic results as LaTeX.
+For every cell (a built-in name or a cell spec file) it runs the cell's kernel over T steps
+(weights as torch initialises them, ``--forget-bias`` added to the carousel gates' biases, x_t ~
+N(0, 1), zero initial state) and measures ||dh_T/dh_k||, ||ds_T/ds_k|| and the carousel path
+prod d(f_j) against the lag T-k, beside the derived bound (:mod:`derive.tools.flow`). It prints
+a table (norms at lag 1, 10 and T-1, the decay factor per step, the bound at T-1) and the error
+of the truncated gradient of Gers, Schmidhuber & Cummins (2000); ``--plot`` writes a log-scale
+figure (needs matplotlib: ``pip install 'derive-rnn[plot]'``), ``--json`` the full data with the
+symbolic results as LaTeX.
 
 Exit status: 0 success; 2 bad input (unknown cell, a bad number, an unwritable or unsupported
 output path, --plot without matplotlib), with a message saying what was expected.
@@ -26,7 +27,6 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -43,7 +43,8 @@ class UsageError(Exception):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``derive flow``."""
-    p.add_argument("cells", nargs="+", metavar="CELL", help="cell names (derive list)")
+    p.add_argument("cells", nargs="+", metavar="CELL", help="built-in cells (derive list) or "
+                   "cell spec files (.toml or .json)")
     p.add_argument("--steps", "-T", type=int, default=50, metavar="T",
                    help="time steps to run; lags 1..T-1 are measured (default 50)")
     p.add_argument("--seed", type=int, default=0, metavar="S",
@@ -67,14 +68,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _cells() -> list[str]:
-    from ..spec.cells import BUILTIN
-
-    return list(BUILTIN)
-
-
 def _writable(out: str, what: str) -> Path:
-    path = Path(out)
+    if not out.strip():
+        raise UsageError(f"{what}: expected a file path, got an empty one")
+    path = Path(os.path.realpath(out))  # a symlink: its target is written
     parent = path.parent
     if path.is_dir():
         raise UsageError(f"{what} {out!r} is a directory; expected a file path")
@@ -87,10 +84,13 @@ def _writable(out: str, what: str) -> Path:
 
 def check(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     """Validate everything before any work; returns the plot and JSON paths."""
-    valid = _cells()
-    bad = [c for c in args.cells if c not in valid]
-    if bad:
-        raise UsageError(f"unknown cell {bad[0]!r}; valid cells: {', '.join(valid)}")
+    from ..spec import SpecError
+    from ._cells import derivation
+
+    try:
+        args.derivations = [derivation(c) for c in dict.fromkeys(args.cells)]
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
     if args.steps < 2:
         raise UsageError(f"--steps {args.steps}: expected at least 2 (lags 1..T-1)")
     if args.hidden < 1 or args.inputs < 1:
@@ -99,33 +99,26 @@ def check(args: argparse.Namespace) -> tuple[Path | None, Path | None]:
     if not -50.0 <= args.forget_bias <= 50.0:
         raise UsageError(f"--forget-bias {args.forget_bias:g}: expected a number in [-50, 50]")
     plot = json_path = None
-    if args.plot:
+    if args.plot is not None:
+        if not args.plot.strip():
+            raise UsageError("--plot: expected a file path, got an empty one")
         suffix = Path(args.plot).suffix.lower()
         if suffix not in PLOT_SUFFIXES:
             raise UsageError(f"--plot {args.plot!r}: expected a .png or .pdf file, got "
                              f"{suffix or 'no suffix'!r}")
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError("--plot needs matplotlib, which is not installed; install it with "
-                             "pip install 'derive[plot]' (or: pip install matplotlib)")
+                             "pip install 'derive-rnn[plot]' (or: pip install matplotlib)")
         plot = _writable(args.plot, "--plot")
-    if args.json:
+    if args.json is not None:
         json_path = _writable(args.json, "--json")
     return plot, json_path
 
 
 def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..tools.files import write_with
+
+    write_with(path, write)
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
@@ -135,12 +128,10 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}\n(see `{PROG} --help`)", file=sys.stderr)
         return 2
-    from ..calculus.derivation import derive
     from ..tools import flow
 
-    cells = list(dict.fromkeys(args.cells))
-    flows = [flow.run_cell(c, steps=args.steps, seed=args.seed, forget_bias=args.forget_bias,
-                           n_hidden=args.hidden, n_in=args.inputs) for c in cells]
+    flows = [flow.run_cell(d, steps=args.steps, seed=args.seed, forget_bias=args.forget_bias,
+                           n_hidden=args.hidden, n_in=args.inputs) for d in args.derivations]
     print(f"gradient flow over T={args.steps} steps, n_hidden={args.hidden}, "
           f"n_in={args.inputs}, seed={args.seed}, forget bias {args.forget_bias:g}; "
           f"spectral norms of d(.)_T/d(.)_k against the lag T-k")
@@ -151,9 +142,9 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None)
             print(f"wrote {plot_path}", file=sys.stderr)
         if json_path is not None:
             data = {"command": "derive flow", "cells": []}
-            for f in flows:
+            for f, d in zip(flows, args.derivations, strict=True):
                 item = f.to_dict()
-                item["latex"] = [list(r) for r in flow.latex_rows(derive(f.cell))]
+                item["latex"] = [list(r) for r in flow.latex_rows(d)]
                 data["cells"].append(item)
             text = json.dumps(data, indent=1)
 

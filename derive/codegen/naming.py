@@ -18,13 +18,22 @@ from collections.abc import Iterable
 # The words the NumPy kernel templates and the runtime calls write literally (function
 # arguments, loop variables, module-level names). Nothing else in a template is an identifier.
 TEMPLATE_NAMES = frozenset({
-    "np", "rt", "PARAMS", "STATE", "READOUT", "RTRL_DENSE_MAX", "init_params", "forward",
-    "backward", "readout", "rtrl", "rtrl_step", "state_jacobian", "params", "xs", "state0",
-    "state", "cache", "dhs", "dys", "dstate", "input_grad", "keep_cache", "grads", "steps",
-    "batch", "n_hidden", "n_in", "n_out", "dtype", "t", "x_t", "P", "S", "out", "V", "off",
+    "np", "rt", "PARAMS", "STATE", "READOUT", "RTRL_DENSE_MAX", "SPEC_DIGEST", "init_params",
+    "forward", "backward", "readout", "rtrl", "rtrl_step", "state_jacobian", "params", "xs",
+    "state0", "state", "cache", "dhs", "dys", "dstate", "input_grad", "keep_cache", "grads",
+    "steps", "batch", "n_hidden", "n_in", "n_out", "dtype", "t", "x_t", "P", "S", "out", "V", "off",
     "dense", "sens", "prev", "ones", "carry", "new_state", "J", "hs", "ys", "name", "seed",
     "_sizes", "_unpack", "_local_step", "_check_array", "_check_state", "_check_xs",
     "_sigmoid", "_apply", "zip", "range", "dict",
+})
+
+# The words the numba kernel templates (templates/numba/) write literally on top of those: the
+# module's imports and globals, the arguments and locals of its functions, loop counters.
+NUMBA_TEMPLATE_NAMES = TEMPLATE_NAMES | frozenset({
+    "math", "ir", "njit", "types", "intrinsic", "overload", "INPUT_GRAD", "STATE0_GRAD",
+    "READOUT_PARAMS", "SEQUENCE_MAX_BYTES", "FUSED", "lo", "hi", "b", "b0", "b1", "j", "m", "q",
+    "U", "W_cat", "nil", "chunks", "chunk", "args", "width", "rows", "whole", "OFF",
+    "readout_grads", "dh_readout",
 })
 
 _BUILTINS = frozenset(dir(builtins))
@@ -38,8 +47,8 @@ class Namer:
     a new identifier that is ``base`` when that is free, else ``base_1``, ``base_2``, ...
     """
 
-    def __init__(self, cell_names: Iterable[str]):
-        self._taken: set[str] = set(TEMPLATE_NAMES)
+    def __init__(self, cell_names: Iterable[str], reserved: Iterable[str] = TEMPLATE_NAMES):
+        self._taken: set[str] = set(reserved)
         self._cell: dict[str, str] = {}
         for n in cell_names:
             if n in self._cell:

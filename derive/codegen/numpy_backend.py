@@ -267,6 +267,7 @@ class NumpyKernel:
             "bias_stack": bias_stack,
             "cell": spec.name,
             "title": spec.title,
+            "digest": spec.digest,
             "template": template,
             "equations": [f"{n} = {node.source}" for n, node in spec.nodes.items()
                           if node.role not in ("hat", "readout")],

@@ -5,11 +5,12 @@ notation profile is nothing but that mapping, per cell: it renames parameters, n
 input ``x``, and never touches the derivation. Profiles:
 
 ``native``
-    each cell's own spec names (``lstm``: W_{xi}, W_{hi}, c_t, g_t; ``sigmoid_lstm``: seed 001's
-    W, U, s_t, \\tilde{s}_t; ``rnn``: seed 004's W on x_t, U on h_{t-1}). Built in, no file.
-``seed001``
-    seed 001's style for every cell: W acts on h_{t-1}, U on x_t, cell state s_t, candidate
-    \\tilde{s}_t (``notations/seed001.toml``).
+    each cell's own spec names (``lstm``: W_{xi}, W_{hi}, c_t, g_t; ``sigmoid_lstm``: W, U,
+    s_t, \\tilde{s}_t; ``rnn``: W on x_t, U on h_{t-1}). Built in, no file.
+``goodfellow``
+    the style of Goodfellow, Bengio and Courville, *Deep Learning* (2016), sec. 10.10, for every
+    cell: W acts on h_{t-1}, U on x_t, cell state s_t, candidate \\tilde{s}_t
+    (``notations/goodfellow.toml``; its former name ``seed001`` is an alias).
 ``standard``
     the common style: W_{x*} on x_t, W_{h*} on h_{t-1}, cell state c_t, candidate g_t
     (``notations/standard.toml``).
@@ -18,7 +19,7 @@ A user file has the same TOML format as the shipped ones::
 
     name = "mine"                  # optional
     description = "..."            # optional
-    extends = "seed001"            # optional: a shipped profile or another file (relative path)
+    extends = "goodfellow"         # optional: a shipped profile or another file (relative path)
     [symbols]                      # renames for every cell that has the symbol
     x = "u"
     [cells.lstm]                   # renames for one cell: spec name = "LaTeX"
@@ -97,6 +98,10 @@ class Notation:
         return self.name
 
 
+ALIASES = {"seed001": "goodfellow"}
+"""Former names of shipped profiles, still accepted (not listed by :func:`available`)."""
+
+
 def available() -> list[str]:
     """Names of the shipped profiles: ``native`` and every ``notations/*.toml``."""
     files = sorted(p.stem for p in NOTATIONS_DIR.glob("*.toml")) if NOTATIONS_DIR.is_dir() else []
@@ -115,6 +120,8 @@ def _load(ref: str | Path | Notation | None, chain: tuple[str, ...]) -> Notation
     if ref is None or ref == NATIVE:
         return Notation(NATIVE, "each cell's own spec names")
     text = str(ref)
+    if not isinstance(ref, Path):
+        text = ALIASES.get(text, text)
     if not isinstance(ref, Path) and text in available():
         path = NOTATIONS_DIR / f"{text}.toml"
     elif isinstance(ref, Path) or text.endswith(".toml") or "/" in text or "\\" in text:

@@ -16,11 +16,11 @@ Format (see :func:`derive.spec.CellSpec.from_dict`):
     parameters and earlier nodes. ``@`` is the matrix-vector product, ``*`` the Hadamard
     product, ``+``/``-`` sums, ``1`` the all-ones vector, ``sigmoid(.)``/``tanh(.)`` elementwise
     activations. A node whose whole expression is ``act(...)`` is a *gate*: its pre-activation
-    gets the name \\hat{g} and its derivative is written g'_t, as in seed 001.
+    gets the name \\hat{g} and its derivative is written g'_t.
 ``states``
     the recurrent state names, output first (h).
 ``readout``
-    optional nodes computed from the states at t that do not feed the recurrence (seed 004's
+    optional nodes computed from the states at t that do not feed the recurrence (e.g.
     y_t = sigma_y(V h_t + b_y)); their parameters are listed in ``readout_params``.
 ``latex``
     optional LaTeX names for symbols whose automatic name (``W_xi`` -> ``W_{xi}``) is not wanted.
@@ -59,7 +59,8 @@ LSTM: dict[str, Any] = {
 
 SIGMOID_LSTM: dict[str, Any] = {
     "name": "sigmoid_lstm",
-    "title": "LSTM of seed 001, eqs (1)-(6): sigmoid candidate and h_t = o_t * sigma(s_t)",
+    "title": "LSTM with a sigmoid candidate and h_t = o_t * sigmoid(s_t), W on h_t-1 and U on x_t "
+             "(the notation of Goodfellow, Bengio and Courville 2016, sec. 10.10)",
     "params": {
         "W": (H, H), "W_i": (H, H), "W_f": (H, H), "W_o": (H, H),
         "U": (H, X), "U_i": (H, X), "U_f": (H, X), "U_o": (H, X),
@@ -78,7 +79,7 @@ SIGMOID_LSTM: dict[str, Any] = {
 
 RNN: dict[str, Any] = {
     "name": "rnn",
-    "title": "Vanilla RNN of seed 004 (torch.nn.RNN, tanh) with readout y_t",
+    "title": "Elman RNN (Elman 1990; torch.nn.RNN, tanh) with a sigmoid readout y_t",
     "params": {"W": (H, X), "U": (H, H), "b_h": (H,)},
     "nodes": {"h": "tanh(W @ x + U @ h_prev + b_h)"},
     "states": ("h",),

@@ -215,6 +215,14 @@ class CellSpec:
         self.states: tuple[str, ...] = tuple(states)
         node_items = self._items("nodes", nodes)
         readout_items = self._items("readout", readout) if readout is not None else []
+        self._data: dict[str, Any] = {
+            "name": name, "title": title,
+            "params": {p.name: list(p.shape) for p in self.params.values() if not p.readout},
+            "nodes": dict(node_items), "states": list(self.states),
+            "readout": dict(readout_items),
+            "readout_params": {p.name: list(p.shape) for p in self.params.values()
+                               if p.readout},
+            "latex": dict(latex) if isinstance(latex, Mapping) else {}}
         self.nodes: dict[str, Node] = {}
         self._build(node_items, readout_items)
         # a node is printed with _t attached: a subscript of its own name is kept in a group
@@ -259,6 +267,24 @@ class CellSpec:
 
     def error(self, msg: str) -> SpecError:
         return SpecError(f"{self._err_prefix}: {msg}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data in the format of :meth:`from_dict` (empty optional fields
+        left out): ``CellSpec.from_dict(s.to_dict())`` is ``s`` again."""
+        import copy
+
+        return {k: copy.deepcopy(v) for k, v in self._data.items()
+                if v or k in ("params", "nodes", "states")}
+
+    @property
+    def digest(self) -> str:
+        """A hash of the spec's content (SHA-256 of its canonical JSON): two specs with one
+        digest are the same cell, whatever their names say."""
+        import hashlib
+        import json
+
+        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def _items(self, field_name: str, value: Any) -> list[tuple[str, str]]:
         """The (name, expression) pairs of ``nodes`` or ``readout``: a mapping or a list of

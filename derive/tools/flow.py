@@ -29,7 +29,7 @@ notation):
   the RNN and A = W that is dh_t/dW = sum_k (prod_{l<k} d(h'_{t-l}) U) d(h'_{t-k}) d_2(x_{t-k}),
   seed 004's closed form in matrix terms (the seed writes sigma'_{h_{gamma_k}} for the
   derivative at step t-k, component gamma_k; the time index is t-k, not gamma_k);
-* seed 000's approximation (:func:`seed000_terms`): with h_{t-1} = o_{t-1} * tanh(c_{t-1})
+* seed 000's approximation (:func:`truncated_terms`): with h_{t-1} = o_{t-1} * tanh(c_{t-1})
   following c_{t-1}, the total dc_t/dc_{t-1} = d(f_t) + (dc_t/dh_{t-1}) (dh_{t-1}/dc_{t-1});
   dc_t/dc_{t-1} ~ f_t drops the second term, so it is exact exactly when that product vanishes
   (e.g. W_hf = W_hi = W_hg = 0, or o_{t-1} * tanh'(c_{t-1}) = 0). Then
@@ -155,7 +155,7 @@ def within(d: Derivation, u: str, v: str) -> Sum:
 
 
 @dataclass(frozen=True)
-class Seed000:
+class Truncated:
     """Seed 000's approximation dv_t/dv_{t-1} ~ d(g_t) for a carousel state v.
 
     ``exact`` = J[v][v] + sum_w J[v][w] (d w_{t-1}/d v_{t-1}), the total derivative when the
@@ -171,7 +171,7 @@ class Seed000:
     through: dict[str, tuple[Sum, Sum]]
 
 
-def seed000_terms(d: Derivation, state: str) -> Seed000 | None:
+def truncated_terms(d: Derivation, state: str) -> Truncated | None:
     """The exact dv_t/dv_{t-1} split into the carousel and the terms seed 000 drops."""
     car = carousel(d).get(state)
     if car is None:
@@ -186,7 +186,7 @@ def seed000_terms(d: Derivation, state: str) -> Seed000 | None:
         dw = within(d, w, state)
         if d.jacobian[state][w] and dw:
             through[w] = (d.jacobian[state][w], dw)
-    return Seed000(state, car, rest, through)
+    return Truncated(state, car, rest, through)
 
 
 # ----------------------------------------------------------------------------- intervals
@@ -394,8 +394,8 @@ def _norm_constants(d: Derivation) -> str:
     hi = sigma.range[1]
     assert hi is not None
     text = (rf"$\|d({sigma.latex}(\cdot))\|_2 \le {_short_frac(hi)}$, "
-            f"{_deriv_constant(sigma)}, {_deriv_constant(tanh)} (seed 001 eq 33 uses "
-            "$\\sqrt{n}$ and $\\sqrt{n}/2$, the Frobenius norms)")
+            f"{_deriv_constant(sigma)}, {_deriv_constant(tanh)} (bounds with the Frobenius norm "
+            "carry $\\sqrt{n}$ and $\\sqrt{n}/2$ instead)")
     used = {e.fn for node in d.spec.nodes.values() for e in walk(node.expr)
             if isinstance(e, (Call, DerivAt))}
     other = [_deriv_constant(a) for a in ACTIVATIONS.values()
@@ -484,7 +484,7 @@ def latex_blocks(d: Derivation, names: Names | None = None) -> list[LatexBlock]:
             f"$\\partial {p.node(h)} / \\partial {p.node(v)}$ of the step."
             for v in car if v != h)
         blocks.append(LatexBlock(
-            "carousel", "The carousel path (seed 001, eqs 27-29)",
+            "carousel", "Constant error carousel (Hochreiter and Schmidhuber 1997)",
             "The purely diagonal part of a state's self-Jacobian that passes through no "
             "activation derivative is the constant error carousel; unrolled, it multiplies "
             "the gradient by a product of gates, which neither mixes units nor exceeds 1."
@@ -514,14 +514,14 @@ def latex_blocks(d: Derivation, names: Names | None = None) -> list[LatexBlock]:
         rows.append((rf"\left\|{_dfrac(p.node(h), p.node(h, 'k'))}\right\|_2",
                      r"\le \prod_{j=k+1}^{t} \|J_j\|_2 \le \prod_{j=k+1}^{t} \beta_j"))
     blocks.append(LatexBlock(
-        "bounds", "Norm bounds (seed 001 eq 33, seed 004)",
+        "bounds", "Norm bounds (Bengio et al. 1994; Pascanu et al. 2013)",
         f"Spectral norms, with $\\|d(v)\\|_2 = \\max_i |v_i|$: {_norm_constants(d)}. One path "
         "repeats one term of the output's self-Jacobian; $\\beta^{uv}_j$ is the bound on block "
         "$uv$ at step $j$, and a block matrix's norm is at most the norm of the matrix of its "
         "blocks' norms.",
         tuple(rows)))
 
-    # -- sum over paths (seed 004) -----------------------------------------------------------
+    # -- sum over paths -----------------------------------------------------------
     rows = []
     M = d.jacobian[h][h]
     if len(S) == 1:
@@ -537,20 +537,21 @@ def latex_blocks(d: Derivation, names: Names | None = None) -> list[LatexBlock]:
         rows.append((_dfrac(_pvec(p, S, "t"), "A"),
                      r"\sum_{k=0}^{t-1} \left(\prod_{l=0}^{k-1} J_{t-l}\right) V^A_{t-k}"))
     blocks.append(LatexBlock(
-        "paths", "Sum over paths (seed 004)",
+        "paths", "Sum over paths (Pascanu et al. 2013, eqs 3-5)",
         "Unrolling the forward recursion from $\\partial s_0 / \\partial A = 0$; each product "
         "is ordered with $l = 0$ on the left, and $V^A_t$ is the direct term of the step.",
         tuple(rows)))
 
-    # -- seed 000 ----------------------------------------------------------------------------
+    # -- the truncated gradient ------------------------------------------------------------
     for v in car:
-        rows = _seed000_rows(d, p, v)
+        rows = _truncated_rows(d, p, v)
         if rows:
             blocks.append(LatexBlock(
-                f"seed000_{v}", "The approximation of seed 000",
+                f"truncated_{v}", "The truncated gradient (Gers et al. 2000)",
                 "With the other states of step $t-1$ following "
                 f"${p.node(v, lag=1)}$, the total derivative keeps the carousel and adds the "
-                "paths through them; the approximation drops those paths.",
+                "paths through them; the truncated gradient, which Gers et al. (2000) use to train "
+                "the forget gate, drops those paths.",
                 tuple(rows)))
     return blocks
 
@@ -570,8 +571,8 @@ def _carousel_entry(p: _Printer, cs: Sum) -> str:
     return f"({p.vec(_carousel_vec(cs), 'j')})_i"
 
 
-def _seed000_rows(d: Derivation, p: _Printer, v: str) -> list[tuple[str, str]]:
-    s0 = seed000_terms(d, v)
+def _truncated_rows(d: Derivation, p: _Printer, v: str) -> list[tuple[str, str]]:
+    s0 = truncated_terms(d, v)
     if s0 is None:
         return []
     vt, vp = p.node(v), p.node(v, lag=1)
@@ -649,15 +650,26 @@ def split_relation(rhs: str) -> tuple[str, str]:
 
 
 def kernel(d: Derivation) -> ModuleType | None:
-    """The generated kernel ``generated.<cell>`` when it matches the spec, else None."""
+    """The NumPy kernel of exactly this cell, found by the spec's content
+    (:attr:`derive.spec.CellSpec.digest`), never by its name: the built-in kernel when its
+    ``SPEC_DIGEST`` matches, else the kernel printed for the spec
+    (:func:`derive.codegen.load_kernel`); None when neither can be had (the spec is then
+    evaluated directly)."""
+    from ..codegen.naming import module_name
+    from ..resources import KERNELS_PACKAGE
+
     try:
-        mod = importlib.import_module(f"derive.kernels.{d.name}")
+        mod = importlib.import_module(f"{KERNELS_PACKAGE}.{module_name(d.name)}")
+        if getattr(mod, "SPEC_DIGEST", None) == d.spec.digest:
+            return mod
     except ImportError:
+        pass
+    try:
+        from ..codegen.load import load_kernel
+
+        return load_kernel(d.spec)
+    except ImportError:  # printing needs jinja2; without it, the spec is evaluated
         return None
-    if tuple(getattr(mod, "STATE", ())) != tuple(d.states) or \
-            list(getattr(mod, "PARAMS", {})) != list(d.params):
-        return None
-    return mod
 
 
 def init_params(d: Derivation, n_in: int, n_hidden: int, seed: int = 0,
@@ -866,11 +878,11 @@ def carousel_path_sum(tr: Trajectory, state: str, param: str,
     return total
 
 
-def seed000_onestep(tr: Trajectory, state: str) -> np.ndarray:
+def truncated_onestep(tr: Trajectory, state: str) -> np.ndarray:
     """Relative size of what seed 000 drops at every step j = 2..T:
     ||dv_j/dv_{j-1} - D_j||_2 / ||dv_j/dv_{j-1}||_2 with the exact total derivative."""
     d, n = tr.d, tr.n
-    s0 = seed000_terms(d, state)
+    s0 = truncated_terms(d, state)
     if s0 is None:
         raise ValueError(f"cell {d.name!r}: state {state!r} has no carousel")
     out = []
@@ -887,7 +899,7 @@ def seed000_onestep(tr: Trajectory, state: str) -> np.ndarray:
 def total_derivative(tr: Trajectory, state: str, j: int) -> np.ndarray:
     """Seed 000's exact dv_j/dv_{j-1} (the other states of step j-1 following v_{j-1})."""
     d, n = tr.d, tr.n
-    s0 = seed000_terms(d, state)
+    s0 = truncated_terms(d, state)
     if s0 is None:
         raise ValueError(f"cell {d.name!r}: state {state!r} has no carousel")
     st, prev = tr.steps[j - 1], tr.steps[j - 2]
@@ -943,7 +955,7 @@ class Flow:
     rho: np.ndarray
     carousel_state: str | None
     carousel_gates: list[str]
-    seed000: dict[str, Any] | None
+    truncated: dict[str, Any] | None
     settings: dict[str, Any] = field(default_factory=dict)
     source: str = "kernel"
 
@@ -973,7 +985,7 @@ class Flow:
             "spectral_radius_per_step": lst(self.rho),
             "carousel": ({"state": self.carousel_state, "gates": self.carousel_gates}
                          if self.carousel_state else None),
-            "seed000": self.seed000,
+            "truncated": self.truncated,
         }
 
 
@@ -1037,7 +1049,7 @@ def measure(d: Derivation | str, params: Mapping[str, np.ndarray], xs: np.ndarra
     if cstate is not None:
         gates = carousel_gates(d, cstate)
         s000 = {"state": cstate}
-        one = seed000_onestep(tr, cstate)
+        one = truncated_onestep(tr, cstate)
         s000["onestep_rel_error_median"] = float(np.median(one)) if len(one) else None
         s000["onestep_rel_error_max"] = float(np.max(one)) if len(one) else None
         if gates and gate_matrices(d, gates[0]):
@@ -1053,7 +1065,7 @@ def measure(d: Derivation | str, params: Mapping[str, np.ndarray], xs: np.ndarra
         bound=np.array(bound), bound_at_values=np.array(bound_v), submult=np.array(sub),
         rho=rho,
         carousel_state=cstate, carousel_gates=carousel_gates(d, cstate) if cstate else [],
-        seed000=s000, settings=dict(settings or {}), source=tr.source,
+        truncated=s000, settings=dict(settings or {}), source=tr.source,
     )
 
 
@@ -1109,7 +1121,7 @@ def summary_table(flows: Sequence[Flow]) -> str:
     out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     notes = []
     for f in flows:
-        s = f.seed000
+        s = f.truncated
         if not s:
             continue
         g = f.carousel_gates[0] if f.carousel_gates else "carousel"
@@ -1122,7 +1134,8 @@ def summary_table(flows: Sequence[Flow]) -> str:
                     f"{s['sum_rel_error']:.2%}")
         notes.append(txt)
     if notes:
-        out += ["", "seed 000's approximation:", *("  " + n for n in notes)]
+        out += ["", "the truncated gradient (Gers, Schmidhuber and Cummins 2000):",
+                *("  " + n for n in notes)]
     return "\n".join(out)
 
 
@@ -1188,10 +1201,10 @@ def _tex_label(f: Flow, p: str) -> str:
 
 
 __all__ = [
-    "Flow", "LatexBlock", "Seed000", "TermBound", "Trajectory", "carousel", "carousel_gates",
+    "Flow", "LatexBlock", "Truncated", "TermBound", "Trajectory", "carousel", "carousel_gates",
     "carousel_path_sum", "decay_rate", "diag_sup", "forget_biases", "gate_biases",
     "gate_matrices", "init_params", "interval", "jacobian_product", "kernel", "latex_blocks",
-    "latex_rows", "measure", "path_sum", "plot", "run_cell", "seed000_onestep", "seed000_terms",
+    "latex_rows", "measure", "path_sum", "plot", "run_cell", "truncated_onestep", "truncated_terms",
     "split_relation", "step_bounds", "sum_bounds", "summary_table", "term_bound",
     "total_derivative", "trajectory", "within",
 ]

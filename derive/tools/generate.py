@@ -1,53 +1,82 @@
-"""What ``derive generate`` writes: every file of ``generated/``, as text, and how it is written.
+"""What ``derive generate`` writes, as text, and how.
 
-:func:`outputs` maps paths relative to ``generated/`` to their full text; it is the single
-source for the CLI (``derive generate [--check]``) and for the golden test that fails when the
-checked-in ``generated/`` is stale. Emitters: NumPy kernels (:mod:`derive.codegen`), the optional
-numba kernels (:mod:`derive.codegen.numba_backend`) and LaTeX documents
-(:mod:`derive.document.latex_doc`).
+Two kinds of output folder, one rule for each:
+
+* **the built-in kernels** (:data:`GENERATED`, the package ``derive.kernels``; ``generated/`` in
+  the repository): :func:`outputs` gives, for every built-in cell, its NumPy and numba kernels
+  and its LaTeX article (``latex/<cell>.tex``), plus the package's ``__init__`` and runtime. It
+  is the single source for ``derive generate [--check]`` and for the golden test that fails
+  when the checked-in folder is stale.
+* **a kernel package of the user's cells** (``derive generate SPEC... --out DIR``):
+  :func:`package_outputs` gives the NumPy and numba kernel of each cell, the runtime and an
+  ``__init__``: a package that imports on its own from wherever it lies (relative imports
+  only), with the API of the built-in kernels. LaTeX is not part of it (``derive latex``).
+
+Writing goes through :func:`derive.tools.files.write_tree`: staged, then swapped in whole.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..calculus.derivation import cells as builtin_cells
-from ..resources import GENERATED, ROOT, TEMPLATES  # noqa: F401  (where generate writes)
+from ..calculus.derivation import get_spec
+from ..codegen.naming import module_name
+from ..resources import CHECKOUT, GENERATED, KERNELS_PACKAGE  # noqa: F401  (where it writes)
+from ..spec import CellSpec, SpecError
+from .files import write_file, write_tree
+
+
+def _kernels(cell: str | CellSpec) -> dict[str, str]:
+    """A cell's two kernel modules: ``<module>.py`` (NumPy) and ``<module>_numba.py``."""
+    from ..codegen.numba_backend import render_numba_kernel
+    from ..codegen.numpy_backend import render_kernel
+
+    spec = get_spec(cell)
+    mod = module_name(spec.name)
+    return {f"{mod}.py": render_kernel(cell), f"{mod}_numba.py": render_numba_kernel(cell)}
 
 
 def outputs(cells: Iterable[str] | None = None) -> dict[str, str]:
-    """Relative path -> text of every generated file for the given cells (default: all)."""
+    """Relative path -> text of the built-in kernel package's files for the given built-in
+    cells (default: all)."""
     from .. import codegen
-    from ..codegen import numba_backend
     from ..document import latex_doc
 
     names = list(cells) if cells is not None else builtin_cells()
     files: dict[str, str] = {}
     for name in names:
-        files.update(codegen.kernel_files(name))
-        files.update(numba_backend.kernel_files(name))
+        files.update(_kernels(name))
         files.update(latex_doc.generated_files(name))
     # the package index always lists every built-in kernel, whichever cells are regenerated
     files.update(codegen.package_files(builtin_cells()))
     return dict(sorted(files.items()))
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def package_outputs(specs: Sequence[CellSpec]) -> dict[str, str]:
+    """Relative path -> text of a kernel package holding ``specs``' kernels (module names from
+    :func:`derive.codegen.naming.module_name`; two cells may not share one)."""
+    from .. import codegen
+
+    seen: dict[str, str] = {}
+    for s in specs:
+        mod = module_name(s.name)
+        if mod in seen and seen[mod] != s.digest:
+            other = [t.name for t in specs if module_name(t.name) == mod]
+            raise SpecError(f"cells {other[0]!r} and {s.name!r} would both be the kernel module "
+                            f"{mod!r}; give one of them another name")
+        seen[mod] = s.digest
+    files: dict[str, str] = {}
+    for s in specs:
+        files.update(_kernels(s))
+    files.update(codegen.package_files(list(seen)))
+    return dict(sorted(files.items()))
+
+
+def cell_specs(cells: Iterable[str | CellSpec]) -> list[CellSpec]:
+    return [get_spec(c) for c in cells]
 
 
 def stale(files: dict[str, str], out: Path) -> dict[str, str]:
@@ -55,7 +84,10 @@ def stale(files: dict[str, str], out: Path) -> dict[str, str]:
     diffs: dict[str, str] = {}
     for rel, text in files.items():
         p = out / rel
-        old = p.read_text(encoding="utf-8") if p.exists() else None
+        try:
+            old = p.read_text(encoding="utf-8") if p.exists() else None
+        except (OSError, UnicodeDecodeError):
+            old = ""
         if old != text:
             diffs[rel] = "".join(difflib.unified_diff(
                 (old or "").splitlines(True), text.splitlines(True),
@@ -65,8 +97,15 @@ def stale(files: dict[str, str], out: Path) -> dict[str, str]:
 
 
 def write_all(files: dict[str, str], out: Path) -> list[str]:
-    """Write every file that changed; returns the relative paths written."""
-    changed = list(stale(files, out))
-    for rel in changed:
-        write_atomic(out / rel, files[rel])
-    return changed
+    """Write every file that changed, all at once (staged, then swapped in); returns the
+    relative paths written."""
+    return write_tree(files, out)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write one file so that readers see the old or the new content, never a partial one."""
+    write_file(path, text)
+
+
+__all__ = ["GENERATED", "cell_specs", "outputs", "package_outputs", "stale", "write_all",
+           "write_atomic"]

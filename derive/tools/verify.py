@@ -1,4 +1,9 @@
-"""``derive verify CELL``: check a generated kernel against numeric differences.
+"""``derive verify CELL [--kernels DIR] [--backend B]``: check a kernel against numeric
+differences.
+
+The kernel is the built-in one (``derive.kernels``), or the one in a kernel package written by
+``derive generate SPEC --out DIR`` (``kernels=DIR``), or, for a cell with neither, the kernel
+printed for its spec; it must have been printed from this very spec (its ``SPEC_DIGEST``).
 
 At small random sizes (n_hidden=3, n_in=2, T=4, B=2, float64) it compares
 
@@ -14,14 +19,80 @@ Each row holds the largest absolute and relative (to the largest reference entry
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import importlib.util
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from ..calculus.derivation import derive
 from ..calculus.numeric import Step
+from ..codegen.naming import module_name
+from ..resources import KERNELS_PACKAGE
+from ..spec import CellSpec
+
+BACKENDS = ("numpy", "numba")
+
+
+class KernelError(ValueError):
+    """A kernel package that cannot be used for the cell: missing, or printed from another
+    spec."""
+
+
+def import_package(folder: str | os.PathLike[str]) -> str:
+    """Import the kernel package in ``folder`` under a private name (it imports relatively,
+    so any name works); returns that name."""
+    folder = Path(folder).resolve()
+    init = folder / "__init__.py"
+    if not init.is_file():
+        raise KernelError(f"{folder}: not a kernel package (no __init__.py); write one with "
+                          f"`derive generate SPEC --out {folder}`")
+    name = f"_derive_kernels_at_{hashlib.sha1(str(folder).encode()).hexdigest()[:12]}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, init,
+                                                      submodule_search_locations=[str(folder)])
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return name
+
+
+def find_kernel(spec: CellSpec, backend: str = "numpy",
+                kernels: str | os.PathLike[str] | None = None) -> ModuleType:
+    """The kernel module of ``spec`` for ``backend``: from the package in ``kernels`` (which
+    must hold this spec's kernel), else the built-in one when it was printed from this spec,
+    else printed now (:func:`derive.codegen.load_kernel`)."""
+    if backend not in BACKENDS:
+        raise KernelError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    stem = module_name(spec.name) + ("_numba" if backend == "numba" else "")
+    if kernels is not None:
+        pkg = import_package(kernels)
+        path = Path(kernels) / f"{stem}.py"
+        if not path.is_file():
+            raise KernelError(f"{path}: no kernel of cell {spec.name!r} there; write it with "
+                              f"`derive generate SPEC --out {kernels}`")
+        mod = importlib.import_module(f"{pkg}.{stem}")
+        if getattr(mod, "SPEC_DIGEST", None) != spec.digest:
+            raise KernelError(f"{path} was printed from another spec of {spec.name!r} (its "
+                              f"SPEC_DIGEST differs); regenerate it with "
+                              f"`derive generate SPEC --out {kernels}`")
+        return mod
+    try:
+        mod = importlib.import_module(f"{KERNELS_PACKAGE}.{stem}")
+        if getattr(mod, "SPEC_DIGEST", None) == spec.digest:
+            return mod
+    except ImportError:
+        pass
+    from ..codegen.load import load_kernel
+
+    return load_kernel(spec, backend)
 
 N, M, T, B = 3, 2, 4, 2
 EPS = 1e-6
@@ -44,10 +115,11 @@ def _row(mode: str, param: str, got: Any, want: Any) -> dict[str, Any]:
     return {"mode": mode, "param": param, "max_abs_err": err, "max_rel_err": err / scale}
 
 
-def run(cell: str, seed: int = 0) -> list[dict[str, Any]]:
-    """Verify ``generated/<cell>.py``; one row per (mode, parameter)."""
-    mod = importlib.import_module(f"derive.kernels.{cell}")
+def run(cell: str | CellSpec, seed: int = 0, *, backend: str = "numpy",
+        kernels: str | os.PathLike[str] | None = None) -> list[dict[str, Any]]:
+    """Verify the kernel of ``cell`` (see :func:`find_kernel`); one row per (mode, parameter)."""
     spec = derive(cell).spec
+    mod = find_kernel(spec, backend, kernels)
     rng = np.random.default_rng(seed)
     P = {k: 2.0 * v for k, v in mod.init_params(M, N, seed=seed + 1).items()}
     xs = rng.normal(size=(T, B, M))
@@ -73,7 +145,7 @@ def run(cell: str, seed: int = 0) -> list[dict[str, Any]]:
         rows.append(_row("backward", A, grads[A],
                          _central(lambda a, A=A: loss(P={**P, A: a}), P[A])))
     for s in mod.STATE:
-        rows.append(_row("backward", f"{s}0", grads[f"{s}0"],
+        rows.append(_row("backward", f"{s}0", grads[mod.STATE0_GRAD[s]],
                          _central(lambda a, s=s: loss(s0={**s0, s: a}), s0[s])))
 
     sens = mod.rtrl(P, xs, s0)
