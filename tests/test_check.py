@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from derive.check import VERDICTS, CheckError, check_file, check_text, main, register
+from derive.check import VERDICTS, check_file, check_text, main, register
 from derive.document.latex_doc import document
 from derive.spec.cells import BUILTIN
 
@@ -884,10 +884,13 @@ def test_custom_cell_from_a_spec_file(tmp_path: Path) -> None:
     assert [(d["term"], d["expected"]) for d in r.differences] == [("d(1 + f_t)", "d(1 - f_t)")]
 
 
-def test_ambiguous_cell_asks_for_one() -> None:
+def test_ambiguous_cell_is_resolved_by_the_documents_own_equations() -> None:
+    """Issue 16 item 1: the first equation of h_t defines the author's cell; the second is
+    judged against it."""
     text = "$$ h_t = o_t \\odot \\sigma(s_t) $$\n$$ h_t = o_t \\odot \\tanh(s_t) $$\n"
-    with pytest.raises(CheckError, match="--cell sigmoid_lstm"):
-        check_text(text, fmt="md")
+    rep = check_text(text, fmt="md")
+    assert rep.cell == "the document's own" and [r.verdict for r in rep.results] == ["wrong"]
+    assert "\\tanh(s_t) (should be \\sigma(s_t))" in rep.results[0].detail
     assert [r.verdict for r in check_text(text, cell="sigmoid_lstm").results] == \
         ["correct", "wrong"]
 

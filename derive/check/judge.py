@@ -185,7 +185,8 @@ from .parse import (
 )
 
 PROG = "derive check"
-VERDICTS = ("correct", "wrong", "ill-typed", "unparsed")
+VERDICTS = ("correct", "wrong", "ill-typed", "unparsed", "malformed")
+_ALWAYS_COUNTED = VERDICTS[:4]  # "malformed" is counted where it occurs
 SIZES = {"hidden": 3, "input": 2, "output": 2}
 _DIM_LETTER = {"hidden": "n", "input": "m", "output": "k"}
 _VAR = Ref("__var__", 0, "node")
@@ -885,7 +886,12 @@ class Report:
         c = self.counts()
         n = len(self.results) + len(self.skipped)
         out.append(f"{n} lines in {self.equations} equations: " +
-                   ", ".join(f"{c[v]} {v}" for v in VERDICTS) + f", {len(self.skipped)} skipped")
+                   ", ".join(f"{c[v]} {v}" for v in VERDICTS if v in _ALWAYS_COUNTED or c[v])
+                   + f", {len(self.skipped)} skipped")
+        bad = [r for r in self.results if r.verdict != "correct"]
+        if bad and self.cell == OWN_CELL:
+            out.append("not correct: " + ", ".join(f"line {r.position[0]} ({r.verdict})"
+                                                   for r in bad))
         if self.skipped and not self.results:
             out.append("nothing judged: every line is skipped (not a one-step equation of the "
                        "d(x) calculus)")
@@ -1692,6 +1698,69 @@ def check_text(text: str, *, cell: Any = None, notation: Any = None, fmt: str | 
     if fmt not in ("tex", "md"):
         raise CheckError(f"unknown format {fmt!r}; expected 'tex' or 'md'")
     doc = _read(text, fmt, source)
+    if cell is not None or notation is not None:
+        return _check_dx(doc, text, fmt, source, cell, notation)
+    try:
+        old = _check_dx(doc, text, fmt, source, cell, notation)
+    except CheckError:
+        old = None
+    if old is not None and _reads_well(old):
+        return old
+    own = check_own(text, fmt=fmt, source=source, need_cell=old is not None)
+    if own is not None:
+        return own
+    if old is not None:
+        return old
+    return _check_dx(doc, text, fmt, source, cell, notation)
+
+
+OWN_CELL = "the document's own"
+
+
+def _reads_well(rep: Report) -> bool:
+    """The d(x) reading stands where it judges most of the lines it does not skip."""
+    c = rep.counts()
+    judged = c["correct"] + c["wrong"] + c["ill-typed"]
+    return judged >= c["unparsed"] and (judged > 0 or c["unparsed"] == 0)
+
+
+def check_own(text: str, *, fmt: str = "md", source: str = "<string>",
+              need_cell: bool = False) -> Report | None:
+    """The derivation judged against the cell its own forward equations define
+    (:mod:`derive.check.reverse`): every mathematical line, inline math included, at its own
+    line; None when the document holds no mathematical line at all."""
+    from .reverse import DocumentJudge
+
+    dj = DocumentJudge(text, fmt)
+    if need_cell and dj.cell is None:
+        return None
+    lines = dj.lines()
+    problems = dj.problems
+    if not lines and not problems:
+        return None
+    pos = _Positions(text)
+    results: list[LineResult] = []
+    skipped: list[SkippedLine] = []
+    for ln in lines:
+        where = pos(ln.pos)
+        if ln.verdict == "skipped":
+            skipped.append(SkippedLine(ln.eq_index, ln.eq_index, ln.k, ln.detail, ln.lhs, ln.rhs,
+                                       where))
+            continue
+        results.append(LineResult(ln.eq_index, ln.eq_index, ln.k, ln.verdict, ln.detail,
+                                  ln.lhs, ln.rhs, where, method="numeric",
+                                  differences=ln.differences))
+    n = len(dj.eqs)
+    for k, (p, m) in enumerate(problems, n + 1):
+        results.append(LineResult(k, k, 1, "malformed", f"{pos.where(p)}: {m}",
+                                  position=pos(p), token=text[p:p + 2].strip() or None))
+    how = dj.cell.describe() if dj.cell is not None else f"no cell ({dj.cell_error})"
+    return Report(source, OWN_CELL, how, True, results, n, 0, [], skipped)
+
+
+def _check_dx(doc: _Doc, text: str, fmt: str, source: str, cell: Any,
+              notation: Any) -> Report:
+    """The d(x) reading: display equations against derive's own cells."""
     if not doc.chains and not doc.problems:
         what = "display math ($$...$$, \\[...\\], equation or align)" if fmt == "md" else \
             "display math (equation, align, \\[...\\], $$...$$)"
@@ -1761,7 +1830,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cell", "-c", metavar="CELL",
                    help="the cell (derive list) or a .json/.toml spec; default: inferred")
     p.add_argument("--notation", "-n", metavar="NAME|FILE",
-                   help="native, seed001, standard or a notation .toml; default: inferred")
+                   help="native, goodfellow, standard or a notation .toml; default: inferred")
     p.add_argument("--json", action="store_true",
                    help="print a JSON list, one record per judged line (skipped lines: none)")
 

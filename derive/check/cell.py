@@ -1,0 +1,276 @@
+"""The author's cell, read from the forward equations the document states (issue 16, item 1).
+
+A *forward equation* is an equation whose left-hand side is one symbol at time t (``c^t``,
+``\\hat{i}_t``, ``h^{(t)}``, ``y_t``) and whose right-hand side holds no derivative. The first
+such equation of a symbol defines it; a chain ``a^t = \\tanh(\\hat{a}^t) = \\tanh(W_a x^t + U_a
+h^{t-1})`` also defines ``\\hat{a}^t``. A symbol read at t-1 is a *state*; a time-indexed symbol
+that no equation defines is an *input*; a symbol without a time index is a *parameter* (a
+matrix where it multiplies a vector from the left, else a vector). Nodes that no state depends
+on and that are computed through a matrix (``y_t = \\sigma_y(V h_t + b_y)``) are the cell's
+*readout*. The loss is a random linear function of the readout (of the states without one).
+
+Equations whose left-hand side is a symbol the cell does not define at time t (``p = q + v +
+b_i``, ``\\delta_a^t = \\delta_h^t * \\phi'(a_t)``) are *aliases*: names the document introduces,
+valid from where they are written until they are written again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from . import grammar as g
+from . import lexicon as lx
+
+_TIME = re.compile(r"^\(?\s*(?:<|\\langle\s*)?\s*(t|T|\\tau)\s*(?:([+-])\s*(\d+|k|\\ell|l|j))?"
+                   r"\s*(?:>|\\rangle)?\s*\)?$")
+
+
+def time_of(script: str | None) -> tuple[str, int, str | None] | None:
+    """A time script read: ('t', offset, symbolic offset) for ``t``, ``t-1``, ``(t+1)``,
+    ``<t>``, ``T``, ``\\tau``; ('n', value, None) for a digit; None otherwise."""
+    if script is None:
+        return None
+    s = script.replace(" ", "")
+    if s.isdigit():
+        return ("n", int(s), None)
+    m = _TIME.match(s)
+    if not m:
+        return None
+    var, sign, off = m.groups()
+    if var == r"\tau":
+        var = "T"
+    if off is None:
+        return (var, 0, None)
+    if off.isdigit():
+        return (var, int(off) * (1 if sign == "+" else -1), None)
+    return (var, 0, ("-" if sign == "-" else "+") + off)
+
+
+@dataclass(frozen=True)
+class Key:
+    """A symbol of the cell: its base and the script that is part of its name (W_{xf}: 'xf')."""
+
+    base: str
+    name_sub: str | None = None
+
+    @property
+    def latex(self) -> str:
+        return self.base + ("" if self.name_sub is None else
+                            "_" + (self.name_sub if len(self.name_sub) == 1
+                                   else "{" + self.name_sub + "}"))
+
+
+@dataclass(frozen=True)
+class Reading:
+    """An atom read: a time-indexed symbol (``key`` at ``time``), with unit ``indices``."""
+
+    key: Key
+    time: tuple[str, int, str | None] | None
+    indices: tuple[str, ...]
+    transposed: bool = False
+
+
+def read_atom(a: g.Atom, timed: set[Key]) -> Reading:
+    """Split an atom's scripts into name, time and unit indices. ``timed``: the symbols known to
+    carry a time index (digits are times only on them)."""
+    sub, sup = a.sub, a.sup
+    ts, tp = time_of(sub), time_of(sup)
+    base = a.base
+    if ts is not None and (ts[0] != "n" or Key(base) in timed):
+        rest = _indices(sup)
+        return Reading(Key(base), ts, rest)
+    if tp is not None and (tp[0] != "n" or Key(base) in timed or Key(base, sub) in timed):
+        name_sub = None if sub is None or _is_index(sub) else sub
+        idx = _indices(sub) if name_sub is None and sub is not None else ()
+        return Reading(Key(base, name_sub), tp, idx)
+    # no time: a parameter (W_{xf}) or an entry (w_{ij}, b^k_y) or a unit-indexed symbol
+    if sub is not None and sup is not None and _is_index(sup):
+        return Reading(Key(base, sub), None, _indices(sup))
+    if sub is not None and _is_index_pair(sub):
+        return Reading(Key(base), None, _indices(sub))
+    return Reading(Key(base, sub), None, () if sup is None else _indices(sup))
+
+
+_INDEX_LETTER = (r"(?:[ijkmnoqrsuv]|\\alpha|\\beta|\\gamma|\\ell|\\mu|\\nu|\\kappa|"
+                 r"\\gamma_\{?\d\}?|\\gamma'_\{?\d\}?|\\gamma_\{?[k\\ell+-]+\}?)")
+
+
+def _is_index(s: str | None) -> bool:
+    return s is not None and re.fullmatch(_INDEX_LETTER, s.replace(" ", "")) is not None
+
+
+def _is_index_pair(s: str) -> bool:
+    s = s.replace(" ", "").replace(",", "")
+    return re.fullmatch(f"(?:{_INDEX_LETTER}){{2}}", s) is not None
+
+
+def _indices(s: str | None) -> tuple[str, ...]:
+    if s is None:
+        return ()
+    s = s.replace(" ", "")
+    out = re.findall(_INDEX_LETTER, s.replace(",", ""))
+    return tuple(out)
+
+
+@dataclass
+class Definition:
+    key: Key
+    expr: g.Node
+    pos: int                      # where it is written (offset)
+    timed: bool                   # written at time t (a node) or not (an alias)
+    index_form: bool = False
+
+
+@dataclass
+class Cell:
+    """The author's cell: nodes in evaluation order, states, inputs, parameters, readout."""
+
+    nodes: dict[Key, g.Node] = field(default_factory=dict)     # key -> expression at time t
+    order: list[Key] = field(default_factory=list)
+    states: list[Key] = field(default_factory=list)
+    inputs: list[Key] = field(default_factory=list)
+    params: dict[Key, str] = field(default_factory=dict)       # key -> matrix | vector
+    readout: list[Key] = field(default_factory=list)
+    outputs: list[Key] = field(default_factory=list)           # what the loss reads
+    generic: dict[str, int] = field(default_factory=dict)      # generic activation -> function
+    defined_at: dict[Key, int] = field(default_factory=dict)   # key -> offset of its definition
+    source: str = ""
+
+    def describe(self) -> str:
+        def names(keys):
+            return ", ".join(k.latex for k in keys)
+        return (f"the document's own cell (nodes {names(self.order)}; states {names(self.states)};"
+                f" inputs {names(self.inputs)}; parameters {names(self.params)})")
+
+
+class CellError(Exception):
+    pass
+
+
+def atoms_of(node: g.Node) -> list[g.Atom]:
+    return [n for n in g.walk(node) if isinstance(n, g.Atom)]
+
+
+def has_derivative(node: g.Node) -> bool:
+    return any(isinstance(n, (g.Deriv, g.Adj, g.Big, g.Elided, g.Kron, g.Stack, g.Diag))
+               for n in g.walk(node))
+
+
+def build(defs: list[tuple[g.Atom, list[g.Node], int]], timed_bases: set[Key]) -> Cell:
+    """The cell of a document's forward equations: ``defs`` holds, per equation whose left-hand
+    side is one atom, that atom, its parsed right-hand sides and its offset; ``timed_bases``:
+    the symbols the document writes with a time index t (on them a digit is a time too)."""
+    cell = Cell()
+    timed: set[Key] = set(timed_bases)
+    for lhs, _, _ in defs:
+        r = read_atom(lhs, set())
+        if r.time is not None and r.time[0] == "t" and r.time[1] == 0 and r.time[2] is None:
+            timed.add(r.key)
+    for lhs, rhss, pos in defs:
+        r = read_atom(lhs, timed)
+        if r.key not in timed or r.time is None or r.time[:2] != ("t", 0) or r.indices:
+            continue
+        if r.key in cell.nodes:
+            continue
+        rhs = [x for x in rhss if not has_derivative(x)]
+        if not rhs:
+            continue
+        cell.nodes[r.key] = rhs[0]
+        cell.defined_at[r.key] = pos
+        # a = act(z) = act(E): z is defined by E
+        if len(rhs) >= 2 and isinstance(rhs[0], g.Call) and isinstance(rhs[0].arg, g.Atom) \
+                and isinstance(rhs[-1], g.Call) and rhs[-1].fn == rhs[0].fn:
+            z = read_atom(rhs[0].arg, timed | {read_atom(rhs[0].arg, set()).key})
+            if z.time is not None and z.time[:2] == ("t", 0) and z.key not in cell.nodes:
+                timed.add(z.key)
+                cell.nodes[z.key] = rhs[-1].arg  # type: ignore[assignment]
+                cell.defined_at[z.key] = pos
+    if not cell.nodes:
+        raise CellError("no forward equations (a symbol at time t defined without derivatives)")
+    # references
+    refs: dict[Key, set[tuple[Key, int]]] = {}
+    params: dict[Key, str] = {}
+    inputs: list[Key] = []
+    states: set[Key] = set()
+    for k, e in cell.nodes.items():
+        refs[k] = set()
+        for a in atoms_of(e):
+            ra = read_atom(a, timed | set(cell.nodes))
+            if ra.time is not None:
+                lag = ra.time[1] if ra.time[0] == "t" else None
+                if lag is None or lag > 0 or ra.time[2] is not None:
+                    raise CellError(f"{a.text} in the equation of {k.latex}")
+                if ra.key in cell.nodes:
+                    if lag < 0:
+                        states.add(ra.key)
+                    refs[k].add((ra.key, -lag))
+                elif ra.key not in inputs:
+                    inputs.append(ra.key)
+            else:
+                if ra.key not in params:
+                    params[ra.key] = "vector"
+        for m in g.walk(e):
+            if isinstance(m, g.Mul):
+                for f, nxt in zip(m.factors, m.factors[1:], strict=False):
+                    if isinstance(f, g.Atom):
+                        rf = read_atom(f, timed | set(cell.nodes))
+                        if rf.time is None and not isinstance(nxt, g.Num):
+                            params[rf.key] = "matrix"
+            if isinstance(m, g.Call) and m.fn not in lx.ACTIVATIONS:
+                cell.generic.setdefault(m.fn, len(cell.generic) % len(lx.GENERIC_ACTIVATIONS))
+    # evaluation order within a step: a node after what it reads at lag 0
+    order: list[Key] = []
+    seen: set[Key] = set()
+
+    def visit(k: Key, stack: tuple[Key, ...] = ()) -> None:
+        if k in seen:
+            return
+        if k in stack:
+            raise CellError(f"{k.latex} depends on itself within a step")
+        for r2, lag in refs[k]:
+            if lag == 0:
+                visit(r2, (*stack, k))
+        seen.add(k)
+        order.append(k)
+
+    for k in cell.nodes:
+        visit(k)
+    cell.order = order
+    cell.states = [k for k in order if k in states]
+    cell.inputs = inputs
+    cell.params = params
+    needed: set[Key] = set()
+    for s in cell.states:
+        needed |= _upstream(s, refs)
+    cell.readout = [k for k in order if k not in needed and
+                    any(params.get(p) == "matrix" for p in _params_in(cell.nodes[k], timed))]
+    consumed = {r2 for k in order for r2, lag in refs[k] if lag == 0}
+    if cell.readout:
+        cell.outputs = [k for k in cell.readout if k not in consumed]
+    else:
+        cell.outputs = [k for k in cell.states if k not in consumed] or cell.states[-1:]
+    if not cell.outputs:
+        cell.outputs = [order[-1]]
+    return cell
+
+
+def _params_in(e: g.Node, timed: set[Key]) -> list[Key]:
+    out = []
+    for a in atoms_of(e):
+        r = read_atom(a, timed)
+        if r.time is None:
+            out.append(r.key)
+    return out
+
+
+def _upstream(k: Key, refs: dict[Key, set[tuple[Key, int]]]) -> set[Key]:
+    out = {k}
+    todo = [k]
+    while todo:
+        x = todo.pop()
+        for r2, lag in refs.get(x, ()):
+            if lag == 0 and r2 not in out:
+                out.add(r2)
+                todo.append(r2)
+    return out

@@ -1,0 +1,309 @@
+"""The mathematical lines of a document, each at its own place in the file (issue 16, item 4).
+
+A *math segment* is display math (``$$..$$``, ``\\[..\\]``, ``equation``, ``align``, ``gather``,
+``multline``, ``eqnarray``, ``flalign``, ``alignat`` and their starred forms) or inline math
+(``$..$``, ``\\(..\\)``). Code fences are not read; math inside an HTML comment
+(``<!-- -->``) or, in LaTeX, after ``%`` is kept and marked ``comment`` (reported as skipped).
+Inside a segment ``\\tag``, ``\\label`` and the inner environments (``aligned``, ``split``,
+``gathered``, ...) are blanked, ``\\boxed{..}`` and ``\\bbox[..]{..}`` are unwrapped; offsets
+are preserved, so every token keeps its place in the file.
+
+A segment is split into *rows* at top-level ``\\\\``, and a row into *equations* at a
+top-level separator (``,``, ``;``, ``\\quad``, ``\\qquad``, ``\\text{and}``) whose both sides
+hold a relation: ``a = b, \\quad c = d`` is two equations. An :class:`Equation` is
+``lhs rel r_1 rel r_2 ...``; a display row that starts with a relation adds right-hand sides to
+the equation above it, one without a relation continues its last right-hand side. Each
+right-hand side keeps its own first token, hence its own line in the file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .parse import Tok, _match, _strip, tokenize
+
+_DISPLAY_ENVS = ("equation", "align", "gather", "multline", "eqnarray", "flalign",
+                 "displaymath", "alignat", "math")
+_OPEN = re.compile(r"\$\$|\\\[|\\\(|(?<![\\$])\$(?!\$)|\\begin\{(?P<env>(?:"
+                   + "|".join(_DISPLAY_ENVS) + r")\*?)\}")
+_FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.S | re.M)
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
+_TEX_COMMENT = re.compile(r"(?<!\\)%[^\n]*")
+_BLANK_IN_MATH = re.compile(
+    r"\\tag\*?\{[^{}]*\}|\\label\{[^{}]*\}|\\(?:begin|end)\{(?:aligned|split|gathered|alignedat|"
+    r"multlined|array|equation\*?|align\*?)\}(?:\{[^{}]*\})?|\\nonumber|\\notag"
+    r"|\\(?:displaystyle|textstyle|limits)\b")
+_WRAPPERS = (r"\boxed", r"\bbox", r"\fbox", r"\colorbox", r"\color", r"\textcolor",
+             r"\underbrace", r"\overbrace", r"\mathrel", r"\mathop", r"\mathbin")
+
+RELATIONS = {"=": "=", r"\le": "<=", r"\leq": "<=", r"\leqslant": "<=", r"\ge": ">=",
+             r"\geq": ">=", r"\geqslant": ">=", "<": "<", ">": ">", r"\lt": "<", r"\gt": ">",
+             r"\approx": "~", r"\sim": "~", r"\simeq": "~", r"\propto": "~", r"\ll": "<",
+             r"\gg": ">", r"\neq": "!=", r"\ne": "!=", r"\equiv": "=", r"\coloneqq": ":=",
+             r"\leftarrow": "<-", r"\gets": "<-", r"\lesssim": "<", r"\gtrsim": ">"}
+_SEPARATORS = {",", ";", r"\quad", r"\qquad", r"\text"}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One piece of math: its text, the offset of the text in the file, how it was written."""
+
+    text: str
+    start: int
+    display: bool
+    comment: bool
+
+
+@dataclass
+class Equation:
+    """``lhs rels[0] rhs[0] rels[1] rhs[1] ...``; a relation is '=', '+=', '<=', '~', ...
+
+    ``start``/``ends``: token positions of the first token of the left-hand side and of every
+    right-hand side (every line is reported at its own place)."""
+
+    lhs: list[Tok]
+    rhs: list[list[Tok]]
+    rels: list[str]
+    segment: Segment
+    rel_toks: list[Tok] = field(default_factory=list)
+
+    @property
+    def pos(self) -> int:
+        if self.lhs:
+            return self.lhs[0].pos
+        return self.rhs[0][0].pos if self.rhs and self.rhs[0] else self.segment.start
+
+
+def _blank(text: str, spans) -> str:
+    chars = list(text)
+    for a, b in spans:
+        for k in range(a, b):
+            if chars[k] != "\n":
+                chars[k] = " "
+    return "".join(chars)
+
+
+def segments(text: str, fmt: str) -> tuple[list[Segment], list[tuple[int, str]]]:
+    """Every math segment of a file (``fmt``: md | tex) and problems ((offset, message): an
+    unclosed ``$$``)."""
+    scan = _blank(text, [m.span() for m in _FENCE.finditer(text)]) if fmt == "md" else text
+    comments = [m.span() for m in _HTML_COMMENT.finditer(scan)]
+    if fmt == "tex":
+        comments += [m.span() for m in _TEX_COMMENT.finditer(scan)]
+    # inline code spans in Markdown are not math
+    if fmt == "md":
+        scan = _blank(scan, [m.span() for m in re.finditer(r"(?<!`)`[^`\n]+`(?!`)", scan)])
+    # comment delimiters blanked so that math inside a comment is found like any other
+    scan = re.sub(r"<!--|-->", lambda m: " " * len(m.group()), scan)
+    if fmt == "tex":
+        scan = re.sub(r"(?<!\\)%", " ", scan)
+    out: list[Segment] = []
+    problems: list[tuple[int, str]] = []
+    pos = 0
+    while True:
+        m = _OPEN.search(scan, pos)
+        if not m:
+            break
+        g = m.group()
+        display = True
+        if g == "$$":
+            close = "$$"
+        elif g == r"\[":
+            close = r"\]"
+        elif g == r"\(":
+            close, display = r"\)", False
+        elif g == "$":
+            close, display = "$", False
+        else:
+            close = r"\end{" + m.group("env") + "}"
+        if close == "$":
+            end = m.end()
+            while True:
+                end = scan.find("$", end)
+                if end < 0 or scan[end - 1] != "\\":
+                    break
+                end += 1
+            if end < 0 or "\n\n" in scan[m.end():end]:
+                pos = m.end()  # a lone dollar (a price, a shell prompt): not math
+                continue
+        else:
+            end = scan.find(close, m.end())
+        if end < 0:
+            problems.append((m.start(), f"{g} is never closed (expected {close})"))
+            break
+        in_comment = any(a <= m.start() < b for a, b in comments)
+        out.append(Segment(scan[m.end():end], m.end(), display, in_comment))
+        pos = end + len(close)
+    return out, problems
+
+
+def _unwrap(toks: list[Tok]) -> list[Tok]:
+    """``\\boxed{x}`` -> ``x``; ``\\bbox[opts]{x}`` -> ``x``; ``\\color{red}`` dropped;
+    ``\\underbrace{x}_{text}`` -> ``x``; ``\\mathrel{+}=`` -> ``+=``."""
+    out: list[Tok] = []
+    i = 0
+    drop: set[int] = set()
+    while i < len(toks):
+        t = toks[i]
+        if t.text in _WRAPPERS:
+            j = i + 1
+            if j < len(toks) and toks[j].text == "[":
+                while j < len(toks) and toks[j].text != "]":
+                    j += 1
+                j += 1
+            if t.text in (r"\color", r"\colorbox", r"\textcolor") and j < len(toks) and \
+                    toks[j].text == "{":
+                j = _match(toks, j) + 1  # the colour name
+            if t.text in (r"\fbox", r"\colorbox"):
+                pass
+            if j < len(toks) and toks[j].text == "{":
+                k = _match(toks, j)
+                drop.update((j, k))
+                if t.text in (r"\underbrace", r"\overbrace") and k + 1 < len(toks) and \
+                        toks[k + 1].text in ("_", "^"):
+                    a = k + 2
+                    b = _match(toks, a) if a < len(toks) and toks[a].text == "{" else a
+                    drop.update(range(k + 1, b + 1))
+            i = j
+            continue
+        if i not in drop:
+            out.append(t)
+        i += 1
+    return [t for t in out]
+
+
+def _depth_row(row: list[Tok]) -> list[int]:
+    """Bracket depth before every token ({}, (), [])."""
+    d = 0
+    out = []
+    for t in row:
+        if t.text in ("}", ")", "]", r"\}", r"\rangle"):
+            d -= 1
+        out.append(d)
+        if t.text in ("{", "(", "[", r"\{", r"\langle"):
+            d += 1
+    return out
+
+
+def _relations(row: list[Tok]) -> list[tuple[int, int, str]]:
+    """Top-level relations of a row: (first token, last token, kind). ``+=``, ``\\mathrel{+}=``
+    (unwrapped to ``+ =``) and ``:=`` are one relation."""
+    depth = _depth_row(row)
+    out: list[tuple[int, int, str]] = []
+    for k, t in enumerate(row):
+        if depth[k] != 0 or t.text not in RELATIONS:
+            continue
+        kind = RELATIONS[t.text]
+        first = k
+        if t.text == "=" and k > 0 and row[k - 1].text == "+" and (k < 2 or row[k - 2].text
+                                                                   not in ("(", "{")):
+            kind, first = "+=", k - 1
+        elif t.text == "=" and k > 0 and row[k - 1].text == ":":
+            kind, first = ":=", k - 1
+        out.append((first, k, kind))
+    return out
+
+
+def _split_equations(row: list[Tok]) -> list[list[Tok]]:
+    """Several equations on one row (``a = b, \\quad c = d``): split at a top-level separator
+    with a relation on both sides."""
+    depth = _depth_row(row)
+    cuts: list[tuple[int, int]] = []  # (separator start, separator end)
+    k = 0
+    while k < len(row):
+        t = row[k]
+        if depth[k] == 0 and t.text in _SEPARATORS:
+            j = k
+            if t.text == r"\text":
+                if k + 1 < len(row) and row[k + 1].text == "{":
+                    j = _match(row, k + 1)
+                    words = "".join(x.text for x in row[k + 2:j]).strip(" ,.").lower()
+                    if words not in ("and", "", ",", "or"):
+                        k = j + 1
+                        continue
+                else:
+                    k += 1
+                    continue
+            while j + 1 < len(row) and row[j + 1].text in _SEPARATORS - {r"\text"}:
+                j += 1
+            cuts.append((k, j + 1))
+            k = j + 1
+            continue
+        k += 1
+    merged: list[tuple[int, int]] = []  # token index ranges
+    bounds = []
+    prev = 0
+    for a, b in cuts:
+        bounds.append((prev, a))
+        prev = b
+    bounds.append((prev, len(row)))
+    for a, end in bounds:
+        piece = row[a:end]
+        if merged and (not _relations(piece) or not _relations(row[merged[-1][0]:merged[-1][1]])):
+            merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((a, end))
+    return [row[a:b] for a, b in merged if row[a:b]]
+
+
+def _rows(toks: list[Tok]) -> list[list[Tok]]:
+    rows: list[list[Tok]] = []
+    cur: list[Tok] = []
+    depth = 0
+    env = 0
+    for t in toks:
+        if t.text == "{":
+            depth += 1
+        elif t.text == "}":
+            depth -= 1
+        elif t.text == r"\begin":
+            env += 1
+        elif t.text == r"\end":
+            env = max(env - 1, 0)
+        if (t.kind == "row" or t.text == r"\cr") and depth <= 0 and env == 0:
+            rows.append(cur)
+            cur = []
+            continue
+        cur.append(t)
+    rows.append(cur)
+    return rows
+
+
+def _trim(toks: list[Tok]) -> list[Tok]:
+    """Trailing punctuation ends a sentence, not the math."""
+    while toks and toks[-1].text in (",", ".", ";", ":"):
+        toks = toks[:-1]
+    while toks and toks[0].text in (",", ";"):
+        toks = toks[1:]
+    return toks
+
+
+def equations(seg: Segment) -> list[Equation]:
+    """The equations of one segment, in order (see the module docstring)."""
+    clean = _BLANK_IN_MATH.sub(lambda m: " " * len(m.group()), seg.text)
+    toks = _unwrap(tokenize(clean, seg.start))
+    out: list[Equation] = []
+    cur: Equation | None = None
+    for row in _rows(toks):
+        row = _trim(_strip(row))
+        if not row:
+            continue
+        for piece in _split_equations(row):
+            piece = _trim(piece)
+            rels = _relations(piece)
+            if not rels:
+                if cur is not None and cur.rhs and seg.display:
+                    cur.rhs[-1].extend(piece)
+                continue
+            first = rels[0][0]
+            lhs = piece[:first]
+            parts = [piece[b + 1:(rels[n + 1][0] if n + 1 < len(rels) else len(piece))]
+                     for n, (_, b, _) in enumerate(rels)]
+            if lhs or cur is None:
+                cur = Equation(lhs, [], [], seg)
+                out.append(cur)
+            cur.rhs.extend(_trim(p) for p in parts)
+            cur.rels.extend(kind for _, _, kind in rels)
+            cur.rel_toks.extend(piece[a] for a, _, _ in rels)
+    return out

@@ -1,0 +1,573 @@
+"""Judging the derivations people write: the author's cell, every line at its place, a value
+for each side, and for a wrong line the term that differs and the corrected right-hand side in
+the author's own symbols (issue 16, items 1-5 and 7).
+
+A line's left-hand side says what is claimed:
+
+* ``\\frac{\\partial E}{\\partial x^t}``, ``\\delta x^t``, ``\\nabla_{x^t} L``: the adjoint of x
+  at t, read as the author may mean it: the total, or only through step t (what
+  ``\\delta c^t \\mathrel{+}= \\frac{\\partial E}{\\partial c^t}`` adds to), or only through step
+  t+1; ``+=`` claims one of the parts;
+* ``\\frac{\\partial E}{\\partial W}``: the total gradient or its step-t part;
+* ``\\frac{\\partial u}{\\partial v}``, ``\\nabla_v u``: a Jacobian, read one step at a time (the
+  states of t-1 held) or through time; written in full, as its diagonal (``\\nabla_p i_t =
+  \\sigma(p)(1-\\sigma(p))``), as ``1`` for an identity, as ``x^T`` for d(Wx)/dW, or transposed
+  (denominator layout);
+* ``c^{t+1}``, ``h_1^\\alpha``: a node of the cell (a restatement of its equation);
+* a name the document introduces (``p = q + v + b_i``): a definition, skipped with that reason.
+
+Each right-hand side is evaluated at t = 2 and t = 3 of a 4-step sequence (and for every value
+of the unit indices the left-hand side leaves free) and compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import grammar as g
+from . import lexicon as lx
+from .cell import Cell, CellError, Key, build, read_atom, time_of
+from .document import Equation, equations, segments
+from .meaning import Alias, Env, Evaluator, NotJudged
+from .parse import _strip, tokenize
+from .slips import Slips
+from .world import ShapeError, World
+
+TIMES = (2, 3)
+
+
+@dataclass
+class Line:
+    """One right-hand side, ready to report."""
+
+    eq_index: int
+    k: int
+    verdict: str          # correct | wrong | ill-typed | malformed | skipped
+    detail: str
+    pos: int
+    lhs: str
+    rhs: str
+    differences: list[dict]
+
+
+def _text(text: str, toks: list) -> str:
+    if not toks:
+        return ""
+    return re.sub(r"\s+", " ", text[toks[0].pos:toks[-1].end]).strip()
+
+
+class DocumentJudge:
+    def __init__(self, text: str, fmt: str):
+        self.text = text
+        self.fmt = fmt
+        segs, self.problems = segments(text, fmt)
+        self.eqs: list[Equation] = [e for s in segs for e in equations(s)]
+        self.parsed: list[tuple] = []
+        for e in self.eqs:
+            self.parsed.append((self._read(e.lhs), [self._read(r) for r in e.rhs]))
+        self.timed = self._timed()
+        # \frac{\partial C_{t+1}}{\partial C_t}: C is a loss's name only where it is not a
+        # symbol the document writes with a time index
+        self.parsed = [(_unloss(lhs, self.timed), [_unloss(r, self.timed) for r in rhss])
+                       for lhs, rhss in self.parsed]
+        self.sections = [m.start() for m in re.finditer(
+            r"^#+ |\\(?:sub)*section\*?\{", text, re.M)]
+        self.cell: Cell | None = None
+        self.cell_error = ""
+        try:
+            self.cell = build(self._inline(self._defs()), self.timed)
+        except CellError as exc:
+            self.cell_error = str(exc)
+        self.aliases = self._aliases() if self.cell else []
+        self.accumulated = self._accumulated()
+        self.node_defs = self._node_defs() if self.cell else []
+        self.world = World(self.cell) if self.cell else None
+        sides = [x for lhs, rhss in self.parsed for x in (lhs, *rhss)]
+        self.slips = Slips(self.cell, self.world.params, self.timed, sides, text) \
+            if self.cell is not None and self.world is not None else None
+
+    # -- reading -------------------------------------------------------------------------------
+    def _read(self, toks):
+        try:
+            return g.read_side(toks, self.text)
+        except g.SyntaxProblem as exc:
+            return exc
+
+    def _timed(self) -> set[Key]:
+        out: set[Key] = set()
+        for lhs, rhss in self.parsed:
+            for n in [lhs, *rhss]:
+                if isinstance(n, g.Node):
+                    for a in g.walk(n):
+                        if isinstance(a, g.Atom):
+                            for s in (a.sub, a.sup):
+                                t = time_of(s)
+                                if t is not None and t[0] in ("t", "T"):
+                                    out.add(Key(a.base))
+                                    if s == a.sup and a.sub is not None:
+                                        out.add(Key(a.base, a.sub))
+        return out
+
+    def _defs(self):
+        out = []
+        for e, (lhs, rhss) in zip(self.eqs, self.parsed, strict=True):
+            if e.segment.comment or not e.rels or e.rels[0] != "=":
+                continue
+            if isinstance(lhs, g.Atom):
+                out.append((lhs, [r for r in rhss if isinstance(r, g.Node)], e.pos))
+        return out
+
+    def section(self, pos: int) -> int:
+        return sum(1 for s in self.sections if s <= pos)
+
+    def _inline(self, defs):
+        """Forward equations written through local names (``i_t = \\sigma(p)``, ``p = q + v +
+        b_i``, ``q = W_{x_i} x_t``): the names replaced by their definitions in the same
+        section."""
+        local: dict[Key, list[tuple[int, g.Node]]] = {}
+        for lhs, rhss, pos in defs:
+            if lhs.sub is None and lhs.sup is None and rhss:
+                local.setdefault(Key(lhs.base), []).append((pos, rhss[0]))
+        if not local:
+            return defs
+
+        def near(key: Key, pos: int) -> g.Node | None:
+            cands = local.get(key, [])
+            same = [c for c in cands if self.section(c[0]) == self.section(pos)]
+            pool = same or [c for c in cands if c[0] < pos]
+            if not pool:
+                return None
+            return min(pool, key=lambda c: abs(c[0] - pos))[1]
+
+        def subst(node: g.Node, pos: int, depth: int = 0) -> g.Node:
+            if depth > 8:
+                return node
+            if isinstance(node, g.Atom) and node.sub is None and node.sup is None and \
+                    Key(node.base) in local:
+                rep = near(Key(node.base), pos)
+                if rep is not None:
+                    return _paren(subst(rep, pos, depth + 1))
+                return node
+            return _map_children(node, lambda c: subst(c, pos, depth))
+
+        out = []
+        for lhs, rhss, pos in defs:
+            if lhs.sub is None and lhs.sup is None:
+                out.append((lhs, rhss, pos))
+                continue
+            out.append((lhs, [subst(r, pos) for r in rhss], pos))
+        return out
+
+    def _accumulated(self) -> set[Key]:
+        """The symbols whose adjoint the document accumulates with ``+=``."""
+        out: set[Key] = set()
+        for e, (lhs, rhss) in zip(self.eqs, self.parsed, strict=True):
+            if "+=" in e.rels:
+                for side in (lhs, *rhss):
+                    d = _den(side) if isinstance(side, g.Node) else None
+                    if isinstance(d, g.Atom):
+                        out.add(read_atom(d, self.timed).key)
+        return out
+
+    def _node_defs(self) -> list[tuple[Key, g.Node, int]]:
+        assert self.cell is not None
+        out = []
+        for lhs, rhss, pos in self._defs():
+            r = read_atom(lhs, self.timed | set(self.cell.nodes))
+            if r.key in self.cell.nodes:
+                out.extend((r.key, x, pos) for x in rhss)
+        return out
+
+    def _ev(self, pos: int) -> Evaluator:
+        ev = Evaluator(self.world, self.aliases, self.timed, pos, self.section)
+        ev.node_defs = self.node_defs
+        return ev
+
+    def _aliases(self) -> list[Alias]:
+        assert self.cell is not None
+        out = []
+        for e, (lhs, rhss) in zip(self.eqs, self.parsed, strict=True):
+            if e.segment.comment or not e.rels or e.rels[0] != "=" or \
+                    not isinstance(lhs, g.Atom):
+                continue
+            r = read_atom(lhs, self.timed | set(self.cell.nodes))
+            if r.key in self.cell.nodes or r.key in self.cell.params or r.indices:
+                continue
+            good = [x for x in rhss if isinstance(x, g.Node) and
+                    not any(isinstance(n, (g.Elided, g.Bar)) for n in g.walk(x))]
+            if good:
+                out.append(Alias(r.key, good[0], e.pos, r.time is not None))
+        return out
+
+    # -- judging ---------------------------------------------------------------------------------
+    def lines(self) -> list[Line]:
+        out: list[Line] = []
+        for idx, (e, (lhs, rhss)) in enumerate(zip(self.eqs, self.parsed, strict=True), 1):
+            lhs_text = _text(self.text, e.lhs)
+            for k, (rtoks, rhs) in enumerate(zip(e.rhs, rhss, strict=True), 1):
+                pos = rtoks[0].pos if rtoks else e.pos
+                verdict, detail, diffs = self.judge(e, lhs, rhs, k, rtoks)
+                out.append(Line(idx, k, verdict, detail, pos, lhs_text,
+                                _text(self.text, rtoks), diffs))
+        return out
+
+    def judge(self, e: Equation, lhs, rhs, k: int, rtoks) -> tuple[str, str, list]:
+        rel = e.rels[k - 1]
+        if e.segment.comment:
+            return "skipped", "inside a comment", []
+        if rel in lx.SKIPPED_RELATIONS:
+            return "skipped", lx.SKIPPED_RELATIONS[rel].format(
+                rel=e.rel_toks[k - 1].text if k - 1 < len(e.rel_toks) else rel), []
+        if rel in (":=", "<-"):
+            return "skipped", f"an assignment ({rel}) in an algorithm, not an equation", []
+        for side, toks in ((lhs, e.lhs), (rhs, rtoks)):
+            if isinstance(side, g.SyntaxProblem):
+                return self._problem(side, toks)
+        why = _outside(lhs) or _outside(rhs)
+        if why:
+            return "skipped", why, []
+        if self.cell is None:
+            return "skipped", f"no cell to judge against: {self.cell_error}", []
+        return self._judge_value(e, lhs, rhs, k, rtoks, rel)
+
+    def _problem(self, exc: g.SyntaxProblem, toks) -> tuple[str, str, list]:
+        tok = exc.tok
+        where = _where(self.text, tok.pos) if tok is not None else ""
+        msg = exc.message
+        if "unbalanced" in msg or "closed by" in msg or "never closed" in msg or \
+                "missing after" in msg or "nothing on its" in msg:
+            return "malformed", f"{where}: {msg}", []
+        words = "".join(t.text for t in toks)
+        if "," in words and ("\\dots" in words or "\\ldots" in words):
+            return "skipped", "an enumeration (a, b, \\dots), not an equation", []
+        if r"\text" in words:
+            return "skipped", "a statement in words (\\text{...}), not an equation", []
+        return "skipped", f"not read ({where}: {msg})", []
+
+    def _meaning(self, lhs: g.Node, e: Equation, rel: str):
+        """What the left-hand side claims: a list of (label, function env -> value), or a reason
+        string (skipped)."""
+        assert self.cell is not None and self.world is not None
+        ev = self._ev(e.pos)
+        if isinstance(lhs, g.Adj) or (isinstance(lhs, g.Deriv) and isinstance(lhs.num, g.Loss)):
+            den = lhs.of if isinstance(lhs, g.Adj) else lhs.den
+            if not isinstance(den, g.Atom):
+                return "the derivative of the loss by an expression"
+            r = read_atom(den, ev.timed)
+            is_param = r.key in self.cell.params or ev.entry_of(r) is not None
+            if is_param and r.time is None:
+                return [("the total gradient", lambda env: ev.loss_derivative(den, env, "all")),
+                        ("its step-t part", lambda env: ev.loss_derivative(
+                            _at_t(den), env, "all"))]
+            vias = ["within", "later"] if rel == "+=" else self._vias(r)
+            names = {"all": "the total adjoint", "within": "the adjoint through step t only",
+                     "later": "the adjoint through the next step only"}
+            return [(names[v], (lambda env, v=v: ev.loss_derivative(den, env, v))) for v in vias]
+        if isinstance(lhs, g.Deriv):
+            return [(f"the Jacobian ({m})", (lambda env, m=m: ev.jacobian(
+                lhs.num, lhs.den, Env(env.t, env.T, env.idx, m), m))) for m in ("step", "total")]
+        if isinstance(lhs, g.Atom):
+            r = read_atom(lhs, ev.timed)
+            if r.key in self.cell.nodes:
+                if self.cell.defined_at.get(r.key) == e.pos and r.time and r.time[:2] == ("t", 0):
+                    return f"the author's equation of {lhs.text}, read into the cell"
+                return [("the node's value", lambda env: ev.eval(lhs, env))]
+            if any(a.key == r.key and a.pos == e.pos for a in self.aliases):
+                return f"a definition of {lhs.text} (a name the document introduces)"
+            if r.key in self.cell.params:
+                return f"{lhs.text} is a parameter; a statement about it is not judged"
+            return f"{lhs.text} is not a quantity of the cell"
+        if isinstance(lhs, (g.Mul, g.Add, g.Big, g.Tr, g.Call)) and not any(
+                isinstance(n, (g.Elided, g.Kron)) for n in g.walk(lhs)):
+            # an equation between two expressions (a chain that starts with a product):
+            # both sides are values of the cell
+            return [("the left-hand side's value", lambda env: ev.eval(lhs, env))]
+        return "the left-hand side is not a quantity of the cell"
+
+    def _vias(self, r) -> list[str]:
+        """The readings of ``dE/dx = ...``: a state at t is claimed whole (its recurrent part
+        included) unless the document accumulates it (``\\delta c^t += ...``: then a line may
+        state one part); a state at t-1 may be what step t sends back; a node read only within
+        its step has one adjoint."""
+        assert self.cell is not None
+        if r.key not in self.cell.states or r.time is None or r.time[0] != "t":
+            return ["all", "within", "later"]
+        if r.time[1] < 0:
+            return ["all", "later"]
+        return ["all", "within", "later"] if r.key in self.accumulated else ["all"]
+
+    def _judge_value(self, e, lhs, rhs, k, rtoks, rel):
+        meaning = self._meaning(lhs, e, rel)
+        if isinstance(meaning, str):
+            if k > 1 and "read into the cell" in meaning:
+                meaning = [("the node's value", lambda env: Evaluator(
+                    self.world, self.aliases, self.timed, e.pos).eval(lhs, env))]
+            else:
+                return "skipped", meaning, []
+        ev = self._ev(e.pos + 1)
+        if rel == "+=" and isinstance(rhs, g.Deriv) and isinstance(rhs.num, g.Loss) and \
+                _den(lhs) is not None and _den(lhs) == rhs.den:
+            return "correct", "", []  # accumulates the part of the adjoint written above
+        forward = _forward_mode(lhs, rhs)
+        modes = ["total"] if forward else ["step", "total"]
+        try:
+            ok, got = self._matches(ev, lhs, rhs, meaning, modes)
+        except NotJudged as exc:
+            unknown = re.match(r"(.+) is not a symbol of the cell nor defined", exc.reason)
+            if unknown:
+                diffs = self._name(e, lhs, rhs, rtoks, meaning, modes, only=unknown.group(1))
+                if diffs:
+                    d = diffs[0]
+                    return "wrong", (f"{unknown.group(1)} is not defined in the document; "
+                                     f"{d['what']}; corrected: {d['corrected']}"), diffs
+            return "skipped", exc.reason, []
+        except ShapeError as exc:
+            diffs = self._name(e, lhs, rhs, rtoks, meaning, modes)
+            fix = f"; {diffs[0]['what']}; corrected: {diffs[0]['corrected']}" if diffs else ""
+            return "ill-typed", f"the shapes do not compose: {exc}{fix}", diffs
+        except (ValueError, IndexError, KeyError, ZeroDivisionError, FloatingPointError) as exc:
+            return "skipped", f"not evaluated ({exc})", []
+        if ok:
+            return "correct", "", []
+        diffs = self._name(e, lhs, rhs, rtoks, meaning, modes)
+        if diffs:
+            d = diffs[0]
+            detail = d["what"] + (f"; corrected: {d['corrected']}" if d.get("corrected") else "")
+            return "wrong", detail, diffs
+        return "wrong", f"the value differs from {meaning[0][0]}", []
+
+    def _free(self, lhs: g.Node, ev: Evaluator) -> list[str]:
+        out: list[str] = []
+        for a in g.walk(lhs):
+            if isinstance(a, g.Atom):
+                for i in read_atom(a, ev.timed).indices:
+                    if i not in out:
+                        out.append(i)
+        return out
+
+    def _envs(self, lhs: g.Node, ev: Evaluator, mode: str):
+        free = self._free(lhs, ev)
+        for t in TIMES:
+            if not free:
+                yield Env(t, self.world.T, {}, mode)
+                continue
+            ranges = []
+            for i in free:
+                ranges.append(range(self._range(lhs, i, ev, t)))
+            for combo in itertools.product(*ranges):
+                yield Env(t, self.world.T, dict(zip(free, combo, strict=True)), mode)
+
+    def _range(self, lhs: g.Node, var: str, ev: Evaluator, t: int) -> int:
+        env = Env(t, self.world.T)
+        for a in g.walk(lhs):
+            if isinstance(a, g.Atom):
+                r = read_atom(a, ev.timed)
+                if var in r.indices:
+                    try:
+                        v = np.asarray(ev._unindexed(a, r, env))
+                    except NotJudged:
+                        continue
+                    return v.shape[r.indices.index(var)]
+        return 3
+
+    def _matches(self, ev, lhs, rhs, meaning, modes) -> tuple[bool, object]:
+        got = None
+        for mode in modes:
+            for label, fn in meaning:
+                good = True
+                for env in self._envs(lhs, ev, mode):
+                    want = np.asarray(fn(env))
+                    got = np.asarray(ev.eval(rhs, env))
+                    if not _same(got, want):
+                        good = False
+                        break
+                if good:
+                    return True, got
+                del label
+        return False, got
+
+    # -- naming the difference -----------------------------------------------------------------
+    def _name(self, e, lhs, rhs, rtoks, meaning, modes, only: str | None = None) -> list[dict]:
+        """The first repair (:mod:`derive.check.slips`) that makes the line correct, as
+        ``[{"kind", "what", "corrected"}]``; ``corrected`` is the whole right-hand side (for a
+        repair of the left-hand side, the line)."""
+        assert self.slips is not None
+        start, end = rtoks[0].pos, rtoks[-1].end
+        src = self.text[start:end]
+        ev = self._ev(e.pos + 1)
+        tried: set[str] = set()
+        lhs_src = re.sub(r"\s+", "", self.text[e.lhs[0].pos:e.lhs[-1].end]) if e.lhs else ""
+
+        def rhs_ok(slip) -> bool:
+            if slip.new in tried or re.sub(r"\s+", "", slip.new) == lhs_src:
+                return False
+            tried.add(slip.new)
+            node = self._reread(slip.new, start, end)
+            if node is None:
+                return False
+            try:
+                return self._matches(ev, lhs, node, meaning, modes)[0]
+            except (NotJudged, ShapeError, ValueError, IndexError, KeyError, ZeroDivisionError):
+                return False
+
+        def found(slip) -> list[dict]:
+            return [{"kind": slip.kind, "what": slip.what,
+                     "corrected": re.sub(r"\s+", " ", slip.new).strip()}]
+
+        for slip in self.slips.candidates(rhs, start, src, only):
+            if rhs_ok(slip):
+                return found(slip)
+        if only is None and e.lhs:
+            for slip in self._lhs_slips(e, lhs, ev, rhs, rtoks):
+                return found(slip)
+            for slip in self.slips.last_resort(rhs, start, src):
+                if rhs_ok(slip):
+                    return found(slip)
+        return []
+
+    def _reread(self, new: str, start: int, end: int) -> g.Node | None:
+        try:
+            return _unloss(g.read_side(_strip(tokenize(new, start)),
+                                       self.text[:start] + new + self.text[end:]), self.timed)
+        except g.SyntaxProblem:
+            return None
+
+    def _lhs_slips(self, e, lhs, ev, rhs, rtoks):
+        """Repairs of the left-hand side that make the line correct as written on the right."""
+        assert self.slips is not None and self.cell is not None
+        l0, l1 = e.lhs[0].pos, e.lhs[-1].end
+        # the names of the line's section, the one defined nearest above first (the slip
+        # \nabla_W q for \nabla_W v is made right after v is introduced)
+        near = sorted((a for a in self.aliases if self.section(a.pos) == self.section(e.pos)),
+                      key=lambda a: (a.pos > e.pos, abs(e.pos - a.pos)))
+        names = list(dict.fromkeys([a.key for a in near] + list(self.cell.order)))
+        for slip in self.slips.lhs_candidates(lhs, l0, self.text[l0:l1], names):
+            node = self._reread(slip.new, l0, l1)
+            if node is None:
+                continue
+            meaning = self._meaning(node, e, "=")
+            if isinstance(meaning, str):
+                continue
+            try:
+                if self._matches(ev, node, rhs, meaning, ["step", "total"])[0]:
+                    yield dataclasses.replace(
+                        slip, new=f"{slip.new} = {self.text[rtoks[0].pos:rtoks[-1].end]}")
+                    return
+            except (NotJudged, ShapeError, ValueError, IndexError, KeyError, ZeroDivisionError):
+                continue
+
+
+def _unloss(node, timed: set[Key]):
+    """The tree with every Loss whose name is a time-indexed symbol read as that symbol."""
+    if not isinstance(node, g.Node):
+        return node
+    if isinstance(node, g.Loss):
+        if Key(node.name) in timed and node.sub is not None:
+            return g.Atom(node.name, node.sub, span=node.span)
+        return node
+    changes = {}
+    for f in dataclasses.fields(node):
+        v = getattr(node, f.name)
+        if isinstance(v, g.Node):
+            changes[f.name] = _unloss(v, timed)
+        elif isinstance(v, tuple) and v and all(isinstance(x, g.Node) for x in v):
+            changes[f.name] = tuple(_unloss(x, timed) for x in v)
+        elif isinstance(v, tuple) and v and all(isinstance(x, tuple) and len(x) == 2 and
+                                                isinstance(x[1], g.Node) for x in v):
+            changes[f.name] = tuple((a, _unloss(b, timed)) for a, b in v)
+    return dataclasses.replace(node, **changes) if changes else node
+
+
+def _paren(node: g.Node) -> g.Node:
+    return node
+
+
+def _map_children(node: g.Node, fn) -> g.Node:
+    import dataclasses
+    if isinstance(node, g.Add):
+        return dataclasses.replace(node, terms=tuple((s_, fn(t)) for s_, t in node.terms))
+    if isinstance(node, g.Mul):
+        return dataclasses.replace(node, factors=tuple(fn(f) for f in node.factors))
+    if isinstance(node, g.Call) and node.arg is not None:
+        return dataclasses.replace(node, arg=fn(node.arg))
+    if isinstance(node, g.Pow):
+        return dataclasses.replace(node, base=fn(node.base))
+    if isinstance(node, g.Div):
+        return dataclasses.replace(node, a=fn(node.a), b=fn(node.b))
+    if isinstance(node, g.Tr):
+        return dataclasses.replace(node, of=fn(node.of))
+    return node
+
+
+def _den(lhs) -> g.Node | None:
+    if isinstance(lhs, g.Adj):
+        return lhs.of
+    if isinstance(lhs, g.Deriv) and isinstance(lhs.num, g.Loss):
+        return lhs.den
+    return None
+
+
+def _at_t(den: g.Atom) -> g.Atom:
+    return g.Atom(den.base, den.sub, "t" if den.sup is None else den.sup, den.primes,
+                  span=den.span) if den.sup is None else den
+
+
+def _forward_mode(lhs, rhs) -> bool:
+    """A line of forward mode: a derivative of a state at t-1 by a parameter appears."""
+    for side in (lhs, rhs):
+        for n in g.walk(side):
+            if isinstance(n, g.Deriv) and isinstance(n.num, g.Atom):
+                t = time_of(n.num.sub) or time_of(n.num.sup)
+                if t is not None and t[0] == "t" and t[1] < 0:
+                    return True
+    return False
+
+
+def _outside(node) -> str | None:
+    for n in g.walk(node):
+        if isinstance(n, g.Elided):
+            return f"an elided expression ({n.text}), not a whole value"
+        if isinstance(n, g.Big) and n.op == "prod":
+            return None
+    return None
+
+
+def _same(got: np.ndarray, want: np.ndarray) -> bool:
+    got = np.real_if_close(np.asarray(got))
+    want = np.real_if_close(np.asarray(want))
+    scale = 1e-7 * (1 + float(np.max(np.abs(want))) if want.size else 1)
+    cands = [got]
+    if got.ndim <= 1 and want.ndim == 2 and want.shape[0] == want.shape[1]:
+        if got.ndim == 0:
+            cands.append(got * np.eye(want.shape[0]))
+        else:
+            cands.append(np.diag(got))
+    if got.ndim == 2 and got.shape[0] == 1 and want.ndim == 2 and \
+            want.shape[1] == want.shape[0] * got.shape[1]:
+        cands.append(np.kron(np.eye(want.shape[0]), got))
+    if got.ndim == 2:
+        cands.append(got.T)
+    for c in cands:
+        c = np.asarray(c)
+        if c.size != want.size:
+            continue
+        if c.shape != want.shape and not (c.ndim <= 1 or want.ndim <= 1 or 1 in c.shape
+                                          or c.size == want.size):
+            continue
+        if np.allclose(c.reshape(-1), want.reshape(-1), atol=scale, rtol=1e-6):
+            return True
+    return False
+
+
+def _where(text: str, pos: int) -> str:
+    line = text.count("\n", 0, pos) + 1
+    col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+    return f"line {line}, column {col}"
+
+
+__all__ = ["DocumentJudge", "Line", "CellError", "segments", "equations"]

@@ -1,0 +1,119 @@
+"""The truth of every judged line of the public fixtures, by torch autodiff (this module does not
+import derive: it is the independent reference ``derive check`` is measured against).
+
+Each fixture's cell is written here by hand from the source's forward equations; the loss is a
+random linear function of the hidden states over T steps. Every claim of the source is computed
+in torch, as the source writes it, and compared with autograd's gradients: ``TRUTH[fixture]`` maps
+(source line, row of the chain) to "correct" or "wrong".
+"""
+
+from __future__ import annotations
+
+import torch
+
+T, N, M = 4, 3, 2   # steps, hidden units, inputs
+STEPS = (2, 3)      # the steps each claim is checked at
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return bool(torch.allclose(a.reshape(-1), b.reshape(-1), atol=1e-9, rtol=1e-7))
+
+
+def lstm_saikrishnaponnam() -> dict[tuple[int, int], str]:
+    """Sai Krishna Ponnam, "LSTM" (saikrishnaponnam/Machine-Learning, docs/lstm.md): the standard
+    LSTM with biases, C_t cell state, \\tilde C_t = tanh(...)."""
+    g = torch.Generator().manual_seed(1)
+
+    def rnd(*s):
+        return torch.randn(*s, generator=g, dtype=torch.float64)
+
+    P = {k: rnd(N, M) for k in ("Wxf", "Wxi", "WxC", "Wxo")}
+    P |= {k: rnd(N, N) for k in ("Whf", "Whi", "WhC", "Who")}
+    P |= {k: rnd(N) for k in ("bf", "bi", "bC", "bo")}
+    for v in P.values():
+        v.requires_grad_(True)
+    xs = [rnd(M).requires_grad_(True) for _ in range(T + 1)]
+    lw = [rnd(N) for _ in range(T + 1)]
+    h = [rnd(N).requires_grad_(True)]
+    C = [rnd(N).requires_grad_(True)]
+    f, i, Ct, o = [None], [None], [None], [None]
+    for t in range(1, T + 1):
+        f.append(torch.sigmoid(P["Wxf"] @ xs[t] + P["Whf"] @ h[t - 1] + P["bf"]))
+        i.append(torch.sigmoid(P["Wxi"] @ xs[t] + P["Whi"] @ h[t - 1] + P["bi"]))
+        Ct.append(torch.tanh(P["WxC"] @ xs[t] + P["WhC"] @ h[t - 1] + P["bC"]))
+        o.append(torch.sigmoid(P["Wxo"] @ xs[t] + P["Who"] @ h[t - 1] + P["bo"]))
+        C.append(f[t] * C[t - 1] + i[t] * Ct[t])
+        h.append(o[t] * torch.tanh(C[t]))
+    for seq in (f, i, Ct, o, C, h):
+        for v in seq[1:]:
+            v.retain_grad()
+    loss = sum((lw[t] * h[t]).sum() for t in range(1, T + 1))
+    loss.backward()
+
+    def d(v):  # the total adjoint dL/dv
+        return v.grad if v.grad is not None else torch.zeros_like(v)
+
+    def dC(t):
+        return d(C[t]) if t <= T else torch.zeros(N, dtype=torch.float64)
+
+    out: dict[tuple[int, int], str] = {}
+
+    def claim(line: int, row: int, ok: bool) -> None:
+        prev = out.get((line, row), "correct")
+        out[(line, row)] = "correct" if ok and prev == "correct" else "wrong"
+
+    for t in STEPS:
+        x, Cp = xs[t].detach(), C[t - 1].detach()
+        ft, it, ct, ot, Cn = (v[t].detach() for v in (f, i, Ct, o, C))
+        sig = {"f": ft * (1 - ft), "i": it * (1 - it), "o": ot * (1 - ot)}
+        # the step-t part of dL/dW_xf: (dL/df_t * f'(.)) x_t^T
+        step_Wxf = torch.outer(d(f[t]) * sig["f"], x)
+        claim(57, 1, True)  # dL/df_t . df_t/dW_xf: the chain rule itself
+        claim(57, 3, _close(torch.outer(dC(t) * Cp * sig["f"], x), step_Wxf))
+        # the adjoint of the cell state: through h_t and through C_{t+1}
+        fnext = f[t + 1].detach() if t < T else torch.zeros(N, dtype=torch.float64)
+        rhs = d(h[t]) * ot * (1 - torch.tanh(Cn) ** 2) + dC(t + 1) * fnext
+        claim(67, 1, _close(rhs, dC(t)))
+        claim(67, 2, _close(rhs, dC(t)))
+        step_WxC = torch.outer(d(Ct[t]) * (1 - ct ** 2), x)
+        claim(76, 1, True)
+        claim(76, 3, _close(torch.outer(dC(t) * it * (1 - ct ** 2), x), step_WxC))
+        step_Wxo = torch.outer(d(o[t]) * sig["o"], x)
+        claim(87, 1, True)
+        claim(87, 3, _close(torch.outer(d(h[t]) * torch.tanh(Cn) * sig["o"], x), step_Wxo))
+        # the input's adjoint: every gate's pre-activation through W_x*
+        pre = {"f": d(f[t]) * sig["f"], "i": d(i[t]) * sig["i"], "o": d(o[t]) * sig["o"],
+               "C": d(Ct[t]) * (1 - ct ** 2)}
+        dx = sum(pre[k] @ P["Wx" + k].detach() for k in pre)
+        claim(97, 1, _close(dx, d(xs[t])))
+        claim(97, 2, _close(dx, d(xs[t])))
+        dh_prev = sum(pre[k] @ P["Wh" + k].detach() for k in pre)
+        # what step t sends back to h_{t-1} (the source: "sent back to the previous time
+        # step"): the total adjoint less the loss's own term at t-1
+        back = d(h[t - 1]) - lw[t - 1]
+        claim(104, 1, _close(dh_prev, back))
+        written = (pre["f"] @ P["Whf"].detach() + pre["i"] @ P["Whi"].detach()
+                   + pre["o"] @ P["Who"].detach()
+                   + dC(t) * (1 - ct ** 2) @ P["WhC"].detach())  # dL/dC_t where dL/dC~_t is due
+        claim(104, 2, _close(written, back))
+        # "Vanishing Gradients": dL/dC_{t+1} * f_{t+1} = dL/dC_{t+2} * f_{t+2} * f_{t+1}
+        #   = dL/dC_T prod_{j=1}^{T-t} f_{t+j}
+        if t + 2 <= T:
+            a = dC(t + 1) * f[t + 1].detach()
+            b = dC(t + 2) * f[t + 2].detach() * f[t + 1].detach()
+            prod = torch.ones(N, dtype=torch.float64)
+            for j in range(1, T - t + 1):
+                prod = prod * f[t + j].detach()
+            claim(113, 1, _close(a, b))
+            claim(113, 2, _close(a, dC(T) * prod))
+    return out
+
+
+TRUTH = {"lstm_saikrishnaponnam.md": lstm_saikrishnaponnam}
+
+
+if __name__ == "__main__":
+    for name, fn in TRUTH.items():
+        print(name)
+        for (line, row), v in sorted(fn().items()):
+            print(f"  line {line} row {row}: {v}")
