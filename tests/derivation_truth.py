@@ -69,6 +69,8 @@ def lstm_saikrishnaponnam() -> dict[tuple[int, int], str]:
         # the step-t part of dL/dW_xf: (dL/df_t * f'(.)) x_t^T
         step_Wxf = torch.outer(d(f[t]) * sig["f"], x)
         claim(57, 1, True)  # dL/df_t . df_t/dW_xf: the chain rule itself
+        # row 2 through the pre-activation a_f of f_t = sigma(a_f), which the source never defines
+        claim(57, 2, _close(torch.outer(dC(t) * Cp * sig["f"], x), step_Wxf))
         claim(57, 3, _close(torch.outer(dC(t) * Cp * sig["f"], x), step_Wxf))
         # the adjoint of the cell state: through h_t and through C_{t+1}
         fnext = f[t + 1].detach() if t < T else torch.zeros(N, dtype=torch.float64)
@@ -80,6 +82,7 @@ def lstm_saikrishnaponnam() -> dict[tuple[int, int], str]:
         claim(76, 3, _close(torch.outer(dC(t) * it * (1 - ct ** 2), x), step_WxC))
         step_Wxo = torch.outer(d(o[t]) * sig["o"], x)
         claim(87, 1, True)
+        claim(87, 2, _close(torch.outer(d(h[t]) * torch.tanh(Cn) * sig["o"], x), step_Wxo))
         claim(87, 3, _close(torch.outer(d(h[t]) * torch.tanh(Cn) * sig["o"], x), step_Wxo))
         # the input's adjoint: every gate's pre-activation through W_x*
         pre = {"f": d(f[t]) * sig["f"], "i": d(i[t]) * sig["i"], "o": d(o[t]) * sig["o"],
@@ -109,7 +112,66 @@ def lstm_saikrishnaponnam() -> dict[tuple[int, int], str]:
     return out
 
 
-TRUTH = {"lstm_saikrishnaponnam.md": lstm_saikrishnaponnam}
+def rnn_d2l_bptt() -> dict[tuple[int, int], str]:
+    """Dive into Deep Learning, "Backpropagation Through Time" (d2l-ai/d2l-en,
+    chapter_recurrent-neural-networks/bptt.md): h_t = W_hx x_t + W_hh h_{t-1} (identity
+    activation, no bias), o_t = W_qh h_t; the loss L = (1/T) sum_t l(o_t, y_t) taken as a random
+    linear function of the o_t (any l: only dL/do_t enters the claims)."""
+    g = torch.Generator().manual_seed(2)
+
+    def rnd(*s):
+        return torch.randn(*s, generator=g, dtype=torch.float64)
+
+    Q = 2
+    Whx, Whh, Wqh = (rnd(N, M).requires_grad_(True), rnd(N, N).requires_grad_(True),
+                     rnd(Q, N).requires_grad_(True))
+    xs = [rnd(M) for _ in range(T + 1)]
+    lw = [rnd(Q) for _ in range(T + 1)]
+    h = [rnd(N).requires_grad_(True)]
+    o = [None]
+    for t in range(1, T + 1):
+        h.append(Whx @ xs[t] + Whh @ h[t - 1])
+        o.append(Wqh @ h[t])
+    for v in h[1:] + o[1:]:
+        v.retain_grad()
+    loss = sum((lw[t] * o[t]).sum() for t in range(1, T + 1))
+    loss.backward()
+    dh = {t: h[t].grad for t in range(1, T + 1)}
+    do = {t: o[t].grad for t in range(1, T + 1)}
+    A, B, C = Whx.detach(), Whh.detach(), Wqh.detach()
+    out: dict[tuple[int, int], str] = {}
+
+    def claim(line: int, row: int, ok: bool) -> None:
+        prev = out.get((line, row), "correct")
+        out[(line, row)] = "correct" if ok and prev == "correct" else "wrong"
+
+    hd = [v.detach() for v in h]
+    # dL/dW_qh = sum_t prod(dL/do_t, do_t/dW_qh) = sum_t dL/do_t h_t^T
+    s = sum(torch.outer(do[t], hd[t]) for t in range(1, T + 1))
+    claim(133, 1, _close(s, Wqh.grad))
+    claim(133, 2, _close(s, Wqh.grad))
+    # dL/dh_T = W_qh^T dL/do_T
+    claim(142, 1, _close(C.T @ do[T], dh[T]))
+    claim(142, 2, _close(C.T @ do[T], dh[T]))
+    for t in STEPS:   # t < T
+        rhs = B.T @ dh[t + 1] + C.T @ do[t]
+        claim(154, 1, _close(rhs, dh[t]))
+        claim(154, 2, _close(rhs, dh[t]))
+        # the closed form: sum_{i=t}^T (W_hh^T)^{T-i} W_qh^T dL/do_{T+t-i}
+        closed = sum(torch.linalg.matrix_power(B.T, T - i) @ C.T @ do[T + t - i]
+                     for i in range(t, T + 1))
+        claim(163, 1, _close(closed, dh[t]))
+    s = sum(torch.outer(dh[t], xs[t]) for t in range(1, T + 1))
+    claim(173, 1, _close(s, Whx.grad))
+    claim(173, 2, _close(s, Whx.grad))
+    s = sum(torch.outer(dh[t], hd[t - 1]) for t in range(1, T + 1))
+    claim(176, 1, _close(s, Whh.grad))
+    claim(176, 2, _close(s, Whh.grad))
+    del A
+    return out
+
+
+TRUTH = {"lstm_saikrishnaponnam.md": lstm_saikrishnaponnam, "rnn_d2l_bptt.md": rnn_d2l_bptt}
 
 
 if __name__ == "__main__":

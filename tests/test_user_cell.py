@@ -13,11 +13,11 @@ import os
 import stat
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 
 import derive
 from derive import cli
@@ -301,7 +301,6 @@ def test_written_files_get_the_umask_mode(tmp_path, spec_file):
 
 
 def test_a_failed_generate_leaves_the_old_folder_whole(tmp_path, spec_file, monkeypatch):
-    from derive.tools import files
 
     out = tmp_path / "k"
     assert cli.main(["generate", str(spec_file), "--out", str(out)]) == 0

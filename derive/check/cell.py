@@ -36,7 +36,7 @@ def time_of(script: str | None) -> tuple[str, int, str | None] | None:
         return ("n", int(s), None)
     m = _TIME.match(s)
     if not m:
-        return None
+        return _time_sum(s)
     var, sign, off = m.groups()
     if var == r"\tau":
         var = "T"
@@ -45,6 +45,22 @@ def time_of(script: str | None) -> tuple[str, int, str | None] | None:
     if off.isdigit():
         return (var, int(off) * (1 if sign == "+" else -1), None)
     return (var, 0, ("-" if sign == "-" else "+") + off)
+
+
+_TIME_SUM = re.compile(r"(T|t)((?:[+-](?:T|t|[a-z]|\d+))+)")
+
+
+def _time_sum(s: str) -> tuple[str, int, str | None] | None:
+    """``T+t-i``, ``t+T-k``: a time counted from T or t by further times and indices; the
+    symbolic part (``+t-i``) is read at the line's own time and indices."""
+    m = _TIME_SUM.fullmatch(s)
+    if not m:
+        return None
+    var, rest = m.groups()
+    terms = re.findall(r"([+-])(T|t|[a-z]|\d+)", rest)
+    off = sum(int(b) * (1 if a == "+" else -1) for a, b in terms if b.isdigit())
+    sym = "".join(a + b for a, b in terms if not b.isdigit())
+    return (var, off, sym or None)
 
 
 @dataclass(frozen=True)
@@ -173,7 +189,8 @@ def build(defs: list[tuple[g.Atom, list[g.Node], int]], timed_bases: set[Key]) -
             continue
         if r.key in cell.nodes:
             continue
-        rhs = [x for x in rhss if not has_derivative(x)]
+        # a value stated for a symbol (xi_t = 0) is no forward equation
+        rhs = [x for x in rhss if not has_derivative(x) and atoms_of(x)]
         if not rhs:
             continue
         cell.nodes[r.key] = rhs[0]

@@ -13,6 +13,7 @@ Read as a person would read it, in this order (``|`` alternatives, ``[]`` option
     derivative := \\frac{\\partial u}{\\partial v} | \\frac{du}{dv} | \\nabla_{v} u
     adjoint  := \\delta atom                                 \\delta c^t: dE/dc^t
     call     := activation [_{name}] [^2 | '] ( side )        \\sigma, \\tanh, \\text{tanh}, \\phi'
+              | \\text{prod}( side, side )                     the chain-rule product (d2l)
     atom     := base [_{sub}] [^{sup}] {'}                   W_{xf}, h^{(t)}, \\hat{a}^t, y_t^k
 
 What a symbol *means* (a node at a time, a parameter, a unit index) is not decided here:
@@ -22,6 +23,7 @@ offsets of its first and last token, so a verdict can quote and correct the auth
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -121,7 +123,7 @@ class Div(Node):
 @dataclass(frozen=True)
 class Pow(Node):
     base: Node
-    exp: int
+    exp: int | str   # a number, or an integer expression of times and indices (T-i)
 
 
 @dataclass(frozen=True)
@@ -303,6 +305,9 @@ class Reader:
                     node = _prime(node, self.span(a))
                 elif txt == "-1":
                     node = Pow(node, -1, span=self.span(a))
+                elif re.fullmatch(r"[A-Za-z](?:[+-](?:[A-Za-z]|\d+))+", txt.replace(" ", "")):
+                    # a power counted in steps: (W^T)^{T-i}
+                    node = Pow(node, txt.replace(" ", ""), span=self.span(a))
                 else:
                     raise self.fail(f"unexpected superscript {txt!r}", sup[0] if sup else None)
             elif self.t() == "'":
@@ -508,6 +513,8 @@ class Reader:
             j = k + 1
             if word.lower() in lx.ACTIVATIONS or word.lower() in ("diag", "relu"):
                 name = word.lower()
+            elif word in lx.CHAIN_PRODUCTS:
+                name = lx.CHAIN_PRODUCTS[word]
             elif word in lx.ELLIPSES:
                 return None
             else:
@@ -579,6 +586,14 @@ class Reader:
         if name == "diag":
             arg_node = self.bracket_arg()
             return Diag(arg_node, span=self.span(a))
+        if name == "prod":  # the chain-rule product of two derivatives: prod(dL/do, do/dW)
+            if self.t() == r"\left":
+                self.i += 1
+            b = self.i
+            pair = self.bracket()
+            if not isinstance(pair, Stack) or len(pair.items) != 2:
+                raise self.fail("prod(a, b) takes two arguments", self.toks[b])
+            return Call(fn, pair, power, primes, span=self.span(a))
         if self.t() in ("(", "[", r"\left"):
             if self.t() == r"\left":
                 self.i += 1

@@ -54,6 +54,9 @@ GENERIC_NAMES = {r"\phi", r"\varphi", r"\psi", r"\sigma", "g", "f"}
 # commands that name a function by their {argument}
 NAMED_FUNCTION_CMDS = {r"\text", r"\operatorname", r"\mathrm", r"\textrm", r"\mathit",
                        r"\textit", r"\mbox"}
+# the chain-rule product of two derivatives, contracted over what they share (Dive into Deep
+# Learning's prod(dL/do_t, do_t/dW): "multiplication after the necessary transpositions")
+CHAIN_PRODUCTS = {"prod": "prod"}
 # matrix-valued functions
 DIAG = {"diag", r"\diag", r"\operatorname{diag}", r"\text{diag}", r"\mathrm{diag}"}
 

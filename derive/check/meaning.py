@@ -63,6 +63,7 @@ class Evaluator:
         self.params = world.params
         self.inputs = world.inputs
         self.node_defs: list[tuple[Key, g.Node, int]] = []
+        self.focus: g.Atom | None = None   # the node a line is about (see _bare_derivative)
 
     # -- symbols -----------------------------------------------------------------------------
     def reading(self, a: g.Atom) -> Reading:
@@ -74,11 +75,14 @@ class Evaluator:
         if var == "n":
             return off
         base = env.T if var == "T" else env.t
-        if sym is not None:
-            name = sym[1:]
-            if name not in env.idx:
+        for sign, name in re.findall(r"([+-])([^+-]+)", sym or ""):
+            if name in ("t", "T"):
+                val = env.t if name == "t" else env.T
+            elif name in env.idx:
+                val = env.idx[name]
+            else:
                 raise NotJudged(f"a time {var}{sym} with {name} not bound by a sum")
-            off = env.idx[name] * (1 if sym[0] == "+" else -1)
+            off += val * (1 if sign == "+" else -1)
         return base + off
 
     def alias(self, key: Key) -> Alias | None:
@@ -213,9 +217,10 @@ class Evaluator:
 
     def _pow(self, e: g.Pow, env: Env) -> np.ndarray:
         v = np.asarray(self.eval(e.base, env))
-        if v.ndim == 2 and v.shape[0] == v.shape[1] and v.shape[0] > 1 and e.exp > 0:
-            return np.linalg.matrix_power(v, e.exp)
-        return v ** e.exp
+        exp = e.exp if isinstance(e.exp, int) else self._bound(e.exp, env, 0)
+        if v.ndim == 2 and v.shape[0] == v.shape[1] and v.shape[0] > 1 and exp >= 0:
+            return np.linalg.matrix_power(v, exp)
+        return v ** exp
 
     def _tr(self, e: g.Tr, env: Env) -> np.ndarray:
         v = np.asarray(self.eval(e.of, env))
@@ -228,11 +233,47 @@ class Evaluator:
         return v.T
 
     def _call(self, e: g.Call, env: Env) -> np.ndarray:
+        if e.fn == "prod" and isinstance(e.arg, g.Stack):
+            return self._chain_product(e.arg, env)
         if e.arg is None:
+            at = self._bare_derivative(e, env)
+            if at is not None:
+                return at
             raise NotJudged(f"{e.fn}' written without its argument: the point it is taken at "
                             "is not written")
+        if e.primes and any(isinstance(n, (g.Deriv, g.Kron)) for n in g.walk(e.arg)):
+            # \sigma_h' \left( \delta(\alpha,i) x_j + \dots \right): no point of evaluation
+            # holds derivatives; the bracket is a factor of the bare derivative
+            at = self._bare_derivative(g.Call(e.fn, None, e.power, e.primes), env)
+            if at is None:
+                raise NotJudged(f"{e.fn}' before a bracket of derivatives, about another node "
+                                "than the line's: the point it is taken at is not written")
+            return product(at, np.asarray(self.eval(e.arg, env)), "generic")
         z = self.eval(e.arg, env)
         return apply(self.cell, e.fn, z, e.primes, e.power)
+
+    def _bare_derivative(self, e: g.Call, env: Env) -> np.ndarray | None:
+        """``\\sigma_y'`` without its argument, in a line about y_1^k: the derivative at the
+        pre-activation of that node, at its step and unit (the author's "scalar obtained from
+        evaluating the derivative"); None where the line is about no node of that activation."""
+        focus = getattr(self, "focus", None)
+        if focus is None:
+            return None
+        r = self.reading(focus)
+        d = self.cell.nodes.get(r.key)
+        if r.time is None or not isinstance(d, g.Call) or d.fn != e.fn or d.arg is None:
+            return None
+        z = self.local(d.arg, self.step(r, env))
+        return self.pick(apply(self.cell, e.fn, z, e.primes, e.power), r.indices, env, focus)
+
+    def _chain_product(self, pair: g.Stack, env: Env) -> np.ndarray:
+        """prod(a, b): a gradient and a Jacobian (either order) contracted over the shape
+        they share: dL/dv = sum over u of dL/du du/dv."""
+        a, b = (np.asarray(self.eval(x, env)) for x in pair.items)
+        for u, j in ((a, b), (b, a)):
+            if u.ndim <= j.ndim and j.shape[:u.ndim] == u.shape:
+                return np.tensordot(u, j, axes=u.ndim)
+        raise ShapeError(f"prod of {_sh(a)} and {_sh(b)}: no shape in common")
 
     def _diag(self, e: g.Diag, env: Env) -> np.ndarray:
         v = np.asarray(self.eval(e.arg, env)).reshape(-1)

@@ -202,7 +202,36 @@ class DocumentJudge:
                     not any(isinstance(n, (g.Elided, g.Bar)) for n in g.walk(x))]
             if good:
                 out.append(Alias(r.key, good[0], e.pos, r.time is not None))
-        return out
+        return out + self._pre_activations({a.key for a in out})
+
+    def _pre_activations(self, named: set[Key]) -> list[Alias]:
+        """Names the document uses and never defines for a node's pre-activation: ``a_f``,
+        ``z_o`` beside ``f_t = \\sigma(\\dots)`` (the argument of the node's activation; a name
+        whose subscript is the node's name, read at the line's own step)."""
+        assert self.cell is not None
+        cell = self.cell
+        known = set(cell.nodes) | set(cell.params) | set(cell.inputs) | named
+        by_name = {k.latex: k for k, e in cell.nodes.items()
+                   if isinstance(e, g.Call) and e.arg is not None and k.name_sub is None}
+        by_name |= {k.latex: k for k, e in cell.nodes.items()
+                    if isinstance(e, g.Call) and e.arg is not None}
+        out: dict[Key, Alias] = {}
+        for lhs, rhss in self.parsed:
+            for side in (lhs, *rhss):
+                if not isinstance(side, g.Node):
+                    continue
+                for a in g.walk(side):
+                    if not isinstance(a, g.Atom) or a.sub is None or a.sup is not None:
+                        continue
+                    r = read_atom(a, self.timed | set(cell.nodes))
+                    if r.key in known or r.key in out or r.time is not None or r.indices:
+                        continue
+                    node = by_name.get(a.sub.strip("{}"))
+                    if node is None or node.latex == a.base:
+                        continue
+                    arg = cell.nodes[node].arg  # type: ignore[attr-defined]
+                    out[r.key] = Alias(r.key, arg, -1, True)
+        return list(out.values())
 
     # -- judging ---------------------------------------------------------------------------------
     def lines(self) -> list[Line]:
@@ -352,7 +381,7 @@ class DocumentJudge:
 
     def _envs(self, lhs: g.Node, ev: Evaluator, mode: str):
         free = self._free(lhs, ev)
-        for t in TIMES:
+        for t in self._times(ev.pos):
             if not free:
                 yield Env(t, self.world.T, {}, mode)
                 continue
@@ -361,6 +390,17 @@ class DocumentJudge:
                 ranges.append(range(self._range(lhs, i, ev, t)))
             for combo in itertools.product(*ranges):
                 yield Env(t, self.world.T, dict(zip(free, combo, strict=True)), mode)
+
+    def _times(self, pos: int) -> tuple[int, ...]:
+        """The steps a line is judged at: TIMES, or the one step the sentence just before it
+        fixes ("for our base case, we have $t=1$. This reduces to")."""
+        near = [a for a in self.aliases if a.key == Key("t") and isinstance(a.expr, g.Num)
+                and 0 < pos - a.pos < _NEAR]
+        if near:
+            t = int(max(near, key=lambda a: a.pos).expr.value)
+            if 1 <= t <= self.world.T:
+                return (t,)
+        return TIMES
 
     def _range(self, lhs: g.Node, var: str, ev: Evaluator, t: int) -> int:
         env = Env(t, self.world.T)
@@ -377,6 +417,9 @@ class DocumentJudge:
 
     def _matches(self, ev, lhs, rhs, meaning, modes) -> tuple[bool, object]:
         got = None
+        # the node the line is about: where a \sigma_y' written without its argument is taken
+        num = lhs.num if isinstance(lhs, g.Deriv) else lhs
+        ev.focus = num if isinstance(num, g.Atom) else None
         for mode in modes:
             for label, fn in meaning:
                 good = True
@@ -401,10 +444,10 @@ class DocumentJudge:
         src = self.text[start:end]
         ev = self._ev(e.pos + 1)
         tried: set[str] = set()
-        lhs_src = re.sub(r"\s+", "", self.text[e.lhs[0].pos:e.lhs[-1].end]) if e.lhs else ""
+        lhs_src = _plain(self.text[e.lhs[0].pos:e.lhs[-1].end]) if e.lhs else ""
 
-        def rhs_ok(slip) -> bool:
-            if slip.new in tried or re.sub(r"\s+", "", slip.new) == lhs_src:
+        def rhs_ok(slip) -> bool:  # a repair that writes the left-hand side again is none
+            if slip.new in tried or _plain(slip.new) == lhs_src:
                 return False
             tried.add(slip.new)
             node = self._reread(slip.new, start, end)
@@ -535,6 +578,14 @@ def _outside(node) -> str | None:
         if isinstance(n, g.Big) and n.op == "prod":
             return None
     return None
+
+
+_NEAR = 120   # characters: a step fixed in words binds the equation that follows at once
+
+
+def _plain(src: str) -> str:
+    """LaTeX without spaces and without braces around one-character scripts (h_{T} = h_T)."""
+    return re.sub(r"([_^])\{(\w)\}", r"\1\2", re.sub(r"\s+", "", src))
 
 
 def _same(got: np.ndarray, want: np.ndarray) -> bool:

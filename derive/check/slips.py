@@ -110,7 +110,7 @@ class Slips:
         if r.time is not None and r.time[0] == "t" and r.time[2] is None:
             out += [("time", _retime(a, off)) for off in (-1, 0, 1) if off != r.time[1]]
         if r.time is not None:
-            out += [("gate", _rename(a, k)) for k in cell.order if k != r.key]
+            out += [("gate", _rename(a, k)) for k in [*cell.order, *cell.inputs] if k != r.key]
             hat = re.fullmatch(r"\\(?:hat|widehat|tilde)\{(.+)\}", a.base)
             if hat is None:
                 out.append(("gate", _rename(a, Key(r"\hat{" + a.base + "}", r.key.name_sub))))
@@ -180,6 +180,9 @@ class Slips:
             elif isinstance(n, g.Atom) and read_atom(n, self.timed).key in self.params and \
                     self.params[read_atom(n, self.timed).key].ndim == 2:
                 a0, a1 = n.span[0] - start, n.span[1] - start
+                inside = src[a0:a1].rfind(n.text)   # {\left(W\right)}^{T-i}: the W inside
+                if inside > 0:
+                    a0, a1 = a0 + inside, a0 + inside + len(n.text)
                 if src[a1:].lstrip().startswith("^"):
                     continue
                 yield Slip("transpose", f"missing transpose: {src[a0:a1]}^T is due",
@@ -249,6 +252,8 @@ class Slips:
             if re.sub(r"\s+", "", piece) in mine:
                 continue
             yield Slip("missing", f"missing factor {piece}", f"{piece} \\odot ({src})")
+            # a matrix factor (W^T dL/do): the product the shapes decide
+            yield Slip("missing", f"missing factor {piece}", f"{piece} ({src})")
             # inside a term of a sum: the factor belongs to one of them
             if isinstance(rhs, g.Add):
                 for _sign, t in rhs.terms:

@@ -11,32 +11,32 @@ notation):
   d s_t / d s_k = prod_{j=k+1}^{t} J_j = J_t J_{t-1} ... J_{k+1};
 * the *carousel* (:func:`carousel`): the terms of d v_t / d v_{t-1} that are products of d(.)
   factors only and pass through no activation derivative, i.e. the gated linear self-loop of a
-  state. For the LSTMs it is d(f_t) in dc_t/dc_{t-1} (seed 001 eq 27), for the GRU d(z_t) in
-  dh_t/dh_{t-1}; the RNN has none. Unrolled it gives seed 001 eqs (28)-(29),
+  state: the constant error carousel of Hochreiter and Schmidhuber (1997). For the LSTMs it is
+  d(f_t) in dc_t/dc_{t-1}, for the GRU d(z_t) in dh_t/dh_{t-1}; the RNN has none. Unrolled,
   d c_t / dA = (prod_{j=k+1}^{t} d(f_j)) d c_k / dA + (other paths), and inside dh_t/dA it is
-  multiplied by the prefix d h_t / d c_t = d(o_t) d(tanh'(c_t)) (:func:`within`), which seed 001
-  eq (28) drops when it writes T_1 = d(f_t) d(f_{t-1}) ds_{t-2}/dA. Its spectral norm is
-  max_i prod_j f_ji <= 1 (eq 29's ||I|| = sqrt(n) is the Frobenius norm);
-* norm bounds (:func:`term_bound`): ||J_uv||_2 <= sum over terms of prod ||factor||_2, with
-  ||d(v)||_2 = max_i |v_i| bounded by interval arithmetic over the node expressions
-  (sigma <= 1, |tanh| <= 1, sigma' <= 1/4, tanh' <= 1) and ||W||_2 measured. Seed 001 eq (33)
-  is the single path of one term of M_t: ||prod_j d(sigma(s_j)) d(o'_j) W_o||_2 <=
-  (||W_o||_2 / 4)^{t-k}, the tight form of the seed's (n/2 ||W_o||)^{t-k} (the seed uses the
-  Frobenius-style sqrt(n) and sqrt(n)/2 for spectral norms that are 1 and 1/4). For the RNN the
-  same rule gives seed 004's product of sigma' u: ||prod_j d(h'_j) U||_2 <= ||U||_2^{t-k};
-* seed 004's sum over paths (:func:`path_sum`): unrolling ds_t/dA = J_t ds_{t-1}/dA + V_t^A
-  from ds_0/dA = 0 gives ds_t/dA = sum_{k=0}^{t-1} (prod_{l=0}^{k-1} J_{t-l}) V_{t-k}^A; for
-  the RNN and A = W that is dh_t/dW = sum_k (prod_{l<k} d(h'_{t-l}) U) d(h'_{t-k}) d_2(x_{t-k}),
-  seed 004's closed form in matrix terms (the seed writes sigma'_{h_{gamma_k}} for the
-  derivative at step t-k, component gamma_k; the time index is t-k, not gamma_k);
-* seed 000's approximation (:func:`truncated_terms`): with h_{t-1} = o_{t-1} * tanh(c_{t-1})
-  following c_{t-1}, the total dc_t/dc_{t-1} = d(f_t) + (dc_t/dh_{t-1}) (dh_{t-1}/dc_{t-1});
-  dc_t/dc_{t-1} ~ f_t drops the second term, so it is exact exactly when that product vanishes
-  (e.g. W_hf = W_hi = W_hg = 0, or o_{t-1} * tanh'(c_{t-1}) = 0). Then
-  dc_t/dW_f ~ sum_{i=1}^{t} (prod_{j=i+1}^{t} d(f_j)) d^+c_i/dW_f, the seed's last line with
-  its indices corrected (it writes dc_1/dW_f and prod_{j=1}^{i-1} f_{j+1}).
+  multiplied by the prefix d h_t / d c_t = d(o_t) d(tanh'(c_t)) (:func:`within`), a factor hand
+  derivations often drop. Its spectral norm is max_i prod_j f_ji <= 1 (sqrt(n) is the
+  Frobenius norm of the identity, not its spectral norm);
+* norm bounds (:func:`term_bound`; Bengio, Simard and Frasconi 1994; Pascanu, Mikolov and
+  Bengio 2013): ||J_uv||_2 <= sum over terms of prod ||factor||_2, with ||d(v)||_2 = max_i |v_i|
+  bounded by interval arithmetic over the node expressions (sigma <= 1, |tanh| <= 1,
+  sigma' <= 1/4, tanh' <= 1) and ||W||_2 measured. The output gate's single path is
+  ||prod_j d(sigma(s_j)) d(o'_j) W_o||_2 <= (||W_o||_2 / 4)^{t-k} (Frobenius-style bounds carry
+  sqrt(n) and sqrt(n)/2 for spectral norms that are 1 and 1/4); for the Elman RNN the same rule
+  gives ||prod_j d(h'_j) U||_2 <= ||U||_2^{t-k};
+* the sum over paths (:func:`path_sum`; Pascanu et al. 2013, eqs 3-5): unrolling
+  ds_t/dA = J_t ds_{t-1}/dA + V_t^A from ds_0/dA = 0 gives
+  ds_t/dA = sum_{k=0}^{t-1} (prod_{l=0}^{k-1} J_{t-l}) V_{t-k}^A; for the RNN and A = W that is
+  dh_t/dW = sum_k (prod_{l<k} d(h'_{t-l}) U) d(h'_{t-k}) d_2(x_{t-k}) (in index notation the
+  derivative is at step t-k, component gamma_k);
+* the truncated gradient (:func:`truncated_terms`; Gers, Schmidhuber and Cummins 2000): with
+  h_{t-1} = o_{t-1} * tanh(c_{t-1}) following c_{t-1}, the total
+  dc_t/dc_{t-1} = d(f_t) + (dc_t/dh_{t-1}) (dh_{t-1}/dc_{t-1}); dc_t/dc_{t-1} ~ f_t drops the
+  second term, so it is exact exactly when that product vanishes (e.g. W_hf = W_hi = W_hg = 0,
+  or o_{t-1} * tanh'(c_{t-1}) = 0). Then
+  dc_t/dW_f ~ sum_{i=1}^{t} (prod_{j=i+1}^{t} d(f_j)) d^+c_i/dW_f.
 
-Numeric (:func:`measure`), from the generated kernels (``generated/<cell>.py``: ``forward`` for
+Numeric (:func:`measure`), from the cell's kernel (:func:`kernel`, by content: ``forward`` for
 the trajectory, ``state_jacobian`` for J_j): ||ds_T/ds_k|| and ||dh_T/dh_k|| (spectral and
 Frobenius) against the lag T-k, the carousel path prod d(f_j) beside them, and the derived bound
 prod_j beta_j with beta_j >= ||J_j||_2 from the term-wise bounds above.
@@ -88,9 +88,9 @@ def _is_carousel_term(t: Term) -> bool:
 
 def carousel(d: Derivation) -> dict[str, Sum]:
     """The carousel of every state that has one: the terms of J_t[v][v] = d v_t / d v_{t-1}
-    that are purely diagonal and pass through no activation derivative (seed 001 eq 27's
-    d(f_t); the GRU's d(z_t)). The carousel path over k steps is prod_j of it, a diagonal
-    matrix."""
+    that are purely diagonal and pass through no activation derivative (the constant error
+    carousel: the LSTM's d(f_t); the GRU's d(z_t)). The carousel path over k steps is prod_j
+    of it, a diagonal matrix."""
     out: dict[str, Sum] = {}
     for v in d.states:
         terms = [(t.coef, t.factors) for t in d.jacobian[v][v] if _is_carousel_term(t)]
@@ -156,7 +156,7 @@ def within(d: Derivation, u: str, v: str) -> Sum:
 
 @dataclass(frozen=True)
 class Truncated:
-    """Seed 000's approximation dv_t/dv_{t-1} ~ d(g_t) for a carousel state v.
+    """The truncated gradient (Gers et al. 2000): dv_t/dv_{t-1} ~ d(g_t) for a carousel state v.
 
     ``exact`` = J[v][v] + sum_w J[v][w] (d w_{t-1}/d v_{t-1}), the total derivative when the
     other states of step t-1 follow v_{t-1} (h_{t-1} = o_{t-1} * tanh(c_{t-1})); ``carousel``
@@ -172,7 +172,8 @@ class Truncated:
 
 
 def truncated_terms(d: Derivation, state: str) -> Truncated | None:
-    """The exact dv_t/dv_{t-1} split into the carousel and the terms seed 000 drops."""
+    """The exact dv_t/dv_{t-1} split into the carousel and the terms the truncated gradient
+    drops."""
     car = carousel(d).get(state)
     if car is None:
         return None
@@ -387,10 +388,10 @@ def _deriv_constant(act: Activation) -> str:
 
 
 def _norm_constants(d: Derivation) -> str:
-    """The constants of the bounds, read from the activation records: seed 001 eq 33's
+    """The constants of the bounds, read from the activation records: the classic
     (sigma, sigma' and tanh', quoted for every cell), then those of the cell's other
     activations."""
-    sigma, tanh = ACTIVATIONS["sigmoid"], ACTIVATIONS["tanh"]  # the seed's, by name
+    sigma, tanh = ACTIVATIONS["sigmoid"], ACTIVATIONS["tanh"]  # the classic constants, by name
     hi = sigma.range[1]
     assert hi is not None
     text = (rf"$\|d({sigma.latex}(\cdot))\|_2 \le {_short_frac(hi)}$, "
@@ -627,9 +628,9 @@ def _truncated_rows(d: Derivation, p: _Printer, v: str) -> list[tuple[str, str]]
 
 def latex_rows(d: Derivation, names: Names | None = None) -> list[tuple[str, str]]:
     """(lhs, rhs) LaTeX of the gradient-flow results of ``d``: the Jacobian blocks and their
-    product over steps, the carousel path (seed 001 eqs 27-29) with its prefix, the norm
-    bounds (seed 001 eq 33 with sigma' <= 1/4; seed 004's product of sigma' u), seed 004's sum
-    over paths and seed 000's approximation.
+    product over steps, the carousel path (Hochreiter and Schmidhuber 1997) with its prefix,
+    the norm bounds (Bengio et al. 1994; Pascanu et al. 2013), the sum over paths and the
+    truncated gradient of Gers et al. (2000).
 
     The relation is '=' unless the rhs starts with ``\\le `` or ``\\approx `` (see
     :func:`split_relation`). ``names`` renames symbols as in
@@ -839,7 +840,7 @@ def _check_t(tr: Trajectory, t: int | None) -> int:
 
 
 def path_sum(tr: Trajectory, param: str, t: int | None = None) -> dict[str, np.ndarray]:
-    """ds_t/dA = sum_{k=0}^{t-1} (prod_{l=0}^{k-1} J_{t-l}) V^A_{t-k} (seed 004's sum over paths
+    """ds_t/dA = sum_{k=0}^{t-1} (prod_{l=0}^{k-1} J_{t-l}) V^A_{t-k} (the sum over paths
     in matrix form; ds_0/dA = 0). Returns state -> (n, |A|), A flattened row-major."""
     d, n = tr.d, tr.n
     _check_param(d, param)
@@ -858,7 +859,7 @@ def path_sum(tr: Trajectory, param: str, t: int | None = None) -> dict[str, np.n
 
 def carousel_path_sum(tr: Trajectory, state: str, param: str,
                       t: int | None = None) -> np.ndarray:
-    """Seed 000's approximation: d v_t/dA ~ sum_{i=1}^{t} (prod_{j=i+1}^{t} D_j) V^{A,v}_i with
+    """The truncated gradient: d v_t/dA ~ sum_{i=1}^{t} (prod_{j=i+1}^{t} D_j) V^{A,v}_i with
     D_j the carousel of ``state`` (d(f_j) for the LSTM's c)."""
     d, n = tr.d, tr.n
     _check_param(d, param)
@@ -879,7 +880,7 @@ def carousel_path_sum(tr: Trajectory, state: str, param: str,
 
 
 def truncated_onestep(tr: Trajectory, state: str) -> np.ndarray:
-    """Relative size of what seed 000 drops at every step j = 2..T:
+    """Relative size of what the truncated gradient drops at every step j = 2..T:
     ||dv_j/dv_{j-1} - D_j||_2 / ||dv_j/dv_{j-1}||_2 with the exact total derivative."""
     d, n = tr.d, tr.n
     s0 = truncated_terms(d, state)
@@ -897,7 +898,7 @@ def truncated_onestep(tr: Trajectory, state: str) -> np.ndarray:
 
 
 def total_derivative(tr: Trajectory, state: str, j: int) -> np.ndarray:
-    """Seed 000's exact dv_j/dv_{j-1} (the other states of step j-1 following v_{j-1})."""
+    """The exact dv_j/dv_{j-1} (the other states of step j-1 following v_{j-1})."""
     d, n = tr.d, tr.n
     s0 = truncated_terms(d, state)
     if s0 is None:
