@@ -171,7 +171,75 @@ def rnn_d2l_bptt() -> dict[tuple[int, int], str]:
     return out
 
 
-TRUTH = {"lstm_saikrishnaponnam.md": lstm_saikrishnaponnam, "rnn_d2l_bptt.md": rnn_d2l_bptt}
+def lstm_jaketae() -> dict[tuple[int, int], str]:
+    """Jake Tae, "Dissecting LSTMs" (jaketae/jaketae.github.io, _posts/2020-06-02-dissecting-
+    lstm.md): the standard LSTM on the stacked input [h_{t-1}, x_t] with biases; the softmax
+    readout is not modelled (only dL/dh_t enters the claims judged), the loss a random linear
+    function of the h_t. a_C = tanh(C_t) and a_o (the output gate's pre-activation) are kept as
+    tensors of their own so that their adjoints are autograd's."""
+    g = torch.Generator().manual_seed(3)
+
+    def rnd(*s):
+        return torch.randn(*s, generator=g, dtype=torch.float64)
+
+    P = {k: rnd(N, N + M).requires_grad_(True) for k in ("Wf", "Wi", "WC", "Wo")}
+    P |= {k: rnd(N).requires_grad_(True) for k in ("bf", "bi", "bC", "bo")}
+    xs = [rnd(M) for _ in range(T + 1)]
+    lw = [rnd(N) for _ in range(T + 1)]
+    h = [rnd(N).requires_grad_(True)]
+    C = [rnd(N).requires_grad_(True)]
+    f, i, Ct, o, ao, aC = [None], [None], [None], [None], [None], [None]
+    for t in range(1, T + 1):
+        X = torch.cat([h[t - 1], xs[t]])
+        f.append(torch.sigmoid(P["Wf"] @ X + P["bf"]))
+        i.append(torch.sigmoid(P["Wi"] @ X + P["bi"]))
+        Ct.append(torch.tanh(P["WC"] @ X + P["bC"]))
+        ao.append(P["Wo"] @ X + P["bo"])
+        o.append(torch.sigmoid(ao[t]))
+        C.append(f[t] * C[t - 1] + i[t] * Ct[t])
+        aC.append(torch.tanh(C[t]))
+        h.append(o[t] * aC[t])
+    for seq in (f, i, Ct, o, ao, aC, C, h):
+        for v in seq[1:]:
+            v.retain_grad()
+    loss = sum((lw[t] * h[t]).sum() for t in range(1, T + 1))
+    loss.backward()
+
+    def d(v):
+        return v.grad if v.grad is not None else torch.zeros_like(v)
+
+    out: dict[tuple[int, int], str] = {}
+
+    def claim(line: int, row: int, ok: bool) -> None:
+        prev = out.get((line, row), "correct")
+        out[(line, row)] = "correct" if ok and prev == "correct" else "wrong"
+
+    for t in STEPS:
+        ot, Cn, ft = o[t].detach(), C[t].detach(), f[t].detach()
+        X = torch.cat([h[t - 1].detach(), xs[t]])
+        claim(100, 1, _close(ot * torch.tanh(Cn), h[t].detach()))        # (6) restated
+        claim(128, 1, True)                    # dL/do_t = dL/dh_t . dh_t/do_t: the chain rule
+        claim(128, 2, _close(d(h[t]) * torch.tanh(Cn), d(o[t])))
+        claim(138, 2, _close(d(h[t]) * ot, d(aC[t])))
+        # dL/dC_t = dL/da_C . da_C/dC_t + dL/dC_t: the last term what step t+1 sent back
+        back = d(C[t + 1]) * f[t + 1].detach() if t < T else torch.zeros(N, dtype=torch.float64)
+        claim(148, 1, _close(d(aC[t]) * (1 - torch.tanh(Cn) ** 2) + back, d(C[t])))
+        claim(160, 1, _close(torch.sigmoid(P["Wo"].detach() @ X + P["bo"].detach()), ot))
+        claim(163, 1, _close(torch.sigmoid(ao[t].detach()), ot))           # o_t = sigma(a_o)
+        claim(168, 1, _close(d(o[t]) * ot * (1 - ot), d(ao[t])))
+        # the source's sigma(o_t)(1 - sigma(o_t)): sigma' taken at the gate's output
+        so = torch.sigmoid(ot)
+        claim(168, 2, _close(d(h[t]) * torch.tanh(Cn) * so * (1 - so), d(ao[t])))
+        # dL/dC_{t-1} = dL/dC_t . f_t: what step t sends back to C_{t-1} (the total adjoint
+        # less the part through h_{t-1})
+        Cp = C[t - 1].detach()
+        through_h = d(h[t - 1]) * o[t - 1].detach() * (1 - torch.tanh(Cp) ** 2)
+        claim(233, 2, _close(d(C[t]) * ft, d(C[t - 1]) - through_h))
+    return out
+
+
+TRUTH = {"lstm_saikrishnaponnam.md": lstm_saikrishnaponnam, "rnn_d2l_bptt.md": rnn_d2l_bptt,
+         "lstm_jaketae.md": lstm_jaketae}
 
 
 if __name__ == "__main__":

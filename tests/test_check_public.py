@@ -202,3 +202,37 @@ def test_mutations_reported_wrong_with_the_slip_named() -> None:
     assert len(results) == 10
     found = [r for r in results if r[1] in ("wrong", "ill-typed") and r[2] == r[0]]
     assert len(found) >= 9, results   # measured: see the report
+
+
+# Jake Tae, "Dissecting LSTMs": the stacked input W_o [h_{t-1}, x_t], names for parts of the
+# cell's equations (a_C = tanh(C_t), a_o), an adjoint accumulated with "=" (dL/dC_t on both sides)
+_JAKETAE_MUTATIONS = [
+    ("gate", r"\\cdot o_t$", r"\\cdot f_t"),
+    ("gate", r"\\cdot f_t$", r"\\cdot i_t"),
+    ("time", r"\\text\{tanh\}\(C_t\)$", r"\\text{tanh}(C_{t-1})"),
+    ("time", r"\\frac\{dL\}\{d C_t\} \\cdot f_t", r"\\frac{dL}{d C_{t-1}} \\cdot f_t"),
+    ("time", r"h_\{t - 1\}", r"h_t"),
+    ("activation", r"\\text\{tanh\}\(C_t\)$", r"\\sigma(C_t)"),
+    ("activation", r"\\sigma\(W_o", r"\\text{tanh}(W_o"),
+    ("missing", r" \+ \\frac\{dL\}\{d C_t\}$", ""),
+    ("gate", r"^o_t \\odot", r"i_t \\odot"),
+    ("missing", r" \+ b_o", ""),
+]
+
+
+def test_jaketae_judged_share_and_its_slip() -> None:
+    rep = check_file(PUBLIC / "lstm_jaketae.md")
+    premises = [s for s in rep.skipped if "read into the cell" in s.reason]
+    lines = len(rep.results) + len(rep.skipped) - len(premises)
+    judged = [r for r in rep.results if r.verdict in ("correct", "wrong", "ill-typed")]
+    assert len(judged) >= 10 and len(judged) / lines >= 0.2   # measured 10/43
+    # sigma(o_t)(1 - sigma(o_t)): sigma' at the gate's output, the post's own slip
+    assert [r.position for r in rep.results if r.verdict != "correct"] == [(169, 4)]
+
+
+def test_jaketae_mutations_reported_wrong() -> None:
+    results = _mutation_results("lstm_jaketae.md", _JAKETAE_MUTATIONS)
+    assert len(results) == len(_JAKETAE_MUTATIONS), results
+    assert all(r[1] in ("wrong", "ill-typed") for r in results), results
+    named = [r for r in results if r[2] == r[0]]
+    assert len(named) >= 8, results   # measured 8 of 10: the two dropped terms are not named

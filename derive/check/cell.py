@@ -169,8 +169,13 @@ def atoms_of(node: g.Node) -> list[g.Atom]:
 
 
 def has_derivative(node: g.Node) -> bool:
-    return any(isinstance(n, (g.Deriv, g.Adj, g.Big, g.Elided, g.Kron, g.Stack, g.Diag))
-               for n in g.walk(node))
+    """Whether an expression holds a derivative or a notation no forward equation uses; a
+    stacked input ``W_f [h_{t-1}, x_t]`` (a matrix times a stack) is a forward notation."""
+    stacks_ok = {id(m.factors[i + 1]) for m in g.walk(node) if isinstance(m, g.Mul)
+                 for i, f in enumerate(m.factors[:-1]) if isinstance(f, g.Atom)
+                 and isinstance(m.factors[i + 1], g.Stack)}
+    return any(isinstance(n, (g.Deriv, g.Adj, g.Big, g.Elided, g.Kron, g.Diag))
+               or (isinstance(n, g.Stack) and id(n) not in stacks_ok) for n in g.walk(node))
 
 
 def build(defs: list[tuple[g.Atom, list[g.Node], int]], timed_bases: set[Key]) -> Cell:
@@ -191,6 +196,10 @@ def build(defs: list[tuple[g.Atom, list[g.Node], int]], timed_bases: set[Key]) -
             continue
         # a value stated for a symbol (xi_t = 0) is no forward equation
         rhs = [x for x in rhss if not has_derivative(x) and atoms_of(x)]
+        # an expression of no time-indexed symbol (m_t = W_a X + b_a, a generic gate's
+        # pre-activation over an alias X) is no step of the cell
+        rhs = [x for x in rhs if any(read_atom(a, timed).time is not None
+                                     for a in atoms_of(x))]
         if not rhs:
             continue
         cell.nodes[r.key] = rhs[0]

@@ -21,7 +21,7 @@ import numpy as np
 from . import grammar as g
 from . import lexicon as lx
 from .cell import Cell, Key, Reading, read_atom, time_of
-from .world import H, Pert, ShapeError, World, apply, pert_maker, product
+from .world import H, Pert, ShapeError, World, apply, cell_eval, pert_maker, product
 
 
 class NotJudged(Exception):
@@ -209,7 +209,11 @@ class Evaluator:
     def _mul(self, e: g.Mul, env: Env) -> np.ndarray:
         acc = self.eval(e.factors[0], env)
         for op, f in zip(e.ops, e.factors[1:], strict=True):
-            acc = product(acc, self.eval(f, env), op)
+            v = self.eval(f, env)
+            if isinstance(f, g.Stack) and np.ndim(acc) == 2 and np.ndim(v) == 2 \
+                    and v.shape[0] == 1 and acc.shape[1] == v.shape[1] > 1:
+                v = v.reshape(-1)   # W_o [h_{t-1}, x_t]: a matrix times the stacked column
+            acc = product(acc, v, op)
         return acc
 
     def _div(self, e: g.Div, env: Env) -> np.ndarray:
@@ -420,8 +424,44 @@ class Evaluator:
                 if all(p_.ndim == 1 for p_ in parts):
                     return np.concatenate(parts)
                 return np.hstack(parts)
+        if al is not None:
+            got = self._held_adjoint(al.expr, self.step(r, env) if r.time else env.t)
+            if got is not None:
+                return self.pick(got, r.indices, env, den)
         raise NotJudged(f"the derivative of the loss by {den.text}, which is not a symbol of "
                         "the cell")
+
+    def _held_adjoint(self, expr: g.Node, s: int) -> np.ndarray | None:
+        """dL/d(expr) at step s, for a name the document gives to a part of the cell's own
+        equations (``a_C = \\tanh(C_t)``, ``a_o = W_o [h_{t-1}, x_t] + b_o``): through every
+        node whose equation holds that part, by the node's total adjoint."""
+        if not 1 <= s <= self.w.T:
+            return None
+        hits = [k for k in self.cell.order
+                if any(m == expr for m in g.walk(self.cell.nodes[k]))]
+        if not hits or isinstance(expr, g.Atom):
+            return None
+        vals, w = self.w.values, self.w
+
+        def lookup(key: Key, lag: int) -> np.ndarray:
+            if key in self.cell.nodes:
+                return vals[(key, s - lag)]
+            if key in w.params:
+                return w.params[key]
+            return w.inputs[(key, s)]
+
+        v0 = np.asarray(cell_eval(self.cell, expr, lookup), dtype=complex)
+        total = np.zeros(v0.size)
+        for k in hits:
+            cols = []
+            for j in range(v0.size):
+                d = np.zeros(v0.size, dtype=complex)
+                d[j] = 1j * H
+                out = cell_eval(self.cell, self.cell.nodes[k], lookup,
+                                (expr, v0 + d.reshape(v0.shape)))
+                cols.append(np.asarray(out).imag.reshape(-1) / H)
+            total = total + self.w.adjoint(k, s, "all") @ np.stack(cols, axis=-1)
+        return total.reshape(v0.shape)
 
     def jacobian(self, num: g.Node, den: g.Node, env: Env, mode: str) -> np.ndarray:
         """d(num)/d(den): den a node at a step, a parameter (or an entry), an input or an
@@ -447,6 +487,8 @@ class Evaluator:
                   mode: str) -> np.ndarray:
         assert isinstance(den, g.Atom)
         s_num = self._num_step(num, env)
+        if (r.key in self.cell.nodes or r.key in self.cell.inputs) and r.time is None:
+            raise NotJudged(f"{den.text} is written without its time step")
         if r.key in self.cell.nodes or r.key in self.cell.inputs:
             s = self.step(r, env)
             n = self.w.dims[r.key]

@@ -342,6 +342,7 @@ class DocumentJudge:
         if rel == "+=" and isinstance(rhs, g.Deriv) and isinstance(rhs.num, g.Loss) and \
                 _den(lhs) is not None and _den(lhs) == rhs.den:
             return "correct", "", []  # accumulates the part of the adjoint written above
+        rhs, meaning = self._accumulation(lhs, rhs, rel, meaning, ev)
         forward = _forward_mode(lhs, rhs)
         modes = ["total"] if forward else ["step", "total"]
         try:
@@ -369,6 +370,25 @@ class DocumentJudge:
             detail = d["what"] + (f"; corrected: {d['corrected']}" if d.get("corrected") else "")
             return "wrong", detail, diffs
         return "wrong", f"the value differs from {meaning[0][0]}", []
+
+    def _accumulation(self, lhs, rhs, rel, meaning, ev):
+        """``dL/dC_t = dL/da_C \\cdot da_C/dC_t + dL/dC_t``: an adjoint that appears on its own
+        right-hand side is an accumulation written with "=" (the author's "+="): the term on
+        the right is what the next step sent back, so the other terms claim the adjoint
+        through step t only."""
+        if rel != "=" or not isinstance(rhs, g.Add) or not (
+                isinstance(lhs, g.Deriv) and isinstance(lhs.num, g.Loss)
+                and isinstance(lhs.den, g.Atom)):
+            return rhs, meaning
+        same = [i for i, (sign, x) in enumerate(rhs.terms) if sign == 1 and x == lhs]
+        if len(same) != 1 or len(rhs.terms) < 2:
+            return rhs, meaning
+        rest = tuple(x for i, x in enumerate(rhs.terms) if i != same[0])
+        den = lhs.den
+        new = rest[0][1] if len(rest) == 1 and rest[0][0] == 1 else g.Add(rest, span=rhs.span)
+        return new, [("the adjoint through step t only (the same adjoint on the right: what "
+                      "the next step sent back)",
+                      lambda env: ev.loss_derivative(den, env, "within"))]
 
     def _free(self, lhs: g.Node, ev: Evaluator) -> list[str]:
         out: list[str] = []

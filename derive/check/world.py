@@ -90,6 +90,9 @@ class World:
                 return dims.get(r.key)
             shape = self._pshape.get(r.key)
             return shape[0] if shape and len(shape) == 1 else None
+        if isinstance(e, g.Stack):
+            ds = [self._vdim(x, dims) for x in e.items]
+            return None if None in ds else sum(ds)  # type: ignore[arg-type]
         if isinstance(e, g.Mul):
             first = e.factors[0]
             if isinstance(first, g.Atom) and self.cell.params.get(
@@ -116,7 +119,8 @@ class World:
                     rest = fs[1] if len(fs) == 2 else g.Mul(tuple(fs[1:]), e.ops[1:])
                     cols = self._vdim(rest, dims) or HIDDEN
                     self._pshape.setdefault(r.key, (d, cols))
-                    self._assign(rest, cols, dims)
+                    if not isinstance(rest, g.Stack):
+                        self._assign(rest, cols, dims)
                     return
             for f in fs:
                 self._assign(f, d, dims)
@@ -213,8 +217,16 @@ class World:
         return self._cache[key]
 
 
-def cell_eval(cell: Cell, e: g.Node, lookup: Callable[[Key, int], np.ndarray]) -> np.ndarray:
-    """A node's expression (:mod:`derive.check.grammar`) at one step."""
+def cell_eval(cell: Cell, e: g.Node, lookup: Callable[[Key, int], np.ndarray],
+              held: tuple[g.Node, np.ndarray] | None = None) -> np.ndarray:
+    """A node's expression (:mod:`derive.check.grammar`) at one step; ``held``: a
+    subexpression and the value it is given wherever it occurs."""
+    if held is not None and e == held[0]:
+        return held[1]
+
+    def rec(x: g.Node) -> np.ndarray:
+        return cell_eval(cell, x, lookup, held)
+
     if isinstance(e, g.Num):
         return np.asarray(float(e.value))
     if isinstance(e, g.Atom):
@@ -224,19 +236,21 @@ def cell_eval(cell: Cell, e: g.Node, lookup: Callable[[Key, int], np.ndarray]) -
     if isinstance(e, g.Add):
         out = 0
         for sign, t in e.terms:
-            out = out + sign * cell_eval(cell, t, lookup)
+            out = out + sign * rec(t)
         return out
     if isinstance(e, g.Mul):
-        acc = cell_eval(cell, e.factors[0], lookup)
+        acc = rec(e.factors[0])
         for op, f in zip(e.ops, e.factors[1:], strict=True):
-            acc = product(acc, cell_eval(cell, f, lookup), op)
+            acc = product(acc, rec(f), op)
         return acc
     if isinstance(e, g.Call):
-        return apply(cell, e.fn, cell_eval(cell, e.arg, lookup), e.primes, e.power)  # type: ignore[arg-type]
+        return apply(cell, e.fn, rec(e.arg), e.primes, e.power)  # type: ignore[arg-type]
+    if isinstance(e, g.Stack):   # a stacked input [h_{t-1}, x_t]
+        return np.concatenate([np.atleast_1d(rec(x)) for x in e.items])
     if isinstance(e, g.Pow):
-        return cell_eval(cell, e.base, lookup) ** e.exp
+        return rec(e.base) ** e.exp
     if isinstance(e, g.Div):
-        return cell_eval(cell, e.a, lookup) / cell_eval(cell, e.b, lookup)
+        return rec(e.a) / rec(e.b)
     raise ValueError(f"cannot evaluate {type(e).__name__} in a forward equation")
 
 
