@@ -36,3 +36,9 @@ def require_executable(name: str, why: str) -> str:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{name} is required in CI ({why}) but is not installed")
     pytest.skip(f"{name} is not installed: {why}")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "gpu: needs a CUDA device (torch.cuda.is_available()); skipped without one, "
+                   "run whenever one is present")

@@ -100,8 +100,8 @@ def test_no_import_cycles_among_derives_modules():
 
 # The folders of derive in pipeline order; a module may import only from its own folder or one
 # above it (``resources`` is where the data lives, below everything).
-PIPELINE = ("resources", "spec", "calculus", "printing", "document", "codegen", "tools", "check",
-            "cli")
+PIPELINE = ("resources", "spec", "calculus", "printing", "document", "codegen", "tools", "torch",
+            "jax", "check", "cli")
 
 # Imports that still point up, each inside the one function that needs it (so no cycle):
 # a Derivation's notebook conveniences (.latex(), .sympy(), _repr_latex_) call the printers, and

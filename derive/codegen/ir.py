@@ -144,6 +144,10 @@ class Stmt:
     op: str = "="
     scope: str = "step"
     comment: str = ""
+    # the place ``target`` names, as a value, where it is part of an array: Cols (columns of a
+    # buffer or of a product) or Var (the whole array). Printers that cannot write in place (the
+    # functional torch and JAX kernels) read it instead of the target's text.
+    place: Expr | None = None
 
     def reads(self) -> frozenset[str]:
         """The identifiers and arrays the expression reads."""

@@ -23,7 +23,7 @@ from ..calculus.derivation import get_spec
 from ..spec import CellSpec
 from .naming import module_name
 
-BACKENDS = ("numpy", "numba")
+BACKENDS = ("numpy", "numba", "torch", "jax")
 _FOLDER: Path | None = None
 
 
@@ -49,14 +49,23 @@ def _package(numpy_text: str) -> str:
 
 
 def load_kernel(cell: str | Mapping[str, Any] | CellSpec, backend: str = "numpy") -> ModuleType:
-    """The kernel module of ``cell`` for ``backend`` ('numpy' or 'numba'), printed and imported.
+    """The kernel module of ``cell`` for ``backend``, printed and imported.
 
-    It has the API of the built-in kernels (``derive.kernels.lstm``: forward, backward, rtrl,
-    rtrl_step, state_jacobian).
+    'numpy' and 'numba' have the API of the built-in kernels (``derive.kernels.lstm``: forward,
+    backward, rtrl, rtrl_step, state_jacobian); 'torch' and 'jax' are the functional modules
+    behind :mod:`derive.torch` and :mod:`derive.jax` (:mod:`derive.codegen.torch_backend`).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
     spec = get_spec(cell)
+    if backend == "torch":
+        from .torch_backend import load_torch_kernel
+
+        return load_torch_kernel(spec)
+    if backend == "jax":
+        from .jax_backend import load_jax_kernel
+
+        return load_jax_kernel(spec)
     from .numpy_backend import render_kernel
 
     numpy_text = render_kernel(spec)

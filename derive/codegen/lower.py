@@ -157,17 +157,22 @@ class Program:
     bias_fold: tuple  # per slot of the x stack: the biases folded into its columns of A_x
     batch_free: frozenset  # states whose value at t reads neither x nor any state
     readout: ReadoutProgram | None
+    # d u_t / d x_t for every state u: (u, ((kind, matrix), ...)) in the form of ``jacobian``'s
+    # parts ('diag': a vector, 'dense': a (B|1, n, n_in) matrix expression); forward mode
+    # through a stack of layers reads it (the tangent of x_t is the layer below's output's)
+    input_jacobian: tuple = ()
 
 
 class _Lowering:
     """Builds a :class:`Program`; used once, by :func:`lower`."""
 
-    def __init__(self, d: Derivation):
+    def __init__(self, d: Derivation, fold: bool = True, reserved: frozenset | None = None):
         self.d = d
         self.spec = spec = d.spec
         self.rev = d.reverse
+        self.fold = fold
         cell_names = [*spec.params, *[n for n in spec.nodes if not n.endswith(HAT)]]
-        self.names = names = Namer(cell_names)
+        self.names = names = Namer(cell_names, *(() if reserved is None else (reserved,)))
         self.params = tuple(spec.cell_params)
         self.states = tuple(spec.states)
         self.dims = {n: node.dim for n, node in spec.nodes.items()}
@@ -412,7 +417,9 @@ class _Lowering:
                                           At(xs.product, "t") if whole else
                                           Cols(xs.product, lo, hi, "t"), op="+=",
                                           comment="pre-activations whose x and state "
-                                                  "projections share columns"))
+                                                  "projections share columns",
+                                          place=Var(st.product) if whole else
+                                          Cols(st.product, lo, hi)))
         for name, node in self.spec.nodes.items():
             if node.role == "readout":
                 continue
@@ -534,7 +541,10 @@ class _Lowering:
                                     tuple(slots), product))
         self.stack_objs = stack_objs
         self.plan_values()
-        self.plan_projections()
+        if self.fold:
+            self.plan_projections()
+        else:  # the numba printer adds biases in its fused loops and reads A_x as it is
+            self.hat_rewrite, self.bias_fold, self.aligned = {}, {}, []
         forward = self.forward_stmts()
         # backward step
         bwd: list[Stmt] = []
@@ -561,7 +571,7 @@ class _Lowering:
         for p, s, sl in self._slot_adjoints(zero, written):
             written.add(sl)
             bwd.append(Stmt(f"{sl.buffer}[t, :, {sl.lo}:{sl.hi}]", self.sum_expr(s),
-                            op="[...]=",
+                            op="[...]=", place=Cols(sl.buffer, sl.lo, sl.hi, "t"),
                             comment=f"\\bar a_{{{p}}} = {expanded(s, self.tex)}: the projection "
                                     f"adjoint, dL/d{p} = sum_t of it times "
                                     f"{latex_vec(self.rev_vec[p], self.tex)}^T"))
@@ -686,7 +696,21 @@ class _Lowering:
                             range(len(stack_objs[x_idx].params))) if x_idx >= 0 and
             self.bias_fold else (),
             batch_free=frozenset(s for s in self.states if not self._batched(s)),
-            readout=self.readout())
+            readout=self.readout(), input_jacobian=self.input_jacobian())
+
+    def input_jacobian(self) -> tuple:
+        """d u_t / d x_t for every state u, by the forward rules with x_t as the variable
+        (the leaf D(x_t) = I, every other leaf 0), each term as :meth:`matrix` writes it."""
+        from ..calculus.algebra import ZERO, single
+        from ..calculus.rules import totals
+
+        order = self.d.order
+
+        def leaf(r: Ref) -> Sum:
+            return single(order, Ident()) if r.kind == "input" else ZERO
+
+        tot = totals(self.spec, leaf, None, order)
+        return tuple((u, tuple(self.matrix(t) for t in tot[u])) for u in self.states)
 
     def readout(self) -> ReadoutProgram | None:
         """The readout y_t (nodes that read the output state at t and the readout's own
@@ -860,9 +884,91 @@ def _run_slots(st: Stack, buf: str, c0: str, c1: str) -> list[int]:
     return []
 
 
-def lower(d: Derivation) -> Program:
-    """The statements of a cell's kernels (see the module docstring)."""
-    return _Lowering(d).build()
+def lower(d: Derivation, *, fold: bool = True, reserved: frozenset | None = None) -> Program:
+    """The statements of a cell's kernels (see the module docstring). ``fold`` False keeps the
+    biases out of A_x and the input and state projections apart (each pre-activation reads its
+    own columns of A_x and A_<state>: the numba printer fuses the adds into its loops);
+    ``reserved`` is the printing template's vocabulary (default :data:`naming.TEMPLATE_NAMES`)."""
+    return _Lowering(d, fold, reserved).build()
 
 
 __all__ = ["Grad", "Program", "Slot", "Stack", "lower", "size_code", "INPUT"]
+
+
+# ---------------------------------------------------------------------------------- forward mode
+# One step of forward mode for one tangent direction (a Jacobian-vector product), read from the
+# same Program: ds_u,t = sum_v J_t[u][v] ds_v,t-1 + sum_A V_t^{u,A}[dA] + (du_t/dx_t) dx_t
+# (the RTRL recursion with every dA at once, contracted with the tangent instead of materialised).
+
+
+def apply_matrix(kind: str, m: Expr, v: Expr) -> Expr:
+    """The batch of vectors m v, for a matrix in the form :meth:`_Lowering.matrix` writes it
+    ('diag': the vector of d(m); 'dense': Matrix, Column-, Row-scaled, MatMul, Scaled), without
+    materialising m: d(u) v = u * v, P v = v P^T, (P d(u)) v = P (u * v), d(u) P v, ..."""
+    if kind == "diag":
+        if isinstance(m, Const) and m.value == 1:
+            return v
+        if isinstance(m, Scaled):
+            return Scaled(m.coef, apply_matrix("diag", m.e, v))
+        return Mul((m, v))
+    if isinstance(m, Matrix):
+        return Dot(v, m.ident, m.transposed)
+    if isinstance(m, Scaled):
+        return Scaled(m.coef, apply_matrix("dense", m.e, v))
+    if isinstance(m, MatMul):
+        return apply_matrix("dense", m.a, apply_matrix("dense", m.b, v))
+    if isinstance(m, Mul) and len(m.factors) == 2:
+        a, b = m.factors
+        if isinstance(a, Column):  # d(u) B
+            return Mul((a.v, apply_matrix("dense", b, v)))
+        if isinstance(b, Row):  # A d(u)
+            return apply_matrix("dense", a, Mul((b.v, v)))
+    raise TypeError(f"not a matrix of the lowering: {m!r}")
+
+
+@dataclass(frozen=True)
+class TangentStep:
+    """Forward mode's step: ``tangent[s]`` the identifier of ds_t for state s, ``prev[s]`` of
+    ds_{t-1}, ``params[A]`` of dA, ``x`` of dx_t, and one statement per state (the tangents'
+    sums; ``None`` where a state's tangent is identically zero)."""
+
+    tangent: dict
+    prev: dict
+    params: dict
+    x: str
+    stmts: tuple
+
+
+def lower_tangent(prog: Program) -> TangentStep:
+    """The tangent step of ``prog`` (see :func:`apply_matrix`), over the forward's values at t.
+
+    The terms: for every state block J_t[u][v] (diagonal and dense parts) applied to ds_v,t-1;
+    for every parameter A the direct term V_t^{u,A} applied to dA (its last factor d_2(v): dA v;
+    d(v): v * dA; I: dA); the input Jacobian applied to dx_t."""
+    nm = prog.names
+    tan = {s: nm.once(f"tan:{s}", f"t_{prog.state_ident[s]}") for s in prog.states}
+    tprev = {s: nm.once(f"tanprev:{s}", f"t_{prog.prev_ident[s]}") for s in prog.states}
+    tpar = {p: nm.once(f"tanparam:{p}", f"t_{nm.cell(p)}") for p in prog.params}
+    tx = nm.once("tan:x", "dx_t")
+    stmts = []
+    for u in prog.states:
+        terms: list[Expr] = []
+        for bu, bv, diag, dense in prog.jacobian:
+            if bu != u:
+                continue
+            terms += [apply_matrix("diag", e, Var(tprev[bv])) for _, e in diag]
+            terms += [apply_matrix("dense", e, Var(tprev[bv])) for e in dense]
+        for ru, p, kind, last, pre, vec, _ in prog.rtrl_v:
+            if ru != u:
+                continue
+            dA = Var(tpar[p])
+            w = Dot(vec, tpar[p]) if last == "d2" else Mul((vec, dA)) if last == "d" else dA
+            terms.append(apply_matrix(kind, pre, w))
+        for xu, parts_ in prog.input_jacobian:
+            if xu == u:
+                terms += [apply_matrix(kind, e, Var(tx)) for kind, e in parts_]
+        stmts.append(Stmt(tan[u], Signed(tuple((1, t) for t in terms)),
+                          comment=f"d{u}_t = sum_v J_t[{u}][v] d v_(t-1) + sum_A V_t^A[dA] "
+                                  f"+ (d{u}_t/dx_t) dx_t") if terms else
+                     Stmt(tan[u], Const(Fraction(0))))
+    return TangentStep(tan, tprev, tpar, tx, tuple(stmts))

@@ -64,9 +64,28 @@ class Activation:
     numba_deriv_from_output: str | None  # act'(z) as numba scalar code of {y}
     range: Interval  # closed hull of act's values
     deriv_range: Interval  # closed hull of act''s values (the flow bounds read it)
+    # The array-library backends (derive.codegen.torch_printer / jax_printer), functional code
+    # (no ``out=``). They may use the printed modules' names ``_torch`` (torch), ``_jnp``
+    # (jax.numpy) and ``_jax`` (jax). A record without them still registers (the NumPy and
+    # numba kernels, LaTeX and flow need none of them), and printing a torch or JAX kernel that
+    # uses it raises, naming the missing facet (:meth:`facet`): nothing defaults.
+    torch: str | None = None  # act({z})
+    torch_deriv: str | None = None  # act'({z})
+    torch_deriv_from_output: str | None = None  # act'(z) of {y} = act(z)
+    jax: str | None = None
+    jax_deriv: str | None = None
+    jax_deriv_from_output: str | None = None
+
+    def facet(self, name: str) -> str:
+        """A backend facet's format, or ValueError naming it when the record lacks it."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"activation {self.name!r} has no {name!r} facet: give "
+                             f"Activation(..., {name}=...) to print it for that backend")
+        return value
 
     def __post_init__(self) -> None:
-        missing = [f.name for f in fields(self) if f.name not in _OPTIONAL
+        missing = [f.name for f in fields(self) if f.name not in _OPTIONAL | _BACKEND
                    and getattr(self, f.name) is None]
         if missing:
             raise ValueError(f"activation {self.name!r}: missing facets {missing}")
@@ -74,6 +93,17 @@ class Activation:
         if any(have) and not all(have):
             raise ValueError(f"activation {self.name!r}: {sorted(_OPTIONAL)} are all given or "
                              "all None (the kernels need the derivative from the output)")
+        for lib in ("torch", "jax"):
+            value = getattr(self, lib)
+            group = {f"{lib}_deriv": getattr(self, f"{lib}_deriv"),
+                     f"{lib}_deriv_from_output": getattr(self, f"{lib}_deriv_from_output")}
+            need = {f"{lib}_deriv"} | ({f"{lib}_deriv_from_output"}
+                                        if self.deriv_from_output is not None else set())
+            if value is not None and any(group[k] is None for k in need):
+                raise ValueError(f"activation {self.name!r}: {lib} is given, so "
+                                 f"{sorted(need)} must be too")
+            if value is None and any(v is not None for v in group.values()):
+                raise ValueError(f"activation {self.name!r}: {lib}'s derivatives without {lib}")
         if not self.name.isidentifier():
             raise ValueError(f"activation name {self.name!r} is not an identifier")
         for facet, keys in _PLACEHOLDERS.items():
@@ -119,10 +149,14 @@ class Activation:
 
 
 _OPTIONAL = frozenset({"deriv_from_output", "deriv_from_output_latex", "numba_deriv_from_output"})
+_BACKEND = frozenset({"torch", "torch_deriv", "torch_deriv_from_output",
+                      "jax", "jax_deriv", "jax_deriv_from_output"})
 _PLACEHOLDERS = {"numpy": ("z",), "deriv": ("z",), "deriv_from_output": ("y",),
                  "deriv_from_output_latex": ("y",), "numpy_kernel": ("z",),
                  "numpy_kernel_out": ("z", "out"), "numba": ("z",),
-                 "numba_deriv_from_output": ("y",)}
+                 "numba_deriv_from_output": ("y",), "torch": ("z",), "torch_deriv": ("z",),
+                 "torch_deriv_from_output": ("y",), "jax": ("z",), "jax_deriv": ("z",),
+                 "jax_deriv_from_output": ("y",)}
 
 
 @functools.cache
@@ -168,6 +202,12 @@ register(Activation(
     numpy_kernel="_sigmoid({z})", numpy_kernel_out="_sigmoid({z}, out={out})",
     numba="_sigmoid_s({z})", numba_deriv_from_output="{y} * (1.0 - {y})",
     range=(_F(0), _F(1)), deriv_range=(_F(0), _F(1, 4)),
+    torch='_torch.sigmoid({z})',
+    torch_deriv='_torch.sigmoid({z}) * (1.0 - _torch.sigmoid({z}))',
+    torch_deriv_from_output='{y} * (1.0 - {y})',
+    jax='_jax.nn.sigmoid({z})',
+    jax_deriv='_jax.nn.sigmoid({z}) * (1.0 - _jax.nn.sigmoid({z}))',
+    jax_deriv_from_output='{y} * (1.0 - {y})',
 ))
 register(Activation(
     name="tanh", latex=r"\tanh", unicode="tanh",
@@ -178,6 +218,12 @@ register(Activation(
     numpy_kernel="np.tanh({z})", numpy_kernel_out="np.tanh({z}, out={out})",
     numba="_tanh_s({z})", numba_deriv_from_output="1.0 - {y} * {y}",
     range=(_F(-1), _F(1)), deriv_range=(_F(0), _F(1)),
+    torch='_torch.tanh({z})',
+    torch_deriv='1.0 - _torch.square(_torch.tanh({z}))',
+    torch_deriv_from_output='1.0 - {y} * {y}',
+    jax='_jnp.tanh({z})',
+    jax_deriv='1.0 - _jnp.square(_jnp.tanh({z}))',
+    jax_deriv_from_output='1.0 - {y} * {y}',
 ))
 register(Activation(
     name="identity", latex=r"\operatorname{id}", unicode="id",
@@ -188,6 +234,12 @@ register(Activation(
     numpy_kernel="np.positive({z})", numpy_kernel_out="np.positive({z}, out={out})",
     numba="({z})", numba_deriv_from_output="1.0",
     range=(None, None), deriv_range=(_F(1), _F(1)),
+    torch='_torch.positive({z})',
+    torch_deriv='_torch.ones_like({z})',
+    torch_deriv_from_output='_torch.ones_like({y})',
+    jax='_jnp.positive({z})',
+    jax_deriv='_jnp.ones_like({z})',
+    jax_deriv_from_output='_jnp.ones_like({y})',
 ))
 register(Activation(
     name="relu", latex=r"\operatorname{ReLU}", unicode="ReLU",
@@ -198,6 +250,12 @@ register(Activation(
     numpy_kernel="np.maximum({z}, 0.0)", numpy_kernel_out="np.maximum({z}, 0.0, out={out})",
     numba="max({z}, 0.0)", numba_deriv_from_output="(1.0 if {y} > 0.0 else 0.0)",
     range=(_F(0), None), deriv_range=(_F(0), _F(1)),
+    torch='_torch.relu({z})',
+    torch_deriv='_torch.heaviside({z}, _torch.zeros_like({z}))',
+    torch_deriv_from_output='_torch.heaviside({y}, _torch.zeros_like({y}))',
+    jax='_jnp.maximum({z}, 0.0)',
+    jax_deriv='_jnp.heaviside({z}, 0.0)',
+    jax_deriv_from_output='_jnp.heaviside({y}, 0.0)',
 ))
 register(Activation(  # torch.nn.functional.leaky_relu's default negative slope, 0.01
     name="leaky_relu", latex=r"\operatorname{LeakyReLU}", unicode="LeakyReLU",
@@ -210,6 +268,12 @@ register(Activation(  # torch.nn.functional.leaky_relu's default negative slope,
     numpy_kernel_out="np.maximum({z}, 0.01 * ({z}), out={out})",
     numba="max({z}, 0.01 * ({z}))", numba_deriv_from_output="(1.0 if {y} > 0.0 else 0.01)",
     range=(None, None), deriv_range=(_F(1, 100), _F(1)),
+    torch='_torch.maximum({z}, 0.01 * ({z}))',
+    torch_deriv='0.01 + 0.99 * _torch.heaviside({z}, _torch.zeros_like({z}))',
+    torch_deriv_from_output='0.01 + 0.99 * _torch.heaviside({y}, _torch.zeros_like({y}))',
+    jax='_jnp.maximum({z}, 0.01 * ({z}))',
+    jax_deriv='0.01 + 0.99 * _jnp.heaviside({z}, 0.0)',
+    jax_deriv_from_output='0.01 + 0.99 * _jnp.heaviside({y}, 0.0)',
 ))
 register(Activation(  # beta 1 (torch returns z itself above its threshold 20: within 2e-9)
     name="softplus", latex=r"\operatorname{softplus}", unicode="softplus",
@@ -221,6 +285,12 @@ register(Activation(  # beta 1 (torch returns z itself above its threshold 20: w
     numba="max({z}, 0.0) + math.log1p(math.exp(-abs({z})))",
     numba_deriv_from_output="-math.expm1(-({y}))",
     range=(_F(0), None), deriv_range=(_F(0), _F(1)),
+    torch='_torch.logaddexp({z}, _torch.zeros_like({z}))',
+    torch_deriv='0.5 * (1.0 + _torch.tanh(0.5 * ({z})))',
+    torch_deriv_from_output='-_torch.expm1(-({y}))',
+    jax='_jnp.logaddexp({z}, 0.0)',
+    jax_deriv='0.5 * (1.0 + _jnp.tanh(0.5 * ({z})))',
+    jax_deriv_from_output='-_jnp.expm1(-({y}))',
 ))
 register(Activation(
     name="softsign", latex=r"\operatorname{softsign}", unicode="softsign",
@@ -233,6 +303,12 @@ register(Activation(
     numba="({z}) / (1.0 + abs({z}))",
     numba_deriv_from_output="(1.0 - abs({y})) * (1.0 - abs({y}))",
     range=(_F(-1), _F(1)), deriv_range=(_F(0), _F(1)),
+    torch='({z}) / (1.0 + _torch.abs({z}))',
+    torch_deriv='1.0 / _torch.square(1.0 + _torch.abs({z}))',
+    torch_deriv_from_output='_torch.square(1.0 - _torch.abs({y}))',
+    jax='({z}) / (1.0 + _jnp.abs({z}))',
+    jax_deriv='1.0 / _jnp.square(1.0 + _jnp.abs({z}))',
+    jax_deriv_from_output='_jnp.square(1.0 - _jnp.abs({y}))',
 ))
 register(Activation(
     name="exp", latex=r"\exp", unicode="exp",
@@ -243,6 +319,12 @@ register(Activation(
     numpy_kernel="np.exp({z})", numpy_kernel_out="np.exp({z}, out={out})",
     numba="math.exp({z})", numba_deriv_from_output="({y})",
     range=(_F(0), None), deriv_range=(_F(0), None),
+    torch='_torch.exp({z})',
+    torch_deriv='_torch.exp({z})',
+    torch_deriv_from_output='_torch.positive({y})',
+    jax='_jnp.exp({z})',
+    jax_deriv='_jnp.exp({z})',
+    jax_deriv_from_output='_jnp.positive({y})',
 ))
 register(Activation(  # torch's hardsigmoid: relu6(z + 3) / 6, derivative 1/6 on (-3, 3) only
     name="hard_sigmoid", latex=r"\operatorname{hardsigmoid}", unicode="hardsigmoid",
@@ -256,6 +338,12 @@ register(Activation(  # torch's hardsigmoid: relu6(z + 3) / 6, derivative 1/6 on
     numba="min(max(({z}) + 3.0, 0.0), 6.0) / 6.0",
     numba_deriv_from_output="(1.0 / 6.0 if 0.0 < ({y}) < 1.0 else 0.0)",
     range=(_F(0), _F(1)), deriv_range=(_F(0), _F(1, 6)),
+    torch='_torch.clamp(({z}) + 3.0, 0.0, 6.0) / 6.0',
+    torch_deriv='_torch.heaviside(3.0 - _torch.abs({z}), _torch.zeros_like({z})) / 6.0',
+    torch_deriv_from_output='_torch.heaviside({y} * (1.0 - {y}), _torch.zeros_like({y})) / 6.0',
+    jax='_jnp.clip(({z}) + 3.0, 0.0, 6.0) / 6.0',
+    jax_deriv='_jnp.heaviside(3.0 - _jnp.abs({z}), 0.0) / 6.0',
+    jax_deriv_from_output='_jnp.heaviside({y} * (1.0 - {y}), 0.0) / 6.0',
 ))
 register(Activation(  # 1/z, e.g. minLSTM's normalisation f / (f + i) = f * reciprocal(f + i)
     name="reciprocal", latex=r"\operatorname{recip}", unicode="recip",
@@ -266,4 +354,10 @@ register(Activation(  # 1/z, e.g. minLSTM's normalisation f / (f + i) = f * reci
     numpy_kernel="1.0 / ({z})", numpy_kernel_out="np.divide(1.0, {z}, out={out})",
     numba="1.0 / ({z})", numba_deriv_from_output="-({y}) * ({y})",
     range=(None, None), deriv_range=(None, _F(0)),
+    torch='1.0 / ({z})',
+    torch_deriv='-1.0 / _torch.square({z})',
+    torch_deriv_from_output='-_torch.square({y})',
+    jax='1.0 / ({z})',
+    jax_deriv='-1.0 / _jnp.square({z})',
+    jax_deriv_from_output='-_jnp.square({y})',
 ))

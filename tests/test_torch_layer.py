@@ -1,0 +1,271 @@
+"""derive.torch: derived cells as torch layers (issue 17).
+
+References that share no code with what they check: torch.nn.LSTM / GRU / RNN (the classic
+cells, stacked, bidirectional, packed), torch.autograd.gradcheck (central differences, both
+modes), each sequence run alone (variable lengths), and torch autograd through
+tests/fuzz_reference.py's interpreter of the spec (random cells of the whole grammar).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import require
+
+torch = require("torch", "the torch layer is torch")
+
+import derive  # noqa: E402
+import derive.torch as dt  # noqa: E402
+from derive.codegen.jax_backend import render_jax_kernel  # noqa: E402
+from derive.codegen.torch_backend import render_torch_kernel  # noqa: E402
+
+F64 = torch.float64
+NN = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
+
+
+def _run(module, x, lens, R, hR):
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    xx = x.clone().requires_grad_()
+    out, h = module(pack_padded_sequence(xx, lens, batch_first=True, enforce_sorted=False))
+    out, _ = pad_packed_sequence(out, batch_first=True)
+    hh = h if isinstance(h, tuple) else (h,)
+    loss = ((out - R) ** 2).mean() + sum(((a - b) ** 2).mean() for a, b in zip(hh, hR,
+                                                                              strict=True))
+    return out, hh, xx, loss
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_stacked_bidirectional_packed_equals_torch_nn(cell):
+    """num_layers=2, bidirectional, batch_first, packed variable lengths: outputs, final states
+    and every gradient within 1e-10 of torch.nn's; 100 SGD steps give the same loss curve."""
+    torch.manual_seed(0)
+    ref = NN[cell](3, 4, num_layers=2, bidirectional=True, batch_first=True, dtype=F64)
+    ours = dt.RNN(cell, 3, 4, num_layers=2, bidirectional=True, batch_first=True, dtype=F64)
+    ours.load_state_dict(ref.state_dict())
+    assert set(ours.state_dict()) == set(ref.state_dict())
+    x = torch.randn(3, 4, 3, dtype=F64)
+    lens = torch.tensor([4, 2, 3])
+    R = torch.randn(3, 4, 8, dtype=F64)
+    S = 2 if cell == "lstm" else 1
+    hR = [torch.randn(4, 3, 4, dtype=F64) for _ in range(S)]
+    got = []
+    for m in (ref, ours):
+        out, hh, xx, loss = _run(m, x, lens, R, hR)
+        loss.backward()
+        got.append((out, hh, xx.grad, {k: p.grad for k, p in m.named_parameters()}))
+    (o1, h1, x1, g1), (o2, h2, x2, g2) = got
+    torch.testing.assert_close(o2, o1, atol=1e-10, rtol=0)
+    for a, b in zip(h2, h1, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    torch.testing.assert_close(x2, x1, atol=1e-10, rtol=0)
+    assert set(g1) == set(g2)
+    for k in g1:
+        torch.testing.assert_close(g2[k], g1[k], atol=1e-10, rtol=0, msg=k)
+    # 100 SGD steps from the same weights
+    curves = []
+    start = {k: v.clone() for k, v in ref.state_dict().items()}
+    for m in (ref, ours):
+        m.load_state_dict(start)
+        opt = torch.optim.SGD(m.parameters(), lr=0.5)
+        curve = []
+        for _ in range(100):
+            opt.zero_grad()
+            loss = _run(m, x, lens, R, hR)[3]
+            loss.backward()
+            opt.step()
+            curve.append(loss.item())
+        curves.append(np.array(curve))
+    assert np.abs(curves[0] - curves[1]).max() < 1e-6
+
+
+def _params(K, n_in, n, gen):
+    dims = {"n_hidden": n, "n_in": n_in}
+    return {p: (0.5 * torch.randn(*[dims[d] for d in shape], generator=gen, dtype=F64))
+            .requires_grad_() for p, shape in K.PARAMS.items()}
+
+
+@pytest.mark.parametrize("cell", derive.cells())
+def test_gradcheck_and_lengths_of_every_cell(cell):
+    """gradcheck (reverse and forward mode) of the cell's Function with variable lengths, and
+    each sequence of a padded batch equal to the sequence run alone, gradients included."""
+    f = dt.sequence(cell)
+    K = f.kernel
+    gen = torch.Generator().manual_seed(1)
+    P = _params(K, 2, 3, gen)
+    xs = torch.randn(4, 3, 2, generator=gen, dtype=F64, requires_grad=True)
+    s0 = {s: torch.randn(3, 3, generator=gen, dtype=F64, requires_grad=True) for s in K.STATE}
+    lens = torch.tensor([4, 1, 3])
+    mask = dt.lengths_mask(lens, 4)
+
+    def fn(x, *a):
+        hs, fin = f(x, dict(zip(K.STATE, a[:len(K.STATE)], strict=True)),
+                    dict(zip(K.PARAMS, a[len(K.STATE):], strict=True)), mask)
+        return hs, *fin.values()
+
+    args = (xs, *s0.values(), *P.values())
+    assert torch.autograd.gradcheck(fn, args, check_forward_ad=True, check_undefined_grad=False)
+    R = torch.randn(4, 3, 3, generator=gen, dtype=F64)
+    hs, fin = f(xs, s0, P, mask)
+    loss = (hs * R).sum() + sum(v.sum() for v in fin.values())
+    grads = torch.autograd.grad(loss, [*P.values(), xs])
+    total = [torch.zeros_like(g) for g in grads]
+    for b, n in enumerate(lens.tolist()):
+        xb = xs[:n, b:b + 1]
+        hb, fb = f(xb, {s: v[b:b + 1] for s, v in s0.items()}, P)
+        torch.testing.assert_close(hs[:n, b:b + 1], hb, atol=1e-12, rtol=0)
+        assert torch.all(hs[n:, b] == 0)
+        for s in K.STATE:
+            torch.testing.assert_close(fin[s][b:b + 1], fb[s], atol=1e-12, rtol=0)
+        lb = (hb * R[:n, b:b + 1]).sum() + sum(v.sum() for v in fb.values())
+        gb = torch.autograd.grad(lb, [*P.values(), xs])
+        total = [t + g for t, g in zip(total, gb, strict=True)]
+    for a, b in zip(grads, total, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_torch_func_transforms_run_through_the_function():
+    import torch.func as tf
+
+    f = dt.sequence("gru")
+    K = f.kernel
+    gen = torch.Generator().manual_seed(2)
+    P = {k: v.detach() for k, v in _params(K, 2, 3, gen).items()}
+    xs = torch.randn(3, 2, 2, generator=gen, dtype=F64)
+    s0 = {"h": torch.zeros(2, 3, dtype=F64)}
+
+    def loss(p, x):
+        return f(x, s0, p)[0].pow(2).sum()
+
+    g = tf.grad(loss)(P, xs)
+    ref = torch.autograd.grad(loss({k: v.requires_grad_() for k, v in P.items()}, xs),
+                              list(P.values()))
+    for k, r in zip(P, ref, strict=True):
+        torch.testing.assert_close(g[k], r)
+    P = {k: v.detach() for k, v in P.items()}
+    jac = tf.jacrev(lambda x: f(x, s0, P)[0])(xs)
+    jfw = tf.jacfwd(lambda x: f(x, s0, P)[0])(xs)
+    torch.testing.assert_close(jac, jfw, atol=1e-12, rtol=0)
+    batch = torch.randn(4, 3, 2, 2, dtype=F64)
+    v = tf.vmap(lambda x: loss(P, x))(batch)
+    torch.testing.assert_close(v, torch.stack([loss(P, b) for b in batch]))
+
+
+def test_random_cells_through_the_layer_match_the_reference_interpreter():
+    """Any cell means any cell: random specs of the whole grammar, forward and every gradient
+    of the torch Function against torch autograd through the independent interpreter."""
+    hyp = require("hypothesis", "property-based tests")
+    import cell_strategies
+    import fuzz_reference
+
+    @hyp.settings(max_examples=6, deadline=None, derandomize=True,
+                  suppress_health_check=list(hyp.HealthCheck))
+    @hyp.given(cell_strategies.cells_with_sizes())
+    def check(pair):
+        spec, sz = pair
+        try:
+            f = dt.sequence(spec)
+        except derive.spec.SpecError:
+            hyp.reject()
+        K = f.kernel
+        n, m, T, B = sz["n_hidden"], sz["n_in"], sz["T"], sz["B"]
+        rng = np.random.default_rng(0)
+        dims = {"n_hidden": n, "n_in": m}
+        P = {p: 0.5 * rng.standard_normal([dims[d] for d in s]) for p, s in K.PARAMS.items()}
+        xs = rng.standard_normal((T, B, m))
+        s0 = {s: 0.5 * rng.standard_normal((B, n)) for s in K.STATE}
+        dhs = rng.standard_normal((T, B, n))
+        ref = fuzz_reference.gradients(spec, P, xs, s0, dhs)
+        refh = fuzz_reference.forward(spec, P, xs, s0)["hs"]
+        tP = {k: torch.tensor(v, requires_grad=True) for k, v in P.items()}
+        tx = torch.tensor(xs, requires_grad=True)
+        ts0 = {k: torch.tensor(v, requires_grad=True) for k, v in s0.items()}
+        hs, _ = f(tx, ts0, tP)
+        np.testing.assert_allclose(hs.detach().numpy(), refh, atol=1e-9)
+        got = torch.autograd.grad((hs * torch.tensor(dhs)).sum(), [*tP.values(), tx,
+                                                                    *ts0.values()])
+        for k, g in zip(tP, got, strict=False):
+            np.testing.assert_allclose(g.numpy(), ref["params"][k], atol=1e-8, err_msg=k)
+        np.testing.assert_allclose(got[len(tP)].numpy(), ref["xs"], atol=1e-8)
+        for s, g in zip(ts0, got[len(tP) + 1:], strict=True):
+            np.testing.assert_allclose(g.numpy(), ref["state0"][s], atol=1e-8)
+
+    check()
+
+
+def test_load_state_dict_takes_what_interop_gives():
+    from derive.tools import interop
+
+    ref = torch.nn.LSTM(3, 4, dtype=F64)
+    params = interop.from_torch("lstm", ref.state_dict())
+    ours = dt.RNN("lstm", 3, 4, dtype=F64)
+    ours.load_state_dict(interop.to_torch("lstm", params))  # NumPy arrays
+    x = torch.randn(5, 2, 3, dtype=F64)
+    torch.testing.assert_close(ours(x)[0], ref(x)[0], atol=1e-12, rtol=0)
+
+
+def test_any_cell_any_options_and_a_spec_file(tmp_path):
+    import json
+
+    from derive.spec.cells import MGU
+
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({**MGU, "name": "mine"}))
+    m = dt.RNN(str(path), 3, 5, num_layers=2, bidirectional=True, dropout=0.5, bias=False,
+               dtype=F64)
+    assert "b_f_l0" in dict(m.named_buffers())  # bias=False: the summand biases are zero
+    out, h = m(torch.randn(4, 2, 3, dtype=F64))
+    assert out.shape == (4, 2, 10) and h.shape == (4, 2, 5)
+    m2 = dt.RNN("peephole_lstm", 3, 5, dtype=F64)
+    out, (h, c) = m2(torch.randn(4, 2, 3, dtype=F64))
+    assert c.shape == (1, 2, 5)
+
+
+def test_a_missing_torch_facet_raises():
+    from derive.spec.activations import ACTIVATIONS, Activation, register, unregister
+
+    facets = {f: getattr(ACTIVATIONS["tanh"], f) for f in Activation.__dataclass_fields__
+              if not f.startswith(("torch", "jax"))}
+    register(Activation(**{**facets, "name": "tanh_nofacet"}))
+    try:
+        spec = {"name": "nofacet", "params": {"W": ("hidden", "input"), "U": ("hidden", "hidden")},
+                "nodes": {"h": "tanh_nofacet(W @ x + U @ h_prev)"}, "states": ("h",)}
+        with pytest.raises(ValueError, match="torch"):
+            render_torch_kernel(derive.calculus.derivation.get_spec(spec))
+    finally:
+        unregister("tanh_nofacet")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "mgu", "minlstm"])
+def test_printed_kernels_have_no_unused_names(cell, tmp_path):
+    import shutil
+    import subprocess
+
+    exe = shutil.which("ruff")
+    if exe is None:
+        pytest.skip("ruff is not installed")
+    files = []
+    for name, text in (("t", render_torch_kernel(cell)), ("j", render_jax_kernel(cell))):
+        files.append(tmp_path / f"{cell}_{name}.py")
+        files[-1].write_text(text)
+    r = subprocess.run([exe, "check", "--isolated", "--select", "F", *map(str, files)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_on_cuda_equals_cudnn(cell):
+    torch.manual_seed(0)
+    ref = NN[cell](8, 16, num_layers=2, bidirectional=True, dtype=F64).cuda()
+    ours = dt.RNN(cell, 8, 16, num_layers=2, bidirectional=True, dtype=F64).cuda()
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(7, 3, 8, dtype=F64, device="cuda", requires_grad=True)
+    o1, _ = ref(x)
+    g1 = torch.autograd.grad(o1.pow(2).sum(), [x, *ref.parameters()])
+    o2, _ = ours(x)
+    g2 = torch.autograd.grad(o2.pow(2).sum(), [x, *ours.parameters()])
+    torch.testing.assert_close(o2, o1, atol=1e-10, rtol=0)
+    for a, b in zip(g2, g1, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
