@@ -49,7 +49,8 @@ COLLIDING_NAMES = (
     "sens", "zero", "one", "A_x", "W_stack_x", "C_s0", "g_W", "k", "i",
     # more of the same kind: activation and module names, numba's locals
     "tanh", "sigmoid", "exp", "njit", "types", "half", "two", "OFF", "lo", "hi", "nil", "off",
-    "prev", "new_state", "views", "whole", "carry", "dxs_rest", "b_stack_x",
+    "prev", "new_state", "views", "whole", "carry", "dxs_rest", "b_stack_x", "mask", "lengths",
+    "held", "SPEC_DIGEST",
     # symbols the LaTeX and text printers reserve: d(.), I, L, M_t, N_t
     "d", "I", "L", "M", "N",
 )

@@ -1622,24 +1622,15 @@ def _first_failure(results: list[LineResult]) -> None:
 
 
 def _load_cell(cell: str | Mapping[str, Any] | CellSpec | Derivation) -> Derivation:
+    """A built-in cell's name, a spec file (.toml/.json, read as every command reads one:
+    :func:`derive.spec.files.resolve_cell`), a spec dict or a CellSpec, derived."""
     if isinstance(cell, Derivation):
         return cell
-    if isinstance(cell, str) and (cell.endswith((".json", ".toml"))):
-        path = Path(cell)
-        if not path.is_file():
-            raise CheckError(f"cell spec file {cell!r} not found")
-        try:
-            raw = path.read_text(encoding="utf-8")
-            if cell.endswith(".json"):
-                data = json.loads(raw)
-            else:
-                import tomllib
-
-                data = tomllib.loads(raw)
-        except (OSError, ValueError) as exc:
-            raise CheckError(f"cannot read cell spec {cell!r}: {exc}") from None
-        cell = data
     try:
+        if isinstance(cell, str):
+            from ..spec.files import resolve_cell
+
+            cell = resolve_cell(cell)
         return derive(cell)  # type: ignore[arg-type]
     except SpecError as exc:
         raise CheckError(str(exc)) from None

@@ -24,7 +24,7 @@ TEMPLATE_NAMES = frozenset({
     "steps", "batch", "n_hidden", "n_in", "n_out", "dtype", "t", "x_t", "P", "S", "out", "V", "off",
     "dense", "sens", "prev", "ones", "carry", "new_state", "J", "hs", "ys", "name", "seed",
     "_sizes", "_unpack", "_local_step", "_check_array", "_check_state", "_check_xs",
-    "_sigmoid", "_apply", "zip", "range", "dict",
+    "_sigmoid", "_apply", "zip", "range", "dict", "mask", "lengths", "held",
 })
 
 # The words the numba kernel templates (templates/numba/) write literally on top of those: the
