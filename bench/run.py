@@ -64,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-repeats", type=int, default=1000)
     ap.add_argument("--quick", action="store_true", help="c1,c2 only and fewer repeats")
     ap.add_argument("--backends", default="numpy,numba",
-                    help="kernel backends for bptt/memory/import: numpy = generated/<cell>.py, "
-                         "numba = generated/<cell>_numba.py (skipped when it does not import)")
+                    help="kernel backends for bptt/memory/import: numpy = derive.kernels.<cell>, "
+                         "numba = derive.kernels.<cell>_numba (skipped when it does not import)")
     ap.add_argument("--kernels", metavar="DIR",
-                    help="import the `generated` package from DIR/generated instead of the "
-                         "installed one (e.g. to compare old and new kernels)")
+                    help="use the kernel package in DIR (`derive generate --out DIR`) as "
+                         "derive.kernels in this process (e.g. to compare old and new kernels; "
+                         "the import-time section measures the installed kernels)")
     ap.add_argument("--threads", type=int,
                     help="torch threads and numpy BLAS threads (default: os.cpu_count())")
     ap.add_argument("--foreign-max", type=float, default=0.10, metavar="F",
@@ -102,12 +103,21 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     if args.kernels:
-        kdir = str(Path(args.kernels).resolve())
-        if not (Path(kdir) / "generated" / "__init__.py").exists():
-            raise SystemExit(f"--kernels: {kdir}/generated/__init__.py not found")
-        sys.path.insert(0, kdir)  # before the editable install's finder
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            [kdir, *filter(None, [os.environ.get("PYTHONPATH")])])  # the import subprocesses
+        # a kernel package (derive generate --out DIR) stands in for derive.kernels in this
+        # process: its modules import relatively, so any folder works
+        import importlib.util
+
+        kdir = Path(args.kernels).resolve()
+        if not (kdir / "__init__.py").exists():
+            raise SystemExit(f"--kernels: {kdir}/__init__.py not found (write a kernel package "
+                             f"with `derive generate --out DIR`)")
+        import derive  # noqa: F401  (the parent package first)
+
+        spec = importlib.util.spec_from_file_location(
+            "derive.kernels", kdir / "__init__.py", submodule_search_locations=[str(kdir)])
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["derive.kernels"] = mod
+        spec.loader.exec_module(mod)
     threads = args.threads or os.cpu_count()
     if args.wait_idle > 0:
         idle = wait_idle(args.wait_idle)
