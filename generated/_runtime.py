@@ -115,6 +115,30 @@ def check_xs(xs, n_in, dtype):
     return check_array("xs", xs, (xs.shape[0], xs.shape[1], width), dtype)
 
 
+def step_mask(lengths, mask, steps, batch):
+    """The (T, B, 1) boolean mask of the steps each sequence takes (None: every step), from
+    ``lengths`` (B,) integers in [0, T] (sequence b runs steps 0..lengths[b]-1, as in torch's
+    packed sequences) or an explicit ``mask`` (T, B) or (T, B, 1) of booleans. Where the mask
+    is False a state is carried unchanged and receives no gradient from that step."""
+    if lengths is not None and mask is not None:
+        raise ValueError("give lengths or mask, not both")
+    if lengths is not None:
+        arr = np.asarray(lengths)
+        if arr.shape != (batch,) or arr.dtype.kind not in "iu":
+            raise ValueError(f"lengths must be {batch} integers (one per sequence), got "
+                             f"{arr.dtype} of shape {arr.shape}")
+        if arr.size and (arr.min() < 0 or arr.max() > steps):
+            raise ValueError(f"lengths must lie in [0, T={steps}], got {arr.min()}..{arr.max()}")
+        return (np.arange(steps)[:, None] < arr[None, :])[:, :, None]
+    if mask is None:
+        return None
+    arr = np.asarray(mask)
+    if arr.dtype != np.bool_ or arr.shape not in ((steps, batch), (steps, batch, 1)):
+        raise ValueError(f"mask must be booleans of shape (T, B) = ({steps}, {batch}) or "
+                         f"(T, B, 1), got {arr.dtype} of shape {arr.shape}")
+    return arr.reshape(steps, batch, 1)
+
+
 
 def flat(a):
     """(T, B, k) -> (T * B, k): every step and batch row as one row."""
@@ -259,11 +283,15 @@ def rtrl_step(PARAMS, STATE, local_step, params, x_t, state, sens=None, unpack=N
     return new_state, {s: split_sens(PARAMS, params, out[s], off, batch, n_hidden) for s in STATE}
 
 
-def rtrl(PARAMS, STATE, local_step, params, xs, state0=None, unpack=None, dense_max=0):
-    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape)."""
+def rtrl(PARAMS, STATE, local_step, params, xs, state0=None, unpack=None, dense_max=0,
+         lengths=None, mask=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape); with
+    ``lengths`` or ``mask`` (:func:`step_mask`) a sequence's state and sensitivities are held
+    where its mask is False (dh_T/dA is then d h_{length}/dA)."""
     n_hidden, n_in, dtype = sizes(PARAMS, params)
     xs = check_xs(xs, n_in, dtype)
     steps, batch, n_in = xs.shape
+    mask = step_mask(lengths, mask, steps, batch)
     state = check_state(STATE, state0, batch, n_hidden, dtype)
     bufs, views, off, whole = sens_buffers(PARAMS, STATE, batch, n_hidden, n_in, dtype,
                                            block=True)
@@ -275,8 +303,13 @@ def rtrl(PARAMS, STATE, local_step, params, xs, state0=None, unpack=None, dense_
     cur = 0
     for t in range(steps):
         dense = None if Jbuf is None else (Jbuf, whole[cur], whole[1 - cur])
+        prev = state
         state, _, _ = local_step(params, xs[t], state, bufs[cur], bufs[1 - cur], views[1 - cur],
                                  off, P=P, dense=dense)
+        if mask is not None and not mask[t].all():  # held sequences keep state and S
+            state = {s: np.where(mask[t], state[s], prev[s]) for s in STATE}
+            for s in STATE:
+                np.copyto(bufs[1 - cur][s], bufs[cur][s], where=~mask[t][:, :, None])
         cur = 1 - cur
     # a compact copy of the output state's rows: the result keeps neither buffer alive
     return split_sens(PARAMS, params, bufs[cur][STATE[0]].copy(), off, batch, n_hidden)

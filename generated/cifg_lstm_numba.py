@@ -28,6 +28,7 @@ from .cifg_lstm import (  # noqa: F401  (re-exported: same API)
     PARAMS,
     READOUT,
     READOUT_PARAMS,
+    SPEC_DIGEST,
     STATE,
     STATE0_GRAD,
     _check_array,
@@ -38,6 +39,9 @@ from .cifg_lstm import (  # noqa: F401  (re-exported: same API)
     rtrl_step,
     state_jacobian,
 )
+from .cifg_lstm import backward as _numpy_backward  # variable lengths: the NumPy path
+from .cifg_lstm import forward as _numpy_forward
+from .cifg_lstm import rtrl as _numpy_rtrl
 
 
 # ---------------------------------------------------------------------------- activations
@@ -287,40 +291,76 @@ def _colsum(D, lo, hi, out):
             out[c] += d[c]
 
 
-# Whole-sequence kernels where the stacked matrices are small enough to stay in a core's cache
-# (bytes of all stacked matrices <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one
-# compiled call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step.
-# Above it, per-step BLAS products around the fused step loops (BLAS is faster on big blocks).
-# Measured on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68,
-# c2 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
+# Whole-sequence kernels where the matrices are small enough to stay in a core's cache
+# (bytes of all of them <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one compiled
+# call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step. Above it,
+# per-step BLAS products around the fused step loops (BLAS is faster on big blocks). Measured
+# on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68, c2
+# 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
 SEQUENCE_MAX_BYTES = 1048576
 FUSED = True  # compiled loops (a cell the fused printer does not print re-exports NumPy's)
 
 
 def _unpack(params):
-    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    """The parameters and the stacked blocks Theta_v of the matrices acting on one vector."""
     P = dict(params)
-    # W_stack_x = [W_z; W_i; W_o] acts on x
-    P["W_stack_x"] = np.concatenate([params["W_z"], params["W_i"], params["W_o"]], axis=0)
-    # W_stack_y = [R_z; R_i; R_o] acts on y
-    P["W_stack_y"] = np.concatenate([params["R_z"], params["R_i"], params["R_o"]], axis=0)
-    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
-    P["b_stack_x"] = np.concatenate([params["b_z"], params["b_i"], params["b_o"]])
+    # W_stack_x = [W_z; W_i; W_o]
+    P["stack:x"] = np.concatenate([params["W_z"], params["W_i"], params["W_o"]], axis=0)
+    # W_stack_y = [R_z; R_i; R_o]
+    P["stack:y"] = np.concatenate([params["R_z"], params["R_i"], params["R_o"]], axis=0)
     return P
 
 
 def _sequence(P):
     """True where forward() and backward() run the whole-sequence kernels (see above)."""
-    return sum(P[s].nbytes for s in ("W_stack_x", "W_stack_y", )) <= SEQUENCE_MAX_BYTES
+    return sum(P[k].nbytes for k in ("stack:x", "stack:y", )) <= SEQUENCE_MAX_BYTES
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _forward_step(t, A_x, A_y, b_z, b_i, b_o, S_c, C_f, C_tanh_c, S_y, one):
+    """Forward step t, loop 1 of 1, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = A_x.shape[1], b_z.shape[0]
+    for b in range(batch):
+        A_x_t_0 = A_x[t, b, 0:n_hidden]
+        A_y_b_0 = A_y[b, 0:n_hidden]
+        A_x_t_1 = A_x[t, b, n_hidden:2 * n_hidden]
+        A_y_b_1 = A_y[b, n_hidden:2 * n_hidden]
+        A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
+        A_y_b_2 = A_y[b, 2 * n_hidden:3 * n_hidden]
+        S_c_t = S_c[t, b]
+        C_f_t = C_f[t, b]
+        S_c_t1 = S_c[t + 1, b]
+        C_tanh_c_t = C_tanh_c[t, b]
+        S_y_t1 = S_y[t + 1, b]
+        for j in range(n_hidden):
+            c_prev = S_c_t[j]
+            # z_t = \tanh(W_z x_t + R_z y_{t-1} + b_z)
+            z = _tanh_s(A_x_t_0[j] + A_y_b_0[j] + b_z[j])
+            A_x_t_0[j] = z
+            # i_t = \sigma(W_i x_t + R_i y_{t-1} + b_i)
+            i = _sigmoid_s(A_x_t_1[j] + A_y_b_1[j] + b_i[j])
+            A_x_t_1[j] = i
+            # f_t = 1 - i_t
+            f = one - i
+            C_f_t[j] = f
+            # c_t = z_t \odot i_t + c_{t-1} \odot f_t
+            c = z * i + c_prev * f
+            S_c_t1[j] = c
+            # o_t = \sigma(W_o x_t + R_o y_{t-1} + b_o)
+            o = _sigmoid_s(A_x_t_2[j] + A_y_b_2[j] + b_o[j])
+            A_x_t_2[j] = o
+            tanh_c = _tanh_s(c)
+            C_tanh_c_t[j] = tanh_c
+            # y_t = \tanh(c_t) \odot o_t
+            S_y_t1[j] = tanh_c * o
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def _forward_seq(lo, hi, xs, W_cat, S_y, A_x, S_c, C_f, C_tanh_c, b_z, b_i, b_o, one, nil):
-    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair
-    of rows the input and recurrent projections (_nt2), then the fused elementwise part (the
-    loop body of _forward_step)."""
-    steps, n_hidden = xs.shape[0], S_y.shape[2]
-    n_in = xs.shape[2]
+def _forward_seq(lo, hi, xs, W_cat, S_y, A_x, b_z, b_i, b_o, S_c, C_f, C_tanh_c, nil, one):
+    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of
+    rows the products (_nt2) and the fused loops of _forward_step."""
+    steps, n_in, n_hidden = xs.shape[0], xs.shape[2], S_y.shape[2]
     U = np.empty((2, W_cat.shape[1]), xs.dtype)  # rows [x_t; y_(t-1)] of a pair
     for t in range(steps):
         for b0 in range(lo, hi, 2):
@@ -331,350 +371,197 @@ def _forward_seq(lo, hi, xs, W_cat, S_y, A_x, S_c, C_f, C_tanh_c, b_z, b_i, b_o,
             # A_x[t, b] = [W_stack_x W_stack_y] U: the input and recurrent products at once
             _nt2(U[0], U[1], W_cat, A_x[t, b0], A_x[t, b1], nil, b1 > b0, False)
             for b in range(b0, b1 + 1):
-                A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
-                A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]
-                C_f_t = C_f[t, b]
-                S_c_t = S_c[t, b]
-                S_c_t1 = S_c[t + 1, b]
+                A_x_t_0 = A_x[t, b, 0:n_hidden]
+                A_x_t_1 = A_x[t, b, n_hidden:2 * n_hidden]
                 A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
+                S_c_t = S_c[t, b]
+                C_f_t = C_f[t, b]
+                S_c_t1 = S_c[t + 1, b]
                 C_tanh_c_t = C_tanh_c[t, b]
                 S_y_t1 = S_y[t + 1, b]
                 for j in range(n_hidden):
-                    # z_t = tanh(W_z @ x + R_z @ y_prev + b_z)
-                    z = _tanh_s((A_x_t_0[j] + b_z[j]))
+                    c_prev = S_c_t[j]
+                    # z_t = \tanh(W_z x_t + R_z y_{t-1} + b_z)
+                    z = _tanh_s(A_x_t_0[j] + b_z[j])
                     A_x_t_0[j] = z
-                    # i_t = sigmoid(W_i @ x + R_i @ y_prev + b_i)
-                    i = _sigmoid_s((A_x_t_1[j] + b_i[j]))
+                    # i_t = \sigma(W_i x_t + R_i y_{t-1} + b_i)
+                    i = _sigmoid_s(A_x_t_1[j] + b_i[j])
                     A_x_t_1[j] = i
-                    # f_t = 1 - i
+                    # f_t = 1 - i_t
                     f = one - i
                     C_f_t[j] = f
-                    # c_t = z * i + c_prev * f
-                    c = z * i + S_c_t[j] * f
+                    # c_t = z_t \odot i_t + c_{t-1} \odot f_t
+                    c = z * i + c_prev * f
                     S_c_t1[j] = c
-                    # o_t = sigmoid(W_o @ x + R_o @ y_prev + b_o)
-                    o = _sigmoid_s((A_x_t_2[j] + b_o[j]))
+                    # o_t = \sigma(W_o x_t + R_o y_{t-1} + b_o)
+                    o = _sigmoid_s(A_x_t_2[j] + b_o[j])
                     A_x_t_2[j] = o
-                    # y_t = tanh(c) * o
                     tanh_c = _tanh_s(c)
                     C_tanh_c_t[j] = tanh_c
-                    y = tanh_c * o
-                    S_y_t1[j] = y
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def _backward_seq(lo, hi, dhs, S_c, C_f, C_tanh_c, dA_x, d_y_next, d_c_next, R_c, one, xs, S_y, WT_W_stack_y_0, G_W_stack_x_0, G_W_stack_y_0, colsum_dA_x, nil):
-    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step the fused
-    elementwise part (the loop body of _backward_step), the carried adjoints (_nt2 with the
-    stacked matrices' transposes), and this chunk's share of the weight and bias gradients
-    (_rank_update, _colsum, into the chunk's own partial sums)."""
-    steps, n_hidden = dhs.shape[0], dhs.shape[2]
-    for t in range(steps - 1, -1, -1):
-        for b in range(lo, hi):
-            dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
-            dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
-            C_f_t = C_f[t, b]
-            dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
-            C_tanh_c_t = C_tanh_c[t, b]
-            dhs_t = dhs[t, b]
-            d_y_next_b = d_y_next[b]
-            d_c_next_b = d_c_next[b]
-            S_c_t = S_c[t, b]
-            R_c_b = R_c[b]
-            for j in range(n_hidden):
-                z = dA_x_t_0[j]
-                i = dA_x_t_1[j]
-                f = C_f_t[j]
-                o = dA_x_t_2[j]
-                tanh_c = C_tanh_c_t[j]
-                # bar{y}_t = frac{partial ell_t}{partial y_t} + delta y_t
-                d_y = dhs_t[j] + d_y_next_b[j]
-                # bar{o}_t = d(tanh(c_t)) bar{y}_t
-                d_o = (tanh_c) * d_y
-                # bar{hat{o}}_t = d(o'_t) bar{o}_t
-                d_o_hat = ((o * (one - o))) * d_o
-                # bar{c}_t = delta c_t + d(o_t) d(tanh'(c_t)) bar{y}_t
-                d_c = d_c_next_b[j] + (o) * ((one - tanh_c * tanh_c)) * d_y
-                # bar{f}_t = d(c_{t-1}) bar{c}_t
-                d_f = (S_c_t[j]) * d_c
-                # bar{i}_t = -bar{f}_t + d(z_t) bar{c}_t
-                d_i = -d_f + (z) * d_c
-                # bar{hat{i}}_t = d(i'_t) bar{i}_t
-                d_i_hat = ((i * (one - i))) * d_i
-                # bar{z}_t = d(i_t) bar{c}_t
-                d_z = (i) * d_c
-                # bar{hat{z}}_t = d(z'_t) bar{z}_t
-                d_z_hat = ((one - z * z)) * d_z
-                dA_x_t_0[j] = d_z_hat
-                dA_x_t_1[j] = d_i_hat
-                dA_x_t_2[j] = d_o_hat
-                R_c_b[j] = (f) * d_c
-        # carried adjoints delta v_(t-1): the stacked part, then the rest from the loop
-        for b0 in range(lo, hi, 2):
-            b1 = min(b0 + 1, hi - 1)
-            _nt2(dA_x[t, b0, 0 * n_hidden:3 * n_hidden], dA_x[t, b1, 0 * n_hidden:3 * n_hidden], WT_W_stack_y_0, d_y_next[b0], d_y_next[b1], nil, b1 > b0, False)
-            for b in range(b0, b1 + 1):
-                d_c_next[b] = R_c[b]
-        # weight gradients: sum_t (bar a_t) v_t^T, this step's rows
-        _rank_update(dA_x[t], 0 * n_hidden, xs[t], lo, hi, G_W_stack_x_0)
-        _rank_update(dA_x[t], 0 * n_hidden, S_y[t], lo, hi, G_W_stack_y_0)
-        _colsum(dA_x[t], lo, hi, colsum_dA_x)
+                    # y_t = \tanh(c_t) \odot o_t
+                    S_y_t1[j] = tanh_c * o
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _forward_step(t, A_x, A_y, S_y, S_c, C_f, C_tanh_c, b_z, b_i, b_o, one):
-    """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
-    over row views of batch row b (vectorised; see
-    derive.codegen.numba_backend.row_views)."""
-    batch, n_hidden = S_y.shape[1], S_y.shape[2]
-    for b in range(batch):
-        A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
-        A_y_b_0 = A_y[b, 0 * n_hidden:1 * n_hidden]
-        A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]
-        A_y_b_1 = A_y[b, 1 * n_hidden:2 * n_hidden]
-        C_f_t = C_f[t, b]
-        S_c_t = S_c[t, b]
-        S_c_t1 = S_c[t + 1, b]
-        A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
-        A_y_b_2 = A_y[b, 2 * n_hidden:3 * n_hidden]
-        C_tanh_c_t = C_tanh_c[t, b]
-        S_y_t1 = S_y[t + 1, b]
-        for j in range(n_hidden):
-            # z_t = tanh(W_z @ x + R_z @ y_prev + b_z)
-            z = _tanh_s((A_x_t_0[j] + A_y_b_0[j] + b_z[j]))
-            A_x_t_0[j] = z
-            # i_t = sigmoid(W_i @ x + R_i @ y_prev + b_i)
-            i = _sigmoid_s((A_x_t_1[j] + A_y_b_1[j] + b_i[j]))
-            A_x_t_1[j] = i
-            # f_t = 1 - i
-            f = one - i
-            C_f_t[j] = f
-            # c_t = z * i + c_prev * f
-            c = z * i + S_c_t[j] * f
-            S_c_t1[j] = c
-            # o_t = sigmoid(W_o @ x + R_o @ y_prev + b_o)
-            o = _sigmoid_s((A_x_t_2[j] + A_y_b_2[j] + b_o[j]))
-            A_x_t_2[j] = o
-            # y_t = tanh(c) * o
-            tanh_c = _tanh_s(c)
-            C_tanh_c_t[j] = tanh_c
-            y = tanh_c * o
-            S_y_t1[j] = y
-
-
-def forward(params, xs, state0=None):
-    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
-    n_hidden, n_in, dtype = _sizes(params)
-    xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
-    state = _check_state(state0, batch, n_hidden, dtype)
-    P = _unpack(params)
-    S_y = np.empty((steps + 1, batch, n_hidden), dtype)
-    S_y[0] = state["y"]
-    S_c = np.empty((steps + 1, batch, n_hidden), dtype)
-    S_c[0] = state["c"]
-    C_f = np.empty((steps, batch, n_hidden), dtype)
-    C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
-    b_z = np.ascontiguousarray(P["b_z"])
-    b_i = np.ascontiguousarray(P["b_i"])
-    b_o = np.ascontiguousarray(P["b_o"])
-    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
-    if _sequence(P):
-        xs = np.ascontiguousarray(xs)
-        W_cat = np.concatenate((P["W_stack_x"], P["W_stack_y"], ), axis=1)
-        A_x = np.empty((steps, batch, P["W_stack_x"].shape[0]), dtype)
-        nil = dtype.type(0.0)
-        args = (xs, W_cat, S_y, A_x, S_c, C_f, C_tanh_c, b_z, b_i, b_o, one, nil,)
-        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda i: args)
-    else:
-        # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t (the
-        # biases are added in the fused loop, which reads A_x anyway: no extra pass over it)
-        A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
-        W_stack_y_T = np.ascontiguousarray(P["W_stack_y"].T)  # C order: BLAS is faster at small B
-        A_y = np.empty((batch, W_stack_y_T.shape[1]), dtype)
-        for t in range(steps):
-            np.matmul(S_y[t], W_stack_y_T, out=A_y)  # the recurrent projection (BLAS)
-            _forward_step(t, A_x, A_y, S_y, S_c, C_f, C_tanh_c, b_z, b_i, b_o, one)
-    cache = {"xs": xs, "backend": "numba",
-             "state": {s: S[-1] for s, S in zip(STATE, (S_y, S_c, ))}}
-    cache["S_y"] = S_y
-    cache["S_c"] = S_c
-    cache["f"] = C_f
-    cache["tanh_c"] = C_tanh_c
-    cache["z"] = A_x[:, :, 0 * n_hidden:1 * n_hidden]  # stored in A_x
-    cache["i"] = A_x[:, :, 1 * n_hidden:2 * n_hidden]  # stored in A_x
-    cache["o"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # stored in A_x
-    cache["A_x"] = A_x
-    return S_y[1:], cache
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_c, C_f, C_tanh_c, dA_x, d_y_next, d_c_next, R_c, one):
-    """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
-    projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
-    Gates kept in dA_x's slots are read there and overwritten by their adjoints."""
+def _backward_step(t, dhs, d_y_next, d_c_next, C_tanh_c, dA_x, S_c, C_f, R_c, one):
+    """Backward step t, loop 1 of 1, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
     batch, n_hidden = dhs.shape[1], dhs.shape[2]
     for b in range(batch):
-        dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
-        dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
-        C_f_t = C_f[t, b]
-        dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
-        C_tanh_c_t = C_tanh_c[t, b]
         dhs_t = dhs[t, b]
         d_y_next_b = d_y_next[b]
         d_c_next_b = d_c_next[b]
+        C_tanh_c_t = C_tanh_c[t, b]
+        dA_x_t_0 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
         S_c_t = S_c[t, b]
+        dA_x_t_1 = dA_x[t, b, 0:n_hidden]
+        dA_x_t_2 = dA_x[t, b, n_hidden:2 * n_hidden]
+        C_f_t = C_f[t, b]
         R_c_b = R_c[b]
         for j in range(n_hidden):
-            z = dA_x_t_0[j]
-            i = dA_x_t_1[j]
-            f = C_f_t[j]
-            o = dA_x_t_2[j]
             tanh_c = C_tanh_c_t[j]
-            # bar{y}_t = frac{partial ell_t}{partial y_t} + delta y_t
+            o = dA_x_t_0[j]
+            c_prev = S_c_t[j]
+            z = dA_x_t_1[j]
+            i = dA_x_t_2[j]
+            f = C_f_t[j]
+            # \bar{y}_t = \frac{\partial \ell_t}{\partial y_t} + \delta y_t
             d_y = dhs_t[j] + d_y_next_b[j]
-            # bar{o}_t = d(tanh(c_t)) bar{y}_t
-            d_o = (tanh_c) * d_y
-            # bar{hat{o}}_t = d(o'_t) bar{o}_t
-            d_o_hat = ((o * (one - o))) * d_o
-            # bar{c}_t = delta c_t + d(o_t) d(tanh'(c_t)) bar{y}_t
-            d_c = d_c_next_b[j] + (o) * ((one - tanh_c * tanh_c)) * d_y
-            # bar{f}_t = d(c_{t-1}) bar{c}_t
-            d_f = (S_c_t[j]) * d_c
-            # bar{i}_t = -bar{f}_t + d(z_t) bar{c}_t
-            d_i = -d_f + (z) * d_c
-            # bar{hat{i}}_t = d(i'_t) bar{i}_t
-            d_i_hat = ((i * (one - i))) * d_i
-            # bar{z}_t = d(i_t) bar{c}_t
-            d_z = (i) * d_c
-            # bar{hat{z}}_t = d(z'_t) bar{z}_t
-            d_z_hat = ((one - z * z)) * d_z
-            dA_x_t_0[j] = d_z_hat
-            dA_x_t_1[j] = d_i_hat
-            dA_x_t_2[j] = d_o_hat
-            R_c_b[j] = (f) * d_c
+            # \bar{o}_t = d(\tanh(c_t)) \bar{y}_t
+            d_o = tanh_c * d_y
+            # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
+            dA_x_t_0[j] = o * (one - o) * d_o
+            # \bar{c}_t = \delta c_t + d(o_t) d(\tanh'(c_t)) \bar{y}_t
+            d_c = d_c_next_b[j] + o * ((one - tanh_c * tanh_c) * d_y)
+            # \bar{f}_t = d(c_{t-1}) \bar{c}_t
+            d_f = c_prev * d_c
+            # \bar{i}_t = -\bar{f}_t + d(z_t) \bar{c}_t
+            d_i = -d_f + z * d_c
+            # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
+            dA_x_t_2[j] = i * (one - i) * d_i
+            # \bar{z}_t = d(i_t) \bar{c}_t
+            d_z = i * d_c
+            # \bar{\hat{z}}_t = d(z'_t) \bar{z}_t
+            dA_x_t_1[j] = (one - z * z) * d_z
+            # \delta c_{t-1} = d(f_t) \bar{c}_t
+            R_c_b[j] = f * d_c
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
-    dys = {name: dL/dy_t}; see cifg_lstm.backward (one cache serves one backward unless
-    keep_cache=True)."""
-    n_hidden, n_in, dtype = _sizes(params)
-    if not isinstance(cache, dict) or "xs" not in cache:
-        raise ValueError("cache must be the dict returned by forward()")
-    if cache.get("backend") != "numba":
-        raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
-                         f"forward(); pass it to that module's backward()")
-    if cache.get("consumed"):
-        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
-                         "run forward() again, or pass keep_cache=True to backward()")
-    xs = cache["xs"]
-    steps, batch = xs.shape[:2]
-    if xs.shape[2] != n_in or xs.dtype != dtype:
-        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
-                         f"params expect n_in={n_in} and dtype {dtype}")
-    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
-    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
-    if dys is not None:
-        raise ValueError("dys is the readout's gradient, and this cell has no readout")
-    P = _unpack(params)
-    W_stack_x = P["W_stack_x"]
-    W_stack_y = P["W_stack_y"]
-    S_y = cache["S_y"]
-    d_y_next = carry["y"].copy()  # ours: written in place
-    S_c = cache["S_c"]
-    d_c_next = carry["c"].copy()  # ours: written in place
-    C_f = cache["f"]
-    C_tanh_c = cache["tanh_c"]
-    # the gates in A_x's slots become their adjoints; a copy of A_x when the cache is kept
-    dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
-    R_c = np.empty((batch, n_hidden), dtype)
-    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
-    if _sequence(P):
-        xs = np.ascontiguousarray(xs)
-        chunks = rt.row_chunks(batch, rt.num_threads())
-        # each chunk sums its own share of every gradient; the shares are added at the end
-        WT_W_stack_y_0 = np.ascontiguousarray(W_stack_y[0 * n_hidden:3 * n_hidden].T)
-        G_W_stack_x_0_part = np.zeros((len(chunks), 3 * n_hidden, n_in), dtype)
-        G_W_stack_y_0_part = np.zeros((len(chunks), 3 * n_hidden, n_hidden), dtype)
-        colsum_dA_x_part = np.zeros((len(chunks), dA_x.shape[2]), dtype)
-        nil = dtype.type(0.0)
-        rt.run_chunks(_backward_seq, chunks, lambda i: (dhs, S_c, C_f, C_tanh_c, dA_x, d_y_next, d_c_next, R_c, one, xs, S_y, WT_W_stack_y_0, G_W_stack_x_0_part[i], G_W_stack_y_0_part[i], colsum_dA_x_part[i], nil,))
-        G_W_stack_x_0 = G_W_stack_x_0_part.sum(axis=0)
-        G_W_stack_y_0 = G_W_stack_y_0_part.sum(axis=0)
-        colsum_dA_x = colsum_dA_x_part.sum(axis=0)
-    else:
-        for t in range(steps - 1, -1, -1):
-            _backward_step(t, dhs, S_c, C_f, C_tanh_c, dA_x, d_y_next, d_c_next, R_c, one)
-            # carried adjoints: the stacked part as one matmul (BLAS), the rest from the loop
-            d_y_next = dA_x[t] @ W_stack_y
-            d_c_next, R_c = R_c, d_c_next  # no copy
-        # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-        G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-        G_W_stack_y_0 = dA_x[:, :, 0 * n_hidden:3 * n_hidden].reshape(steps * batch, -1).T @ S_y[:-1].reshape(steps * batch, -1)
-        # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
-        colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
-    cache["consumed"] = not keep_cache
-    grads = {}
-    grads["W_z"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
-    grads["W_i"] = G_W_stack_x_0[1 * n_hidden:2 * n_hidden]
-    grads["W_o"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
-    grads["R_z"] = G_W_stack_y_0[0 * n_hidden:1 * n_hidden]
-    grads["R_i"] = G_W_stack_y_0[1 * n_hidden:2 * n_hidden]
-    grads["R_o"] = G_W_stack_y_0[2 * n_hidden:3 * n_hidden]
-    grads["b_z"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
-    grads["b_i"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
-    grads["b_o"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
-    grads[STATE0_GRAD["y"]] = d_y_next
-    grads[STATE0_GRAD["c"]] = d_c_next
-    if input_grad:
-        grads[INPUT_GRAD] = dA_x @ W_stack_x
-    return grads
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
+def _backward_seq(lo, hi, dhs, d_y_next, d_c_next, C_tanh_c, dA_x, S_c, C_f, R_c, WT_W_stack_y, xs, G_W_stack_x_0, S_y, G_W_stack_y_0, colsum_dA_x, nil, one):
+    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of rows
+    the fused loops of _backward_step, the products between them and the carried adjoints
+    (_nt2); per step this chunk's share of the weight and bias gradients (_rank_update, _colsum,
+    into the chunk's own partial sums)."""
+    steps, n_hidden = dhs.shape[0], dhs.shape[2]
+    for t in range(steps - 1, -1, -1):
+        for b0 in range(lo, hi, 2):
+            b1 = min(b0 + 1, hi - 1)
+            for b in range(b0, b1 + 1):
+                dhs_t = dhs[t, b]
+                d_y_next_b = d_y_next[b]
+                d_c_next_b = d_c_next[b]
+                C_tanh_c_t = C_tanh_c[t, b]
+                dA_x_t_0 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
+                S_c_t = S_c[t, b]
+                dA_x_t_1 = dA_x[t, b, 0:n_hidden]
+                dA_x_t_2 = dA_x[t, b, n_hidden:2 * n_hidden]
+                C_f_t = C_f[t, b]
+                R_c_b = R_c[b]
+                for j in range(n_hidden):
+                    tanh_c = C_tanh_c_t[j]
+                    o = dA_x_t_0[j]
+                    c_prev = S_c_t[j]
+                    z = dA_x_t_1[j]
+                    i = dA_x_t_2[j]
+                    f = C_f_t[j]
+                    # \bar{y}_t = \frac{\partial \ell_t}{\partial y_t} + \delta y_t
+                    d_y = dhs_t[j] + d_y_next_b[j]
+                    # \bar{o}_t = d(\tanh(c_t)) \bar{y}_t
+                    d_o = tanh_c * d_y
+                    # \bar{\hat{o}}_t = d(o'_t) \bar{o}_t
+                    dA_x_t_0[j] = o * (one - o) * d_o
+                    # \bar{c}_t = \delta c_t + d(o_t) d(\tanh'(c_t)) \bar{y}_t
+                    d_c = d_c_next_b[j] + o * ((one - tanh_c * tanh_c) * d_y)
+                    # \bar{f}_t = d(c_{t-1}) \bar{c}_t
+                    d_f = c_prev * d_c
+                    # \bar{i}_t = -\bar{f}_t + d(z_t) \bar{c}_t
+                    d_i = -d_f + z * d_c
+                    # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
+                    dA_x_t_2[j] = i * (one - i) * d_i
+                    # \bar{z}_t = d(i_t) \bar{c}_t
+                    d_z = i * d_c
+                    # \bar{\hat{z}}_t = d(z'_t) \bar{z}_t
+                    dA_x_t_1[j] = (one - z * z) * d_z
+                    # \delta c_{t-1} = d(f_t) \bar{c}_t
+                    R_c_b[j] = f * d_c
+            # carried adjoints delta v_(t-1): the stacked products, then the rest
+            # \delta y_{t-1} = R_z^\top \bar{\hat{z}}_t + R_i^\top \bar{\hat{i}}_t + R_o^\top \bar{\hat{o}}_t
+            _nt2(dA_x[t, b0, 0:3 * n_hidden], dA_x[t, b1, 0:3 * n_hidden], WT_W_stack_y, d_y_next[b0], d_y_next[b1], nil, b1 > b0, False)
+            # \delta c_{t-1} = d(f_t) \bar{c}_t
+            for b in range(b0, b1 + 1):
+                d_c_next[b] = R_c[b]
+        # weight gradients: sum_t (bar a_t) v_t^T, this step's rows
+        _rank_update(dA_x[t], 0, xs[t], lo, hi, G_W_stack_x_0)
+        _rank_update(dA_x[t], 0, S_y[t], lo, hi, G_W_stack_y_0)
+        _colsum(dA_x[t], lo, hi, colsum_dA_x)
 
 
 @njit(cache=True)
-def _rtrl_coef(t, S_y, S_c, C_z, C_i, C_f, C_o, C_tanh_c, b_z, b_i, b_o, R_z, R_i, R_o, J_y, D_y_c, D_c_c, U0, U1, U2, U3, U4):
+def _rtrl_coef(t, C_o, C_tanh_c, C_i, C_z, S_c, C_f, R_z, R_i, R_o, J_y, D_y_c, D_c_c, U0, U1, U2, U3, U4, U5, U6, one):
     """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
-    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
-    coefficients of V_t (one per distinct d(.) product; see
-    derive.codegen.numba_backend.rtrl_parts)."""
-    batch, n_hidden = S_y.shape[1], S_y.shape[2]
+    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and V_t's
+    coefficients."""
+    batch, n_hidden = C_o.shape[1], C_o.shape[2]
     for b in range(batch):
+        C_o_t = C_o[t, b]
+        C_tanh_c_t = C_tanh_c[t, b]
+        C_i_t = C_i[t, b]
+        C_z_t = C_z[t, b]
+        S_c_t = S_c[t, b]
+        C_f_t = C_f[t, b]
         for j in range(n_hidden):
-            z = C_z[t, b, j]
-            i = C_i[t, b, j]
-            f = C_f[t, b, j]
-            o = C_o[t, b, j]
-            tanh_c = C_tanh_c[t, b, j]
-            k0 = (o) * ((1.0 - tanh_c * tanh_c)) * (i) * ((1.0 - z * z))
-            k1 = (o) * ((1.0 - tanh_c * tanh_c)) * (z) * ((i * (1.0 - i)))
-            k2 = -1.0 * (o) * ((1.0 - tanh_c * tanh_c)) * ((i * (1.0 - i))) * (S_c[t, b, j])
-            k3 = (tanh_c) * ((o * (1.0 - o)))
-            k4 = (o) * ((1.0 - tanh_c * tanh_c)) * (f)
-            k5 = (i) * ((1.0 - z * z))
-            k6 = (z) * ((i * (1.0 - i)))
-            k7 = -1.0 * ((i * (1.0 - i))) * (S_c[t, b, j])
-            k8 = (f)
+            o = C_o_t[j]
+            tanh_c = C_tanh_c_t[j]
+            i = C_i_t[j]
+            z = C_z_t[j]
+            c_prev = S_c_t[j]
+            f = C_f_t[j]
+            k0 = o * (one - tanh_c * tanh_c) * i * (one - z * z)
+            k1 = o * (one - tanh_c * tanh_c) * z * (i * (one - i))
+            k2 = -(o * (one - tanh_c * tanh_c) * (i * (one - i)) * c_prev)
+            k3 = tanh_c * (o * (one - o))
+            k4 = i * (one - z * z)
+            k5 = z * (i * (one - i))
+            k6 = -(i * (one - i) * c_prev)
+            k7 = o * (one - tanh_c * tanh_c) * f
+            k8 = f
+            k9 = o * (one - tanh_c * tanh_c) * z * (i * (one - i)) + (-(o * (one - tanh_c * tanh_c) * (i * (one - i)) * c_prev))
+            k10 = o * (one - tanh_c * tanh_c) * z * (i * (one - i)) + (-(o * (one - tanh_c * tanh_c) * (i * (one - i)))) * c_prev
+            k11 = z * (i * (one - i)) + (-(i * (one - i) * c_prev))
+            k12 = z * (i * (one - i)) + (-(i * (one - i))) * c_prev
             # d y_t / d y_(t-1), row j: the dense part
             for m in range(n_hidden):
                 J_y[b, 0 * n_hidden + j, m] = k0 * R_z[j, m] + k1 * R_i[j, m] + k2 * R_i[j, m] + k3 * R_o[j, m]
             # d c_t / d y_(t-1), row j: the dense part
             for m in range(n_hidden):
-                J_y[b, 1 * n_hidden + j, m] = k5 * R_z[j, m] + k6 * R_i[j, m] + k7 * R_i[j, m]
-            D_y_c[b, j] = k4
+                J_y[b, 1 * n_hidden + j, m] = k4 * R_z[j, m] + k5 * R_i[j, m] + k6 * R_i[j, m]
+            D_y_c[b, j] = k7
             D_c_c[b, j] = k8
             U0[b, j] = k0
-            U1[b, j] = k1 + k2
+            U1[b, j] = k9
             U2[b, j] = k3
-            U3[b, j] = k5
-            U4[b, j] = k6 + k7
+            U3[b, j] = k10
+            U4[b, j] = k4
+            U5[b, j] = k11
+            U6[b, j] = k12
 
 
 @njit(cache=True)
-def _rtrl_post(t, out, S, OFF, xs, S_y, D_y_c, D_c_c, U0, U1, U2, U3, U4):
+def _rtrl_post(t, out, S, OFF, xs, S_y, D_y_c, D_c_c, U0, U1, U2, U3, U4, U5, U6):
     """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
-    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
-    vector parameter): one pass over (batch, unit)."""
+    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a vector
+    parameter A)."""
     batch, n_hidden = out.shape[0], out.shape[1] // 2
     width = out.shape[2]
     for b in range(batch):
@@ -689,91 +576,211 @@ def _rtrl_post(t, out, S, OFF, xs, S_y, D_y_c, D_c_c, U0, U1, U2, U3, U4):
                 r0[p] += d0 * s[p]
                 r1[p] += d1 * s[p]
             # V_t on its diagonal structure
-            # V_y^W_z = d(o_t) d(tanh'(c_t)) d(i_t) d(z'_t) d_2(x_t)
-            u = U0[b, j]
-            o = OFF[0] + j * xs.shape[-1]
-            for l in range(xs.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_y^W_i = d(o_t) d(tanh'(c_t)) d(z_t) d(i'_t) d_2(x_t) - d(o_t) d(tanh'(c_t)) d(i'_t) d(c_{t-1}) d_2(x_t)
-            u = U1[b, j]
-            o = OFF[1] + j * xs.shape[-1]
-            for l in range(xs.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_y^W_o = d(tanh(c_t)) d(o'_t) d_2(x_t)
-            u = U2[b, j]
-            o = OFF[2] + j * xs.shape[-1]
-            for l in range(xs.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_y^R_z = d(o_t) d(tanh'(c_t)) d(i_t) d(z'_t) d_2(y_{t-1})
-            u = U0[b, j]
-            o = OFF[3] + j * S_y.shape[-1]
-            for l in range(S_y.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * S_y[t, b, l]
-            # V_y^R_i = d(o_t) d(tanh'(c_t)) d(z_t) d(i'_t) d_2(y_{t-1}) - d(o_t) d(tanh'(c_t)) d(i'_t) d(c_{t-1}) d_2(y_{t-1})
-            u = U1[b, j]
-            o = OFF[4] + j * S_y.shape[-1]
-            for l in range(S_y.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * S_y[t, b, l]
-            # V_y^R_o = d(tanh(c_t)) d(o'_t) d_2(y_{t-1})
-            u = U2[b, j]
-            o = OFF[5] + j * S_y.shape[-1]
-            for l in range(S_y.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * S_y[t, b, l]
-            # V_y^b_z = d(o_t) d(tanh'(c_t)) d(i_t) d(z'_t)
+            # V_y^b_z
             out[b, 0 * n_hidden + j, OFF[6] + j] += U0[b, j]
-            # V_y^b_i = d(o_t) d(tanh'(c_t)) d(z_t) d(i'_t) - d(o_t) d(tanh'(c_t)) d(i'_t) d(c_{t-1})
-            out[b, 0 * n_hidden + j, OFF[7] + j] += U1[b, j]
-            # V_y^b_o = d(tanh(c_t)) d(o'_t)
+            # V_y^b_i
+            out[b, 0 * n_hidden + j, OFF[7] + j] += U3[b, j]
+            # V_y^b_o
             out[b, 0 * n_hidden + j, OFF[8] + j] += U2[b, j]
-            # V_c^W_z = d(i_t) d(z'_t) d_2(x_t)
-            u = U3[b, j]
-            o = OFF[0] + j * xs.shape[-1]
+            # V_c^b_z
+            out[b, 1 * n_hidden + j, OFF[6] + j] += U4[b, j]
+            # V_c^b_i
+            out[b, 1 * n_hidden + j, OFF[7] + j] += U6[b, j]
+            # V_u^A = ... d_2(x_t) for V_y^W_z, V_y^W_i, V_y^W_o, V_c^W_z, V_c^W_i
+            u0 = U0[b, j]
+            u1 = U1[b, j]
+            u2 = U2[b, j]
+            u3 = U4[b, j]
+            u4 = U5[b, j]
+            o0 = OFF[0] + j * xs.shape[-1]
+            o1 = OFF[1] + j * xs.shape[-1]
+            o2 = OFF[2] + j * xs.shape[-1]
+            o3 = OFF[0] + j * xs.shape[-1]
+            o4 = OFF[1] + j * xs.shape[-1]
             for l in range(xs.shape[-1]):
-                out[b, 1 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_c^W_i = d(z_t) d(i'_t) d_2(x_t) - d(i'_t) d(c_{t-1}) d_2(x_t)
-            u = U4[b, j]
-            o = OFF[1] + j * xs.shape[-1]
-            for l in range(xs.shape[-1]):
-                out[b, 1 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_c^R_z = d(i_t) d(z'_t) d_2(y_{t-1})
-            u = U3[b, j]
-            o = OFF[3] + j * S_y.shape[-1]
+                zl = xs[t, b, l]
+                out[b, 0 * n_hidden + j, o0 + l] += u0 * zl
+                out[b, 0 * n_hidden + j, o1 + l] += u1 * zl
+                out[b, 0 * n_hidden + j, o2 + l] += u2 * zl
+                out[b, 1 * n_hidden + j, o3 + l] += u3 * zl
+                out[b, 1 * n_hidden + j, o4 + l] += u4 * zl
+            # V_u^A = ... d_2(y_prev) for V_y^R_z, V_y^R_i, V_y^R_o, V_c^R_z, V_c^R_i
+            u0_1 = U0[b, j]
+            u1_1 = U1[b, j]
+            u2_1 = U2[b, j]
+            u3_1 = U4[b, j]
+            u4_1 = U5[b, j]
+            o0_1 = OFF[3] + j * S_y.shape[-1]
+            o1_1 = OFF[4] + j * S_y.shape[-1]
+            o2_1 = OFF[5] + j * S_y.shape[-1]
+            o3_1 = OFF[3] + j * S_y.shape[-1]
+            o4_1 = OFF[4] + j * S_y.shape[-1]
             for l in range(S_y.shape[-1]):
-                out[b, 1 * n_hidden + j, o + l] += u * S_y[t, b, l]
-            # V_c^R_i = d(z_t) d(i'_t) d_2(y_{t-1}) - d(i'_t) d(c_{t-1}) d_2(y_{t-1})
-            u = U4[b, j]
-            o = OFF[4] + j * S_y.shape[-1]
-            for l in range(S_y.shape[-1]):
-                out[b, 1 * n_hidden + j, o + l] += u * S_y[t, b, l]
-            # V_c^b_z = d(i_t) d(z'_t)
-            out[b, 1 * n_hidden + j, OFF[6] + j] += U3[b, j]
-            # V_c^b_i = d(z_t) d(i'_t) - d(i'_t) d(c_{t-1})
-            out[b, 1 * n_hidden + j, OFF[7] + j] += U4[b, j]
+                zl = S_y[t, b, l]
+                out[b, 0 * n_hidden + j, o0_1 + l] += u0_1 * zl
+                out[b, 0 * n_hidden + j, o1_1 + l] += u1_1 * zl
+                out[b, 0 * n_hidden + j, o2_1 + l] += u2_1 * zl
+                out[b, 1 * n_hidden + j, o3_1 + l] += u3_1 * zl
+                out[b, 1 * n_hidden + j, o4_1 + l] += u4_1 * zl
 
 
-def rtrl(params, xs, state0=None):
-    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
-    recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
-    layout and result as cifg_lstm.rtrl): the forward pass first (all steps' values),
-    then per step two compiled passes and one BLAS product per dense Jacobian column."""
+def forward(params, xs, state0=None, *, lengths=None, mask=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward.
+    A variable-length batch (lengths= or mask=, see cifg_lstm.forward) runs the NumPy
+    kernel's path (the fused loops take whole sequences); backward() follows its cache."""
+    if lengths is not None or mask is not None:
+        return _numpy_forward(params, xs, state0, lengths=lengths, mask=mask)
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
-    _, cache = forward(params, xs, state0)
+    steps, batch, n_in = xs.shape
+    state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
-    S_y = cache["S_y"]
-    S_c = cache["S_c"]
-    C_z = cache["z"]
-    C_i = cache["i"]
-    C_f = cache["f"]
-    C_o = cache["o"]
-    C_tanh_c = cache["tanh_c"]
+    S_y = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_y[0] = state["y"]
+    S_c = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_c[0] = state["c"]
+    C_f = np.empty((steps, batch, n_hidden), dtype)
+    C_tanh_c = np.empty((steps, batch, n_hidden), dtype)
     b_z = np.ascontiguousarray(P["b_z"])
     b_i = np.ascontiguousarray(P["b_i"])
     b_o = np.ascontiguousarray(P["b_o"])
+    one = dtype.type(1.0)  # in the arrays' dtype
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        W_cat = np.concatenate((P["stack:x"], P["stack:y"]), axis=1)
+        A_x = np.empty((steps, batch, P["stack:x"].shape[0]), dtype)
+        nil = dtype.type(0.0)
+        args = (xs, W_cat, S_y, A_x, b_z, b_i, b_o, S_c, C_f, C_tanh_c, nil, one,)
+        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda chunk: args)
+    else:
+        # input projections of all steps in one matmul: A_x[t] = Theta_x x_t (the biases are
+        # added in the fused loops, which read A_x anyway: no extra pass)
+        A_x = (xs.reshape(steps * batch, n_in) @ P["stack:x"].T).reshape(steps, batch, -1)
+        A_y = np.empty((batch, P["stack:y"].shape[0]), dtype)
+        W_stack_y = P["stack:y"]
+        W_stack_y_T = np.ascontiguousarray(W_stack_y.T)
+        for t in range(steps):
+            # A_{y} = [R_z; R_i; R_o] y_{t-1}
+            np.matmul(S_y[t], W_stack_y_T, out=A_y)
+            _forward_step(t, A_x, A_y, b_z, b_i, b_o, S_c, C_f, C_tanh_c, S_y, one)
+    cache = {"xs": xs, "backend": "numba",
+             "state": {s: S[-1] for s, S in zip(STATE, (S_y, S_c, ))}}
+    cache["S_y"] = S_y
+    cache["S_c"] = S_c
+    cache["C_z"] = A_x[:, :, 0:n_hidden]  # kept in A_x's columns
+    cache["C_i"] = A_x[:, :, n_hidden:2 * n_hidden]  # kept in A_x's columns
+    cache["C_f"] = C_f
+    cache["C_o"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # kept in A_x's columns
+    cache["C_tanh_c"] = C_tanh_c
+    cache["A_x"] = A_x
+    return S_y[1:], cache
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
+    dys = {name: dL/dy_t}; see cifg_lstm.backward (one cache serves one backward unless
+    keep_cache=True)."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("backend") == "numpy" and cache.get("mask") is not None:  # variable lengths
+        return _numpy_backward(params, cache, dhs, dstate=dstate, input_grad=input_grad, dys=dys)
+    if cache.get("backend") != "numba":
+        raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
+                         f"forward(); pass it to that module's backward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if (n_in is not None and xs.shape[2] != n_in) or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    n_in = xs.shape[2]
+    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    if dys is not None:
+        raise ValueError("dys is the readout's gradient, and this cell has no readout")
+    P = _unpack(params)
+    S_y = cache["S_y"]
+    S_c = cache["S_c"]
+    C_f = cache["C_f"]
+    C_tanh_c = cache["C_tanh_c"]
+    d_y_next = carry["y"].copy()  # ours: written in place
+    d_c_next = carry["c"].copy()  # ours: written in place
+    # the gates kept in A_x's columns become their adjoints; a copy when the cache is kept
+    dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
+    R_c = np.empty((batch, n_hidden), dtype)
+    one = dtype.type(1.0)  # in the arrays' dtype
+    W_stack_x = P["stack:x"]
+    W_stack_y = P["stack:y"]
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        chunks = rt.row_chunks(batch, rt.num_threads())
+        # each chunk sums its own share of every gradient; the shares are added at the end
+        G_W_stack_x_0_part = np.zeros((len(chunks), 3 * n_hidden, n_in), dtype)
+        G_W_stack_y_0_part = np.zeros((len(chunks), 3 * n_hidden, n_hidden), dtype)
+        colsum_dA_x_part = np.zeros((len(chunks), dA_x.shape[2]), dtype)
+        WT_W_stack_y = np.ascontiguousarray(W_stack_y[0:3 * n_hidden].T)
+        nil = dtype.type(0.0)
+        rt.run_chunks(_backward_seq, chunks, lambda chunk: (dhs, d_y_next, d_c_next, C_tanh_c, dA_x, S_c, C_f, R_c, WT_W_stack_y, xs, G_W_stack_x_0_part[chunk], S_y, G_W_stack_y_0_part[chunk], colsum_dA_x_part[chunk], nil, one,))
+        G_W_stack_x_0 = G_W_stack_x_0_part.sum(axis=0)
+        G_W_stack_y_0 = G_W_stack_y_0_part.sum(axis=0)
+        colsum_dA_x = colsum_dA_x_part.sum(axis=0)
+    else:
+        for t in range(steps - 1, -1, -1):
+            _backward_step(t, dhs, d_y_next, d_c_next, C_tanh_c, dA_x, S_c, C_f, R_c, one)
+            # \delta y_{t-1} = R_z^\top \bar{\hat{z}}_t + R_i^\top \bar{\hat{i}}_t + R_o^\top \bar{\hat{o}}_t
+            d_y_next = dA_x[t, :, 0:3 * n_hidden] @ W_stack_y[0:3 * n_hidden]
+            # \delta c_{t-1} = d(f_t) \bar{c}_t
+            d_c_next, R_c = R_c, d_c_next  # no copy
+        # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+        G_W_stack_x_0 = dA_x[:, :, 0:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+        G_W_stack_y_0 = dA_x[:, :, 0:3 * n_hidden].reshape(steps * batch, -1).T @ S_y[:-1].reshape(steps * batch, -1)
+        colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
+    cache["consumed"] = not keep_cache
+    grads = {}
+    grads["W_z"] = G_W_stack_x_0[0:n_hidden]
+    grads["W_i"] = G_W_stack_x_0[n_hidden:2 * n_hidden]
+    grads["W_o"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
+    grads["R_z"] = G_W_stack_y_0[0:n_hidden]
+    grads["R_i"] = G_W_stack_y_0[n_hidden:2 * n_hidden]
+    grads["R_o"] = G_W_stack_y_0[2 * n_hidden:3 * n_hidden]
+    grads["b_z"] = colsum_dA_x[0:n_hidden]
+    grads["b_i"] = colsum_dA_x[n_hidden:2 * n_hidden]
+    grads["b_o"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
+    grads = {name: grads[name] for name in PARAMS}
+    grads[STATE0_GRAD["y"]] = d_y_next
+    grads[STATE0_GRAD["c"]] = d_c_next
+    if input_grad:
+        grads[INPUT_GRAD] = dA_x[:, :, 0:3 * n_hidden] @ W_stack_x[0:3 * n_hidden]
+    return grads
+
+
+def rtrl(params, xs, state0=None, *, lengths=None, mask=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
+    recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
+    layout and result as cifg_lstm.rtrl): the forward pass first (all steps' values),
+    then per step two compiled passes and one BLAS product per dense Jacobian column. With
+    lengths= or mask=, the NumPy kernel's rtrl."""
+    if lengths is not None or mask is not None:
+        return _numpy_rtrl(params, xs, state0, lengths=lengths, mask=mask)
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch, n_in = xs.shape
+    _, cache = forward(params, xs, state0)
+    S_y = cache["S_y"]
+    S_c = cache["S_c"]
+    C_z = cache["C_z"]
+    C_i = cache["C_i"]
+    C_f = cache["C_f"]
+    C_o = cache["C_o"]
+    C_tanh_c = cache["C_tanh_c"]
+    P = _unpack(params)
     R_z = np.ascontiguousarray(P["R_z"])
     R_i = np.ascontiguousarray(P["R_i"])
     R_o = np.ascontiguousarray(P["R_o"])
+    one = dtype.type(1.0)  # in the arrays' dtype
     off, _, _, width = rt.sens_layout(PARAMS, n_hidden, n_in)
     OFF = np.array([off[p][0] for p in PARAMS], np.int64)
     rows = len(STATE) * n_hidden
@@ -787,11 +794,13 @@ def rtrl(params, xs, state0=None):
     U2 = np.empty((batch, n_hidden), dtype)
     U3 = np.empty((batch, n_hidden), dtype)
     U4 = np.empty((batch, n_hidden), dtype)
+    U5 = np.empty((batch, n_hidden), dtype)
+    U6 = np.empty((batch, n_hidden), dtype)
     for t in range(steps):
         S, out = whole[t % 2], whole[1 - t % 2]
-        _rtrl_coef(t, S_y, S_c, C_z, C_i, C_f, C_o, C_tanh_c, b_z, b_i, b_o, R_z, R_i, R_o, J_y, D_y_c, D_c_c, U0, U1, U2, U3, U4)
+        _rtrl_coef(t, C_o, C_tanh_c, C_i, C_z, S_c, C_f, R_z, R_i, R_o, J_y, D_y_c, D_c_c, U0, U1, U2, U3, U4, U5, U6, one)
         np.matmul(J_y, S[:, 0 * n_hidden:1 * n_hidden], out=out)
-        _rtrl_post(t, out, S, OFF, xs, S_y, D_y_c, D_c_c, U0, U1, U2, U3, U4)
+        _rtrl_post(t, out, S, OFF, xs, S_y, D_y_c, D_c_c, U0, U1, U2, U3, U4, U5, U6)
     # a compact copy of the output state's rows: the result keeps neither buffer alive
     return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden].copy(), off, batch,
                          n_hidden)

@@ -17,14 +17,20 @@ STATE
     the state names; the first is the output h.
 READOUT, READOUT_PARAMS
     the readout's outputs y and its parameters (empty for a cell without a readout).
+SPEC_DIGEST
+    the SHA-256 of the cell spec this module was printed from (CellSpec.digest): tools match a
+    kernel to a cell by content, never by name.
 INPUT_GRAD, STATE0_GRAD
     the keys of backward()'s gradients of xs and of the initial states: "xs" and "<state>0",
     or "_xs" and "_<state>0" where a parameter has that name.
 init_params(n_in, n_hidden, *, seed=0, dtype=np.float64, n_out=None) -> dict
     uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)) like torch; with n_out, the readout's too.
-forward(params, xs, state0=None) -> (hs, cache)
+forward(params, xs, state0=None, *, lengths=None, mask=None) -> (hs, cache)
     xs (T, B, n_in) -> hs (T, B, n_hidden); state0 maps each state name to (B, n_hidden)
-    (zeros when None). cache["state"] holds the final state.
+    (zeros when None). cache["state"] holds the final state. Variable lengths: lengths (B,)
+    (sequence b runs steps 0..lengths[b]-1, as torch's packed sequences) or mask (T, B) of
+    booleans; where the mask is False the states are held, hs is 0, and backward passes no
+    gradient through the step.
 readout(params, hs) -> dict (a cell with a readout)
     y_t for every step: {name: (T, B, n_out)}.
 backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None)
@@ -33,8 +39,9 @@ backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False,
     every parameter (same shape and dtype), the initial states' gradients under STATE0_GRAD,
     and dL/dxs under INPUT_GRAD when input_grad=True. The cache is left intact (keep_cache is
     accepted for compatibility and has no effect).
-rtrl(params, xs, state0=None) -> dict
-    forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape).
+rtrl(params, xs, state0=None, *, lengths=None, mask=None) -> dict
+    forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape) (with lengths:
+    of each sequence's last state).
 rtrl_step(params, x_t, state, sens=None) -> (state, sens)
     one online step; sens[s][A] = d s_t / dA, shape (B, n_hidden, *A.shape) (zeros when None).
 state_jacobian(params, x_t, state) -> ndarray
@@ -63,6 +70,7 @@ STATE0_GRAD = { "h": "h0" }
 READOUT = ()
 READOUT_PARAMS = {}
 STATE = ("h",)
+SPEC_DIGEST = "fe00c8855f8190d316620fbb096e31b9cacec5aee71570277594018bff243954"  # SHA-256 of the cell spec this kernel was printed from
 
 _sigmoid = rt.sigmoid
 
@@ -100,12 +108,14 @@ def _unpack(params):
     return P
 
 
-def forward(params, xs, state0=None):
-    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+def forward(params, xs, state0=None, *, lengths=None, mask=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward.
+    With lengths (B,) or mask (T, B), a sequence's states are held where its mask is False."""
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
     steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
+    mask = rt.step_mask(lengths, mask, steps, batch)
     P = _unpack(params)
     b_hn = P["b_hn"]
     W_stack_x = P["stack:x"]
@@ -147,7 +157,9 @@ def forward(params, xs, state0=None):
         h = S_h[t + 1]
         np.multiply(tmp0, n, out=h)
         h += z * h_prev
-    cache = {"xs": xs, "backend": "numpy", "state": {
+        if mask is not None:  # a held sequence keeps its states
+            S_h[t + 1] = np.where(mask[t], S_h[t + 1], S_h[t])
+    cache = {"xs": xs, "backend": "numpy", "mask": mask, "state": {
         "h": S_h[-1],
     }}
     cache["S_h"] = S_h
@@ -156,6 +168,8 @@ def forward(params, xs, state0=None):
     cache["C_n"] = C_n
     cache["C_tmp1"] = C_tmp1
     cache["C_tmp0"] = C_tmp0
+    if mask is not None:
+        return np.where(mask, S_h[1:], 0), cache
     return S_h[1:], cache
 
 
@@ -176,8 +190,11 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     n_in = xs.shape[2]
     dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    mask = cache.get("mask")
     if dys is not None:
         raise ValueError("dys is the readout's gradient, and this cell has no readout")
+    if mask is not None:  # no loss reaches a held step
+        dhs = np.where(mask, dhs, 0)
     P = _unpack(params)
     W_stack_x = P["stack:x"]
     W_stack_h = P["stack:h"]
@@ -191,6 +208,9 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     dA_x = np.zeros((steps, batch, 3 * n_hidden), dtype)
     dA_h = np.zeros((steps, batch, n_hidden), dtype)
     for t in range(steps - 1, -1, -1):
+        if mask is not None:  # a held step passes the carried adjoints through unchanged
+            held = (d_h_next, )
+            d_h_next = np.where(mask[t], d_h_next, 0)
         h_prev = S_h[t]
         r = C_r[t]
         z = C_z[t]
@@ -218,6 +238,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         dA_h[t, :, 0:n_hidden][...] = r * d_n_hat
         # \delta h_{t-1} = W_{hr}^\top \bar{\hat{r}}_t + W_{hz}^\top \bar{\hat{z}}_t + W_{hn}^\top d(r_t) \bar{\hat{n}}_t + d(z_t) \bar{h}_t
         d_h_next = dA_x[t, :, 0:2 * n_hidden] @ W_stack_h[0:2 * n_hidden] + dA_h[t, :, 0:n_hidden] @ W_stack_h[2 * n_hidden:3 * n_hidden] + z * d_h
+        if mask is not None:
+            d_h_next = np.where(mask[t], d_h_next, held[0])
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
     grads['W_xr'] = G_W_stack_x_0[0:n_hidden]
@@ -327,10 +349,11 @@ def rtrl_step(params, x_t, state, sens=None):
                         unpack=_unpack, dense_max=RTRL_DENSE_MAX)
 
 
-def rtrl(params, xs, state0=None):
-    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape)."""
+def rtrl(params, xs, state0=None, *, lengths=None, mask=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape); with
+    lengths or mask, of each sequence's last state (see forward)."""
     return rt.rtrl(PARAMS, STATE, _local_step, params, xs, state0, unpack=_unpack,
-                   dense_max=RTRL_DENSE_MAX)
+                   dense_max=RTRL_DENSE_MAX, lengths=lengths, mask=mask)
 
 
 def state_jacobian(params, x_t, state):

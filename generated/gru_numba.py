@@ -28,6 +28,7 @@ from .gru import (  # noqa: F401  (re-exported: same API)
     PARAMS,
     READOUT,
     READOUT_PARAMS,
+    SPEC_DIGEST,
     STATE,
     STATE0_GRAD,
     _check_array,
@@ -38,6 +39,9 @@ from .gru import (  # noqa: F401  (re-exported: same API)
     rtrl_step,
     state_jacobian,
 )
+from .gru import backward as _numpy_backward  # variable lengths: the NumPy path
+from .gru import forward as _numpy_forward
+from .gru import rtrl as _numpy_rtrl
 
 
 # ---------------------------------------------------------------------------- activations
@@ -287,38 +291,70 @@ def _colsum(D, lo, hi, out):
             out[c] += d[c]
 
 
-# Whole-sequence kernels where the stacked matrices are small enough to stay in a core's cache
-# (bytes of all stacked matrices <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one
-# compiled call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step.
-# Above it, per-step BLAS products around the fused step loops (BLAS is faster on big blocks).
-# Measured on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68,
-# c2 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
+# Whole-sequence kernels where the matrices are small enough to stay in a core's cache
+# (bytes of all of them <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one compiled
+# call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step. Above it,
+# per-step BLAS products around the fused step loops (BLAS is faster on big blocks). Measured
+# on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68, c2
+# 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
 SEQUENCE_MAX_BYTES = 1048576
 FUSED = True  # compiled loops (a cell the fused printer does not print re-exports NumPy's)
 
 
 def _unpack(params):
-    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    """The parameters and the stacked blocks Theta_v of the matrices acting on one vector."""
     P = dict(params)
-    # W_stack_x = [W_xr; W_xz; W_xn] acts on x
-    P["W_stack_x"] = np.concatenate([params["W_xr"], params["W_xz"], params["W_xn"]], axis=0)
-    # W_stack_h = [W_hr; W_hz; W_hn] acts on h
-    P["W_stack_h"] = np.concatenate([params["W_hr"], params["W_hz"], params["W_hn"]], axis=0)
-    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
-    P["b_stack_x"] = np.concatenate([params["b_r"], params["b_z"], params["b_xn"]])
+    # W_stack_x = [W_xr; W_xz; W_xn]
+    P["stack:x"] = np.concatenate([params["W_xr"], params["W_xz"], params["W_xn"]], axis=0)
+    # W_stack_h = [W_hr; W_hz; W_hn]
+    P["stack:h"] = np.concatenate([params["W_hr"], params["W_hz"], params["W_hn"]], axis=0)
     return P
 
 
 def _sequence(P):
     """True where forward() and backward() run the whole-sequence kernels (see above)."""
-    return sum(P[s].nbytes for s in ("W_stack_x", "W_stack_h", )) <= SEQUENCE_MAX_BYTES
+    return sum(P[k].nbytes for k in ("stack:x", "stack:h", )) <= SEQUENCE_MAX_BYTES
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _forward_step(t, A_x, A_h, b_r, b_z, b_hn, b_xn, S_h, C_tmp1, C_tmp0, one):
+    """Forward step t, loop 1 of 1, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = A_x.shape[1], b_r.shape[0]
+    for b in range(batch):
+        A_x_t_0 = A_x[t, b, 0:n_hidden]
+        A_h_b_0 = A_h[b, 0:n_hidden]
+        A_x_t_1 = A_x[t, b, n_hidden:2 * n_hidden]
+        A_h_b_1 = A_h[b, n_hidden:2 * n_hidden]
+        A_h_b_2 = A_h[b, 2 * n_hidden:3 * n_hidden]
+        A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
+        S_h_t = S_h[t, b]
+        C_tmp1_t = C_tmp1[t, b]
+        C_tmp0_t = C_tmp0[t, b]
+        S_h_t1 = S_h[t + 1, b]
+        for j in range(n_hidden):
+            h_prev = S_h_t[j]
+            # r_t = \sigma(W_{xr} x_t + W_{hr} h_{t-1} + b_r)
+            r = _sigmoid_s(A_x_t_0[j] + A_h_b_0[j] + b_r[j])
+            A_x_t_0[j] = r
+            # z_t = \sigma(W_{xz} x_t + W_{hz} h_{t-1} + b_z)
+            z = _sigmoid_s(A_x_t_1[j] + A_h_b_1[j] + b_z[j])
+            A_x_t_1[j] = z
+            tmp1 = A_h_b_2[j] + b_hn[j]
+            C_tmp1_t[j] = tmp1
+            # n_t = \tanh(W_{xn} x_t + b_{xn} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
+            n = _tanh_s(A_x_t_2[j] + b_xn[j] + r * tmp1)
+            A_x_t_2[j] = n
+            tmp0 = one - z
+            C_tmp0_t[j] = tmp0
+            # h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+            S_h_t1[j] = tmp0 * n + z * h_prev
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def _forward_seq(lo, hi, xs, W_stack_x, W_stack_h, A_h, A_x, S_h, C_s0, C_s1, b_r, b_z, b_xn, b_hn, one, nil):
-    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair
-    of rows the input and recurrent projections (_nt2), then the fused elementwise part (the
-    loop body of _forward_step)."""
+def _forward_seq(lo, hi, xs, W_stack_x, A_x, S_h, W_stack_h, A_h, b_r, b_z, b_hn, b_xn, C_tmp1, C_tmp0, nil, one):
+    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of
+    rows the products (_nt2) and the fused loops of _forward_step."""
     steps, n_hidden = xs.shape[0], S_h.shape[2]
     for t in range(steps):
         for b0 in range(lo, hi, 2):
@@ -326,218 +362,272 @@ def _forward_seq(lo, hi, xs, W_stack_x, W_stack_h, A_h, A_x, S_h, C_s0, C_s1, b_
             _nt2(xs[t, b0], xs[t, b1], W_stack_x, A_x[t, b0], A_x[t, b1], nil, b1 > b0, False)
             _nt2(S_h[t, b0], S_h[t, b1], W_stack_h, A_h[b0], A_h[b1], nil, b1 > b0, False)
             for b in range(b0, b1 + 1):
-                A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
-                A_h_b_0 = A_h[b, 0 * n_hidden:1 * n_hidden]
-                A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]
-                A_h_b_1 = A_h[b, 1 * n_hidden:2 * n_hidden]
+                A_x_t_0 = A_x[t, b, 0:n_hidden]
+                A_h_b_0 = A_h[b, 0:n_hidden]
+                A_x_t_1 = A_x[t, b, n_hidden:2 * n_hidden]
+                A_h_b_1 = A_h[b, n_hidden:2 * n_hidden]
                 A_h_b_2 = A_h[b, 2 * n_hidden:3 * n_hidden]
-                C_s1_t = C_s1[t, b]
                 A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
-                C_s0_t = C_s0[t, b]
                 S_h_t = S_h[t, b]
+                C_tmp1_t = C_tmp1[t, b]
+                C_tmp0_t = C_tmp0[t, b]
                 S_h_t1 = S_h[t + 1, b]
                 for j in range(n_hidden):
-                    # r_t = sigmoid(W_xr @ x + W_hr @ h_prev + b_r)
-                    r = _sigmoid_s((A_x_t_0[j] + A_h_b_0[j] + b_r[j]))
+                    h_prev = S_h_t[j]
+                    # r_t = \sigma(W_{xr} x_t + W_{hr} h_{t-1} + b_r)
+                    r = _sigmoid_s(A_x_t_0[j] + A_h_b_0[j] + b_r[j])
                     A_x_t_0[j] = r
-                    # z_t = sigmoid(W_xz @ x + W_hz @ h_prev + b_z)
-                    z = _sigmoid_s((A_x_t_1[j] + A_h_b_1[j] + b_z[j]))
+                    # z_t = \sigma(W_{xz} x_t + W_{hz} h_{t-1} + b_z)
+                    z = _sigmoid_s(A_x_t_1[j] + A_h_b_1[j] + b_z[j])
                     A_x_t_1[j] = z
-                    # n_t = tanh(W_xn @ x + b_xn + r * (W_hn @ h_prev + b_hn))
-                    s1 = A_h_b_2[j] + b_hn[j]
-                    C_s1_t[j] = s1
-                    n = _tanh_s((A_x_t_2[j] + b_xn[j] + r * (s1)))
+                    tmp1 = A_h_b_2[j] + b_hn[j]
+                    C_tmp1_t[j] = tmp1
+                    # n_t = \tanh(W_{xn} x_t + b_{xn} + r_t \odot (W_{hn} h_{t-1} + b_{hn}))
+                    n = _tanh_s(A_x_t_2[j] + b_xn[j] + r * tmp1)
                     A_x_t_2[j] = n
-                    # h_t = (1 - z) * n + z * h_prev
-                    s0 = one - z
-                    C_s0_t[j] = s0
-                    h = (s0) * n + z * S_h_t[j]
-                    S_h_t1[j] = h
+                    tmp0 = one - z
+                    C_tmp0_t[j] = tmp0
+                    # h_t = (1 - z_t) \odot n_t + z_t \odot h_{t-1}
+                    S_h_t1[j] = tmp0 * n + z * h_prev
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _backward_step(t, dhs, d_h_next, C_tmp0, dA_x, S_h, C_tmp1, dA_h, R_h, one):
+    """Backward step t, loop 1 of 1, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = dhs.shape[1], dhs.shape[2]
+    for b in range(batch):
+        dhs_t = dhs[t, b]
+        d_h_next_b = d_h_next[b]
+        C_tmp0_t = C_tmp0[t, b]
+        dA_x_t_0 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
+        S_h_t = S_h[t, b]
+        dA_x_t_1 = dA_x[t, b, n_hidden:2 * n_hidden]
+        C_tmp1_t = C_tmp1[t, b]
+        dA_x_t_2 = dA_x[t, b, 0:n_hidden]
+        dA_h_t_0 = dA_h[t, b, 0:n_hidden]
+        R_h_b = R_h[b]
+        for j in range(n_hidden):
+            tmp0 = C_tmp0_t[j]
+            n = dA_x_t_0[j]
+            h_prev = S_h_t[j]
+            z = dA_x_t_1[j]
+            tmp1 = C_tmp1_t[j]
+            r = dA_x_t_2[j]
+            # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+            d_h = dhs_t[j] + d_h_next_b[j]
+            # \bar{n}_t = d(1 - z_t) \bar{h}_t
+            d_n = tmp0 * d_h
+            # \bar{\hat{n}}_t = d(n'_t) \bar{n}_t
+            d_n_hat = (one - n * n) * d_n
+            dA_x_t_0[j] = d_n_hat
+            # \bar{z}_t = -d(n_t) \bar{h}_t + d(h_{t-1}) \bar{h}_t
+            d_z = -(n * d_h) + h_prev * d_h
+            # \bar{\hat{z}}_t = d(z'_t) \bar{z}_t
+            dA_x_t_1[j] = z * (one - z) * d_z
+            # \bar{r}_t = d(W_{hn} h_{t-1} + b_{hn}) \bar{\hat{n}}_t
+            d_r = tmp1 * d_n_hat
+            # \bar{\hat{r}}_t = d(r'_t) \bar{r}_t
+            dA_x_t_2[j] = r * (one - r) * d_r
+            # \bar a_{W_hn} = d(r_t) \bar{\hat{n}}_t: the projection adjoint, dL/dW_hn = sum_t of it times h_{t-1}^T
+            dA_h_t_0[j] = r * d_n_hat
+            # \delta h_{t-1} = W_{hr}^\top \bar{\hat{r}}_t + W_{hz}^\top \bar{\hat{z}}_t + W_{hn}^\top d(r_t) \bar{\hat{n}}_t + d(z_t) \bar{h}_t
+            R_h_b[j] = z * d_h
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def _backward_seq(lo, hi, dhs, S_h, C_s0, C_s1, dA_h, dA_x, d_h_next, R_h, one, xs, WT_W_stack_h_0, WT_W_stack_h_1, G_W_stack_x_0, G_W_stack_h_0, G_W_stack_h_1, colsum_dA_x, colsum_dA_h, nil):
-    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step the fused
-    elementwise part (the loop body of _backward_step), the carried adjoints (_nt2 with the
-    stacked matrices' transposes), and this chunk's share of the weight and bias gradients
-    (_rank_update, _colsum, into the chunk's own partial sums)."""
+def _backward_seq(lo, hi, dhs, d_h_next, C_tmp0, dA_x, S_h, C_tmp1, dA_h, R_h, WT_W_stack_h, WT_W_stack_h_1, xs, G_W_stack_x_0, G_W_stack_h_0, G_W_stack_h_1, colsum_dA_x, colsum_dA_h, nil, one):
+    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of rows
+    the fused loops of _backward_step, the products between them and the carried adjoints
+    (_nt2); per step this chunk's share of the weight and bias gradients (_rank_update, _colsum,
+    into the chunk's own partial sums)."""
     steps, n_hidden = dhs.shape[0], dhs.shape[2]
     for t in range(steps - 1, -1, -1):
-        for b in range(lo, hi):
-            dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
-            dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
-            dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
-            C_s0_t = C_s0[t, b]
-            C_s1_t = C_s1[t, b]
-            dhs_t = dhs[t, b]
-            d_h_next_b = d_h_next[b]
-            S_h_t = S_h[t, b]
-            dA_h_t_0 = dA_h[t, b, 0 * n_hidden:1 * n_hidden]
-            R_h_b = R_h[b]
-            for j in range(n_hidden):
-                r = dA_x_t_0[j]
-                z = dA_x_t_1[j]
-                n = dA_x_t_2[j]
-                s0 = C_s0_t[j]
-                s1 = C_s1_t[j]
-                # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
-                d_h = dhs_t[j] + d_h_next_b[j]
-                # bar{n}_t = d(1 - z_t) bar{h}_t
-                d_n = (s0) * d_h
-                # bar{hat{n}}_t = d(n'_t) bar{n}_t
-                d_n_hat = ((one - n * n)) * d_n
-                # bar{z}_t = -d(n_t) bar{h}_t + d(h_{t-1}) bar{h}_t
-                d_z = -(n) * d_h + (S_h_t[j]) * d_h
-                # bar{hat{z}}_t = d(z'_t) bar{z}_t
-                d_z_hat = ((z * (one - z))) * d_z
-                # bar{r}_t = d(W_{hn} h_{t-1} + b_{hn}) bar{hat{n}}_t
-                d_r = (s1) * d_n_hat
-                # bar{hat{r}}_t = d(r'_t) bar{r}_t
-                d_r_hat = ((r * (one - r))) * d_r
-                dA_x_t_0[j] = d_r_hat
-                dA_x_t_1[j] = d_z_hat
-                dA_x_t_2[j] = d_n_hat
-                dA_h_t_0[j] = (r) * d_n_hat
-                R_h_b[j] = (z) * d_h
-        # carried adjoints delta v_(t-1): the stacked part, then the rest from the loop
         for b0 in range(lo, hi, 2):
             b1 = min(b0 + 1, hi - 1)
-            _nt2(dA_x[t, b0, 0 * n_hidden:2 * n_hidden], dA_x[t, b1, 0 * n_hidden:2 * n_hidden], WT_W_stack_h_0, d_h_next[b0], d_h_next[b1], nil, b1 > b0, False)
-            _nt2(dA_h[t, b0, 0 * n_hidden:1 * n_hidden], dA_h[t, b1, 0 * n_hidden:1 * n_hidden], WT_W_stack_h_1, d_h_next[b0], d_h_next[b1], nil, b1 > b0, True)
+            for b in range(b0, b1 + 1):
+                dhs_t = dhs[t, b]
+                d_h_next_b = d_h_next[b]
+                C_tmp0_t = C_tmp0[t, b]
+                dA_x_t_0 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
+                S_h_t = S_h[t, b]
+                dA_x_t_1 = dA_x[t, b, n_hidden:2 * n_hidden]
+                C_tmp1_t = C_tmp1[t, b]
+                dA_x_t_2 = dA_x[t, b, 0:n_hidden]
+                dA_h_t_0 = dA_h[t, b, 0:n_hidden]
+                R_h_b = R_h[b]
+                for j in range(n_hidden):
+                    tmp0 = C_tmp0_t[j]
+                    n = dA_x_t_0[j]
+                    h_prev = S_h_t[j]
+                    z = dA_x_t_1[j]
+                    tmp1 = C_tmp1_t[j]
+                    r = dA_x_t_2[j]
+                    # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+                    d_h = dhs_t[j] + d_h_next_b[j]
+                    # \bar{n}_t = d(1 - z_t) \bar{h}_t
+                    d_n = tmp0 * d_h
+                    # \bar{\hat{n}}_t = d(n'_t) \bar{n}_t
+                    d_n_hat = (one - n * n) * d_n
+                    dA_x_t_0[j] = d_n_hat
+                    # \bar{z}_t = -d(n_t) \bar{h}_t + d(h_{t-1}) \bar{h}_t
+                    d_z = -(n * d_h) + h_prev * d_h
+                    # \bar{\hat{z}}_t = d(z'_t) \bar{z}_t
+                    dA_x_t_1[j] = z * (one - z) * d_z
+                    # \bar{r}_t = d(W_{hn} h_{t-1} + b_{hn}) \bar{\hat{n}}_t
+                    d_r = tmp1 * d_n_hat
+                    # \bar{\hat{r}}_t = d(r'_t) \bar{r}_t
+                    dA_x_t_2[j] = r * (one - r) * d_r
+                    # \bar a_{W_hn} = d(r_t) \bar{\hat{n}}_t: the projection adjoint, dL/dW_hn = sum_t of it times h_{t-1}^T
+                    dA_h_t_0[j] = r * d_n_hat
+                    # \delta h_{t-1} = W_{hr}^\top \bar{\hat{r}}_t + W_{hz}^\top \bar{\hat{z}}_t + W_{hn}^\top d(r_t) \bar{\hat{n}}_t + d(z_t) \bar{h}_t
+                    R_h_b[j] = z * d_h
+            # carried adjoints delta v_(t-1): the stacked products, then the rest
+            # \delta h_{t-1} = W_{hr}^\top \bar{\hat{r}}_t + W_{hz}^\top \bar{\hat{z}}_t + W_{hn}^\top d(r_t) \bar{\hat{n}}_t + d(z_t) \bar{h}_t
+            _nt2(dA_x[t, b0, 0:2 * n_hidden], dA_x[t, b1, 0:2 * n_hidden], WT_W_stack_h, d_h_next[b0], d_h_next[b1], nil, b1 > b0, False)
+            _nt2(dA_h[t, b0, 0:n_hidden], dA_h[t, b1, 0:n_hidden], WT_W_stack_h_1, d_h_next[b0], d_h_next[b1], nil, b1 > b0, True)
             for b in range(b0, b1 + 1):
                 d_h_next[b] += R_h[b]
         # weight gradients: sum_t (bar a_t) v_t^T, this step's rows
-        _rank_update(dA_x[t], 0 * n_hidden, xs[t], lo, hi, G_W_stack_x_0)
-        _rank_update(dA_x[t], 0 * n_hidden, S_h[t], lo, hi, G_W_stack_h_0)
-        _rank_update(dA_h[t], 0 * n_hidden, S_h[t], lo, hi, G_W_stack_h_1)
+        _rank_update(dA_x[t], 0, xs[t], lo, hi, G_W_stack_x_0)
+        _rank_update(dA_x[t], 0, S_h[t], lo, hi, G_W_stack_h_0)
+        _rank_update(dA_h[t], 0, S_h[t], lo, hi, G_W_stack_h_1)
         _colsum(dA_x[t], lo, hi, colsum_dA_x)
         _colsum(dA_h[t], lo, hi, colsum_dA_h)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _forward_step(t, A_x, A_h, S_h, C_s0, C_s1, b_r, b_z, b_xn, b_hn, one):
-    """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
-    over row views of batch row b (vectorised; see
-    derive.codegen.numba_backend.row_views)."""
-    batch, n_hidden = S_h.shape[1], S_h.shape[2]
+@njit(cache=True)
+def _rtrl_coef(t, C_n, C_z, C_tmp0, C_tmp1, C_r, S_h, W_hz, W_hr, W_hn, J_h, U0, U1, U2, U3, U4, one):
+    """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
+    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and V_t's
+    coefficients."""
+    batch, n_hidden = C_n.shape[1], C_n.shape[2]
     for b in range(batch):
-        A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
-        A_h_b_0 = A_h[b, 0 * n_hidden:1 * n_hidden]
-        A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]
-        A_h_b_1 = A_h[b, 1 * n_hidden:2 * n_hidden]
-        A_h_b_2 = A_h[b, 2 * n_hidden:3 * n_hidden]
-        C_s1_t = C_s1[t, b]
-        A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
-        C_s0_t = C_s0[t, b]
+        C_n_t = C_n[t, b]
+        C_z_t = C_z[t, b]
+        C_tmp0_t = C_tmp0[t, b]
+        C_tmp1_t = C_tmp1[t, b]
+        C_r_t = C_r[t, b]
         S_h_t = S_h[t, b]
-        S_h_t1 = S_h[t + 1, b]
         for j in range(n_hidden):
-            # r_t = sigmoid(W_xr @ x + W_hr @ h_prev + b_r)
-            r = _sigmoid_s((A_x_t_0[j] + A_h_b_0[j] + b_r[j]))
-            A_x_t_0[j] = r
-            # z_t = sigmoid(W_xz @ x + W_hz @ h_prev + b_z)
-            z = _sigmoid_s((A_x_t_1[j] + A_h_b_1[j] + b_z[j]))
-            A_x_t_1[j] = z
-            # n_t = tanh(W_xn @ x + b_xn + r * (W_hn @ h_prev + b_hn))
-            s1 = A_h_b_2[j] + b_hn[j]
-            C_s1_t[j] = s1
-            n = _tanh_s((A_x_t_2[j] + b_xn[j] + r * (s1)))
-            A_x_t_2[j] = n
-            # h_t = (1 - z) * n + z * h_prev
-            s0 = one - z
-            C_s0_t[j] = s0
-            h = (s0) * n + z * S_h_t[j]
-            S_h_t1[j] = h
+            n = C_n_t[j]
+            z = C_z_t[j]
+            tmp0 = C_tmp0_t[j]
+            tmp1 = C_tmp1_t[j]
+            r = C_r_t[j]
+            h_prev = S_h_t[j]
+            k0 = -(n * (z * (one - z)))
+            k1 = tmp0 * (one - n * n) * tmp1 * (r * (one - r))
+            k2 = tmp0 * (one - n * n) * r
+            k3 = z * (one - z) * h_prev
+            k4 = z
+            k5 = -(n * (z * (one - z))) + z * (one - z) * h_prev
+            k6 = tmp0 * (one - n * n)
+            k7 = (-n) * (z * (one - z)) + z * (one - z) * h_prev
+            # d h_t / d h_(t-1), row j: the dense part
+            for m in range(n_hidden):
+                J_h[b, 0 * n_hidden + j, m] = k0 * W_hz[j, m] + k1 * W_hr[j, m] + k2 * W_hn[j, m] + k3 * W_hz[j, m]
+            J_h[b, 0 * n_hidden + j, j] += k4
+            U0[b, j] = k1
+            U1[b, j] = k5
+            U2[b, j] = k6
+            U3[b, j] = k2
+            U4[b, j] = k7
 
 
-def forward(params, xs, state0=None):
-    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+@njit(cache=True)
+def _rtrl_post(t, out, S, OFF, xs, S_h, U0, U1, U2, U3, U4):
+    """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
+    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a vector
+    parameter A)."""
+    batch, n_hidden = out.shape[0], out.shape[1] // 1
+    for b in range(batch):
+        for j in range(n_hidden):
+            # V_t on its diagonal structure
+            # V_h^b_r
+            out[b, 0 * n_hidden + j, OFF[6] + j] += U0[b, j]
+            # V_h^b_z
+            out[b, 0 * n_hidden + j, OFF[7] + j] += U4[b, j]
+            # V_h^b_xn
+            out[b, 0 * n_hidden + j, OFF[8] + j] += U2[b, j]
+            # V_h^b_hn
+            out[b, 0 * n_hidden + j, OFF[9] + j] += U3[b, j]
+            # V_u^A = ... d_2(x_t) for V_h^W_xr, V_h^W_xz, V_h^W_xn
+            u0 = U0[b, j]
+            u1 = U1[b, j]
+            u2 = U2[b, j]
+            o0 = OFF[0] + j * xs.shape[-1]
+            o1 = OFF[1] + j * xs.shape[-1]
+            o2 = OFF[2] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                zl = xs[t, b, l]
+                out[b, 0 * n_hidden + j, o0 + l] += u0 * zl
+                out[b, 0 * n_hidden + j, o1 + l] += u1 * zl
+                out[b, 0 * n_hidden + j, o2 + l] += u2 * zl
+            # V_u^A = ... d_2(h_prev) for V_h^W_hr, V_h^W_hz, V_h^W_hn
+            u0_1 = U0[b, j]
+            u1_1 = U1[b, j]
+            u2_1 = U3[b, j]
+            o0_1 = OFF[3] + j * S_h.shape[-1]
+            o1_1 = OFF[4] + j * S_h.shape[-1]
+            o2_1 = OFF[5] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                zl = S_h[t, b, l]
+                out[b, 0 * n_hidden + j, o0_1 + l] += u0_1 * zl
+                out[b, 0 * n_hidden + j, o1_1 + l] += u1_1 * zl
+                out[b, 0 * n_hidden + j, o2_1 + l] += u2_1 * zl
+
+
+def forward(params, xs, state0=None, *, lengths=None, mask=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward.
+    A variable-length batch (lengths= or mask=, see gru.forward) runs the NumPy
+    kernel's path (the fused loops take whole sequences); backward() follows its cache."""
+    if lengths is not None or mask is not None:
+        return _numpy_forward(params, xs, state0, lengths=lengths, mask=mask)
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
+    steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
     S_h[0] = state["h"]
-    C_s0 = np.empty((steps, batch, n_hidden), dtype)
-    C_s1 = np.empty((steps, batch, n_hidden), dtype)
+    C_tmp1 = np.empty((steps, batch, n_hidden), dtype)
+    C_tmp0 = np.empty((steps, batch, n_hidden), dtype)
     b_r = np.ascontiguousarray(P["b_r"])
     b_z = np.ascontiguousarray(P["b_z"])
     b_xn = np.ascontiguousarray(P["b_xn"])
     b_hn = np.ascontiguousarray(P["b_hn"])
-    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
+    one = dtype.type(1.0)  # in the arrays' dtype
     if _sequence(P):
         xs = np.ascontiguousarray(xs)
-        W_stack_x = np.ascontiguousarray(P["W_stack_x"])
-        A_x = np.empty((steps, batch, P["W_stack_x"].shape[0]), dtype)
-        W_stack_h = np.ascontiguousarray(P["W_stack_h"])
-        A_h = np.empty((batch, W_stack_h.shape[0]), dtype)
+        W_stack_x = np.ascontiguousarray(P["stack:x"])
+        A_x = np.empty((steps, batch, P["stack:x"].shape[0]), dtype)
+        A_h = np.empty((batch, P["stack:h"].shape[0]), dtype)
+        W_stack_h = np.ascontiguousarray(P["stack:h"])
         nil = dtype.type(0.0)
-        args = (xs, W_stack_x, W_stack_h, A_h, A_x, S_h, C_s0, C_s1, b_r, b_z, b_xn, b_hn, one, nil,)
-        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda i: args)
+        args = (xs, W_stack_x, A_x, S_h, W_stack_h, A_h, b_r, b_z, b_hn, b_xn, C_tmp1, C_tmp0, nil, one,)
+        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda chunk: args)
     else:
-        # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t (the
-        # biases are added in the fused loop, which reads A_x anyway: no extra pass over it)
-        A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
-        W_stack_h_T = np.ascontiguousarray(P["W_stack_h"].T)  # C order: BLAS is faster at small B
-        A_h = np.empty((batch, W_stack_h_T.shape[1]), dtype)
+        # input projections of all steps in one matmul: A_x[t] = Theta_x x_t (the biases are
+        # added in the fused loops, which read A_x anyway: no extra pass)
+        A_x = (xs.reshape(steps * batch, n_in) @ P["stack:x"].T).reshape(steps, batch, -1)
+        A_h = np.empty((batch, P["stack:h"].shape[0]), dtype)
+        W_stack_h = P["stack:h"]
+        W_stack_h_T = np.ascontiguousarray(W_stack_h.T)
         for t in range(steps):
-            np.matmul(S_h[t], W_stack_h_T, out=A_h)  # the recurrent projection (BLAS)
-            _forward_step(t, A_x, A_h, S_h, C_s0, C_s1, b_r, b_z, b_xn, b_hn, one)
+            # A_{h} = [W_hr; W_hz; W_hn] h_{t-1}
+            np.matmul(S_h[t], W_stack_h_T, out=A_h)
+            _forward_step(t, A_x, A_h, b_r, b_z, b_hn, b_xn, S_h, C_tmp1, C_tmp0, one)
     cache = {"xs": xs, "backend": "numba",
              "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
     cache["S_h"] = S_h
-    cache["s0"] = C_s0
-    cache["s1"] = C_s1
-    cache["r"] = A_x[:, :, 0 * n_hidden:1 * n_hidden]  # stored in A_x
-    cache["z"] = A_x[:, :, 1 * n_hidden:2 * n_hidden]  # stored in A_x
-    cache["n"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # stored in A_x
+    cache["C_r"] = A_x[:, :, 0:n_hidden]  # kept in A_x's columns
+    cache["C_z"] = A_x[:, :, n_hidden:2 * n_hidden]  # kept in A_x's columns
+    cache["C_n"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # kept in A_x's columns
+    cache["C_tmp1"] = C_tmp1
+    cache["C_tmp0"] = C_tmp0
     cache["A_x"] = A_x
     return S_h[1:], cache
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_h, C_s0, C_s1, dA_h, dA_x, d_h_next, R_h, one):
-    """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
-    projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
-    Gates kept in dA_x's slots are read there and overwritten by their adjoints."""
-    batch, n_hidden = dhs.shape[1], dhs.shape[2]
-    for b in range(batch):
-        dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
-        dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
-        dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
-        C_s0_t = C_s0[t, b]
-        C_s1_t = C_s1[t, b]
-        dhs_t = dhs[t, b]
-        d_h_next_b = d_h_next[b]
-        S_h_t = S_h[t, b]
-        dA_h_t_0 = dA_h[t, b, 0 * n_hidden:1 * n_hidden]
-        R_h_b = R_h[b]
-        for j in range(n_hidden):
-            r = dA_x_t_0[j]
-            z = dA_x_t_1[j]
-            n = dA_x_t_2[j]
-            s0 = C_s0_t[j]
-            s1 = C_s1_t[j]
-            # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
-            d_h = dhs_t[j] + d_h_next_b[j]
-            # bar{n}_t = d(1 - z_t) bar{h}_t
-            d_n = (s0) * d_h
-            # bar{hat{n}}_t = d(n'_t) bar{n}_t
-            d_n_hat = ((one - n * n)) * d_n
-            # bar{z}_t = -d(n_t) bar{h}_t + d(h_{t-1}) bar{h}_t
-            d_z = -(n) * d_h + (S_h_t[j]) * d_h
-            # bar{hat{z}}_t = d(z'_t) bar{z}_t
-            d_z_hat = ((z * (one - z))) * d_z
-            # bar{r}_t = d(W_{hn} h_{t-1} + b_{hn}) bar{hat{n}}_t
-            d_r = (s1) * d_n_hat
-            # bar{hat{r}}_t = d(r'_t) bar{r}_t
-            d_r_hat = ((r * (one - r))) * d_r
-            dA_x_t_0[j] = d_r_hat
-            dA_x_t_1[j] = d_z_hat
-            dA_x_t_2[j] = d_n_hat
-            dA_h_t_0[j] = (r) * d_n_hat
-            R_h_b[j] = (z) * d_h
 
 
 def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
@@ -547,6 +637,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("backend") == "numpy" and cache.get("mask") is not None:  # variable lengths
+        return _numpy_backward(params, cache, dhs, dstate=dstate, input_grad=input_grad, dys=dys)
     if cache.get("backend") != "numba":
         raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
                          f"forward(); pass it to that module's backward()")
@@ -555,38 +647,39 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
                          "run forward() again, or pass keep_cache=True to backward()")
     xs = cache["xs"]
     steps, batch = xs.shape[:2]
-    if xs.shape[2] != n_in or xs.dtype != dtype:
+    if (n_in is not None and xs.shape[2] != n_in) or xs.dtype != dtype:
         raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
                          f"params expect n_in={n_in} and dtype {dtype}")
+    n_in = xs.shape[2]
     dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
     if dys is not None:
         raise ValueError("dys is the readout's gradient, and this cell has no readout")
     P = _unpack(params)
-    W_stack_x = P["W_stack_x"]
-    W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
+    C_tmp1 = cache["C_tmp1"]
+    C_tmp0 = cache["C_tmp0"]
     d_h_next = carry["h"].copy()  # ours: written in place
-    C_s0 = cache["s0"]
-    C_s1 = cache["s1"]
-    dA_h = np.empty((steps, batch, 1 * n_hidden), dtype)
-    # the gates in A_x's slots become their adjoints; a copy of A_x when the cache is kept
+    # the gates kept in A_x's columns become their adjoints; a copy when the cache is kept
     dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
+    dA_h = np.empty((steps, batch, n_hidden), dtype)
     R_h = np.empty((batch, n_hidden), dtype)
-    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
+    one = dtype.type(1.0)  # in the arrays' dtype
+    W_stack_h = P["stack:h"]
+    W_stack_x = P["stack:x"]
     if _sequence(P):
         xs = np.ascontiguousarray(xs)
         chunks = rt.row_chunks(batch, rt.num_threads())
         # each chunk sums its own share of every gradient; the shares are added at the end
-        WT_W_stack_h_0 = np.ascontiguousarray(W_stack_h[0 * n_hidden:2 * n_hidden].T)
-        WT_W_stack_h_1 = np.ascontiguousarray(W_stack_h[2 * n_hidden:3 * n_hidden].T)
         G_W_stack_x_0_part = np.zeros((len(chunks), 3 * n_hidden, n_in), dtype)
         G_W_stack_h_0_part = np.zeros((len(chunks), 2 * n_hidden, n_hidden), dtype)
-        G_W_stack_h_1_part = np.zeros((len(chunks), 1 * n_hidden, n_hidden), dtype)
+        G_W_stack_h_1_part = np.zeros((len(chunks), n_hidden, n_hidden), dtype)
         colsum_dA_x_part = np.zeros((len(chunks), dA_x.shape[2]), dtype)
         colsum_dA_h_part = np.zeros((len(chunks), dA_h.shape[2]), dtype)
+        WT_W_stack_h = np.ascontiguousarray(W_stack_h[0:2 * n_hidden].T)
+        WT_W_stack_h_1 = np.ascontiguousarray(W_stack_h[2 * n_hidden:3 * n_hidden].T)
         nil = dtype.type(0.0)
-        rt.run_chunks(_backward_seq, chunks, lambda i: (dhs, S_h, C_s0, C_s1, dA_h, dA_x, d_h_next, R_h, one, xs, WT_W_stack_h_0, WT_W_stack_h_1, G_W_stack_x_0_part[i], G_W_stack_h_0_part[i], G_W_stack_h_1_part[i], colsum_dA_x_part[i], colsum_dA_h_part[i], nil,))
+        rt.run_chunks(_backward_seq, chunks, lambda chunk: (dhs, d_h_next, C_tmp0, dA_x, S_h, C_tmp1, dA_h, R_h, WT_W_stack_h, WT_W_stack_h_1, xs, G_W_stack_x_0_part[chunk], G_W_stack_h_0_part[chunk], G_W_stack_h_1_part[chunk], colsum_dA_x_part[chunk], colsum_dA_h_part[chunk], nil, one,))
         G_W_stack_x_0 = G_W_stack_x_0_part.sum(axis=0)
         G_W_stack_h_0 = G_W_stack_h_0_part.sum(axis=0)
         G_W_stack_h_1 = G_W_stack_h_1_part.sum(axis=0)
@@ -594,137 +687,59 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         colsum_dA_h = colsum_dA_h_part.sum(axis=0)
     else:
         for t in range(steps - 1, -1, -1):
-            _backward_step(t, dhs, S_h, C_s0, C_s1, dA_h, dA_x, d_h_next, R_h, one)
-            # carried adjoints: the stacked part as one matmul (BLAS), the rest from the loop
-            d_h_next = dA_x[t, :, 0 * n_hidden:2 * n_hidden] @ W_stack_h[0 * n_hidden:2 * n_hidden] + dA_h[t, :, 0 * n_hidden:1 * n_hidden] @ W_stack_h[2 * n_hidden:3 * n_hidden]
+            _backward_step(t, dhs, d_h_next, C_tmp0, dA_x, S_h, C_tmp1, dA_h, R_h, one)
+            # \delta h_{t-1} = W_{hr}^\top \bar{\hat{r}}_t + W_{hz}^\top \bar{\hat{z}}_t + W_{hn}^\top d(r_t) \bar{\hat{n}}_t + d(z_t) \bar{h}_t
+            d_h_next = dA_x[t, :, 0:2 * n_hidden] @ W_stack_h[0:2 * n_hidden]
+            d_h_next += dA_h[t, :, 0:n_hidden] @ W_stack_h[2 * n_hidden:3 * n_hidden]
             d_h_next += R_h
         # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-        G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-        G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:2 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
-        G_W_stack_h_1 = dA_h[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
-        # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+        G_W_stack_x_0 = dA_x[:, :, 0:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+        G_W_stack_h_0 = dA_x[:, :, 0:2 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+        G_W_stack_h_1 = dA_h[:, :, 0:n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
         colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
         colsum_dA_h = dA_h.reshape(steps * batch, -1).sum(axis=0)
     cache["consumed"] = not keep_cache
     grads = {}
-    grads["W_xr"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
-    grads["W_xz"] = G_W_stack_x_0[1 * n_hidden:2 * n_hidden]
+    grads["W_xr"] = G_W_stack_x_0[0:n_hidden]
+    grads["W_xz"] = G_W_stack_x_0[n_hidden:2 * n_hidden]
     grads["W_xn"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
-    grads["W_hr"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
-    grads["W_hz"] = G_W_stack_h_0[1 * n_hidden:2 * n_hidden]
-    grads["W_hn"] = G_W_stack_h_1[0 * n_hidden:1 * n_hidden]
-    grads["b_r"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
-    grads["b_z"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
+    grads["W_hr"] = G_W_stack_h_0[0:n_hidden]
+    grads["W_hz"] = G_W_stack_h_0[n_hidden:2 * n_hidden]
+    grads["W_hn"] = G_W_stack_h_1[(2 * n_hidden) - (2 * n_hidden):(3 * n_hidden) - (2 * n_hidden)]
+    grads["b_r"] = colsum_dA_x[0:n_hidden]
+    grads["b_z"] = colsum_dA_x[n_hidden:2 * n_hidden]
     grads["b_xn"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
-    grads["b_hn"] = colsum_dA_h[0 * n_hidden:1 * n_hidden]
+    grads["b_hn"] = colsum_dA_h[0:n_hidden]
+    grads = {name: grads[name] for name in PARAMS}
     grads[STATE0_GRAD["h"]] = d_h_next
     if input_grad:
-        grads[INPUT_GRAD] = dA_x @ W_stack_x
+        grads[INPUT_GRAD] = dA_x[:, :, 0:3 * n_hidden] @ W_stack_x[0:3 * n_hidden]
     return grads
 
 
-@njit(cache=True)
-def _rtrl_coef(t, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, W_hr, W_hz, W_hn, J_h, U0, U1, U2, U3):
-    """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
-    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
-    coefficients of V_t (one per distinct d(.) product; see
-    derive.codegen.numba_backend.rtrl_parts)."""
-    batch, n_hidden = S_h.shape[1], S_h.shape[2]
-    for b in range(batch):
-        for j in range(n_hidden):
-            r = C_r[t, b, j]
-            z = C_z[t, b, j]
-            n = C_n[t, b, j]
-            s0 = C_s0[t, b, j]
-            s1 = C_s1[t, b, j]
-            k0 = -1.0 * (n) * ((z * (1.0 - z)))
-            k1 = (s0) * ((1.0 - n * n)) * (s1) * ((r * (1.0 - r)))
-            k2 = (s0) * ((1.0 - n * n)) * (r)
-            k3 = ((z * (1.0 - z))) * (S_h[t, b, j])
-            k4 = (z)
-            k5 = (s0) * ((1.0 - n * n))
-            # d h_t / d h_(t-1), row j: the dense part
-            for m in range(n_hidden):
-                J_h[b, 0 * n_hidden + j, m] = k0 * W_hz[j, m] + k1 * W_hr[j, m] + k2 * W_hn[j, m] + k3 * W_hz[j, m]
-            J_h[b, 0 * n_hidden + j, j] += k4
-            U0[b, j] = k1
-            U1[b, j] = k0 + k3
-            U2[b, j] = k5
-            U3[b, j] = k2
-
-
-@njit(cache=True)
-def _rtrl_post(t, out, S, OFF, xs, S_h, U0, U1, U2, U3):
-    """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
-    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
-    vector parameter): one pass over (batch, unit)."""
-    batch, n_hidden = out.shape[0], out.shape[1] // 1
-    for b in range(batch):
-        for j in range(n_hidden):
-            # V_t on its diagonal structure
-            # V_h^W_xr = d(1 - z_t) d(n'_t) d(W_{hn} h_{t-1} + b_{hn}) d(r'_t) d_2(x_t)
-            u = U0[b, j]
-            o = OFF[0] + j * xs.shape[-1]
-            for l in range(xs.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_h^W_xz = -d(n_t) d(z'_t) d_2(x_t) + d(z'_t) d(h_{t-1}) d_2(x_t)
-            u = U1[b, j]
-            o = OFF[1] + j * xs.shape[-1]
-            for l in range(xs.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_h^W_xn = d(1 - z_t) d(n'_t) d_2(x_t)
-            u = U2[b, j]
-            o = OFF[2] + j * xs.shape[-1]
-            for l in range(xs.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_h^W_hr = d(1 - z_t) d(n'_t) d(W_{hn} h_{t-1} + b_{hn}) d(r'_t) d_2(h_{t-1})
-            u = U0[b, j]
-            o = OFF[3] + j * S_h.shape[-1]
-            for l in range(S_h.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
-            # V_h^W_hz = -d(n_t) d(z'_t) d_2(h_{t-1}) + d(z'_t) d(h_{t-1}) d_2(h_{t-1})
-            u = U1[b, j]
-            o = OFF[4] + j * S_h.shape[-1]
-            for l in range(S_h.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
-            # V_h^W_hn = d(1 - z_t) d(n'_t) d(r_t) d_2(h_{t-1})
-            u = U3[b, j]
-            o = OFF[5] + j * S_h.shape[-1]
-            for l in range(S_h.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
-            # V_h^b_r = d(1 - z_t) d(n'_t) d(W_{hn} h_{t-1} + b_{hn}) d(r'_t)
-            out[b, 0 * n_hidden + j, OFF[6] + j] += U0[b, j]
-            # V_h^b_z = -d(n_t) d(z'_t) + d(z'_t) d(h_{t-1})
-            out[b, 0 * n_hidden + j, OFF[7] + j] += U1[b, j]
-            # V_h^b_xn = d(1 - z_t) d(n'_t)
-            out[b, 0 * n_hidden + j, OFF[8] + j] += U2[b, j]
-            # V_h^b_hn = d(1 - z_t) d(n'_t) d(r_t)
-            out[b, 0 * n_hidden + j, OFF[9] + j] += U3[b, j]
-
-
-def rtrl(params, xs, state0=None):
+def rtrl(params, xs, state0=None, *, lengths=None, mask=None):
     """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
     recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
     layout and result as gru.rtrl): the forward pass first (all steps' values),
-    then per step two compiled passes and one BLAS product per dense Jacobian column."""
+    then per step two compiled passes and one BLAS product per dense Jacobian column. With
+    lengths= or mask=, the NumPy kernel's rtrl."""
+    if lengths is not None or mask is not None:
+        return _numpy_rtrl(params, xs, state0, lengths=lengths, mask=mask)
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
+    steps, batch, n_in = xs.shape
     _, cache = forward(params, xs, state0)
-    P = _unpack(params)
     S_h = cache["S_h"]
-    C_r = cache["r"]
-    C_z = cache["z"]
-    C_n = cache["n"]
-    C_s0 = cache["s0"]
-    C_s1 = cache["s1"]
-    b_r = np.ascontiguousarray(P["b_r"])
-    b_z = np.ascontiguousarray(P["b_z"])
-    b_xn = np.ascontiguousarray(P["b_xn"])
-    b_hn = np.ascontiguousarray(P["b_hn"])
-    W_hr = np.ascontiguousarray(P["W_hr"])
+    C_r = cache["C_r"]
+    C_z = cache["C_z"]
+    C_n = cache["C_n"]
+    C_tmp1 = cache["C_tmp1"]
+    C_tmp0 = cache["C_tmp0"]
+    P = _unpack(params)
     W_hz = np.ascontiguousarray(P["W_hz"])
+    W_hr = np.ascontiguousarray(P["W_hr"])
     W_hn = np.ascontiguousarray(P["W_hn"])
+    one = dtype.type(1.0)  # in the arrays' dtype
     off, _, _, width = rt.sens_layout(PARAMS, n_hidden, n_in)
     OFF = np.array([off[p][0] for p in PARAMS], np.int64)
     rows = len(STATE) * n_hidden
@@ -735,11 +750,12 @@ def rtrl(params, xs, state0=None):
     U1 = np.empty((batch, n_hidden), dtype)
     U2 = np.empty((batch, n_hidden), dtype)
     U3 = np.empty((batch, n_hidden), dtype)
+    U4 = np.empty((batch, n_hidden), dtype)
     for t in range(steps):
         S, out = whole[t % 2], whole[1 - t % 2]
-        _rtrl_coef(t, S_h, C_r, C_z, C_n, C_s0, C_s1, b_r, b_z, b_xn, b_hn, W_hr, W_hz, W_hn, J_h, U0, U1, U2, U3)
+        _rtrl_coef(t, C_n, C_z, C_tmp0, C_tmp1, C_r, S_h, W_hz, W_hr, W_hn, J_h, U0, U1, U2, U3, U4, one)
         np.matmul(J_h, S[:, 0 * n_hidden:1 * n_hidden], out=out)
-        _rtrl_post(t, out, S, OFF, xs, S_h, U0, U1, U2, U3)
+        _rtrl_post(t, out, S, OFF, xs, S_h, U0, U1, U2, U3, U4)
     # a compact copy of the output state's rows: the result keeps neither buffer alive
     return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden].copy(), off, batch,
                          n_hidden)

@@ -28,6 +28,7 @@ from .indrnn import (  # noqa: F401  (re-exported: same API)
     PARAMS,
     READOUT,
     READOUT_PARAMS,
+    SPEC_DIGEST,
     STATE,
     STATE0_GRAD,
     _check_array,
@@ -38,6 +39,9 @@ from .indrnn import (  # noqa: F401  (re-exported: same API)
     rtrl_step,
     state_jacobian,
 )
+from .indrnn import backward as _numpy_backward  # variable lengths: the NumPy path
+from .indrnn import forward as _numpy_forward
+from .indrnn import rtrl as _numpy_rtrl
 
 
 # ---------------------------------------------------------------------------- activations
@@ -287,239 +291,152 @@ def _colsum(D, lo, hi, out):
             out[c] += d[c]
 
 
-# Whole-sequence kernels where the stacked matrices are small enough to stay in a core's cache
-# (bytes of all stacked matrices <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one
-# compiled call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step.
-# Above it, per-step BLAS products around the fused step loops (BLAS is faster on big blocks).
-# Measured on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68,
-# c2 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
+# Whole-sequence kernels where the matrices are small enough to stay in a core's cache
+# (bytes of all of them <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one compiled
+# call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step. Above it,
+# per-step BLAS products around the fused step loops (BLAS is faster on big blocks). Measured
+# on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68, c2
+# 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
 SEQUENCE_MAX_BYTES = 1048576
 FUSED = True  # compiled loops (a cell the fused printer does not print re-exports NumPy's)
 
 
 def _unpack(params):
-    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    """The parameters and the stacked blocks Theta_v of the matrices acting on one vector."""
     P = dict(params)
-    # W_stack_x = [W] acts on x
-    P["W_stack_x"] = np.concatenate([params["W"]], axis=0)
-    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
-    P["b_stack_x"] = np.concatenate([params["b"]])
+    # W_stack_x = [W]
+    P["stack:x"] = np.concatenate([params["W"]], axis=0)
     return P
 
 
 def _sequence(P):
     """True where forward() and backward() run the whole-sequence kernels (see above)."""
-    return sum(P[s].nbytes for s in ("W_stack_x", )) <= SEQUENCE_MAX_BYTES
+    return sum(P[k].nbytes for k in ("stack:x", )) <= SEQUENCE_MAX_BYTES
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _forward_step(t, A_x, u, b_, S_h, zero):
+    """Forward step t, loop 1 of 1, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = A_x.shape[1], u.shape[0]
+    for b in range(batch):
+        A_x_t_0 = A_x[t, b, 0:n_hidden]
+        S_h_t = S_h[t, b]
+        S_h_t1 = S_h[t + 1, b]
+        for j in range(n_hidden):
+            h_prev = S_h_t[j]
+            # h_t = \operatorname{ReLU}(W x_t + u \odot h_{t-1} + b)
+            S_h_t1[j] = max(A_x_t_0[j] + u[j] * h_prev + b_[j], zero)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def _forward_seq(lo, hi, xs, W_stack_x, A_x, S_h, u_, b_, zero, nil):
-    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair
-    of rows the input and recurrent projections (_nt2), then the fused elementwise part (the
-    loop body of _forward_step)."""
-    steps, n_hidden = xs.shape[0], S_h.shape[2]
+def _forward_seq(lo, hi, xs, W_stack_x, A_x, u, b_, S_h, nil, zero):
+    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of
+    rows the products (_nt2) and the fused loops of _forward_step."""
+    steps, n_hidden = xs.shape[0], u.shape[0]
     for t in range(steps):
         for b0 in range(lo, hi, 2):
             b1 = min(b0 + 1, hi - 1)
             _nt2(xs[t, b0], xs[t, b1], W_stack_x, A_x[t, b0], A_x[t, b1], nil, b1 > b0, False)
             for b in range(b0, b1 + 1):
-                A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
+                A_x_t_0 = A_x[t, b, 0:n_hidden]
                 S_h_t = S_h[t, b]
                 S_h_t1 = S_h[t + 1, b]
                 for j in range(n_hidden):
-                    # h_t = relu(W @ x + u * h_prev + b)
-                    h = max((A_x_t_0[j] + u_[j] * S_h_t[j] + b_[j]), zero)
-                    S_h_t1[j] = h
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def _backward_seq(lo, hi, dhs, S_h, u_, dA_x, d_h_next, R_h, g_u, one, zero, xs, G_W_stack_x_0, colsum_dA_x, nil):
-    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step the fused
-    elementwise part (the loop body of _backward_step), the carried adjoints (_nt2 with the
-    stacked matrices' transposes), and this chunk's share of the weight and bias gradients
-    (_rank_update, _colsum, into the chunk's own partial sums)."""
-    steps, n_hidden = dhs.shape[0], dhs.shape[2]
-    for t in range(steps - 1, -1, -1):
-        for b in range(lo, hi):
-            dhs_t = dhs[t, b]
-            d_h_next_b = d_h_next[b]
-            S_h_t1 = S_h[t + 1, b]
-            dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
-            R_h_b = R_h[b]
-            S_h_t = S_h[t, b]
-            for j in range(n_hidden):
-                # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
-                d_h = dhs_t[j] + d_h_next_b[j]
-                # bar{hat{h}}_t = d(h'_t) bar{h}_t
-                d_h_hat = (((one if S_h_t1[j] > zero else zero))) * d_h
-                dA_x_t_0[j] = d_h_hat
-                R_h_b[j] = (u_[j]) * d_h_hat
-                g_u[j] += (S_h_t[j]) * d_h_hat
-        # carried adjoints delta v_(t-1): the stacked part, then the rest from the loop
-        for b0 in range(lo, hi, 2):
-            b1 = min(b0 + 1, hi - 1)
-            for b in range(b0, b1 + 1):
-                d_h_next[b] = R_h[b]
-        # weight gradients: sum_t (bar a_t) v_t^T, this step's rows
-        _rank_update(dA_x[t], 0 * n_hidden, xs[t], lo, hi, G_W_stack_x_0)
-        _colsum(dA_x[t], lo, hi, colsum_dA_x)
+                    h_prev = S_h_t[j]
+                    # h_t = \operatorname{ReLU}(W x_t + u \odot h_{t-1} + b)
+                    S_h_t1[j] = max(A_x_t_0[j] + u[j] * h_prev + b_[j], zero)
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _forward_step(t, A_x, S_h, u_, b_, zero):
-    """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
-    over row views of batch row b (vectorised; see
-    derive.codegen.numba_backend.row_views)."""
-    batch, n_hidden = S_h.shape[1], S_h.shape[2]
-    for b in range(batch):
-        A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
-        S_h_t = S_h[t, b]
-        S_h_t1 = S_h[t + 1, b]
-        for j in range(n_hidden):
-            # h_t = relu(W @ x + u * h_prev + b)
-            h = max((A_x_t_0[j] + u_[j] * S_h_t[j] + b_[j]), zero)
-            S_h_t1[j] = h
-
-
-def forward(params, xs, state0=None):
-    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
-    n_hidden, n_in, dtype = _sizes(params)
-    xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
-    state = _check_state(state0, batch, n_hidden, dtype)
-    P = _unpack(params)
-    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
-    S_h[0] = state["h"]
-    u_ = np.ascontiguousarray(P["u"])
-    b_ = np.ascontiguousarray(P["b"])
-    zero = dtype.type(0.0)  # a constant of the loop, in the arrays' dtype
-    if _sequence(P):
-        xs = np.ascontiguousarray(xs)
-        W_stack_x = np.ascontiguousarray(P["W_stack_x"])
-        A_x = np.empty((steps, batch, P["W_stack_x"].shape[0]), dtype)
-        nil = dtype.type(0.0)
-        args = (xs, W_stack_x, A_x, S_h, u_, b_, zero, nil,)
-        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda i: args)
-    else:
-        # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t (the
-        # biases are added in the fused loop, which reads A_x anyway: no extra pass over it)
-        A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
-        for t in range(steps):
-            _forward_step(t, A_x, S_h, u_, b_, zero)
-    cache = {"xs": xs, "backend": "numba",
-             "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
-    cache["S_h"] = S_h
-    return S_h[1:], cache
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_h, u_, dA_x, d_h_next, R_h, g_u, one, zero):
-    """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
-    projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
-"""
+def _backward_step(t, dhs, d_h_next, u, S_h, dA_x, g_u, R_h, zero, one):
+    """Backward step t, loop 1 of 1, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
     batch, n_hidden = dhs.shape[1], dhs.shape[2]
     for b in range(batch):
         dhs_t = dhs[t, b]
         d_h_next_b = d_h_next[b]
         S_h_t1 = S_h[t + 1, b]
-        dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
-        R_h_b = R_h[b]
         S_h_t = S_h[t, b]
+        dA_x_t_0 = dA_x[t, b, 0:n_hidden]
+        R_h_b = R_h[b]
         for j in range(n_hidden):
-            # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
+            h = S_h_t1[j]
+            h_prev = S_h_t[j]
+            # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
             d_h = dhs_t[j] + d_h_next_b[j]
-            # bar{hat{h}}_t = d(h'_t) bar{h}_t
-            d_h_hat = (((one if S_h_t1[j] > zero else zero))) * d_h
+            # \bar{\hat{h}}_t = d(h'_t) \bar{h}_t
+            d_h_hat = (one if h > zero else zero) * d_h
             dA_x_t_0[j] = d_h_hat
-            R_h_b[j] = (u_[j]) * d_h_hat
-            g_u[j] += (S_h_t[j]) * d_h_hat
+            g_u[j] += h_prev * d_h_hat
+            # \delta h_{t-1} = d(u) \bar{\hat{h}}_t
+            R_h_b[j] = u[j] * d_h_hat
 
 
-def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
-    dys = {name: dL/dy_t}; see indrnn.backward (one cache serves one backward unless
-    keep_cache=True)."""
-    n_hidden, n_in, dtype = _sizes(params)
-    if not isinstance(cache, dict) or "xs" not in cache:
-        raise ValueError("cache must be the dict returned by forward()")
-    if cache.get("backend") != "numba":
-        raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
-                         f"forward(); pass it to that module's backward()")
-    if cache.get("consumed"):
-        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
-                         "run forward() again, or pass keep_cache=True to backward()")
-    xs = cache["xs"]
-    steps, batch = xs.shape[:2]
-    if xs.shape[2] != n_in or xs.dtype != dtype:
-        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
-                         f"params expect n_in={n_in} and dtype {dtype}")
-    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
-    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
-    if dys is not None:
-        raise ValueError("dys is the readout's gradient, and this cell has no readout")
-    P = _unpack(params)
-    W_stack_x = P["W_stack_x"]
-    S_h = cache["S_h"]
-    d_h_next = carry["h"].copy()  # ours: written in place
-    u_ = np.ascontiguousarray(P["u"])
-    dA_x = np.empty((steps, batch, 1 * n_hidden), dtype)
-    R_h = np.empty((batch, n_hidden), dtype)
-    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
-    zero = dtype.type(0.0)  # a constant of the loop, in the arrays' dtype
-    if _sequence(P):
-        xs = np.ascontiguousarray(xs)
-        chunks = rt.row_chunks(batch, rt.num_threads())
-        # each chunk sums its own share of every gradient; the shares are added at the end
-        G_W_stack_x_0_part = np.zeros((len(chunks), 1 * n_hidden, n_in), dtype)
-        colsum_dA_x_part = np.zeros((len(chunks), dA_x.shape[2]), dtype)
-        g_u_part = np.zeros((len(chunks),) + params["u"].shape, dtype)
-        nil = dtype.type(0.0)
-        rt.run_chunks(_backward_seq, chunks, lambda i: (dhs, S_h, u_, dA_x, d_h_next, R_h, g_u_part[i], one, zero, xs, G_W_stack_x_0_part[i], colsum_dA_x_part[i], nil,))
-        G_W_stack_x_0 = G_W_stack_x_0_part.sum(axis=0)
-        colsum_dA_x = colsum_dA_x_part.sum(axis=0)
-        g_u = g_u_part.sum(axis=0)
-    else:
-        g_u = np.zeros(params["u"].shape, dtype)
-        for t in range(steps - 1, -1, -1):
-            _backward_step(t, dhs, S_h, u_, dA_x, d_h_next, R_h, g_u, one, zero)
-            # carried adjoints: the stacked part as one matmul (BLAS), the rest from the loop
-            d_h_next, R_h = R_h, d_h_next  # no copy
-        # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-        G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-        # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
-        colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
-    grads = {}
-    grads["W"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
-    grads["u"] = g_u
-    grads["b"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
-    grads[STATE0_GRAD["h"]] = d_h_next
-    if input_grad:
-        grads[INPUT_GRAD] = dA_x @ W_stack_x
-    return grads
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
+def _backward_seq(lo, hi, dhs, d_h_next, u, S_h, dA_x, g_u, R_h, xs, G_W_stack_x_0, colsum_dA_x, nil, zero, one):
+    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of rows
+    the fused loops of _backward_step, the products between them and the carried adjoints
+    (_nt2); per step this chunk's share of the weight and bias gradients (_rank_update, _colsum,
+    into the chunk's own partial sums)."""
+    steps, n_hidden = dhs.shape[0], dhs.shape[2]
+    for t in range(steps - 1, -1, -1):
+        for b0 in range(lo, hi, 2):
+            b1 = min(b0 + 1, hi - 1)
+            for b in range(b0, b1 + 1):
+                dhs_t = dhs[t, b]
+                d_h_next_b = d_h_next[b]
+                S_h_t1 = S_h[t + 1, b]
+                S_h_t = S_h[t, b]
+                dA_x_t_0 = dA_x[t, b, 0:n_hidden]
+                R_h_b = R_h[b]
+                for j in range(n_hidden):
+                    h = S_h_t1[j]
+                    h_prev = S_h_t[j]
+                    # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+                    d_h = dhs_t[j] + d_h_next_b[j]
+                    # \bar{\hat{h}}_t = d(h'_t) \bar{h}_t
+                    d_h_hat = (one if h > zero else zero) * d_h
+                    dA_x_t_0[j] = d_h_hat
+                    g_u[j] += h_prev * d_h_hat
+                    # \delta h_{t-1} = d(u) \bar{\hat{h}}_t
+                    R_h_b[j] = u[j] * d_h_hat
+            # carried adjoints delta v_(t-1): the stacked products, then the rest
+            # \delta h_{t-1} = d(u) \bar{\hat{h}}_t
+            for b in range(b0, b1 + 1):
+                d_h_next[b] = R_h[b]
+        # weight gradients: sum_t (bar a_t) v_t^T, this step's rows
+        _rank_update(dA_x[t], 0, xs[t], lo, hi, G_W_stack_x_0)
+        _colsum(dA_x[t], lo, hi, colsum_dA_x)
 
 
 @njit(cache=True)
-def _rtrl_coef(t, S_h, u_, b_, D_h_h, U0, U1):
+def _rtrl_coef(t, u, S_h, D_h_h, U0, U1, U2, zero, one):
     """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
-    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
-    coefficients of V_t (one per distinct d(.) product; see
-    derive.codegen.numba_backend.rtrl_parts)."""
-    batch, n_hidden = S_h.shape[1], S_h.shape[2]
+    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and V_t's
+    coefficients."""
+    batch, n_hidden = S_h.shape[1], u.shape[0]
     for b in range(batch):
+        S_h_t1 = S_h[t + 1, b]
+        S_h_t = S_h[t, b]
         for j in range(n_hidden):
-            k0 = (((1.0 if S_h[t + 1, b, j] > 0.0 else 0.0))) * (u_[j])
-            k1 = (((1.0 if S_h[t + 1, b, j] > 0.0 else 0.0)))
-            k2 = (((1.0 if S_h[t + 1, b, j] > 0.0 else 0.0))) * (S_h[t, b, j])
+            h = S_h_t1[j]
+            h_prev = S_h_t[j]
+            k0 = (one if h > zero else zero) * u[j]
+            k1 = one if h > zero else zero
+            k2 = (one if h > zero else zero) * h_prev
+            k3 = one * (one if h > zero else zero)
             D_h_h[b, j] = k0
             U0[b, j] = k1
             U1[b, j] = k2
+            U2[b, j] = k3
 
 
 @njit(cache=True)
-def _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1):
+def _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1, U2):
     """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
-    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
-    vector parameter): one pass over (batch, unit)."""
+    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a vector
+    parameter A)."""
     batch, n_hidden = out.shape[0], out.shape[1] // 1
     width = out.shape[2]
     for b in range(batch):
@@ -531,30 +448,135 @@ def _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1):
             for p in range(width):
                 r0[p] += d0 * s[p]
             # V_t on its diagonal structure
-            # V_h^W = d(h'_t) d_2(x_t)
-            u = U0[b, j]
-            o = OFF[0] + j * xs.shape[-1]
-            for l in range(xs.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_h^u = d(h'_t) d(h_{t-1})
+            # V_h^u
             out[b, 0 * n_hidden + j, OFF[1] + j] += U1[b, j]
-            # V_h^b = d(h'_t)
-            out[b, 0 * n_hidden + j, OFF[2] + j] += U0[b, j]
+            # V_h^b
+            out[b, 0 * n_hidden + j, OFF[2] + j] += U2[b, j]
+            # V_u^A = ... d_2(x_t) for V_h^W
+            u0 = U0[b, j]
+            o0 = OFF[0] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                zl = xs[t, b, l]
+                out[b, 0 * n_hidden + j, o0 + l] += u0 * zl
 
 
-def rtrl(params, xs, state0=None):
+def forward(params, xs, state0=None, *, lengths=None, mask=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward.
+    A variable-length batch (lengths= or mask=, see indrnn.forward) runs the NumPy
+    kernel's path (the fused loops take whole sequences); backward() follows its cache."""
+    if lengths is not None or mask is not None:
+        return _numpy_forward(params, xs, state0, lengths=lengths, mask=mask)
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch, n_in = xs.shape
+    state = _check_state(state0, batch, n_hidden, dtype)
+    P = _unpack(params)
+    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_h[0] = state["h"]
+    u = np.ascontiguousarray(P["u"])
+    b_ = np.ascontiguousarray(P["b"])
+    zero = dtype.type(0.0)  # in the arrays' dtype
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        W_stack_x = np.ascontiguousarray(P["stack:x"])
+        A_x = np.empty((steps, batch, P["stack:x"].shape[0]), dtype)
+        nil = dtype.type(0.0)
+        args = (xs, W_stack_x, A_x, u, b_, S_h, nil, zero,)
+        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda chunk: args)
+    else:
+        # input projections of all steps in one matmul: A_x[t] = Theta_x x_t (the biases are
+        # added in the fused loops, which read A_x anyway: no extra pass)
+        A_x = (xs.reshape(steps * batch, n_in) @ P["stack:x"].T).reshape(steps, batch, -1)
+        for t in range(steps):
+            _forward_step(t, A_x, u, b_, S_h, zero)
+    cache = {"xs": xs, "backend": "numba",
+             "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
+    cache["S_h"] = S_h
+    return S_h[1:], cache
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
+    dys = {name: dL/dy_t}; see indrnn.backward."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("backend") == "numpy" and cache.get("mask") is not None:  # variable lengths
+        return _numpy_backward(params, cache, dhs, dstate=dstate, input_grad=input_grad, dys=dys)
+    if cache.get("backend") != "numba":
+        raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
+                         f"forward(); pass it to that module's backward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if (n_in is not None and xs.shape[2] != n_in) or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    n_in = xs.shape[2]
+    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    if dys is not None:
+        raise ValueError("dys is the readout's gradient, and this cell has no readout")
+    P = _unpack(params)
+    S_h = cache["S_h"]
+    d_h_next = carry["h"].copy()  # ours: written in place
+    dA_x = np.empty((steps, batch, n_hidden), dtype)
+    R_h = np.empty((batch, n_hidden), dtype)
+    u = np.ascontiguousarray(P["u"])
+    zero = dtype.type(0.0)  # in the arrays' dtype
+    one = dtype.type(1.0)  # in the arrays' dtype
+    W_stack_x = P["stack:x"]
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        chunks = rt.row_chunks(batch, rt.num_threads())
+        # each chunk sums its own share of every gradient; the shares are added at the end
+        G_W_stack_x_0_part = np.zeros((len(chunks), n_hidden, n_in), dtype)
+        colsum_dA_x_part = np.zeros((len(chunks), dA_x.shape[2]), dtype)
+        g_u_part = np.zeros((len(chunks),) + params["u"].shape, dtype)
+        nil = dtype.type(0.0)
+        rt.run_chunks(_backward_seq, chunks, lambda chunk: (dhs, d_h_next, u, S_h, dA_x, g_u_part[chunk], R_h, xs, G_W_stack_x_0_part[chunk], colsum_dA_x_part[chunk], nil, zero, one,))
+        G_W_stack_x_0 = G_W_stack_x_0_part.sum(axis=0)
+        colsum_dA_x = colsum_dA_x_part.sum(axis=0)
+        g_u = g_u_part.sum(axis=0)
+    else:
+        g_u = np.zeros(params["u"].shape, dtype)
+        for t in range(steps - 1, -1, -1):
+            _backward_step(t, dhs, d_h_next, u, S_h, dA_x, g_u, R_h, zero, one)
+            # \delta h_{t-1} = d(u) \bar{\hat{h}}_t
+            d_h_next, R_h = R_h, d_h_next  # no copy
+        # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+        G_W_stack_x_0 = dA_x[:, :, 0:n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+        colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
+    grads = {}
+    grads["W"] = G_W_stack_x_0[0:n_hidden]
+    grads["u"] = g_u
+    grads["b"] = colsum_dA_x[0:n_hidden]
+    grads = {name: grads[name] for name in PARAMS}
+    grads[STATE0_GRAD["h"]] = d_h_next
+    if input_grad:
+        grads[INPUT_GRAD] = dA_x[:, :, 0:n_hidden] @ W_stack_x[0:n_hidden]
+    return grads
+
+
+def rtrl(params, xs, state0=None, *, lengths=None, mask=None):
     """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
     recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
     layout and result as indrnn.rtrl): the forward pass first (all steps' values),
-    then per step two compiled passes and one BLAS product per dense Jacobian column."""
+    then per step two compiled passes and one BLAS product per dense Jacobian column. With
+    lengths= or mask=, the NumPy kernel's rtrl."""
+    if lengths is not None or mask is not None:
+        return _numpy_rtrl(params, xs, state0, lengths=lengths, mask=mask)
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
+    steps, batch, n_in = xs.shape
     _, cache = forward(params, xs, state0)
-    P = _unpack(params)
     S_h = cache["S_h"]
-    u_ = np.ascontiguousarray(P["u"])
-    b_ = np.ascontiguousarray(P["b"])
+    P = _unpack(params)
+    u = np.ascontiguousarray(P["u"])
+    zero = dtype.type(0.0)  # in the arrays' dtype
+    one = dtype.type(1.0)  # in the arrays' dtype
     off, _, _, width = rt.sens_layout(PARAMS, n_hidden, n_in)
     OFF = np.array([off[p][0] for p in PARAMS], np.int64)
     rows = len(STATE) * n_hidden
@@ -563,11 +585,12 @@ def rtrl(params, xs, state0=None):
     D_h_h = np.empty((batch, n_hidden), dtype)
     U0 = np.empty((batch, n_hidden), dtype)
     U1 = np.empty((batch, n_hidden), dtype)
+    U2 = np.empty((batch, n_hidden), dtype)
     for t in range(steps):
         S, out = whole[t % 2], whole[1 - t % 2]
-        _rtrl_coef(t, S_h, u_, b_, D_h_h, U0, U1)
+        _rtrl_coef(t, u, S_h, D_h_h, U0, U1, U2, zero, one)
         out[...] = 0.0
-        _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1)
+        _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1, U2)
     # a compact copy of the output state's rows: the result keeps neither buffer alive
     return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden].copy(), off, batch,
                          n_hidden)

@@ -1,27 +1,654 @@
-# generated from numba/fallback.py.j2 by derive; do not edit.
+# generated from numba/kernel.py.j2 by derive; do not edit.
 # Regenerate with `derive generate` after changing the cell spec, the engine or the
-# template. Cell: mgu, numba backend (re-export).
-"""Minimal gated unit (Zhou, Wu, Zhang, Zhou 2016, "Minimal gated unit for recurrent neural networks", Int. J. Autom. Comput. 13(3), arXiv:1603.09420): the numba backend's module, which for this cell is the NumPy kernel.
+# template. Cell: mgu, numba backend.
+"""Minimal gated unit (Zhou, Wu, Zhang, Zhou 2016, "Minimal gated unit for recurrent neural networks", Int. J. Autom. Comput. 13(3), arXiv:1603.09420): forward and BPTT as fused numba loops (optional backend).
 
-The fused-loop printer does not print this cell: cell 'mgu': W_h @ (...) multiplies a value computed inside the step. This module re-exports
-its NumPy sibling ``mgu`` (same API, same numbers), so code written for the numba backend runs
-unchanged; ``FUSED`` is False here and True in a module with compiled loops.
+Same API as its NumPy sibling ``mgu`` (which this module uses for init_params, rtrl_step,
+state_jacobian, rtrl and the input checks): the elementwise part of every time step runs as
+one compiled loop over (batch, unit) instead of one NumPy call per operation. Where the stacked
+matrices are small (SEQUENCE_MAX_BYTES), forward and backward each run as one compiled call per
+thread over all time steps for a chunk of the batch (threads: $DERIVE_NUM_THREADS, default the
+usable CPUs), with their own matrix products; above it, the matrix products are NumPy's BLAS
+calls, per step. Needs numba (``pip install "derive-rnn[numba]"``); the first call of each dtype
+compiles (cached on disk afterwards). The forward cache is the same as the NumPy backend's.
 """
 
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+from . import _runtime as rt
 from .mgu import (  # noqa: F401  (re-exported: same API)
     INPUT_GRAD,
     PARAMS,
     READOUT,
     READOUT_PARAMS,
-    RTRL_DENSE_MAX,
+    SPEC_DIGEST,
     STATE,
     STATE0_GRAD,
-    backward,
-    forward,
+    _check_array,
+    _check_state,
+    _check_xs,
+    _sizes,
     init_params,
     rtrl,
     rtrl_step,
     state_jacobian,
 )
+from .mgu import backward as _numpy_backward  # variable lengths: the NumPy path
+from .mgu import forward as _numpy_forward
 
-FUSED = False
+
+# ---------------------------------------------------------------------------- activations
+# sigma and tanh as branch-free arithmetic that LLVM vectorises inside the fused loops (a libm
+# call per element cannot be: numba's scalar exp/tanh made the fused forward 4-5x slower than
+# these). exp(x) for x <= 0 is rebuilt as 2^n (1 + p): n = round(x / ln 2) by the shift trick,
+# r = x - n ln 2 in two parts (Cody-Waite), p = expm1(r) by its Taylor series (|r| <= ln2 / 2:
+# the first omitted term is below half an ulp), 2^n written straight into the exponent bits.
+# Each dtype computes in its own precision (float32 lanes are twice as many), with fused
+# multiply-adds allowed (fastmath "contract" only: 2.5x faster in float32). Measured against
+# long double over [-100, 100] and +-[1e-30, 100]: float64 <= 1.6 ulp, float32 <= 1.4 ulp
+# (where the result is a normal number); tests/test_kernels.py checks the bound. Printed into
+# every numba kernel instead of imported from one module: numba invalidates a kernel's on-disk
+# cache only when the kernel's own file changes, so code inlined from elsewhere could go stale.
+@intrinsic
+def _f64_from_bits(typingctx, i):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+    return types.float64(types.int64), codegen
+
+
+@intrinsic
+def _f64_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _f32_from_bits(typingctx, i):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.int32), codegen
+
+
+@intrinsic
+def _f32_bits(typingctx, x):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(types.float32), codegen
+
+
+_D_SHIFT = 6755399441055744.0  # 1.5 * 2**52: x + shift rounds x to an integer in the low bits
+_D_SHIFT_BITS = 0x4338000000000000
+_D_LN2_HI, _D_LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_D_INV_LN2 = 1.0 / math.log(2.0)
+_D_C = tuple(1.0 / math.factorial(k) for k in range(13, 1, -1))  # 1/13!, ..., 1/2!
+_F = np.float32
+_F_SHIFT = _F(12582912.0)  # 1.5 * 2**23
+_F_SHIFT_BITS = np.int32(0x4B400000)
+_F_LN2_HI, _F_LN2_LO = _F(0.693359375), _F(-2.12194440e-4)
+_F_C7, _F_C6, _F_C5, _F_C4, _F_C3, _F_C2 = (_F(1.0 / math.factorial(k)) for k in range(7, 1, -1))
+_F_INV_LN2, _F_MIN = _F(1.0 / math.log(2.0)), _F(-87.33654)  # ln(2^-126): n >= -126
+_F_0, _F_1, _F_2, _F_127, _F_23 = _F(0.0), _F(1.0), _F(2.0), np.int32(127), np.int32(23)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _exp_parts_f64(x):
+    """(s, p) with exp(x) = s (1 + p), s = 2^n, for x <= 0; s = 0 below ln(2^-1022)."""
+    under = x < -708.39
+    x = -708.39 if under else x  # (NaN passes through)
+    t = x * _D_INV_LN2 + _D_SHIFT
+    n = t - _D_SHIFT
+    r = (x - n * _D_LN2_HI) - n * _D_LN2_LO
+    p = _D_C[0]
+    for c in _D_C[1:]:
+        p = p * r + c
+    p = (p * r) * r + r
+    s = _f64_from_bits((_f64_bits(t) - _D_SHIFT_BITS + 1023) << 52)
+    return (0.0 if under else s), p
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _exp_parts_f32(x):
+    """(s, p) with exp(x) = s (1 + p), s = 2^n, for x <= 0 in float32; s = 0 below ln(2^-126)."""
+    under = x < _F_MIN
+    x = _F_MIN if under else x  # (NaN passes through)
+    t = x * _F_INV_LN2 + _F_SHIFT
+    n = t - _F_SHIFT
+    r = (x - n * _F_LN2_HI) - n * _F_LN2_LO
+    p = ((((_F_C7 * r + _F_C6) * r + _F_C5) * r + _F_C4) * r + _F_C3) * r + _F_C2
+    p = (p * r) * r + r
+    s = _f32_from_bits((_f32_bits(t) - _F_SHIFT_BITS + _F_127) << _F_23)
+    return (_F_0 if under else s), p
+
+
+def _sigmoid_s(z):
+    """sigma(z) = 1 / (1 + exp(-z)), from exp(-|z|) (never overflows); compiled by _sigmoid_impl."""
+    raise NotImplementedError("called from compiled code only")
+
+
+def _tanh_s(z):
+    """tanh(z) = m / (2 - m) with m = -expm1(-2|z|), z's sign (accurate near 0); see _tanh_impl."""
+    raise NotImplementedError("called from compiled code only")
+
+
+@overload(_sigmoid_s, jit_options={"fastmath": {"contract"}})
+def _sigmoid_impl(z):
+    if z == types.float32:
+        def sigmoid_f32(z):
+            s, p = _exp_parts_f32(-abs(z))
+            e = s * p + s
+            r = _F_1 / (_F_1 + e)
+            return r if z >= _F_0 else e * r
+        return sigmoid_f32
+
+    def sigmoid_f64(z):
+        s, p = _exp_parts_f64(-abs(z))
+        e = s * p + s
+        r = 1.0 / (1.0 + e)
+        return r if z >= 0.0 else e * r
+    return sigmoid_f64
+
+
+@overload(_tanh_s, jit_options={"fastmath": {"contract"}})
+def _tanh_impl(z):
+    if z == types.float32:
+        def tanh_f32(z):
+            s, p = _exp_parts_f32(_F_2 * -abs(z))
+            m = (_F_1 - s) - s * p  # -expm1(-2|z|) >= 0
+            return math.copysign(m / (_F_2 - m), z)
+        return tanh_f32
+
+    def tanh_f64(z):
+        s, p = _exp_parts_f64(-2.0 * abs(z))
+        m = (1.0 - s) - s * p
+        return math.copysign(m / (2.0 - m), z)
+    return tanh_f64
+# ---------------------------------------------------------------------------- matrix products
+# The whole-sequence kernels (_forward_seq, _backward_seq) make their small matrix products
+# here instead of in NumPy's BLAS, for two reasons measured on a 2-core machine: OpenBLAS
+# repacks the weight matrix on every call, so a (16, 128) @ (128, 512) product runs at 40-47
+# GFLOP/s on two threads where these loops reach 25-28 GFLOP/s on *one*; and a BLAS call from
+# inside the loop would keep OpenBLAS's worker spinning beside our own threads (an idle
+# OpenBLAS worker spins for about 0.1 s after each call: two busy threads of ours plus it on two
+# cores made the batch split no faster than one thread). Printed into every numba kernel for
+# the same reason as the activations (numba's cache invalidation is per file).
+@njit(cache=True, error_model="numpy", fastmath={"contract", "reassoc"})
+def _nt2(u0, u1, W, out0, out1, zero, two, add):
+    """out_q[c] (+)= sum_k u_q[k] W[c, k] for the rows u0, u1 (u1 only where ``two``): a 2 x 4
+    block of dot products, each vectorised over k (reassociation allowed here only, so that
+    LLVM keeps vector partial sums; the activations stay exactly as written)."""
+    rows, width = W.shape
+    top = rows - rows % 4
+    for c in range(0, top, 4):
+        w0 = W[c]
+        w1 = W[c + 1]
+        w2 = W[c + 2]
+        w3 = W[c + 3]
+        a00 = zero
+        a01 = zero
+        a02 = zero
+        a03 = zero
+        a10 = zero
+        a11 = zero
+        a12 = zero
+        a13 = zero
+        for k in range(width):
+            x0 = u0[k]
+            x1 = u1[k]
+            a00 += x0 * w0[k]
+            a01 += x0 * w1[k]
+            a02 += x0 * w2[k]
+            a03 += x0 * w3[k]
+            a10 += x1 * w0[k]
+            a11 += x1 * w1[k]
+            a12 += x1 * w2[k]
+            a13 += x1 * w3[k]
+        if add:
+            a00 += out0[c]
+            a01 += out0[c + 1]
+            a02 += out0[c + 2]
+            a03 += out0[c + 3]
+        out0[c] = a00
+        out0[c + 1] = a01
+        out0[c + 2] = a02
+        out0[c + 3] = a03
+        if two:
+            if add:
+                a10 += out1[c]
+                a11 += out1[c + 1]
+                a12 += out1[c + 2]
+                a13 += out1[c + 3]
+            out1[c] = a10
+            out1[c + 1] = a11
+            out1[c + 2] = a12
+            out1[c + 3] = a13
+    for c in range(top, rows):
+        w0 = W[c]
+        a00 = zero
+        a10 = zero
+        for k in range(width):
+            a00 += u0[k] * w0[k]
+            a10 += u1[k] * w0[k]
+        out0[c] = a00 + out0[c] if add else a00
+        if two:
+            out1[c] = a10 + out1[c] if add else a10
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _rank_update(D, c0, V, lo, hi, G):
+    """G[c, :] += sum_{lo <= b < hi} D[b, c0 + c] V[b, :]: one step's share of a weight
+    gradient sum_t (bar a_t) v_t^T. Eight batch rows per pass over G (each pass loads and
+    stores a row of G once for eight fused multiply-adds: 28 GFLOP/s on one Zen core at
+    (512, 128), where four rows per pass reach 24), then four, then one."""
+    rows = G.shape[0]
+    b = lo
+    while b + 8 <= hi:
+        v0, v1, v2, v3 = V[b], V[b + 1], V[b + 2], V[b + 3]
+        v4, v5, v6, v7 = V[b + 4], V[b + 5], V[b + 6], V[b + 7]
+        d0, d1, d2, d3 = D[b], D[b + 1], D[b + 2], D[b + 3]
+        d4, d5, d6, d7 = D[b + 4], D[b + 5], D[b + 6], D[b + 7]
+        for c in range(rows):
+            s0, s1, s2, s3 = d0[c0 + c], d1[c0 + c], d2[c0 + c], d3[c0 + c]
+            s4, s5, s6, s7 = d4[c0 + c], d5[c0 + c], d6[c0 + c], d7[c0 + c]
+            g = G[c]
+            for k in range(g.shape[0]):
+                g[k] += ((s0 * v0[k] + s1 * v1[k] + s2 * v2[k] + s3 * v3[k])
+                         + (s4 * v4[k] + s5 * v5[k] + s6 * v6[k] + s7 * v7[k]))
+        b += 8
+    while b + 4 <= hi:
+        v0, v1, v2, v3 = V[b], V[b + 1], V[b + 2], V[b + 3]
+        d0, d1, d2, d3 = D[b], D[b + 1], D[b + 2], D[b + 3]
+        for c in range(rows):
+            s0, s1, s2, s3 = d0[c0 + c], d1[c0 + c], d2[c0 + c], d3[c0 + c]
+            g = G[c]
+            for k in range(g.shape[0]):
+                g[k] += s0 * v0[k] + s1 * v1[k] + s2 * v2[k] + s3 * v3[k]
+        b += 4
+    while b < hi:
+        v0 = V[b]
+        d0 = D[b]
+        for c in range(rows):
+            s0 = d0[c0 + c]
+            g = G[c]
+            for k in range(g.shape[0]):
+                g[k] += s0 * v0[k]
+        b += 1
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _colsum(D, lo, hi, out):
+    """out += sum_{lo <= b < hi} D[b]: one step's share of a bias gradient sum_t (bar a_t)."""
+    for b in range(lo, hi):
+        d = D[b]
+        for c in range(out.shape[0]):
+            out[c] += d[c]
+
+
+# Whole-sequence kernels where the matrices are small enough to stay in a core's cache
+# (bytes of all of them <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one compiled
+# call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step. Above it,
+# per-step BLAS products around the fused step loops (BLAS is faster on big blocks). Measured
+# on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68, c2
+# 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
+SEQUENCE_MAX_BYTES = 1048576
+FUSED = True  # compiled loops (a cell the fused printer does not print re-exports NumPy's)
+
+
+def _unpack(params):
+    """The parameters and the stacked blocks Theta_v of the matrices acting on one vector."""
+    P = dict(params)
+    # W_stack_x = [U_f; U_h]
+    P["stack:x"] = np.concatenate([params["U_f"], params["U_h"]], axis=0)
+    # W_stack_h = [W_f]
+    P["stack:h"] = np.concatenate([params["W_f"]], axis=0)
+    return P
+
+
+def _sequence(P):
+    """True where forward() and backward() run the whole-sequence kernels (see above)."""
+    return sum(P[k].nbytes for k in ("stack:x", "stack:h", "W_h", )) <= SEQUENCE_MAX_BYTES
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _forward_step(t, A_h, A_x, b_f, S_h, C_tmp1, C_tmp0, one):
+    """Forward step t, loop 1 of 2, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = A_h.shape[0], b_f.shape[0]
+    for b in range(batch):
+        A_h_b_0 = A_h[b, 0:n_hidden]
+        A_x_t_0 = A_x[t, b, 0:n_hidden]
+        S_h_t = S_h[t, b]
+        C_tmp1_t = C_tmp1[t, b]
+        C_tmp0_t = C_tmp0[t, b]
+        for j in range(n_hidden):
+            h_prev = S_h_t[j]
+            # f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f)
+            f = _sigmoid_s(A_h_b_0[j] + A_x_t_0[j] + b_f[j])
+            A_x_t_0[j] = f
+            C_tmp1_t[j] = f * h_prev
+            C_tmp0_t[j] = one - f
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _forward_step_1(t, W_h_v, A_x, b_h, C_tmp0, S_h, C_h_tilde):
+    """Forward step t, loop 2 of 2, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = W_h_v.shape[0], W_h_v.shape[1]
+    for b in range(batch):
+        W_h_v_b = W_h_v[b]
+        A_x_t_1 = A_x[t, b, n_hidden:2 * n_hidden]
+        C_tmp0_t = C_tmp0[t, b]
+        S_h_t = S_h[t, b]
+        A_x_t_0 = A_x[t, b, 0:n_hidden]
+        C_h_tilde_t = C_h_tilde[t, b]
+        S_h_t1 = S_h[t + 1, b]
+        for j in range(n_hidden):
+            tmp0 = C_tmp0_t[j]
+            h_prev = S_h_t[j]
+            f = A_x_t_0[j]
+            # \tilde{h}_t = \tanh(W_h (f_t \odot h_{t-1}) + U_h x_t + b_h)
+            h_tilde = _tanh_s(W_h_v_b[j] + A_x_t_1[j] + b_h[j])
+            C_h_tilde_t[j] = h_tilde
+            # h_t = (1 - f_t) \odot h_{t-1} + f_t \odot \tilde{h}_t
+            S_h_t1[j] = tmp0 * h_prev + f * h_tilde
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
+def _forward_seq(lo, hi, xs, W_stack_x, A_x, S_h, W_stack_h, A_h, b_f, C_tmp1, C_tmp0, W_h, W_h_v, b_h, C_h_tilde, nil, one):
+    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of
+    rows the products (_nt2) and the fused loops of _forward_step."""
+    steps, n_hidden = xs.shape[0], S_h.shape[2]
+    for t in range(steps):
+        for b0 in range(lo, hi, 2):
+            b1 = min(b0 + 1, hi - 1)
+            _nt2(xs[t, b0], xs[t, b1], W_stack_x, A_x[t, b0], A_x[t, b1], nil, b1 > b0, False)
+            _nt2(S_h[t, b0], S_h[t, b1], W_stack_h, A_h[b0], A_h[b1], nil, b1 > b0, False)
+            for b in range(b0, b1 + 1):
+                A_h_b_0 = A_h[b, 0:n_hidden]
+                A_x_t_0 = A_x[t, b, 0:n_hidden]
+                S_h_t = S_h[t, b]
+                C_tmp1_t = C_tmp1[t, b]
+                C_tmp0_t = C_tmp0[t, b]
+                for j in range(n_hidden):
+                    h_prev = S_h_t[j]
+                    # f_t = \sigma(W_f h_{t-1} + U_f x_t + b_f)
+                    f = _sigmoid_s(A_h_b_0[j] + A_x_t_0[j] + b_f[j])
+                    A_x_t_0[j] = f
+                    C_tmp1_t[j] = f * h_prev
+                    C_tmp0_t[j] = one - f
+            _nt2(C_tmp1[t, b0], C_tmp1[t, b1], W_h, W_h_v[b0], W_h_v[b1], nil, b1 > b0, False)
+            for b in range(b0, b1 + 1):
+                W_h_v_b = W_h_v[b]
+                A_x_t_1 = A_x[t, b, n_hidden:2 * n_hidden]
+                C_tmp0_t = C_tmp0[t, b]
+                S_h_t = S_h[t, b]
+                A_x_t_0 = A_x[t, b, 0:n_hidden]
+                C_h_tilde_t = C_h_tilde[t, b]
+                S_h_t1 = S_h[t + 1, b]
+                for j in range(n_hidden):
+                    tmp0 = C_tmp0_t[j]
+                    h_prev = S_h_t[j]
+                    f = A_x_t_0[j]
+                    # \tilde{h}_t = \tanh(W_h (f_t \odot h_{t-1}) + U_h x_t + b_h)
+                    h_tilde = _tanh_s(W_h_v_b[j] + A_x_t_1[j] + b_h[j])
+                    C_h_tilde_t[j] = h_tilde
+                    # h_t = (1 - f_t) \odot h_{t-1} + f_t \odot \tilde{h}_t
+                    S_h_t1[j] = tmp0 * h_prev + f * h_tilde
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _backward_step(t, dhs, d_h_next, dA_x, C_h_tilde, T_d_h, one):
+    """Backward step t, loop 1 of 2, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = dhs.shape[1], dhs.shape[2]
+    for b in range(batch):
+        dhs_t = dhs[t, b]
+        d_h_next_b = d_h_next[b]
+        dA_x_t_0 = dA_x[t, b, 0:n_hidden]
+        C_h_tilde_t = C_h_tilde[t, b]
+        T_d_h_b = T_d_h[b]
+        dA_x_t_1 = dA_x[t, b, n_hidden:2 * n_hidden]
+        for j in range(n_hidden):
+            f = dA_x_t_0[j]
+            h_tilde = C_h_tilde_t[j]
+            # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+            d_h = dhs_t[j] + d_h_next_b[j]
+            T_d_h_b[j] = d_h
+            # \bar{\tilde{h}}_t = d(f_t) \bar{h}_t
+            d_h_tilde = f * d_h
+            # \bar{\hat{\tilde{h}}}_t = d(\tilde{h}'_t) \bar{\tilde{h}}_t
+            dA_x_t_1[j] = (one - h_tilde * h_tilde) * d_h_tilde
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _backward_step_1(t, W_h_v_1, S_h, T_d_h, C_h_tilde, dA_x, C_tmp0, R_h, one):
+    """Backward step t, loop 2 of 2, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = W_h_v_1.shape[0], W_h_v_1.shape[1]
+    for b in range(batch):
+        W_h_v_1_b = W_h_v_1[b]
+        S_h_t = S_h[t, b]
+        T_d_h_b = T_d_h[b]
+        C_h_tilde_t = C_h_tilde[t, b]
+        dA_x_t_0 = dA_x[t, b, 0:n_hidden]
+        C_tmp0_t = C_tmp0[t, b]
+        R_h_b = R_h[b]
+        for j in range(n_hidden):
+            h_prev = S_h_t[j]
+            d_h = T_d_h_b[j]
+            h_tilde = C_h_tilde_t[j]
+            f = dA_x_t_0[j]
+            tmp0 = C_tmp0_t[j]
+            # \bar{f}_t = d(h_{t-1}) W_h^\top \bar{\hat{\tilde{h}}}_t - d(h_{t-1}) \bar{h}_t + d(\tilde{h}_t) \bar{h}_t
+            d_f = h_prev * W_h_v_1_b[j] - h_prev * d_h + h_tilde * d_h
+            # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
+            dA_x_t_0[j] = f * (one - f) * d_f
+            # \delta h_{t-1} = W_f^\top \bar{\hat{f}}_t + d(f_t) W_h^\top \bar{\hat{\tilde{h}}}_t + d(1 - f_t) \bar{h}_t
+            R_h_b[j] = f * W_h_v_1_b[j] + tmp0 * d_h
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
+def _backward_seq(lo, hi, dhs, d_h_next, dA_x, C_h_tilde, T_d_h, WT_W_h, W_h_v_1, S_h, C_tmp0, R_h, WT_W_stack_h, xs, G_W_stack_x_0, G_W_stack_h_0, colsum_dA_x, C_tmp1, g_W_h, nil, one):
+    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of rows
+    the fused loops of _backward_step, the products between them and the carried adjoints
+    (_nt2); per step this chunk's share of the weight and bias gradients (_rank_update, _colsum,
+    into the chunk's own partial sums)."""
+    steps, n_hidden = dhs.shape[0], dhs.shape[2]
+    for t in range(steps - 1, -1, -1):
+        for b0 in range(lo, hi, 2):
+            b1 = min(b0 + 1, hi - 1)
+            for b in range(b0, b1 + 1):
+                dhs_t = dhs[t, b]
+                d_h_next_b = d_h_next[b]
+                dA_x_t_0 = dA_x[t, b, 0:n_hidden]
+                C_h_tilde_t = C_h_tilde[t, b]
+                T_d_h_b = T_d_h[b]
+                dA_x_t_1 = dA_x[t, b, n_hidden:2 * n_hidden]
+                for j in range(n_hidden):
+                    f = dA_x_t_0[j]
+                    h_tilde = C_h_tilde_t[j]
+                    # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+                    d_h = dhs_t[j] + d_h_next_b[j]
+                    T_d_h_b[j] = d_h
+                    # \bar{\tilde{h}}_t = d(f_t) \bar{h}_t
+                    d_h_tilde = f * d_h
+                    # \bar{\hat{\tilde{h}}}_t = d(\tilde{h}'_t) \bar{\tilde{h}}_t
+                    dA_x_t_1[j] = (one - h_tilde * h_tilde) * d_h_tilde
+            _nt2(dA_x[t, b0, n_hidden:2 * n_hidden], dA_x[t, b1, n_hidden:2 * n_hidden], WT_W_h, W_h_v_1[b0], W_h_v_1[b1], nil, b1 > b0, False)
+            for b in range(b0, b1 + 1):
+                W_h_v_1_b = W_h_v_1[b]
+                S_h_t = S_h[t, b]
+                T_d_h_b = T_d_h[b]
+                C_h_tilde_t = C_h_tilde[t, b]
+                dA_x_t_0 = dA_x[t, b, 0:n_hidden]
+                C_tmp0_t = C_tmp0[t, b]
+                R_h_b = R_h[b]
+                for j in range(n_hidden):
+                    h_prev = S_h_t[j]
+                    d_h = T_d_h_b[j]
+                    h_tilde = C_h_tilde_t[j]
+                    f = dA_x_t_0[j]
+                    tmp0 = C_tmp0_t[j]
+                    # \bar{f}_t = d(h_{t-1}) W_h^\top \bar{\hat{\tilde{h}}}_t - d(h_{t-1}) \bar{h}_t + d(\tilde{h}_t) \bar{h}_t
+                    d_f = h_prev * W_h_v_1_b[j] - h_prev * d_h + h_tilde * d_h
+                    # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
+                    dA_x_t_0[j] = f * (one - f) * d_f
+                    # \delta h_{t-1} = W_f^\top \bar{\hat{f}}_t + d(f_t) W_h^\top \bar{\hat{\tilde{h}}}_t + d(1 - f_t) \bar{h}_t
+                    R_h_b[j] = f * W_h_v_1_b[j] + tmp0 * d_h
+            # carried adjoints delta v_(t-1): the stacked products, then the rest
+            # \delta h_{t-1} = W_f^\top \bar{\hat{f}}_t + d(f_t) W_h^\top \bar{\hat{\tilde{h}}}_t + d(1 - f_t) \bar{h}_t
+            _nt2(dA_x[t, b0, 0:n_hidden], dA_x[t, b1, 0:n_hidden], WT_W_stack_h, d_h_next[b0], d_h_next[b1], nil, b1 > b0, False)
+            for b in range(b0, b1 + 1):
+                d_h_next[b] += R_h[b]
+        # weight gradients: sum_t (bar a_t) v_t^T, this step's rows
+        _rank_update(dA_x[t], 0, xs[t], lo, hi, G_W_stack_x_0)
+        _rank_update(dA_x[t], 0, S_h[t], lo, hi, G_W_stack_h_0)
+        _colsum(dA_x[t], lo, hi, colsum_dA_x)
+        _rank_update(dA_x[t], n_hidden, C_tmp1[t], lo, hi, g_W_h)
+
+
+def forward(params, xs, state0=None, *, lengths=None, mask=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward.
+    A variable-length batch (lengths= or mask=, see mgu.forward) runs the NumPy
+    kernel's path (the fused loops take whole sequences); backward() follows its cache."""
+    if lengths is not None or mask is not None:
+        return _numpy_forward(params, xs, state0, lengths=lengths, mask=mask)
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch, n_in = xs.shape
+    state = _check_state(state0, batch, n_hidden, dtype)
+    P = _unpack(params)
+    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_h[0] = state["h"]
+    C_h_tilde = np.empty((steps, batch, n_hidden), dtype)
+    C_tmp1 = np.empty((steps, batch, n_hidden), dtype)
+    C_tmp0 = np.empty((steps, batch, n_hidden), dtype)
+    b_f = np.ascontiguousarray(P["b_f"])
+    b_h = np.ascontiguousarray(P["b_h"])
+    W_h_v = np.empty((batch, n_hidden), dtype)
+    one = dtype.type(1.0)  # in the arrays' dtype
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        W_stack_x = np.ascontiguousarray(P["stack:x"])
+        A_x = np.empty((steps, batch, P["stack:x"].shape[0]), dtype)
+        A_h = np.empty((batch, P["stack:h"].shape[0]), dtype)
+        W_stack_h = np.ascontiguousarray(P["stack:h"])
+        W_h = np.ascontiguousarray(P["W_h"])
+        nil = dtype.type(0.0)
+        args = (xs, W_stack_x, A_x, S_h, W_stack_h, A_h, b_f, C_tmp1, C_tmp0, W_h, W_h_v, b_h, C_h_tilde, nil, one,)
+        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda chunk: args)
+    else:
+        # input projections of all steps in one matmul: A_x[t] = Theta_x x_t (the biases are
+        # added in the fused loops, which read A_x anyway: no extra pass)
+        A_x = (xs.reshape(steps * batch, n_in) @ P["stack:x"].T).reshape(steps, batch, -1)
+        A_h = np.empty((batch, P["stack:h"].shape[0]), dtype)
+        W_stack_h = P["stack:h"]
+        W_h = P["W_h"]
+        W_stack_h_T = np.ascontiguousarray(W_stack_h.T)
+        W_h_T = np.ascontiguousarray(W_h.T)
+        for t in range(steps):
+            # A_{h} = [W_f] h_{t-1}
+            np.matmul(S_h[t], W_stack_h_T, out=A_h)
+            _forward_step(t, A_h, A_x, b_f, S_h, C_tmp1, C_tmp0, one)
+            np.matmul(C_tmp1[t], W_h_T, out=W_h_v)
+            _forward_step_1(t, W_h_v, A_x, b_h, C_tmp0, S_h, C_h_tilde)
+    cache = {"xs": xs, "backend": "numba",
+             "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
+    cache["S_h"] = S_h
+    cache["C_f"] = A_x[:, :, 0:n_hidden]  # kept in A_x's columns
+    cache["C_h_tilde"] = C_h_tilde
+    cache["C_tmp1"] = C_tmp1
+    cache["C_tmp0"] = C_tmp0
+    cache["A_x"] = A_x
+    return S_h[1:], cache
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
+    dys = {name: dL/dy_t}; see mgu.backward (one cache serves one backward unless
+    keep_cache=True)."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("backend") == "numpy" and cache.get("mask") is not None:  # variable lengths
+        return _numpy_backward(params, cache, dhs, dstate=dstate, input_grad=input_grad, dys=dys)
+    if cache.get("backend") != "numba":
+        raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
+                         f"forward(); pass it to that module's backward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if (n_in is not None and xs.shape[2] != n_in) or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    n_in = xs.shape[2]
+    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    if dys is not None:
+        raise ValueError("dys is the readout's gradient, and this cell has no readout")
+    P = _unpack(params)
+    S_h = cache["S_h"]
+    C_h_tilde = cache["C_h_tilde"]
+    C_tmp1 = cache["C_tmp1"]
+    C_tmp0 = cache["C_tmp0"]
+    d_h_next = carry["h"].copy()  # ours: written in place
+    # the gates kept in A_x's columns become their adjoints; a copy when the cache is kept
+    dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
+    R_h = np.empty((batch, n_hidden), dtype)
+    W_h_v_1 = np.empty((batch, n_hidden), dtype)
+    T_d_h = np.empty((batch, n_hidden), dtype)
+    one = dtype.type(1.0)  # in the arrays' dtype
+    W_stack_h = P["stack:h"]
+    W_stack_x = P["stack:x"]
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        chunks = rt.row_chunks(batch, rt.num_threads())
+        # each chunk sums its own share of every gradient; the shares are added at the end
+        G_W_stack_x_0_part = np.zeros((len(chunks), 2 * n_hidden, n_in), dtype)
+        G_W_stack_h_0_part = np.zeros((len(chunks), n_hidden, n_hidden), dtype)
+        colsum_dA_x_part = np.zeros((len(chunks), dA_x.shape[2]), dtype)
+        g_W_h_part = np.zeros((len(chunks),) + params["W_h"].shape, dtype)
+        W_h = np.ascontiguousarray(P["W_h"])
+        WT_W_h = np.ascontiguousarray(W_h.T)
+        WT_W_stack_h = np.ascontiguousarray(W_stack_h[0:n_hidden].T)
+        nil = dtype.type(0.0)
+        rt.run_chunks(_backward_seq, chunks, lambda chunk: (dhs, d_h_next, dA_x, C_h_tilde, T_d_h, WT_W_h, W_h_v_1, S_h, C_tmp0, R_h, WT_W_stack_h, xs, G_W_stack_x_0_part[chunk], G_W_stack_h_0_part[chunk], colsum_dA_x_part[chunk], C_tmp1, g_W_h_part[chunk], nil, one,))
+        G_W_stack_x_0 = G_W_stack_x_0_part.sum(axis=0)
+        G_W_stack_h_0 = G_W_stack_h_0_part.sum(axis=0)
+        colsum_dA_x = colsum_dA_x_part.sum(axis=0)
+        g_W_h = g_W_h_part.sum(axis=0)
+    else:
+        g_W_h = np.zeros(params["W_h"].shape, dtype)
+        W_h = P["W_h"]
+        for t in range(steps - 1, -1, -1):
+            _backward_step(t, dhs, d_h_next, dA_x, C_h_tilde, T_d_h, one)
+            np.matmul(dA_x[t, :, n_hidden:2 * n_hidden], W_h, out=W_h_v_1)
+            _backward_step_1(t, W_h_v_1, S_h, T_d_h, C_h_tilde, dA_x, C_tmp0, R_h, one)
+            # \delta h_{t-1} = W_f^\top \bar{\hat{f}}_t + d(f_t) W_h^\top \bar{\hat{\tilde{h}}}_t + d(1 - f_t) \bar{h}_t
+            d_h_next = dA_x[t, :, 0:n_hidden] @ W_stack_h[0:n_hidden]
+            d_h_next += R_h
+            g_W_h += dA_x[t, :, n_hidden:2 * n_hidden].T @ C_tmp1[t]
+        # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+        G_W_stack_x_0 = dA_x[:, :, 0:2 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+        G_W_stack_h_0 = dA_x[:, :, 0:n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
+        colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
+    cache["consumed"] = not keep_cache
+    grads = {}
+    grads["U_f"] = G_W_stack_x_0[0:n_hidden]
+    grads["U_h"] = G_W_stack_x_0[n_hidden:2 * n_hidden]
+    grads["W_f"] = G_W_stack_h_0[0:n_hidden]
+    grads["b_f"] = colsum_dA_x[0:n_hidden]
+    grads["W_h"] = g_W_h
+    grads["b_h"] = colsum_dA_x[n_hidden:2 * n_hidden]
+    grads = {name: grads[name] for name in PARAMS}
+    grads[STATE0_GRAD["h"]] = d_h_next
+    if input_grad:
+        grads[INPUT_GRAD] = dA_x[:, :, 0:2 * n_hidden] @ W_stack_x[0:2 * n_hidden]
+    return grads

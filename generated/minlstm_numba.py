@@ -28,6 +28,7 @@ from .minlstm import (  # noqa: F401  (re-exported: same API)
     PARAMS,
     READOUT,
     READOUT_PARAMS,
+    SPEC_DIGEST,
     STATE,
     STATE0_GRAD,
     _check_array,
@@ -38,6 +39,9 @@ from .minlstm import (  # noqa: F401  (re-exported: same API)
     rtrl_step,
     state_jacobian,
 )
+from .minlstm import backward as _numpy_backward  # variable lengths: the NumPy path
+from .minlstm import forward as _numpy_forward
+from .minlstm import rtrl as _numpy_rtrl
 
 
 # ---------------------------------------------------------------------------- activations
@@ -287,362 +291,246 @@ def _colsum(D, lo, hi, out):
             out[c] += d[c]
 
 
-# Whole-sequence kernels where the stacked matrices are small enough to stay in a core's cache
-# (bytes of all stacked matrices <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one
-# compiled call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step.
-# Above it, per-step BLAS products around the fused step loops (BLAS is faster on big blocks).
-# Measured on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68,
-# c2 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
+# Whole-sequence kernels where the matrices are small enough to stay in a core's cache
+# (bytes of all of them <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one compiled
+# call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step. Above it,
+# per-step BLAS products around the fused step loops (BLAS is faster on big blocks). Measured
+# on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68, c2
+# 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
 SEQUENCE_MAX_BYTES = 1048576
 FUSED = True  # compiled loops (a cell the fused printer does not print re-exports NumPy's)
 
 
 def _unpack(params):
-    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    """The parameters and the stacked blocks Theta_v of the matrices acting on one vector."""
     P = dict(params)
-    # W_stack_x = [W_f; W_i; W_h] acts on x
-    P["W_stack_x"] = np.concatenate([params["W_f"], params["W_i"], params["W_h"]], axis=0)
-    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
-    zero = np.zeros(params["W_f"].shape[0], params["W_f"].dtype)
-    P["b_stack_x"] = np.concatenate([params["b_f"], params["b_i"], zero])
+    # W_stack_x = [W_f; W_i; W_h]
+    P["stack:x"] = np.concatenate([params["W_f"], params["W_i"], params["W_h"]], axis=0)
     return P
 
 
 def _sequence(P):
     """True where forward() and backward() run the whole-sequence kernels (see above)."""
-    return sum(P[s].nbytes for s in ("W_stack_x", )) <= SEQUENCE_MAX_BYTES
+    return sum(P[k].nbytes for k in ("stack:x", )) <= SEQUENCE_MAX_BYTES
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _forward_step(t, A_x, b_f, b_i, b_h, S_h, C_tmp0, C_f_prime, C_i_prime, one):
+    """Forward step t, loop 1 of 1, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = A_x.shape[1], b_f.shape[0]
+    for b in range(batch):
+        A_x_t_0 = A_x[t, b, 0:n_hidden]
+        A_x_t_1 = A_x[t, b, n_hidden:2 * n_hidden]
+        A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
+        S_h_t = S_h[t, b]
+        C_tmp0_t = C_tmp0[t, b]
+        C_f_prime_t = C_f_prime[t, b]
+        C_i_prime_t = C_i_prime[t, b]
+        S_h_t1 = S_h[t + 1, b]
+        for j in range(n_hidden):
+            h_prev = S_h_t[j]
+            # f_t = \sigma(W_f x_t + b_f)
+            f = _sigmoid_s(A_x_t_0[j] + b_f[j])
+            A_x_t_0[j] = f
+            # i_t = \sigma(W_i x_t + b_i)
+            i = _sigmoid_s(A_x_t_1[j] + b_i[j])
+            A_x_t_1[j] = i
+            # \tilde{h}_t = W_h x_t + b_h
+            h_tilde = A_x_t_2[j] + b_h[j]
+            A_x_t_2[j] = h_tilde
+            tmp0 = one / (f + i)
+            C_tmp0_t[j] = tmp0
+            # \bar{f}_t = f_t \odot \operatorname{recip}(f_t + i_t)
+            f_prime = f * tmp0
+            C_f_prime_t[j] = f_prime
+            # \bar{i}_t = i_t \odot \operatorname{recip}(f_t + i_t)
+            i_prime = i * tmp0
+            C_i_prime_t[j] = i_prime
+            # h_t = \bar{f}_t \odot h_{t-1} + \bar{i}_t \odot \tilde{h}_t
+            S_h_t1[j] = f_prime * h_prev + i_prime * h_tilde
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def _forward_seq(lo, hi, xs, W_stack_x, A_x, S_h, C_h_tilde, C_f_prime, C_i_prime, C_s0, b_f, b_i, b_h, one, nil):
-    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair
-    of rows the input and recurrent projections (_nt2), then the fused elementwise part (the
-    loop body of _forward_step)."""
-    steps, n_hidden = xs.shape[0], S_h.shape[2]
+def _forward_seq(lo, hi, xs, W_stack_x, A_x, b_f, b_i, b_h, S_h, C_tmp0, C_f_prime, C_i_prime, nil, one):
+    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of
+    rows the products (_nt2) and the fused loops of _forward_step."""
+    steps, n_hidden = xs.shape[0], b_f.shape[0]
     for t in range(steps):
         for b0 in range(lo, hi, 2):
             b1 = min(b0 + 1, hi - 1)
             _nt2(xs[t, b0], xs[t, b1], W_stack_x, A_x[t, b0], A_x[t, b1], nil, b1 > b0, False)
             for b in range(b0, b1 + 1):
-                A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
-                A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]
+                A_x_t_0 = A_x[t, b, 0:n_hidden]
+                A_x_t_1 = A_x[t, b, n_hidden:2 * n_hidden]
                 A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
-                C_h_tilde_t = C_h_tilde[t, b]
-                C_s0_t = C_s0[t, b]
+                S_h_t = S_h[t, b]
+                C_tmp0_t = C_tmp0[t, b]
                 C_f_prime_t = C_f_prime[t, b]
                 C_i_prime_t = C_i_prime[t, b]
-                S_h_t = S_h[t, b]
                 S_h_t1 = S_h[t + 1, b]
                 for j in range(n_hidden):
-                    # f_t = sigmoid(W_f @ x + b_f)
-                    f = _sigmoid_s((A_x_t_0[j] + b_f[j]))
+                    h_prev = S_h_t[j]
+                    # f_t = \sigma(W_f x_t + b_f)
+                    f = _sigmoid_s(A_x_t_0[j] + b_f[j])
                     A_x_t_0[j] = f
-                    # i_t = sigmoid(W_i @ x + b_i)
-                    i = _sigmoid_s((A_x_t_1[j] + b_i[j]))
+                    # i_t = \sigma(W_i x_t + b_i)
+                    i = _sigmoid_s(A_x_t_1[j] + b_i[j])
                     A_x_t_1[j] = i
-                    # \tilde{h}_t = W_h @ x + b_h
+                    # \tilde{h}_t = W_h x_t + b_h
                     h_tilde = A_x_t_2[j] + b_h[j]
-                    C_h_tilde_t[j] = h_tilde
-                    # \bar{f}_t = f * reciprocal(f + i)
-                    s0 = one / (f + i)
-                    C_s0_t[j] = s0
-                    f_prime = f * s0
+                    A_x_t_2[j] = h_tilde
+                    tmp0 = one / (f + i)
+                    C_tmp0_t[j] = tmp0
+                    # \bar{f}_t = f_t \odot \operatorname{recip}(f_t + i_t)
+                    f_prime = f * tmp0
                     C_f_prime_t[j] = f_prime
-                    # \bar{i}_t = i * reciprocal(f + i)
-                    i_prime = i * s0
+                    # \bar{i}_t = i_t \odot \operatorname{recip}(f_t + i_t)
+                    i_prime = i * tmp0
                     C_i_prime_t[j] = i_prime
-                    # h_t = f_prime * h_prev + i_prime * h_tilde
-                    h = f_prime * S_h_t[j] + i_prime * h_tilde
-                    S_h_t1[j] = h
+                    # h_t = \bar{f}_t \odot h_{t-1} + \bar{i}_t \odot \tilde{h}_t
+                    S_h_t1[j] = f_prime * h_prev + i_prime * h_tilde
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _backward_step(t, dhs, d_h_next, dA_x, S_h, C_i_prime, C_tmp0, C_f_prime, R_h, one):
+    """Backward step t, loop 1 of 1, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = dhs.shape[1], dhs.shape[2]
+    for b in range(batch):
+        dhs_t = dhs[t, b]
+        d_h_next_b = d_h_next[b]
+        dA_x_t_0 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
+        S_h_t = S_h[t, b]
+        C_i_prime_t = C_i_prime[t, b]
+        dA_x_t_1 = dA_x[t, b, 0:n_hidden]
+        C_tmp0_t = C_tmp0[t, b]
+        dA_x_t_2 = dA_x[t, b, n_hidden:2 * n_hidden]
+        C_f_prime_t = C_f_prime[t, b]
+        R_h_b = R_h[b]
+        for j in range(n_hidden):
+            h_tilde = dA_x_t_0[j]
+            h_prev = S_h_t[j]
+            i_prime = C_i_prime_t[j]
+            f = dA_x_t_1[j]
+            tmp0 = C_tmp0_t[j]
+            i = dA_x_t_2[j]
+            f_prime = C_f_prime_t[j]
+            # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+            d_h = dhs_t[j] + d_h_next_b[j]
+            # \bar{\bar{i}}_t = d(\tilde{h}_t) \bar{h}_t
+            d_i_prime = h_tilde * d_h
+            # \bar{\bar{f}}_t = d(h_{t-1}) \bar{h}_t
+            d_f_prime = h_prev * d_h
+            # \bar{\tilde{h}}_t = d(\bar{i}_t) \bar{h}_t
+            dA_x_t_0[j] = i_prime * d_h
+            # \bar{i}_t = d(f_t) d(\operatorname{recip}'(f_t + i_t)) \bar{\bar{f}}_t + d(\operatorname{recip}(f_t + i_t)) \bar{\bar{i}}_t + d(\operatorname{recip}'(f_t + i_t)) d(i_t) \bar{\bar{i}}_t
+            d_i = f * (-tmp0 * tmp0 * d_f_prime) + tmp0 * d_i_prime + -tmp0 * tmp0 * (i * d_i_prime)
+            # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
+            dA_x_t_2[j] = i * (one - i) * d_i
+            # \bar{f}_t = d(\operatorname{recip}(f_t + i_t)) \bar{\bar{f}}_t + d(f_t) d(\operatorname{recip}'(f_t + i_t)) \bar{\bar{f}}_t + d(\operatorname{recip}'(f_t + i_t)) d(i_t) \bar{\bar{i}}_t
+            d_f = tmp0 * d_f_prime + f * (-tmp0 * tmp0 * d_f_prime) + -tmp0 * tmp0 * (i * d_i_prime)
+            # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
+            dA_x_t_1[j] = f * (one - f) * d_f
+            # \delta h_{t-1} = d(\bar{f}_t) \bar{h}_t
+            R_h_b[j] = f_prime * d_h
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def _backward_seq(lo, hi, dhs, S_h, C_h_tilde, C_f_prime, C_i_prime, C_s0, dA_x, d_h_next, R_h, one, xs, G_W_stack_x_0, colsum_dA_x, nil):
-    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step the fused
-    elementwise part (the loop body of _backward_step), the carried adjoints (_nt2 with the
-    stacked matrices' transposes), and this chunk's share of the weight and bias gradients
-    (_rank_update, _colsum, into the chunk's own partial sums)."""
+def _backward_seq(lo, hi, dhs, d_h_next, dA_x, S_h, C_i_prime, C_tmp0, C_f_prime, R_h, xs, G_W_stack_x_0, colsum_dA_x, nil, one):
+    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of rows
+    the fused loops of _backward_step, the products between them and the carried adjoints
+    (_nt2); per step this chunk's share of the weight and bias gradients (_rank_update, _colsum,
+    into the chunk's own partial sums)."""
     steps, n_hidden = dhs.shape[0], dhs.shape[2]
     for t in range(steps - 1, -1, -1):
-        for b in range(lo, hi):
-            dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
-            dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
-            C_h_tilde_t = C_h_tilde[t, b]
-            C_f_prime_t = C_f_prime[t, b]
-            C_i_prime_t = C_i_prime[t, b]
-            C_s0_t = C_s0[t, b]
-            dhs_t = dhs[t, b]
-            d_h_next_b = d_h_next[b]
-            S_h_t = S_h[t, b]
-            dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
-            R_h_b = R_h[b]
-            for j in range(n_hidden):
-                f = dA_x_t_0[j]
-                i = dA_x_t_1[j]
-                h_tilde = C_h_tilde_t[j]
-                f_prime = C_f_prime_t[j]
-                i_prime = C_i_prime_t[j]
-                s0 = C_s0_t[j]
-                # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
-                d_h = dhs_t[j] + d_h_next_b[j]
-                # bar{bar{i}}_t = d(tilde{h}_t) bar{h}_t
-                d_i_prime = (h_tilde) * d_h
-                # bar{bar{f}}_t = d(h_{t-1}) bar{h}_t
-                d_f_prime = (S_h_t[j]) * d_h
-                # bar{tilde{h}}_t = d(bar{i}_t) bar{h}_t
-                d_h_tilde = (i_prime) * d_h
-                # bar{i}_t = d(f_t) d(operatorname{recip}'(f_t + i_t)) bar{bar{f}}_t + d(operatorname{recip}(f_t + i_t)) bar{bar{i}}_t + d(operatorname{recip}'(f_t + i_t)) d(i_t) bar{bar{i}}_t
-                d_i = (f) * ((-(s0) * (s0))) * d_f_prime + (s0) * d_i_prime + ((-(s0) * (s0))) * (i) * d_i_prime
-                # bar{hat{i}}_t = d(i'_t) bar{i}_t
-                d_i_hat = ((i * (one - i))) * d_i
-                # bar{f}_t = d(operatorname{recip}(f_t + i_t)) bar{bar{f}}_t + d(f_t) d(operatorname{recip}'(f_t + i_t)) bar{bar{f}}_t + d(operatorname{recip}'(f_t + i_t)) d(i_t) bar{bar{i}}_t
-                d_f = (s0) * d_f_prime + (f) * ((-(s0) * (s0))) * d_f_prime + ((-(s0) * (s0))) * (i) * d_i_prime
-                # bar{hat{f}}_t = d(f'_t) bar{f}_t
-                d_f_hat = ((f * (one - f))) * d_f
-                dA_x_t_0[j] = d_f_hat
-                dA_x_t_1[j] = d_i_hat
-                dA_x_t_2[j] = d_h_tilde
-                R_h_b[j] = (f_prime) * d_h
-        # carried adjoints delta v_(t-1): the stacked part, then the rest from the loop
         for b0 in range(lo, hi, 2):
             b1 = min(b0 + 1, hi - 1)
             for b in range(b0, b1 + 1):
+                dhs_t = dhs[t, b]
+                d_h_next_b = d_h_next[b]
+                dA_x_t_0 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
+                S_h_t = S_h[t, b]
+                C_i_prime_t = C_i_prime[t, b]
+                dA_x_t_1 = dA_x[t, b, 0:n_hidden]
+                C_tmp0_t = C_tmp0[t, b]
+                dA_x_t_2 = dA_x[t, b, n_hidden:2 * n_hidden]
+                C_f_prime_t = C_f_prime[t, b]
+                R_h_b = R_h[b]
+                for j in range(n_hidden):
+                    h_tilde = dA_x_t_0[j]
+                    h_prev = S_h_t[j]
+                    i_prime = C_i_prime_t[j]
+                    f = dA_x_t_1[j]
+                    tmp0 = C_tmp0_t[j]
+                    i = dA_x_t_2[j]
+                    f_prime = C_f_prime_t[j]
+                    # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+                    d_h = dhs_t[j] + d_h_next_b[j]
+                    # \bar{\bar{i}}_t = d(\tilde{h}_t) \bar{h}_t
+                    d_i_prime = h_tilde * d_h
+                    # \bar{\bar{f}}_t = d(h_{t-1}) \bar{h}_t
+                    d_f_prime = h_prev * d_h
+                    # \bar{\tilde{h}}_t = d(\bar{i}_t) \bar{h}_t
+                    dA_x_t_0[j] = i_prime * d_h
+                    # \bar{i}_t = d(f_t) d(\operatorname{recip}'(f_t + i_t)) \bar{\bar{f}}_t + d(\operatorname{recip}(f_t + i_t)) \bar{\bar{i}}_t + d(\operatorname{recip}'(f_t + i_t)) d(i_t) \bar{\bar{i}}_t
+                    d_i = f * (-tmp0 * tmp0 * d_f_prime) + tmp0 * d_i_prime + -tmp0 * tmp0 * (i * d_i_prime)
+                    # \bar{\hat{i}}_t = d(i'_t) \bar{i}_t
+                    dA_x_t_2[j] = i * (one - i) * d_i
+                    # \bar{f}_t = d(\operatorname{recip}(f_t + i_t)) \bar{\bar{f}}_t + d(f_t) d(\operatorname{recip}'(f_t + i_t)) \bar{\bar{f}}_t + d(\operatorname{recip}'(f_t + i_t)) d(i_t) \bar{\bar{i}}_t
+                    d_f = tmp0 * d_f_prime + f * (-tmp0 * tmp0 * d_f_prime) + -tmp0 * tmp0 * (i * d_i_prime)
+                    # \bar{\hat{f}}_t = d(f'_t) \bar{f}_t
+                    dA_x_t_1[j] = f * (one - f) * d_f
+                    # \delta h_{t-1} = d(\bar{f}_t) \bar{h}_t
+                    R_h_b[j] = f_prime * d_h
+            # carried adjoints delta v_(t-1): the stacked products, then the rest
+            # \delta h_{t-1} = d(\bar{f}_t) \bar{h}_t
+            for b in range(b0, b1 + 1):
                 d_h_next[b] = R_h[b]
         # weight gradients: sum_t (bar a_t) v_t^T, this step's rows
-        _rank_update(dA_x[t], 0 * n_hidden, xs[t], lo, hi, G_W_stack_x_0)
+        _rank_update(dA_x[t], 0, xs[t], lo, hi, G_W_stack_x_0)
         _colsum(dA_x[t], lo, hi, colsum_dA_x)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _forward_step(t, A_x, S_h, C_h_tilde, C_f_prime, C_i_prime, C_s0, b_f, b_i, b_h, one):
-    """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
-    over row views of batch row b (vectorised; see
-    derive.codegen.numba_backend.row_views)."""
-    batch, n_hidden = S_h.shape[1], S_h.shape[2]
-    for b in range(batch):
-        A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
-        A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]
-        A_x_t_2 = A_x[t, b, 2 * n_hidden:3 * n_hidden]
-        C_h_tilde_t = C_h_tilde[t, b]
-        C_s0_t = C_s0[t, b]
-        C_f_prime_t = C_f_prime[t, b]
-        C_i_prime_t = C_i_prime[t, b]
-        S_h_t = S_h[t, b]
-        S_h_t1 = S_h[t + 1, b]
-        for j in range(n_hidden):
-            # f_t = sigmoid(W_f @ x + b_f)
-            f = _sigmoid_s((A_x_t_0[j] + b_f[j]))
-            A_x_t_0[j] = f
-            # i_t = sigmoid(W_i @ x + b_i)
-            i = _sigmoid_s((A_x_t_1[j] + b_i[j]))
-            A_x_t_1[j] = i
-            # \tilde{h}_t = W_h @ x + b_h
-            h_tilde = A_x_t_2[j] + b_h[j]
-            C_h_tilde_t[j] = h_tilde
-            # \bar{f}_t = f * reciprocal(f + i)
-            s0 = one / (f + i)
-            C_s0_t[j] = s0
-            f_prime = f * s0
-            C_f_prime_t[j] = f_prime
-            # \bar{i}_t = i * reciprocal(f + i)
-            i_prime = i * s0
-            C_i_prime_t[j] = i_prime
-            # h_t = f_prime * h_prev + i_prime * h_tilde
-            h = f_prime * S_h_t[j] + i_prime * h_tilde
-            S_h_t1[j] = h
-
-
-def forward(params, xs, state0=None):
-    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
-    n_hidden, n_in, dtype = _sizes(params)
-    xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
-    state = _check_state(state0, batch, n_hidden, dtype)
-    P = _unpack(params)
-    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
-    S_h[0] = state["h"]
-    C_h_tilde = np.empty((steps, batch, n_hidden), dtype)
-    C_f_prime = np.empty((steps, batch, n_hidden), dtype)
-    C_i_prime = np.empty((steps, batch, n_hidden), dtype)
-    C_s0 = np.empty((steps, batch, n_hidden), dtype)
-    b_f = np.ascontiguousarray(P["b_f"])
-    b_i = np.ascontiguousarray(P["b_i"])
-    b_h = np.ascontiguousarray(P["b_h"])
-    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
-    if _sequence(P):
-        xs = np.ascontiguousarray(xs)
-        W_stack_x = np.ascontiguousarray(P["W_stack_x"])
-        A_x = np.empty((steps, batch, P["W_stack_x"].shape[0]), dtype)
-        nil = dtype.type(0.0)
-        args = (xs, W_stack_x, A_x, S_h, C_h_tilde, C_f_prime, C_i_prime, C_s0, b_f, b_i, b_h, one, nil,)
-        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda i: args)
-    else:
-        # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t (the
-        # biases are added in the fused loop, which reads A_x anyway: no extra pass over it)
-        A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
-        for t in range(steps):
-            _forward_step(t, A_x, S_h, C_h_tilde, C_f_prime, C_i_prime, C_s0, b_f, b_i, b_h, one)
-    cache = {"xs": xs, "backend": "numba",
-             "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
-    cache["S_h"] = S_h
-    cache["h_tilde"] = C_h_tilde
-    cache["f_prime"] = C_f_prime
-    cache["i_prime"] = C_i_prime
-    cache["s0"] = C_s0
-    cache["f"] = A_x[:, :, 0 * n_hidden:1 * n_hidden]  # stored in A_x
-    cache["i"] = A_x[:, :, 1 * n_hidden:2 * n_hidden]  # stored in A_x
-    cache["A_x"] = A_x
-    return S_h[1:], cache
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_h, C_h_tilde, C_f_prime, C_i_prime, C_s0, dA_x, d_h_next, R_h, one):
-    """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
-    projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
-    Gates kept in dA_x's slots are read there and overwritten by their adjoints."""
-    batch, n_hidden = dhs.shape[1], dhs.shape[2]
-    for b in range(batch):
-        dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
-        dA_x_t_1 = dA_x[t, b, 1 * n_hidden:2 * n_hidden]
-        C_h_tilde_t = C_h_tilde[t, b]
-        C_f_prime_t = C_f_prime[t, b]
-        C_i_prime_t = C_i_prime[t, b]
-        C_s0_t = C_s0[t, b]
-        dhs_t = dhs[t, b]
-        d_h_next_b = d_h_next[b]
-        S_h_t = S_h[t, b]
-        dA_x_t_2 = dA_x[t, b, 2 * n_hidden:3 * n_hidden]
-        R_h_b = R_h[b]
-        for j in range(n_hidden):
-            f = dA_x_t_0[j]
-            i = dA_x_t_1[j]
-            h_tilde = C_h_tilde_t[j]
-            f_prime = C_f_prime_t[j]
-            i_prime = C_i_prime_t[j]
-            s0 = C_s0_t[j]
-            # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
-            d_h = dhs_t[j] + d_h_next_b[j]
-            # bar{bar{i}}_t = d(tilde{h}_t) bar{h}_t
-            d_i_prime = (h_tilde) * d_h
-            # bar{bar{f}}_t = d(h_{t-1}) bar{h}_t
-            d_f_prime = (S_h_t[j]) * d_h
-            # bar{tilde{h}}_t = d(bar{i}_t) bar{h}_t
-            d_h_tilde = (i_prime) * d_h
-            # bar{i}_t = d(f_t) d(operatorname{recip}'(f_t + i_t)) bar{bar{f}}_t + d(operatorname{recip}(f_t + i_t)) bar{bar{i}}_t + d(operatorname{recip}'(f_t + i_t)) d(i_t) bar{bar{i}}_t
-            d_i = (f) * ((-(s0) * (s0))) * d_f_prime + (s0) * d_i_prime + ((-(s0) * (s0))) * (i) * d_i_prime
-            # bar{hat{i}}_t = d(i'_t) bar{i}_t
-            d_i_hat = ((i * (one - i))) * d_i
-            # bar{f}_t = d(operatorname{recip}(f_t + i_t)) bar{bar{f}}_t + d(f_t) d(operatorname{recip}'(f_t + i_t)) bar{bar{f}}_t + d(operatorname{recip}'(f_t + i_t)) d(i_t) bar{bar{i}}_t
-            d_f = (s0) * d_f_prime + (f) * ((-(s0) * (s0))) * d_f_prime + ((-(s0) * (s0))) * (i) * d_i_prime
-            # bar{hat{f}}_t = d(f'_t) bar{f}_t
-            d_f_hat = ((f * (one - f))) * d_f
-            dA_x_t_0[j] = d_f_hat
-            dA_x_t_1[j] = d_i_hat
-            dA_x_t_2[j] = d_h_tilde
-            R_h_b[j] = (f_prime) * d_h
-
-
-def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
-    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
-    dys = {name: dL/dy_t}; see minlstm.backward (one cache serves one backward unless
-    keep_cache=True)."""
-    n_hidden, n_in, dtype = _sizes(params)
-    if not isinstance(cache, dict) or "xs" not in cache:
-        raise ValueError("cache must be the dict returned by forward()")
-    if cache.get("backend") != "numba":
-        raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
-                         f"forward(); pass it to that module's backward()")
-    if cache.get("consumed"):
-        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
-                         "run forward() again, or pass keep_cache=True to backward()")
-    xs = cache["xs"]
-    steps, batch = xs.shape[:2]
-    if xs.shape[2] != n_in or xs.dtype != dtype:
-        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
-                         f"params expect n_in={n_in} and dtype {dtype}")
-    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
-    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
-    if dys is not None:
-        raise ValueError("dys is the readout's gradient, and this cell has no readout")
-    P = _unpack(params)
-    W_stack_x = P["W_stack_x"]
-    S_h = cache["S_h"]
-    d_h_next = carry["h"].copy()  # ours: written in place
-    C_h_tilde = cache["h_tilde"]
-    C_f_prime = cache["f_prime"]
-    C_i_prime = cache["i_prime"]
-    C_s0 = cache["s0"]
-    # the gates in A_x's slots become their adjoints; a copy of A_x when the cache is kept
-    dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
-    R_h = np.empty((batch, n_hidden), dtype)
-    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
-    if _sequence(P):
-        xs = np.ascontiguousarray(xs)
-        chunks = rt.row_chunks(batch, rt.num_threads())
-        # each chunk sums its own share of every gradient; the shares are added at the end
-        G_W_stack_x_0_part = np.zeros((len(chunks), 3 * n_hidden, n_in), dtype)
-        colsum_dA_x_part = np.zeros((len(chunks), dA_x.shape[2]), dtype)
-        nil = dtype.type(0.0)
-        rt.run_chunks(_backward_seq, chunks, lambda i: (dhs, S_h, C_h_tilde, C_f_prime, C_i_prime, C_s0, dA_x, d_h_next, R_h, one, xs, G_W_stack_x_0_part[i], colsum_dA_x_part[i], nil,))
-        G_W_stack_x_0 = G_W_stack_x_0_part.sum(axis=0)
-        colsum_dA_x = colsum_dA_x_part.sum(axis=0)
-    else:
-        for t in range(steps - 1, -1, -1):
-            _backward_step(t, dhs, S_h, C_h_tilde, C_f_prime, C_i_prime, C_s0, dA_x, d_h_next, R_h, one)
-            # carried adjoints: the stacked part as one matmul (BLAS), the rest from the loop
-            d_h_next, R_h = R_h, d_h_next  # no copy
-        # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-        G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-        # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
-        colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
-    cache["consumed"] = not keep_cache
-    grads = {}
-    grads["W_f"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
-    grads["W_i"] = G_W_stack_x_0[1 * n_hidden:2 * n_hidden]
-    grads["W_h"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
-    grads["b_f"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
-    grads["b_i"] = colsum_dA_x[1 * n_hidden:2 * n_hidden]
-    grads["b_h"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
-    grads[STATE0_GRAD["h"]] = d_h_next
-    if input_grad:
-        grads[INPUT_GRAD] = dA_x @ W_stack_x
-    return grads
-
-
 @njit(cache=True)
-def _rtrl_coef(t, S_h, C_f, C_i, C_h_tilde, C_f_prime, C_i_prime, C_s0, b_f, b_i, b_h, D_h_h, U0, U1, U2):
+def _rtrl_coef(t, C_f_prime, S_h, C_tmp0, C_f, C_h_tilde, C_i, C_i_prime, D_h_h, U0, U1, U2, U3, one):
     """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
-    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
-    coefficients of V_t (one per distinct d(.) product; see
-    derive.codegen.numba_backend.rtrl_parts)."""
-    batch, n_hidden = S_h.shape[1], S_h.shape[2]
+    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and V_t's
+    coefficients."""
+    batch, n_hidden = C_f_prime.shape[1], C_f_prime.shape[2]
     for b in range(batch):
+        C_f_prime_t = C_f_prime[t, b]
+        S_h_t = S_h[t, b]
+        C_tmp0_t = C_tmp0[t, b]
+        C_f_t = C_f[t, b]
+        C_h_tilde_t = C_h_tilde[t, b]
+        C_i_t = C_i[t, b]
+        C_i_prime_t = C_i_prime[t, b]
         for j in range(n_hidden):
-            f = C_f[t, b, j]
-            i = C_i[t, b, j]
-            h_tilde = C_h_tilde[t, b, j]
-            f_prime = C_f_prime[t, b, j]
-            i_prime = C_i_prime[t, b, j]
-            s0 = C_s0[t, b, j]
-            k0 = (f_prime)
-            k1 = (S_h[t, b, j]) * (s0) * ((f * (1.0 - f)))
-            k2 = (S_h[t, b, j]) * (f) * ((f * (1.0 - f))) * ((-(s0) * (s0)))
-            k3 = ((f * (1.0 - f))) * ((-(s0) * (s0))) * (h_tilde) * (i)
-            k4 = (S_h[t, b, j]) * (f) * ((-(s0) * (s0))) * ((i * (1.0 - i)))
-            k5 = (s0) * ((i * (1.0 - i))) * (h_tilde)
-            k6 = ((-(s0) * (s0))) * ((i * (1.0 - i))) * (h_tilde) * (i)
-            k7 = (i_prime)
+            f_prime = C_f_prime_t[j]
+            h_prev = S_h_t[j]
+            tmp0 = C_tmp0_t[j]
+            f = C_f_t[j]
+            h_tilde = C_h_tilde_t[j]
+            i = C_i_t[j]
+            i_prime = C_i_prime_t[j]
+            k0 = f_prime
+            k1 = h_prev * tmp0 * (f * (one - f)) + h_prev * f * (f * (one - f)) * (-tmp0 * tmp0) + f * (one - f) * (-tmp0 * tmp0) * h_tilde * i
+            k2 = h_prev * f * (-tmp0 * tmp0) * (i * (one - i)) + tmp0 * (i * (one - i)) * h_tilde + -tmp0 * tmp0 * (i * (one - i)) * h_tilde * i
+            k3 = i_prime
+            k4 = one * i_prime
             D_h_h[b, j] = k0
-            U0[b, j] = k1 + k2 + k3
-            U1[b, j] = k4 + k5 + k6
-            U2[b, j] = k7
+            U0[b, j] = k1
+            U1[b, j] = k2
+            U2[b, j] = k3
+            U3[b, j] = k4
 
 
 @njit(cache=True)
-def _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1, U2):
+def _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1, U2, U3):
     """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
-    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
-    vector parameter): one pass over (batch, unit)."""
+    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a vector
+    parameter A)."""
     batch, n_hidden = out.shape[0], out.shape[1] // 1
     width = out.shape[2]
     for b in range(batch):
@@ -654,49 +542,161 @@ def _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1, U2):
             for p in range(width):
                 r0[p] += d0 * s[p]
             # V_t on its diagonal structure
-            # V_h^W_f = d(h_{t-1}) d(operatorname{recip}(f_t + i_t)) d(f'_t) d_2(x_t) + d(h_{t-1}) d(f_t) d(f'_t) d(operatorname{recip}'(f_t + i_t)) d_2(x_t) + d(f'_t) d(operatorname{recip}'(f_t + i_t)) d(tilde{h}_t) d(i_t) d_2(x_t)
-            u = U0[b, j]
-            o = OFF[0] + j * xs.shape[-1]
-            for l in range(xs.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_h^b_f = d(h_{t-1}) d(operatorname{recip}(f_t + i_t)) d(f'_t) + d(h_{t-1}) d(f_t) d(f'_t) d(operatorname{recip}'(f_t + i_t)) + d(f'_t) d(operatorname{recip}'(f_t + i_t)) d(tilde{h}_t) d(i_t)
+            # V_h^b_f
             out[b, 0 * n_hidden + j, OFF[1] + j] += U0[b, j]
-            # V_h^W_i = d(h_{t-1}) d(f_t) d(operatorname{recip}'(f_t + i_t)) d(i'_t) d_2(x_t) + d(operatorname{recip}(f_t + i_t)) d(i'_t) d(tilde{h}_t) d_2(x_t) + d(operatorname{recip}'(f_t + i_t)) d(i'_t) d(tilde{h}_t) d(i_t) d_2(x_t)
-            u = U1[b, j]
-            o = OFF[2] + j * xs.shape[-1]
-            for l in range(xs.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_h^b_i = d(h_{t-1}) d(f_t) d(operatorname{recip}'(f_t + i_t)) d(i'_t) + d(operatorname{recip}(f_t + i_t)) d(i'_t) d(tilde{h}_t) + d(operatorname{recip}'(f_t + i_t)) d(i'_t) d(tilde{h}_t) d(i_t)
+            # V_h^b_i
             out[b, 0 * n_hidden + j, OFF[3] + j] += U1[b, j]
-            # V_h^W_h = d(bar{i}_t) d_2(x_t)
-            u = U2[b, j]
-            o = OFF[4] + j * xs.shape[-1]
+            # V_h^b_h
+            out[b, 0 * n_hidden + j, OFF[5] + j] += U3[b, j]
+            # V_u^A = ... d_2(x_t) for V_h^W_f, V_h^W_i, V_h^W_h
+            u0 = U0[b, j]
+            u1 = U1[b, j]
+            u2 = U2[b, j]
+            o0 = OFF[0] + j * xs.shape[-1]
+            o1 = OFF[2] + j * xs.shape[-1]
+            o2 = OFF[4] + j * xs.shape[-1]
             for l in range(xs.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_h^b_h = d(bar{i}_t)
-            out[b, 0 * n_hidden + j, OFF[5] + j] += U2[b, j]
+                zl = xs[t, b, l]
+                out[b, 0 * n_hidden + j, o0 + l] += u0 * zl
+                out[b, 0 * n_hidden + j, o1 + l] += u1 * zl
+                out[b, 0 * n_hidden + j, o2 + l] += u2 * zl
 
 
-def rtrl(params, xs, state0=None):
-    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
-    recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
-    layout and result as minlstm.rtrl): the forward pass first (all steps' values),
-    then per step two compiled passes and one BLAS product per dense Jacobian column."""
+def forward(params, xs, state0=None, *, lengths=None, mask=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward.
+    A variable-length batch (lengths= or mask=, see minlstm.forward) runs the NumPy
+    kernel's path (the fused loops take whole sequences); backward() follows its cache."""
+    if lengths is not None or mask is not None:
+        return _numpy_forward(params, xs, state0, lengths=lengths, mask=mask)
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
-    _, cache = forward(params, xs, state0)
+    steps, batch, n_in = xs.shape
+    state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
-    S_h = cache["S_h"]
-    C_f = cache["f"]
-    C_i = cache["i"]
-    C_h_tilde = cache["h_tilde"]
-    C_f_prime = cache["f_prime"]
-    C_i_prime = cache["i_prime"]
-    C_s0 = cache["s0"]
+    S_h = np.empty((steps + 1, batch, n_hidden), dtype)
+    S_h[0] = state["h"]
+    C_f_prime = np.empty((steps, batch, n_hidden), dtype)
+    C_i_prime = np.empty((steps, batch, n_hidden), dtype)
+    C_tmp0 = np.empty((steps, batch, n_hidden), dtype)
     b_f = np.ascontiguousarray(P["b_f"])
     b_i = np.ascontiguousarray(P["b_i"])
     b_h = np.ascontiguousarray(P["b_h"])
+    one = dtype.type(1.0)  # in the arrays' dtype
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        W_stack_x = np.ascontiguousarray(P["stack:x"])
+        A_x = np.empty((steps, batch, P["stack:x"].shape[0]), dtype)
+        nil = dtype.type(0.0)
+        args = (xs, W_stack_x, A_x, b_f, b_i, b_h, S_h, C_tmp0, C_f_prime, C_i_prime, nil, one,)
+        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda chunk: args)
+    else:
+        # input projections of all steps in one matmul: A_x[t] = Theta_x x_t (the biases are
+        # added in the fused loops, which read A_x anyway: no extra pass)
+        A_x = (xs.reshape(steps * batch, n_in) @ P["stack:x"].T).reshape(steps, batch, -1)
+        for t in range(steps):
+            _forward_step(t, A_x, b_f, b_i, b_h, S_h, C_tmp0, C_f_prime, C_i_prime, one)
+    cache = {"xs": xs, "backend": "numba",
+             "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
+    cache["S_h"] = S_h
+    cache["C_f"] = A_x[:, :, 0:n_hidden]  # kept in A_x's columns
+    cache["C_i"] = A_x[:, :, n_hidden:2 * n_hidden]  # kept in A_x's columns
+    cache["C_h_tilde"] = A_x[:, :, 2 * n_hidden:3 * n_hidden]  # kept in A_x's columns
+    cache["C_f_prime"] = C_f_prime
+    cache["C_i_prime"] = C_i_prime
+    cache["C_tmp0"] = C_tmp0
+    cache["A_x"] = A_x
+    return S_h[1:], cache
+
+
+def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
+    """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
+    dys = {name: dL/dy_t}; see minlstm.backward (one cache serves one backward unless
+    keep_cache=True)."""
+    n_hidden, n_in, dtype = _sizes(params)
+    if not isinstance(cache, dict) or "xs" not in cache:
+        raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("backend") == "numpy" and cache.get("mask") is not None:  # variable lengths
+        return _numpy_backward(params, cache, dhs, dstate=dstate, input_grad=input_grad, dys=dys)
+    if cache.get("backend") != "numba":
+        raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
+                         f"forward(); pass it to that module's backward()")
+    if cache.get("consumed"):
+        raise ValueError("this cache was used by an earlier backward(), which reuses its memory; "
+                         "run forward() again, or pass keep_cache=True to backward()")
+    xs = cache["xs"]
+    steps, batch = xs.shape[:2]
+    if (n_in is not None and xs.shape[2] != n_in) or xs.dtype != dtype:
+        raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
+                         f"params expect n_in={n_in} and dtype {dtype}")
+    n_in = xs.shape[2]
+    dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
+    carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    if dys is not None:
+        raise ValueError("dys is the readout's gradient, and this cell has no readout")
+    P = _unpack(params)
+    S_h = cache["S_h"]
+    C_f_prime = cache["C_f_prime"]
+    C_i_prime = cache["C_i_prime"]
+    C_tmp0 = cache["C_tmp0"]
+    d_h_next = carry["h"].copy()  # ours: written in place
+    # the gates kept in A_x's columns become their adjoints; a copy when the cache is kept
+    dA_x = cache["A_x"].copy() if keep_cache else cache["A_x"]
+    R_h = np.empty((batch, n_hidden), dtype)
+    one = dtype.type(1.0)  # in the arrays' dtype
+    W_stack_x = P["stack:x"]
+    if _sequence(P):
+        xs = np.ascontiguousarray(xs)
+        chunks = rt.row_chunks(batch, rt.num_threads())
+        # each chunk sums its own share of every gradient; the shares are added at the end
+        G_W_stack_x_0_part = np.zeros((len(chunks), 3 * n_hidden, n_in), dtype)
+        colsum_dA_x_part = np.zeros((len(chunks), dA_x.shape[2]), dtype)
+        nil = dtype.type(0.0)
+        rt.run_chunks(_backward_seq, chunks, lambda chunk: (dhs, d_h_next, dA_x, S_h, C_i_prime, C_tmp0, C_f_prime, R_h, xs, G_W_stack_x_0_part[chunk], colsum_dA_x_part[chunk], nil, one,))
+        G_W_stack_x_0 = G_W_stack_x_0_part.sum(axis=0)
+        colsum_dA_x = colsum_dA_x_part.sum(axis=0)
+    else:
+        for t in range(steps - 1, -1, -1):
+            _backward_step(t, dhs, d_h_next, dA_x, S_h, C_i_prime, C_tmp0, C_f_prime, R_h, one)
+            # \delta h_{t-1} = d(\bar{f}_t) \bar{h}_t
+            d_h_next, R_h = R_h, d_h_next  # no copy
+        # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
+        G_W_stack_x_0 = dA_x[:, :, 0:3 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+        colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
+    cache["consumed"] = not keep_cache
+    grads = {}
+    grads["W_f"] = G_W_stack_x_0[0:n_hidden]
+    grads["W_i"] = G_W_stack_x_0[n_hidden:2 * n_hidden]
+    grads["W_h"] = G_W_stack_x_0[2 * n_hidden:3 * n_hidden]
+    grads["b_f"] = colsum_dA_x[0:n_hidden]
+    grads["b_i"] = colsum_dA_x[n_hidden:2 * n_hidden]
+    grads["b_h"] = colsum_dA_x[2 * n_hidden:3 * n_hidden]
+    grads = {name: grads[name] for name in PARAMS}
+    grads[STATE0_GRAD["h"]] = d_h_next
+    if input_grad:
+        grads[INPUT_GRAD] = dA_x[:, :, 0:3 * n_hidden] @ W_stack_x[0:3 * n_hidden]
+    return grads
+
+
+def rtrl(params, xs, state0=None, *, lengths=None, mask=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
+    recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
+    layout and result as minlstm.rtrl): the forward pass first (all steps' values),
+    then per step two compiled passes and one BLAS product per dense Jacobian column. With
+    lengths= or mask=, the NumPy kernel's rtrl."""
+    if lengths is not None or mask is not None:
+        return _numpy_rtrl(params, xs, state0, lengths=lengths, mask=mask)
+    n_hidden, n_in, dtype = _sizes(params)
+    xs = _check_xs(xs, n_in, dtype)
+    steps, batch, n_in = xs.shape
+    _, cache = forward(params, xs, state0)
+    S_h = cache["S_h"]
+    C_f = cache["C_f"]
+    C_i = cache["C_i"]
+    C_h_tilde = cache["C_h_tilde"]
+    C_f_prime = cache["C_f_prime"]
+    C_i_prime = cache["C_i_prime"]
+    C_tmp0 = cache["C_tmp0"]
+    one = dtype.type(1.0)  # in the arrays' dtype
     off, _, _, width = rt.sens_layout(PARAMS, n_hidden, n_in)
     OFF = np.array([off[p][0] for p in PARAMS], np.int64)
     rows = len(STATE) * n_hidden
@@ -706,11 +706,12 @@ def rtrl(params, xs, state0=None):
     U0 = np.empty((batch, n_hidden), dtype)
     U1 = np.empty((batch, n_hidden), dtype)
     U2 = np.empty((batch, n_hidden), dtype)
+    U3 = np.empty((batch, n_hidden), dtype)
     for t in range(steps):
         S, out = whole[t % 2], whole[1 - t % 2]
-        _rtrl_coef(t, S_h, C_f, C_i, C_h_tilde, C_f_prime, C_i_prime, C_s0, b_f, b_i, b_h, D_h_h, U0, U1, U2)
+        _rtrl_coef(t, C_f_prime, S_h, C_tmp0, C_f, C_h_tilde, C_i, C_i_prime, D_h_h, U0, U1, U2, U3, one)
         out[...] = 0.0
-        _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1, U2)
+        _rtrl_post(t, out, S, OFF, xs, D_h_h, U0, U1, U2, U3)
     # a compact copy of the output state's rows: the result keeps neither buffer alive
     return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden].copy(), off, batch,
                          n_hidden)

@@ -1,7 +1,7 @@
 # generated from numpy/kernel.py.j2 by derive; do not edit.
 # Regenerate with `derive generate` after changing the cell spec, the engine or the
 # template. Cell: rnn.
-"""Vanilla RNN of seed 004 (torch.nn.RNN, tanh) with readout y_t: forward, BPTT, RTRL and state Jacobians, derived by derive.
+"""Elman RNN (Elman 1990; torch.nn.RNN, tanh) with a sigmoid readout y_t: forward, BPTT, RTRL and state Jacobians, derived by derive.
 
 Forward equations (the cell spec; x is x_t, <state>_prev the state at t-1):
     h = tanh(W @ x + U @ h_prev + b_h)
@@ -14,14 +14,20 @@ STATE
     the state names; the first is the output h.
 READOUT, READOUT_PARAMS
     the readout's outputs y and its parameters (empty for a cell without a readout).
+SPEC_DIGEST
+    the SHA-256 of the cell spec this module was printed from (CellSpec.digest): tools match a
+    kernel to a cell by content, never by name.
 INPUT_GRAD, STATE0_GRAD
     the keys of backward()'s gradients of xs and of the initial states: "xs" and "<state>0",
     or "_xs" and "_<state>0" where a parameter has that name.
 init_params(n_in, n_hidden, *, seed=0, dtype=np.float64, n_out=None) -> dict
     uniform(-1/sqrt(n_hidden), 1/sqrt(n_hidden)) like torch; with n_out, the readout's too.
-forward(params, xs, state0=None) -> (hs, cache)
+forward(params, xs, state0=None, *, lengths=None, mask=None) -> (hs, cache)
     xs (T, B, n_in) -> hs (T, B, n_hidden); state0 maps each state name to (B, n_hidden)
-    (zeros when None). cache["state"] holds the final state.
+    (zeros when None). cache["state"] holds the final state. Variable lengths: lengths (B,)
+    (sequence b runs steps 0..lengths[b]-1, as torch's packed sequences) or mask (T, B) of
+    booleans; where the mask is False the states are held, hs is 0, and backward passes no
+    gradient through the step.
 readout(params, hs) -> dict (a cell with a readout)
     y_t for every step: {name: (T, B, n_out)}.
 backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None)
@@ -30,8 +36,9 @@ backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False,
     every parameter (same shape and dtype), the initial states' gradients under STATE0_GRAD,
     and dL/dxs under INPUT_GRAD when input_grad=True. The cache is left intact (keep_cache is
     accepted for compatibility and has no effect).
-rtrl(params, xs, state0=None) -> dict
-    forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape).
+rtrl(params, xs, state0=None, *, lengths=None, mask=None) -> dict
+    forward mode: dh_T/dA for every parameter A, shape (B, n_hidden, *A.shape) (with lengths:
+    of each sequence's last state).
 rtrl_step(params, x_t, state, sens=None) -> (state, sens)
     one online step; sens[s][A] = d s_t / dA, shape (B, n_hidden, *A.shape) (zeros when None).
 state_jacobian(params, x_t, state) -> ndarray
@@ -56,6 +63,7 @@ READOUT_PARAMS = {
     "b_y": ("n_out",),
 }
 STATE = ("h",)
+SPEC_DIGEST = "cd5713b93f1a0978d827960fc7a92f725caa014a7303a9acbf2c86b9aa02492b"  # SHA-256 of the cell spec this kernel was printed from
 
 _sigmoid = rt.sigmoid
 
@@ -93,12 +101,14 @@ def _unpack(params):
     return P
 
 
-def forward(params, xs, state0=None):
-    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+def forward(params, xs, state0=None, *, lengths=None, mask=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward.
+    With lengths (B,) or mask (T, B), a sequence's states are held where its mask is False."""
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
     steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
+    mask = rt.step_mask(lengths, mask, steps, batch)
     P = _unpack(params)
     W_stack_x = P["stack:x"]
     W_stack_h = P["stack:h"]
@@ -118,10 +128,14 @@ def forward(params, xs, state0=None):
         # h_t = \tanh(W x_t + U h_{t-1} + b_h)
         h = S_h[t + 1]
         np.tanh(A_h[:, 0:n_hidden], out=h)
-    cache = {"xs": xs, "backend": "numpy", "state": {
+        if mask is not None:  # a held sequence keeps its states
+            S_h[t + 1] = np.where(mask[t], S_h[t + 1], S_h[t])
+    cache = {"xs": xs, "backend": "numpy", "mask": mask, "state": {
         "h": S_h[-1],
     }}
     cache["S_h"] = S_h
+    if mask is not None:
+        return np.where(mask, S_h[1:], 0), cache
     return S_h[1:], cache
 
 
@@ -193,6 +207,7 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     n_in = xs.shape[2]
     dhs = _check_array("dhs", dhs, (steps, batch, n_hidden), dtype)
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
+    mask = cache.get("mask")
     readout_grads = None
     if dys is not None:
         readout_grads, dh_readout = _readout_backward(params, cache["S_h"][1:], dys)
@@ -200,6 +215,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
             dhs = dhs + dh_readout
     elif any(p in params for p in READOUT_PARAMS):
         readout_grads = {p: np.zeros(params[p].shape, dtype) for p in READOUT_PARAMS}
+    if mask is not None:  # no loss reaches a held step
+        dhs = np.where(mask, dhs, 0)
     P = _unpack(params)
     W_stack_x = P["stack:x"]
     W_stack_h = P["stack:h"]
@@ -207,6 +224,9 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     d_h_next = carry["h"]
     dA_x = np.zeros((steps, batch, n_hidden), dtype)
     for t in range(steps - 1, -1, -1):
+        if mask is not None:  # a held step passes the carried adjoints through unchanged
+            held = (d_h_next, )
+            d_h_next = np.where(mask[t], d_h_next, 0)
         h = S_h[t + 1]
         # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
         d_h = dhs[t] + d_h_next
@@ -215,6 +235,8 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
         d_h_hat[...] = (1.0 - h * h) * d_h
         # \delta h_{t-1} = U^\top \bar{\hat{h}}_t
         d_h_next = dA_x[t, :, 0:n_hidden] @ W_stack_h[0:n_hidden]
+        if mask is not None:
+            d_h_next = np.where(mask[t], d_h_next, held[0])
     grads = {}
     G_W_stack_x_0 = dA_x[:, :, 0:n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
     grads['W'] = G_W_stack_x_0[0:n_hidden]
@@ -288,10 +310,11 @@ def rtrl_step(params, x_t, state, sens=None):
                         unpack=_unpack, dense_max=RTRL_DENSE_MAX)
 
 
-def rtrl(params, xs, state0=None):
-    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape)."""
+def rtrl(params, xs, state0=None, *, lengths=None, mask=None):
+    """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape); with
+    lengths or mask, of each sequence's last state (see forward)."""
     return rt.rtrl(PARAMS, STATE, _local_step, params, xs, state0, unpack=_unpack,
-                   dense_max=RTRL_DENSE_MAX)
+                   dense_max=RTRL_DENSE_MAX, lengths=lengths, mask=mask)
 
 
 def state_jacobian(params, x_t, state):

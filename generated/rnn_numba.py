@@ -1,7 +1,7 @@
 # generated from numba/kernel.py.j2 by derive; do not edit.
 # Regenerate with `derive generate` after changing the cell spec, the engine or the
 # template. Cell: rnn, numba backend.
-"""Vanilla RNN of seed 004 (torch.nn.RNN, tanh) with readout y_t: forward and BPTT as fused numba loops (optional backend).
+"""Elman RNN (Elman 1990; torch.nn.RNN, tanh) with a sigmoid readout y_t: forward and BPTT as fused numba loops (optional backend).
 
 Same API as its NumPy sibling ``rnn`` (which this module uses for init_params, rtrl_step,
 state_jacobian and the input checks): the elementwise part of every time step runs as
@@ -28,6 +28,7 @@ from .rnn import (  # noqa: F401  (re-exported: same API)
     PARAMS,
     READOUT,
     READOUT_PARAMS,
+    SPEC_DIGEST,
     STATE,
     STATE0_GRAD,
     _check_array,
@@ -40,6 +41,9 @@ from .rnn import (  # noqa: F401  (re-exported: same API)
     rtrl_step,
     state_jacobian,
 )
+from .rnn import backward as _numpy_backward  # variable lengths: the NumPy path
+from .rnn import forward as _numpy_forward
+from .rnn import rtrl as _numpy_rtrl
 
 
 # ---------------------------------------------------------------------------- activations
@@ -289,40 +293,50 @@ def _colsum(D, lo, hi, out):
             out[c] += d[c]
 
 
-# Whole-sequence kernels where the stacked matrices are small enough to stay in a core's cache
-# (bytes of all stacked matrices <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one
-# compiled call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step.
-# Above it, per-step BLAS products around the fused step loops (BLAS is faster on big blocks).
-# Measured on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68,
-# c2 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
+# Whole-sequence kernels where the matrices are small enough to stay in a core's cache
+# (bytes of all of them <= SEQUENCE_MAX_BYTES): every step of a batch chunk in one compiled
+# call per thread, products by _nt2 / _rank_update, no BLAS and no Python per step. Above it,
+# per-step BLAS products around the fused step loops (BLAS is faster on big blocks). Measured
+# on a 2-core Zen machine, whole BPTT step, this path / per-step BLAS: c1 0.40-0.68, c2
+# 0.67-0.92 (stacks of 288-768 KiB), c3 1.04-1.15 (1.5-4 MiB); bench/README.md.
 SEQUENCE_MAX_BYTES = 1048576
 FUSED = True  # compiled loops (a cell the fused printer does not print re-exports NumPy's)
 
 
 def _unpack(params):
-    """Local names of the parameters and the stacked blocks Theta_v (seed 002)."""
+    """The parameters and the stacked blocks Theta_v of the matrices acting on one vector."""
     P = dict(params)
-    # W_stack_x = [W] acts on x
-    P["W_stack_x"] = np.concatenate([params["W"]], axis=0)
-    # W_stack_h = [U] acts on h
-    P["W_stack_h"] = np.concatenate([params["U"]], axis=0)
-    # biases folded into the input projection: A_x = X Theta_x^T + b_stack_x
-    P["b_stack_x"] = np.concatenate([params["b_h"]])
+    # W_stack_x = [W]
+    P["stack:x"] = np.concatenate([params["W"]], axis=0)
+    # W_stack_h = [U]
+    P["stack:h"] = np.concatenate([params["U"]], axis=0)
     return P
 
 
 def _sequence(P):
     """True where forward() and backward() run the whole-sequence kernels (see above)."""
-    return sum(P[s].nbytes for s in ("W_stack_x", "W_stack_h", )) <= SEQUENCE_MAX_BYTES
+    return sum(P[k].nbytes for k in ("stack:x", "stack:h", )) <= SEQUENCE_MAX_BYTES
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _forward_step(t, A_x, A_h, b_h, S_h):
+    """Forward step t, loop 1 of 1, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = A_x.shape[1], b_h.shape[0]
+    for b in range(batch):
+        A_x_t_0 = A_x[t, b, 0:n_hidden]
+        A_h_b_0 = A_h[b, 0:n_hidden]
+        S_h_t1 = S_h[t + 1, b]
+        for j in range(n_hidden):
+            # h_t = \tanh(W x_t + U h_{t-1} + b_h)
+            S_h_t1[j] = _tanh_s(A_x_t_0[j] + A_h_b_0[j] + b_h[j])
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
 def _forward_seq(lo, hi, xs, W_cat, S_h, A_x, b_h, nil):
-    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair
-    of rows the input and recurrent projections (_nt2), then the fused elementwise part (the
-    loop body of _forward_step)."""
-    steps, n_hidden = xs.shape[0], S_h.shape[2]
-    n_in = xs.shape[2]
+    """Forward over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of
+    rows the products (_nt2) and the fused loops of _forward_step."""
+    steps, n_in, n_hidden = xs.shape[0], xs.shape[2], S_h.shape[2]
     U = np.empty((2, W_cat.shape[1]), xs.dtype)  # rows [x_t; h_(t-1)] of a pair
     for t in range(steps):
         for b0 in range(lo, hi, 2):
@@ -333,64 +347,114 @@ def _forward_seq(lo, hi, xs, W_cat, S_h, A_x, b_h, nil):
             # A_x[t, b] = [W_stack_x W_stack_h] U: the input and recurrent products at once
             _nt2(U[0], U[1], W_cat, A_x[t, b0], A_x[t, b1], nil, b1 > b0, False)
             for b in range(b0, b1 + 1):
-                A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
+                A_x_t_0 = A_x[t, b, 0:n_hidden]
                 S_h_t1 = S_h[t + 1, b]
                 for j in range(n_hidden):
-                    # h_t = tanh(W @ x + U @ h_prev + b_h)
-                    h = _tanh_s((A_x_t_0[j] + b_h[j]))
-                    S_h_t1[j] = h
-
-
-@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
-def _backward_seq(lo, hi, dhs, S_h, dA_x, d_h_next, one, xs, WT_W_stack_h_0, G_W_stack_x_0, G_W_stack_h_0, colsum_dA_x, nil):
-    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step the fused
-    elementwise part (the loop body of _backward_step), the carried adjoints (_nt2 with the
-    stacked matrices' transposes), and this chunk's share of the weight and bias gradients
-    (_rank_update, _colsum, into the chunk's own partial sums)."""
-    steps, n_hidden = dhs.shape[0], dhs.shape[2]
-    for t in range(steps - 1, -1, -1):
-        for b in range(lo, hi):
-            dhs_t = dhs[t, b]
-            d_h_next_b = d_h_next[b]
-            S_h_t1 = S_h[t + 1, b]
-            dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
-            for j in range(n_hidden):
-                # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
-                d_h = dhs_t[j] + d_h_next_b[j]
-                # bar{hat{h}}_t = d(h'_t) bar{h}_t
-                d_h_hat = ((one - S_h_t1[j] * S_h_t1[j])) * d_h
-                dA_x_t_0[j] = d_h_hat
-        # carried adjoints delta v_(t-1): the stacked part, then the rest from the loop
-        for b0 in range(lo, hi, 2):
-            b1 = min(b0 + 1, hi - 1)
-            _nt2(dA_x[t, b0, 0 * n_hidden:1 * n_hidden], dA_x[t, b1, 0 * n_hidden:1 * n_hidden], WT_W_stack_h_0, d_h_next[b0], d_h_next[b1], nil, b1 > b0, False)
-        # weight gradients: sum_t (bar a_t) v_t^T, this step's rows
-        _rank_update(dA_x[t], 0 * n_hidden, xs[t], lo, hi, G_W_stack_x_0)
-        _rank_update(dA_x[t], 0 * n_hidden, S_h[t], lo, hi, G_W_stack_h_0)
-        _colsum(dA_x[t], lo, hi, colsum_dA_x)
+                    # h_t = \tanh(W x_t + U h_{t-1} + b_h)
+                    S_h_t1[j] = _tanh_s(A_x_t_0[j] + b_h[j])
 
 
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _forward_step(t, A_x, A_h, S_h, b_h):
-    """The elementwise part of forward step t, fused: one pass over (batch, unit), the unit loop
-    over row views of batch row b (vectorised; see
-    derive.codegen.numba_backend.row_views)."""
+def _backward_step(t, dhs, d_h_next, S_h, dA_x, one):
+    """Backward step t, loop 1 of 1, fused: one pass over (batch, unit), the unit loop over row
+    views of batch row b (vectorised)."""
+    batch, n_hidden = dhs.shape[1], dhs.shape[2]
+    for b in range(batch):
+        dhs_t = dhs[t, b]
+        d_h_next_b = d_h_next[b]
+        S_h_t1 = S_h[t + 1, b]
+        dA_x_t_0 = dA_x[t, b, 0:n_hidden]
+        for j in range(n_hidden):
+            h = S_h_t1[j]
+            # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+            d_h = dhs_t[j] + d_h_next_b[j]
+            # \bar{\hat{h}}_t = d(h'_t) \bar{h}_t
+            dA_x_t_0[j] = (one - h * h) * d_h
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"}, nogil=True)
+def _backward_seq(lo, hi, dhs, d_h_next, S_h, dA_x, WT_W_stack_h, xs, G_W_stack_x_0, G_W_stack_h_0, colsum_dA_x, nil, one):
+    """BPTT over all steps for batch rows lo..hi-1 (one thread's chunk): per step and pair of rows
+    the fused loops of _backward_step, the products between them and the carried adjoints
+    (_nt2); per step this chunk's share of the weight and bias gradients (_rank_update, _colsum,
+    into the chunk's own partial sums)."""
+    steps, n_hidden = dhs.shape[0], dhs.shape[2]
+    for t in range(steps - 1, -1, -1):
+        for b0 in range(lo, hi, 2):
+            b1 = min(b0 + 1, hi - 1)
+            for b in range(b0, b1 + 1):
+                dhs_t = dhs[t, b]
+                d_h_next_b = d_h_next[b]
+                S_h_t1 = S_h[t + 1, b]
+                dA_x_t_0 = dA_x[t, b, 0:n_hidden]
+                for j in range(n_hidden):
+                    h = S_h_t1[j]
+                    # \bar{h}_t = \frac{\partial \ell_t}{\partial h_t} + \delta h_t
+                    d_h = dhs_t[j] + d_h_next_b[j]
+                    # \bar{\hat{h}}_t = d(h'_t) \bar{h}_t
+                    dA_x_t_0[j] = (one - h * h) * d_h
+            # carried adjoints delta v_(t-1): the stacked products, then the rest
+            # \delta h_{t-1} = U^\top \bar{\hat{h}}_t
+            _nt2(dA_x[t, b0, 0:n_hidden], dA_x[t, b1, 0:n_hidden], WT_W_stack_h, d_h_next[b0], d_h_next[b1], nil, b1 > b0, False)
+        # weight gradients: sum_t (bar a_t) v_t^T, this step's rows
+        _rank_update(dA_x[t], 0, xs[t], lo, hi, G_W_stack_x_0)
+        _rank_update(dA_x[t], 0, S_h[t], lo, hi, G_W_stack_h_0)
+        _colsum(dA_x[t], lo, hi, colsum_dA_x)
+
+
+@njit(cache=True)
+def _rtrl_coef(t, S_h, U_, J_h, U0, U1, one):
+    """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
+    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and V_t's
+    coefficients."""
     batch, n_hidden = S_h.shape[1], S_h.shape[2]
     for b in range(batch):
-        A_x_t_0 = A_x[t, b, 0 * n_hidden:1 * n_hidden]
-        A_h_b_0 = A_h[b, 0 * n_hidden:1 * n_hidden]
         S_h_t1 = S_h[t + 1, b]
         for j in range(n_hidden):
-            # h_t = tanh(W @ x + U @ h_prev + b_h)
-            h = _tanh_s((A_x_t_0[j] + A_h_b_0[j] + b_h[j]))
-            S_h_t1[j] = h
+            h = S_h_t1[j]
+            k0 = one - h * h
+            k1 = one * (one - h * h)
+            # d h_t / d h_(t-1), row j: the dense part
+            for m in range(n_hidden):
+                J_h[b, 0 * n_hidden + j, m] = k0 * U_[j, m]
+            U0[b, j] = k0
+            U1[b, j] = k1
 
 
-def forward(params, xs, state0=None):
-    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward."""
+@njit(cache=True)
+def _rtrl_post(t, out, S, OFF, xs, S_h, U0, U1):
+    """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
+    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a vector
+    parameter A)."""
+    batch, n_hidden = out.shape[0], out.shape[1] // 1
+    for b in range(batch):
+        for j in range(n_hidden):
+            # V_t on its diagonal structure
+            # V_h^b_h
+            out[b, 0 * n_hidden + j, OFF[2] + j] += U1[b, j]
+            # V_u^A = ... d_2(x_t) for V_h^W
+            u0 = U0[b, j]
+            o0 = OFF[0] + j * xs.shape[-1]
+            for l in range(xs.shape[-1]):
+                zl = xs[t, b, l]
+                out[b, 0 * n_hidden + j, o0 + l] += u0 * zl
+            # V_u^A = ... d_2(h_prev) for V_h^U
+            u0_1 = U0[b, j]
+            o0_1 = OFF[1] + j * S_h.shape[-1]
+            for l in range(S_h.shape[-1]):
+                zl = S_h[t, b, l]
+                out[b, 0 * n_hidden + j, o0_1 + l] += u0_1 * zl
+
+
+def forward(params, xs, state0=None, *, lengths=None, mask=None):
+    """Run the cell over xs (T, B, n_in); returns hs (T, B, n_hidden) and the cache for backward.
+    A variable-length batch (lengths= or mask=, see rnn.forward) runs the NumPy
+    kernel's path (the fused loops take whole sequences); backward() follows its cache."""
+    if lengths is not None or mask is not None:
+        return _numpy_forward(params, xs, state0, lengths=lengths, mask=mask)
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
+    steps, batch, n_in = xs.shape
     state = _check_state(state0, batch, n_hidden, dtype)
     P = _unpack(params)
     S_h = np.empty((steps + 1, batch, n_hidden), dtype)
@@ -398,52 +462,36 @@ def forward(params, xs, state0=None):
     b_h = np.ascontiguousarray(P["b_h"])
     if _sequence(P):
         xs = np.ascontiguousarray(xs)
-        W_cat = np.concatenate((P["W_stack_x"], P["W_stack_h"], ), axis=1)
-        A_x = np.empty((steps, batch, P["W_stack_x"].shape[0]), dtype)
+        W_cat = np.concatenate((P["stack:x"], P["stack:h"]), axis=1)
+        A_x = np.empty((steps, batch, P["stack:x"].shape[0]), dtype)
         nil = dtype.type(0.0)
         args = (xs, W_cat, S_h, A_x, b_h, nil,)
-        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda i: args)
+        rt.run_chunks(_forward_seq, rt.row_chunks(batch, rt.num_threads()), lambda chunk: args)
     else:
-        # input projections of all steps in one matmul: A_x[t] = W_stack_x x_t (the
-        # biases are added in the fused loop, which reads A_x anyway: no extra pass over it)
-        A_x = (xs.reshape(steps * batch, n_in) @ P["W_stack_x"].T).reshape(steps, batch, -1)
-        W_stack_h_T = np.ascontiguousarray(P["W_stack_h"].T)  # C order: BLAS is faster at small B
-        A_h = np.empty((batch, W_stack_h_T.shape[1]), dtype)
+        # input projections of all steps in one matmul: A_x[t] = Theta_x x_t (the biases are
+        # added in the fused loops, which read A_x anyway: no extra pass)
+        A_x = (xs.reshape(steps * batch, n_in) @ P["stack:x"].T).reshape(steps, batch, -1)
+        A_h = np.empty((batch, P["stack:h"].shape[0]), dtype)
+        W_stack_h = P["stack:h"]
+        W_stack_h_T = np.ascontiguousarray(W_stack_h.T)
         for t in range(steps):
-            np.matmul(S_h[t], W_stack_h_T, out=A_h)  # the recurrent projection (BLAS)
-            _forward_step(t, A_x, A_h, S_h, b_h)
+            # A_{h} = [U] h_{t-1}
+            np.matmul(S_h[t], W_stack_h_T, out=A_h)
+            _forward_step(t, A_x, A_h, b_h, S_h)
     cache = {"xs": xs, "backend": "numba",
              "state": {s: S[-1] for s, S in zip(STATE, (S_h, ))}}
     cache["S_h"] = S_h
     return S_h[1:], cache
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
-def _backward_step(t, dhs, S_h, dA_x, d_h_next, one):
-    """The elementwise part of backward step t, fused: one pass over (batch, unit); writes the
-    projection adjoints of step t and the carried adjoints that bypass the stacked matmul.
-"""
-    batch, n_hidden = dhs.shape[1], dhs.shape[2]
-    for b in range(batch):
-        dhs_t = dhs[t, b]
-        d_h_next_b = d_h_next[b]
-        S_h_t1 = S_h[t + 1, b]
-        dA_x_t_0 = dA_x[t, b, 0 * n_hidden:1 * n_hidden]
-        for j in range(n_hidden):
-            # bar{h}_t = frac{partial ell_t}{partial h_t} + delta h_t
-            d_h = dhs_t[j] + d_h_next_b[j]
-            # bar{hat{h}}_t = d(h'_t) bar{h}_t
-            d_h_hat = ((one - S_h_t1[j] * S_h_t1[j])) * d_h
-            dA_x_t_0[j] = d_h_hat
-
-
 def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=False, dys=None):
     """BPTT: gradients of L given dhs = dL/dh_t (T, B, n_hidden) and, for a cell with a readout,
-    dys = {name: dL/dy_t}; see rnn.backward (one cache serves one backward unless
-    keep_cache=True)."""
+    dys = {name: dL/dy_t}; see rnn.backward."""
     n_hidden, n_in, dtype = _sizes(params)
     if not isinstance(cache, dict) or "xs" not in cache:
         raise ValueError("cache must be the dict returned by forward()")
+    if cache.get("backend") == "numpy" and cache.get("mask") is not None:  # variable lengths
+        return _numpy_backward(params, cache, dhs, dstate=dstate, input_grad=input_grad, dys=dys)
     if cache.get("backend") != "numba":
         raise ValueError(f"this cache was made by the {cache.get('backend')} backend's "
                          f"forward(); pass it to that module's backward()")
@@ -452,9 +500,10 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
                          "run forward() again, or pass keep_cache=True to backward()")
     xs = cache["xs"]
     steps, batch = xs.shape[:2]
-    if xs.shape[2] != n_in or xs.dtype != dtype:
+    if (n_in is not None and xs.shape[2] != n_in) or xs.dtype != dtype:
         raise ValueError(f"cache was made with xs of shape {xs.shape} and dtype {xs.dtype}; "
                          f"params expect n_in={n_in} and dtype {dtype}")
+    n_in = xs.shape[2]
     dhs = np.ascontiguousarray(_check_array("dhs", dhs, (steps, batch, n_hidden), dtype))
     carry = _check_state(dstate, batch, n_hidden, dtype, "dstate")
     readout_grads = None
@@ -465,99 +514,63 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     elif any(p in params for p in READOUT_PARAMS):
         readout_grads = {p: np.zeros(params[p].shape, dtype) for p in READOUT_PARAMS}
     P = _unpack(params)
-    W_stack_x = P["W_stack_x"]
-    W_stack_h = P["W_stack_h"]
     S_h = cache["S_h"]
     d_h_next = carry["h"].copy()  # ours: written in place
-    dA_x = np.empty((steps, batch, 1 * n_hidden), dtype)
-    one = dtype.type(1.0)  # a constant of the loop, in the arrays' dtype
+    dA_x = np.empty((steps, batch, n_hidden), dtype)
+    one = dtype.type(1.0)  # in the arrays' dtype
+    W_stack_h = P["stack:h"]
+    W_stack_x = P["stack:x"]
     if _sequence(P):
         xs = np.ascontiguousarray(xs)
         chunks = rt.row_chunks(batch, rt.num_threads())
         # each chunk sums its own share of every gradient; the shares are added at the end
-        WT_W_stack_h_0 = np.ascontiguousarray(W_stack_h[0 * n_hidden:1 * n_hidden].T)
-        G_W_stack_x_0_part = np.zeros((len(chunks), 1 * n_hidden, n_in), dtype)
-        G_W_stack_h_0_part = np.zeros((len(chunks), 1 * n_hidden, n_hidden), dtype)
+        G_W_stack_x_0_part = np.zeros((len(chunks), n_hidden, n_in), dtype)
+        G_W_stack_h_0_part = np.zeros((len(chunks), n_hidden, n_hidden), dtype)
         colsum_dA_x_part = np.zeros((len(chunks), dA_x.shape[2]), dtype)
+        WT_W_stack_h = np.ascontiguousarray(W_stack_h[0:n_hidden].T)
         nil = dtype.type(0.0)
-        rt.run_chunks(_backward_seq, chunks, lambda i: (dhs, S_h, dA_x, d_h_next, one, xs, WT_W_stack_h_0, G_W_stack_x_0_part[i], G_W_stack_h_0_part[i], colsum_dA_x_part[i], nil,))
+        rt.run_chunks(_backward_seq, chunks, lambda chunk: (dhs, d_h_next, S_h, dA_x, WT_W_stack_h, xs, G_W_stack_x_0_part[chunk], G_W_stack_h_0_part[chunk], colsum_dA_x_part[chunk], nil, one,))
         G_W_stack_x_0 = G_W_stack_x_0_part.sum(axis=0)
         G_W_stack_h_0 = G_W_stack_h_0_part.sum(axis=0)
         colsum_dA_x = colsum_dA_x_part.sum(axis=0)
     else:
         for t in range(steps - 1, -1, -1):
-            _backward_step(t, dhs, S_h, dA_x, d_h_next, one)
-            # carried adjoints: the stacked part as one matmul (BLAS), the rest from the loop
-            d_h_next = dA_x[t] @ W_stack_h
+            _backward_step(t, dhs, d_h_next, S_h, dA_x, one)
+            # \delta h_{t-1} = U^\top \bar{\hat{h}}_t
+            d_h_next = dA_x[t, :, 0:n_hidden] @ W_stack_h[0:n_hidden]
         # weight gradients: dL/dTheta_v = sum_t \bar a_{v,t} v_t^T, one matmul over all steps
-        G_W_stack_x_0 = dA_x[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
-        G_W_stack_h_0 = dA_x[:, :, 0 * n_hidden:1 * n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
-        # bias gradients: dL/db = sum_t \bar a_t, the stored adjoints' column sums
+        G_W_stack_x_0 = dA_x[:, :, 0:n_hidden].reshape(steps * batch, -1).T @ xs.reshape(steps * batch, -1)
+        G_W_stack_h_0 = dA_x[:, :, 0:n_hidden].reshape(steps * batch, -1).T @ S_h[:-1].reshape(steps * batch, -1)
         colsum_dA_x = dA_x.reshape(steps * batch, -1).sum(axis=0)
     grads = {}
-    grads["W"] = G_W_stack_x_0[0 * n_hidden:1 * n_hidden]
-    grads["U"] = G_W_stack_h_0[0 * n_hidden:1 * n_hidden]
-    grads["b_h"] = colsum_dA_x[0 * n_hidden:1 * n_hidden]
-    grads[STATE0_GRAD["h"]] = d_h_next
-    if input_grad:
-        grads[INPUT_GRAD] = dA_x @ W_stack_x
+    grads["W"] = G_W_stack_x_0[0:n_hidden]
+    grads["U"] = G_W_stack_h_0[0:n_hidden]
+    grads["b_h"] = colsum_dA_x[0:n_hidden]
+    grads = {name: grads[name] for name in PARAMS}
     if readout_grads is not None:
         grads.update(readout_grads)
+    grads[STATE0_GRAD["h"]] = d_h_next
+    if input_grad:
+        grads[INPUT_GRAD] = dA_x[:, :, 0:n_hidden] @ W_stack_x[0:n_hidden]
     return grads
 
 
-@njit(cache=True)
-def _rtrl_coef(t, S_h, b_h, U, J_h, U0):
-    """RTRL step t, first pass over (batch, unit): row j of the state Jacobian's dense column
-    blocks (diagonal blocks of the same column folded in), the other diagonal blocks, and the
-    coefficients of V_t (one per distinct d(.) product; see
-    derive.codegen.numba_backend.rtrl_parts)."""
-    batch, n_hidden = S_h.shape[1], S_h.shape[2]
-    for b in range(batch):
-        for j in range(n_hidden):
-            k0 = ((1.0 - S_h[t + 1, b, j] * S_h[t + 1, b, j]))
-            # d h_t / d h_(t-1), row j: the dense part
-            for m in range(n_hidden):
-                J_h[b, 0 * n_hidden + j, m] = k0 * U[j, m]
-            U0[b, j] = k0
-
-
-@njit(cache=True)
-def _rtrl_post(t, out, S, OFF, xs, S_h, U0):
-    """RTRL step t, after out = J S (BLAS): out += the diagonal blocks times S and V_t, whose
-    entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or out[b, u_j, OFF[A] + j] (a
-    vector parameter): one pass over (batch, unit)."""
-    batch, n_hidden = out.shape[0], out.shape[1] // 1
-    for b in range(batch):
-        for j in range(n_hidden):
-            # V_t on its diagonal structure
-            # V_h^W = d(h'_t) d_2(x_t)
-            u = U0[b, j]
-            o = OFF[0] + j * xs.shape[-1]
-            for l in range(xs.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * xs[t, b, l]
-            # V_h^U = d(h'_t) d_2(h_{t-1})
-            u = U0[b, j]
-            o = OFF[1] + j * S_h.shape[-1]
-            for l in range(S_h.shape[-1]):
-                out[b, 0 * n_hidden + j, o + l] += u * S_h[t, b, l]
-            # V_h^b_h = d(h'_t)
-            out[b, 0 * n_hidden + j, OFF[2] + j] += U0[b, j]
-
-
-def rtrl(params, xs, state0=None):
+def rtrl(params, xs, state0=None, *, lengths=None, mask=None):
     """Forward-mode gradients dh_T/dA for every parameter A: (B, n_hidden, *A.shape), by the RTRL
     recursion S_t = J_t S_(t-1) + V_t over the stacked sensitivities of all parameters (the same
     layout and result as rnn.rtrl): the forward pass first (all steps' values),
-    then per step two compiled passes and one BLAS product per dense Jacobian column."""
+    then per step two compiled passes and one BLAS product per dense Jacobian column. With
+    lengths= or mask=, the NumPy kernel's rtrl."""
+    if lengths is not None or mask is not None:
+        return _numpy_rtrl(params, xs, state0, lengths=lengths, mask=mask)
     n_hidden, n_in, dtype = _sizes(params)
     xs = _check_xs(xs, n_in, dtype)
-    steps, batch = xs.shape[:2]
+    steps, batch, n_in = xs.shape
     _, cache = forward(params, xs, state0)
-    P = _unpack(params)
     S_h = cache["S_h"]
-    b_h = np.ascontiguousarray(P["b_h"])
-    U = np.ascontiguousarray(P["U"])
+    P = _unpack(params)
+    U_ = np.ascontiguousarray(P["U"])
+    one = dtype.type(1.0)  # in the arrays' dtype
     off, _, _, width = rt.sens_layout(PARAMS, n_hidden, n_in)
     OFF = np.array([off[p][0] for p in PARAMS], np.int64)
     rows = len(STATE) * n_hidden
@@ -565,11 +578,12 @@ def rtrl(params, xs, state0=None):
     whole = list(np.zeros((2, batch, rows, width), dtype))
     J_h = np.zeros((batch, rows, n_hidden), dtype)  # d(all states)/d h_(t-1)
     U0 = np.empty((batch, n_hidden), dtype)
+    U1 = np.empty((batch, n_hidden), dtype)
     for t in range(steps):
         S, out = whole[t % 2], whole[1 - t % 2]
-        _rtrl_coef(t, S_h, b_h, U, J_h, U0)
+        _rtrl_coef(t, S_h, U_, J_h, U0, U1, one)
         np.matmul(J_h, S[:, 0 * n_hidden:1 * n_hidden], out=out)
-        _rtrl_post(t, out, S, OFF, xs, S_h, U0)
+        _rtrl_post(t, out, S, OFF, xs, S_h, U0, U1)
     # a compact copy of the output state's rows: the result keeps neither buffer alive
     return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden].copy(), off, batch,
                          n_hidden)

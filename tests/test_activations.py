@@ -145,7 +145,7 @@ def test_bound_is_the_sup_of_the_derivative(name):
 
 
 # numba: the scalar forms as the fused loops print them (float literals bound in the dtype by
-# derive.codegen.numba_backend.typed_literals; sigmoid's and tanh's helpers from the template)
+# derive.codegen.numba_printer.NumbaPrinter; sigmoid's and tanh's helpers from the template)
 
 
 @pytest.fixture(scope="module")
@@ -171,11 +171,16 @@ def numba_helpers(tmp_path_factory):
 def test_numba_scalar_forms(name, numba_helpers):
     from numba import njit
 
-    from derive.codegen.numba_backend import typed_literals
+    from derive.codegen.ir import ActDeriv, ActValue, Var
+    from derive.codegen.naming import Namer
+    from derive.codegen.numba_printer import Constants, NumbaPrinter
 
     act = ACTIVATIONS[name]
-    lits, body = typed_literals([f"v = {act.numba.format(z='z')}",
-                                 f"d = {act.numba_deriv_from_output.format(y='v')}"])
+    consts = Constants(Namer(["z", "v", "d"]))
+    printer = NumbaPrinter(scalars={"z", "v"}, consts=consts)
+    body = [f"v = {printer.doprint(ActValue(name, Var('z')))}",
+            f"d = {printer.doprint(ActDeriv(name, Var('v'), True))}"]
+    lits = [(n, consts.literal(n)) for n in consts.values.values()]
     zs = points(name)
     # float32: 1 - y^2 and y (1 - y) lose their relative digits where y rounds near 1
     for dtype, rtol, atol in ((np.float64, 1e-12, 1e-14), (np.float32, 2e-6, 5e-7)):

@@ -18,6 +18,10 @@ import reference
 from conftest import require
 
 CELLS = reference.CELLS
+# every built-in cell, the cells of the literature too (mgu and gru_cho multiply a value of the
+# step by a matrix: their numba steps have a product between two fused loops)
+ALL_CELLS = ("lstm", "sigmoid_lstm", "rnn", "gru", "peephole_lstm", "mgu", "gru_cho",
+             "cifg_lstm", "indrnn", "mingru", "minlstm", "ugrnn")
 N, M, T, B = 3, 2, 4, 2
 H = 1e-30  # complex step
 
@@ -37,7 +41,7 @@ def kernel(cell: str, backend: str = "numpy"):
 
 def numba_path(monkeypatch, path: str) -> None:
     """Force every numba module onto its whole-sequence ("seq") or per-step ("steps") path."""
-    for cell in CELLS:
+    for cell in ALL_CELLS:
         monkeypatch.setattr(kernel(cell, "numba"), "SEQUENCE_MAX_BYTES",
                             1 << 62 if path == "seq" else -1)
 
@@ -264,29 +268,37 @@ def test_rtrl_step_and_state_jacobian_reject_bad_input():
         mod.rtrl_step(P, xs[0], s0, {"h": {}, "c": {}})
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", ALL_CELLS)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("path, threads", [("seq", "1"), ("seq", "3"), ("steps", "1")])
 def test_numba_backend_matches_numpy_at_vector_sizes(cell, dtype, path, threads, monkeypatch):
     """At sizes where the fused loops run vectorised, with a remainder (n = 37 is no multiple
     of any vector width, nor of the products' 4-row blocks) and several batch rows, the numba
-    backend equals the NumPy backend on both of its paths: float64 to rounding, float32 to
-    float32 rounding (its activations compute in float32). With 3 threads the 5 rows split
-    into chunks of 2 and 3 rows (a pair and a pair plus a single row)."""
+    backend equals the NumPy backend on both of its paths, every gradient (initial states,
+    inputs, a loss on the final state too): float64 to rounding, float32 to float32 rounding
+    (its activations compute in float32). With 3 threads the 5 rows split into chunks of 2
+    and 3 rows (a pair and a pair plus a single row). Every built-in cell prints fused."""
     numba_path(monkeypatch, path)
     monkeypatch.setenv("DERIVE_NUM_THREADS", threads)
     b = kernel(cell, "numba")
     a = kernel(cell)
+    assert b.FUSED
     rng = np.random.default_rng(4)
     n, batch = 37, 5
     P = a.init_params(M, n, seed=3, dtype=dtype)
     xs = rng.normal(size=(3, batch, M)).astype(dtype)
     R = rng.normal(size=(3, batch, n)).astype(dtype)
-    ha, ca = a.forward(P, xs)
-    hb, cb = b.forward(P, xs)
+    s0 = {s: rng.normal(size=(batch, n)).astype(dtype) for s in a.STATE}
+    Rs = {s: rng.normal(size=(batch, n)).astype(dtype) for s in a.STATE}
+    ha, ca = a.forward(P, xs, s0)
+    hb, cb = b.forward(P, xs, s0)
     tol = 1e-14 if dtype == np.float64 else 1e-6
     assert hb.dtype == dtype and rel(hb, ha) <= tol
-    ga, gb = a.backward(P, ca, R), b.backward(P, cb, R)
+    for s in a.STATE:
+        assert rel(cb["state"][s], ca["state"][s]) <= tol, s
+    ga = a.backward(P, ca, R, dstate=Rs, input_grad=True)
+    gb = b.backward(P, cb, R, dstate=Rs, input_grad=True)
+    assert set(ga) == set(gb)
     for k in ga:
         assert gb[k].dtype == dtype and rel(gb[k], ga[k]) <= 100 * tol, k
 
@@ -331,7 +343,7 @@ def test_numba_activations_are_accurate_to_two_ulp(dtype):
     assert t[2] == 0 and not np.signbit(t[2]) and t[3] == 0 and np.signbit(t[3])
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", CELLS + ("mgu", "gru_cho"))
 def test_numba_fused_loops_compile_to_vector_code_in_the_arrays_dtype(cell):
     """Regression guard for the fused loops' speed, without timing anything: compiled for
     float32, each step's loop has vector arithmetic (LLVM vectorised it: no libm call, no
@@ -350,8 +362,9 @@ def test_numba_fused_loops_compile_to_vector_code_in_the_arrays_dtype(cell):
             numba_path(mp, path)
             _, cache = mod.forward(P, xs)
             mod.backward(P, cache, np.ones((2, 3, 9), np.float32))
-    for step in (mod._forward_step, mod._backward_step, mod._forward_seq, mod._backward_seq,
-                 mod._nt2, mod._rank_update):
+    loops = [f for name, f in vars(mod).items()
+             if name.startswith(("_forward_step", "_backward_step"))]
+    for step in loops + [mod._forward_seq, mod._backward_seq, mod._nt2, mod._rank_update]:
         opts = {k: v for k, v in step.targetoptions.items() if k not in ("cache", "nopython")}
         fresh = njit(**opts)(step.py_func)  # code loaded from the cache cannot be inspected
         sig = next(s for s in step.signatures  # the float32 one (other tests compile float64)
@@ -381,14 +394,22 @@ def test_backward_reuses_the_cache_once_unless_kept(cell, backend):
         mod.backward(P, cache, R)
 
 
-@pytest.mark.parametrize("cell", CELLS)
+# mgu and gru_cho: their state Jacobians hold products of two matrices (W_h d(.) W_f), which
+# the RTRL loops do not print; their numba modules re-export the NumPy rtrl
+OWN_RTRL = tuple(c for c in ALL_CELLS if c not in ("mgu", "gru_cho"))
+
+
+@pytest.mark.parametrize("cell", ALL_CELLS)
 def test_numba_rtrl_is_its_own_and_matches_numpy(cell):
-    """The numba backend prints its own rtrl for every built-in cell (not NumPy's re-exported);
-    it equals NumPy's rtrl (itself checked against complex steps above) at a small and at a
-    vector-sized state."""
+    """The numba backend prints its own rtrl for every built-in cell whose Jacobian terms are
+    d(.)...d(.) W (not NumPy's re-exported); it equals NumPy's rtrl (itself checked against
+    complex steps above) at a small and at a vector-sized state."""
     b = kernel(cell, "numba")
     a = kernel(cell)
-    assert b.rtrl is not a.rtrl and b.rtrl.__module__ == b.__name__
+    if cell in OWN_RTRL:
+        assert b.rtrl is not a.rtrl and b.rtrl.__module__ == b.__name__
+    else:
+        assert b.rtrl is a.rtrl
     rng = np.random.default_rng(5)
     for n, batch in ((5, 3), (37, 5)):
         P = a.init_params(M, n, seed=2)
@@ -405,36 +426,47 @@ def test_numba_module_falls_back_to_numpy_rtrl_when_the_printer_cannot(monkeypat
     require("numba", "numba is not installed")
     from derive.codegen import numba_backend
 
-    def unsupported(self):
+    def unsupported(*args):
         raise numba_backend.Unsupported("not covered")
 
-    monkeypatch.setattr(numba_backend.NumbaPlan, "rtrl_parts", unsupported)
+    monkeypatch.setattr(numba_backend, "rtrl_context", unsupported)
     text = numba_backend.render_numba_kernel("lstm")
     assert "def rtrl(" not in text and "def _rtrl_post(" not in text
-    assert "\n    rtrl,\n" in text  # imported from derive.kernels.lstm
+    assert "\n    rtrl,\n" in text  # imported from the NumPy sibling
     compile(text, "lstm_numba.py", "exec")
 
 
-def test_numba_printer_row_views_and_typed_literals_exact_strings():
-    """The two rewrites that make the numba loops vectorise, on exact strings: element accesses
-    become row views taken once per batch row, float literals (not slot indices, not comments)
-    become names the kernel binds in the arrays' dtype."""
-    from derive.codegen.numba_backend import row_views, typed_literals
+def test_numba_printer_prints_row_views_and_typed_constants_exact_strings():
+    """What makes the numba loops vectorise, printed (never rewritten): a value held in an
+    array is an element of a row view taken once per batch row, a loop-local value a scalar,
+    every constant (the spec's and an activation facet's own literals) a name bound to the
+    arrays' dtype."""
+    from fractions import Fraction
 
-    out = row_views(["# c_t = f * c_prev + 1.0",
-                     "c = A_x[t, b, 1 * n_hidden + j] * S_c[t, b, j] + 1.0",
-                     "S_c[t + 1, b, j] = c - d_h_next[b, j] * 2.5e-3",
-                     "A_x[t, b, 1 * n_hidden + j] = b_f[j]"])
-    assert out["views"] == ["A_x_t_1 = A_x[t, b, 1 * n_hidden:2 * n_hidden]",
-                            "S_c_t = S_c[t, b]", "S_c_t1 = S_c[t + 1, b]",
-                            "d_h_next_b = d_h_next[b]"]
-    assert out["body"] == ["# c_t = f * c_prev + 1.0",
-                           "c = A_x_t_1[j] * S_c_t[j] + one",
-                           "S_c_t1[j] = c - d_h_next_b[j] * c0",
-                           "A_x_t_1[j] = b_f[j]"]
-    assert out["literals"] == [("one", "1.0"), ("c0", "2.5e-3")]
-    assert typed_literals(["y = 0.5 * x + 1e-05 + 3 * z"]) == (
-        [("half", "0.5"), ("c0", "1e-05")], ["y = half * x + c0 + 3 * z"])
+    from derive.codegen.ir import ActDeriv, ActValue, Cols, Const, Scaled, Signed, Var
+    from derive.codegen.naming import Namer
+    from derive.codegen.numba_printer import Constants, NumbaPrinter, Place, Views
+    from derive.spec import Mul
+
+    nm = Namer(["c", "f", "one"])
+    views, consts = Views(nm), Constants(nm)
+    p = NumbaPrinter(places={"c_prev": Place("S_c", "t"), "b_f": Place("b_f", batched=False)},
+                     scalars={"f"}, views=views, consts=consts)
+    gate = Cols("A_x", "n_hidden", "2 * n_hidden", "t")
+    assert p.doprint(Signed(((1, Mul((Var("f"), Var("c_prev")))), (1, Const(Fraction(1)))))) \
+        == "f * S_c_t[j] + one_1"  # the cell's own name 'one' keeps its name
+    assert p.doprint(ActValue("sigmoid", Signed(((1, gate), (1, Var("b_f")))))) == \
+        "_sigmoid_s(A_x_t_0[j] + b_f[j])"
+    assert p.doprint(ActDeriv("tanh", Var("f"), True)) == "one_1 - f * f"
+    assert p.doprint(Scaled(Fraction(-1, 4), ActValue("leaky_relu", Var("f")))) == \
+        "-c0 * max(f, c1 * f)"
+    assert p.doprint(Mul((ActDeriv("relu", Var("f"), True), Var("f")))) == \
+        "(one_1 if f > zero else zero) * f"
+    assert views.define(Place("A_x", "t", "n_hidden", "2 * n_hidden")) == \
+        "A_x_t_0 = A_x[t, b, n_hidden:2 * n_hidden]"
+    assert views.define(Place("S_c", "t")) == "S_c_t = S_c[t, b]"
+    assert {consts.literal(n): n for n in consts.values.values()} == {
+        "1.0": "one_1", "0.25": "c0", "0.01": "c1", "0.0": "zero"}
 
 
 @pytest.mark.parametrize("batch", range(1, 10))
@@ -484,12 +516,30 @@ def test_bad_derive_num_threads_is_a_clear_error(value, monkeypatch):
 
 
 @pytest.mark.parametrize("cell, merged", [("lstm", ["h"]), ("sigmoid_lstm", ["h"]),
-                                          ("peephole_lstm", ["h"]), ("rnn", ["h"]), ("gru", [])])
+                                          ("peephole_lstm", ["h"]), ("rnn", ["h"]), ("gru", []),
+                                          ("mgu", []), ("cifg_lstm", ["y"])])
 def test_numba_folds_the_recurrent_product_into_the_input_product_only_where_valid(cell, merged):
     """[W_x W_h] [x; h] in one product is right where every W_hk h is added to W_xk x and
     nowhere else used (the LSTMs, the RNN), wrong for the GRU, whose W_hn h is scaled by r."""
     from derive.calculus.derivation import derive
-    from derive.codegen.numba_backend import NumbaPlan
+    from derive.codegen.numba_backend import fused
 
-    plan = NumbaPlan(derive(cell))
-    assert [st.vec.name for st in plan.merged_stacks()] == merged
+    assert [st.vec.name for st in fused(derive(cell)).steps.merged] == merged
+
+
+def test_numba_does_not_fold_a_recurrent_product_read_once_beside_an_input_product_twice():
+    """U x + W h + U x reads U's columns of A_x twice: with W h folded into them W h would
+    count twice (found by bench/fuzz.py, seed 101, cell 999: wrong numbers, silently)."""
+    require("numba", "numba is not installed")
+    from derive.calculus.derivation import derive
+    from derive.codegen import load_kernel
+    from derive.codegen.numba_backend import fused
+
+    spec = {"name": "twice", "title": "an input product twice in one sum",
+            "params": {"U": ("hidden", "input"), "W": ("hidden", "hidden"), "b": ("hidden",)},
+            "nodes": {"h": "tanh(U @ x + W @ h_prev + U @ x + b)"}, "states": ("h",)}
+    assert fused(derive(spec)).steps.merged == ()
+    a, b = load_kernel(spec, "numpy"), load_kernel(spec, "numba")
+    P = a.init_params(M, N, seed=1)
+    xs = np.random.default_rng(2).normal(size=(T, B, M))
+    assert rel(b.forward(P, xs)[0], a.forward(P, xs)[0]) <= 1e-14

@@ -60,6 +60,22 @@ def test_lengths_equal_each_sequence_alone(cell):
     _check(load_kernel(cell))
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "mgu", "rnn"])
+def test_the_numba_modules_take_lengths_too(cell):
+    """The numba module runs a variable-length batch on the NumPy kernel's path; its own
+    backward follows that cache, and full-length batches stay on the fused loops."""
+    import importlib
+
+    from conftest import require
+
+    require("numba", "the numba backend is optional")
+    mod = importlib.import_module(f"derive.kernels.{cell}_numba")
+    _check(mod)
+    P = mod.init_params(M, N)
+    _, cache = mod.forward(P, np.ones((T, B, M)))
+    assert cache["backend"] == "numba"
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 @given(cell_specs())
 def test_lengths_on_random_cells(spec):

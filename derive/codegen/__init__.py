@@ -7,7 +7,5 @@ modules; :func:`load_kernel` prints any cell (a built-in name, a spec dict or a
 
 from .load import load_kernel
 from .numpy_backend import environment, kernel_files, package_files, render_kernel
-from .plan import KernelPlan
 
-__all__ = ["KernelPlan", "environment", "kernel_files", "load_kernel", "package_files",
-           "render_kernel"]
+__all__ = ["environment", "kernel_files", "load_kernel", "package_files", "render_kernel"]
