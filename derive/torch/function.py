@@ -45,7 +45,11 @@ def _function(K: ModuleType) -> type[torch.autograd.Function]:
             state0 = dict(zip(states, args[:S], strict=True))
             params = dict(zip(names, args[S:], strict=True))
             hs, final, cache = K.forward(params, xs, state0, mask)
-            return (hs, *(final[s] for s in states), *cache)
+            inputs = (mask, xs, *args)
+            # an output that is an input (a state the cell never changes, h = h_prev; an input
+            # kept in the cache) must be a view of it for autograd with a setup_context
+            return tuple(o.view_as(o) if any(o is i for i in inputs) else o
+                         for o in (hs, *(final[s] for s in states), *cache))
 
         @staticmethod
         def setup_context(ctx, inputs, output):
