@@ -527,6 +527,26 @@ def test_numba_folds_the_recurrent_product_into_the_input_product_only_where_val
     assert [st.vec.name for st in fused(derive(cell)).steps.merged] == merged
 
 
+def test_numba_prints_a_cell_whose_derivatives_are_all_zero():
+    """h = U x - U x: no adjoint, no Jacobian term, no V term; the compiled functions whose
+    loops are left with nothing to do still parse (found by bench/fuzz.py, seed 101, cell 810:
+    an empty loop body)."""
+    require("numba", "numba is not installed")
+    from derive.codegen import load_kernel
+
+    spec = {"name": "nothing", "title": "a cell that is zero",
+            "params": {"U": ("hidden", "input")}, "nodes": {"h": "U @ x - U @ x"},
+            "states": ("h",)}
+    mod = load_kernel(spec, "numba")
+    assert mod.FUSED
+    P = mod.init_params(M, N, seed=1)
+    xs = np.random.default_rng(2).normal(size=(T, B, M))
+    hs, cache = mod.forward(P, xs)
+    g = mod.backward(P, cache, np.ones_like(hs), input_grad=True)
+    assert not hs.any() and not g["U"].any() and not g["xs"].any()
+    assert not mod.rtrl(P, xs)["U"].any()
+
+
 def test_numba_does_not_fold_a_recurrent_product_read_once_beside_an_input_product_twice():
     """U x + W h + U x reads U's columns of A_x twice: with W h folded into them W h would
     count twice (found by bench/fuzz.py, seed 101, cell 999: wrong numbers, silently)."""

@@ -47,7 +47,7 @@ from ..spec import CellSpec
 from .ir import Cols, Expr, Var
 from .lower import Program, Stack, lower, size_code
 from .naming import NUMBA_TEMPLATE_NAMES, module_name
-from .numba_loops import LoopPrinter, Record, indent, quote, rows_of
+from .numba_loops import LoopPrinter, Record, block, indent, quote, rows_of
 from .numba_printer import Place, Unsupported
 from .numba_rtrl import rtrl_context
 from .numba_schedule import Loop, Product
@@ -109,7 +109,7 @@ class NumbaKernel:
         syms = ["batch", loop.dim] + (["n_hidden"] if self._ranged(rec) else [])
         size = self.lp.size_line(args, syms, fallback)
         lines = [size, "for b in range(batch):"] + indent(views, 4) + \
-            [f"    for j in range({loop.dim}):"] + indent(body, 8)
+            [f"    for j in range({loop.dim}):"] + indent(block(body), 8)
         doc = (f"{what}, fused: one pass over (batch, unit), the unit loop over row views of "
                "batch row b (vectorised).")
         return {"decorator": _JIT, "name": name, "args": args, "lines": lines, "doc": doc}
@@ -172,7 +172,7 @@ class NumbaKernel:
             if isinstance(ph, Loop):
                 views, body = self.lp.loop(ph, places, rec)
                 lines += ["for b in range(b0, b1 + 1):"] + indent(views, 4) + \
-                    [f"    for j in range({ph.dim}):"] + indent(body, 8)
+                    [f"    for j in range({ph.dim}):"] + indent(block(body), 8)
             else:
                 lines += [self.nt2(p, places, rec) for p in ph]
         return lines

@@ -50,6 +50,12 @@ def quote(name: str) -> str:
     return json.dumps(name)
 
 
+def block(lines: list[str]) -> list[str]:
+    """A block's lines, with ``pass`` where it holds no statement (only comments, or none)."""
+    return lines if any(not line.lstrip().startswith("#") for line in lines) else \
+        lines + ["pass"]
+
+
 def indent(lines: list[str], n: int) -> list[str]:
     return [" " * n + line for line in lines]
 
@@ -161,4 +167,4 @@ class LoopPrinter:
         return out + [c for c in rec.constants if c not in out]
 
 
-__all__ = ["LoopPrinter", "Record", "indent", "quote", "rows_of", "var_order"]
+__all__ = ["LoopPrinter", "Record", "block", "indent", "quote", "rows_of", "var_order"]

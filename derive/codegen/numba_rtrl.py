@@ -16,7 +16,7 @@ from fractions import Fraction
 from ..spec import Mul
 from .ir import Column, Const, Expr, Matrix, Scaled, Signed, Var
 from .lower import Program
-from .numba_loops import LoopPrinter, indent, quote
+from .numba_loops import LoopPrinter, block, indent, quote
 from .numba_printer import Unsupported
 from .numba_schedule import Assign, Loop
 from .numba_steps import Steps
@@ -142,7 +142,7 @@ def rtrl_context(prog: Program, steps: Steps, lp: LoopPrinter) -> dict:
                       "Jacobian's dense column blocks (diagonal blocks of the same column "
                       "folded in), the other diagonal blocks, and V_t's coefficients.",
                "lines": [csize, "for b in range(batch):"] + indent(views, 4)
-               + ["    for j in range(n_hidden):"] + indent(body, 8)}
+               + ["    for j in range(n_hidden):"] + indent(block(body), 8)}
     post: list[str] = []
     for v, blocks in left.items():
         d = [nm.once(f"d:{v}:{k}", f"d{k}") for k in range(len(blocks))]
@@ -165,7 +165,7 @@ def rtrl_context(prog: Program, steps: Steps, lp: LoopPrinter) -> dict:
                       "and V_t, whose entries lie at out[b, u_j, OFF[A] + j k + l] (A d_2(z)) or "
                       "out[b, u_j, OFF[A] + j] (a vector parameter A).",
                "lines": psize + ["for b in range(batch):", "    for j in range(n_hidden):"]
-               + indent(post, 8)}
+               + indent(block(post), 8)}
     used = set(cargs) | set(pargs)
     lines = [f"{steps.S[s]} = cache[{quote(steps.S[s])}]" for s in prog.states
              if steps.S[s] in used]
