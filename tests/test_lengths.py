@@ -76,7 +76,8 @@ def test_the_numba_modules_take_lengths_too(cell):
     assert cache["backend"] == "numba"
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=8, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
 @given(cell_specs())
 def test_lengths_on_random_cells(spec):
     from derive.spec import SpecError
