@@ -866,13 +866,14 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     reports: list[CellReport] = []
     if args.jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import Pool
 
         # a worker keeps every numba module it compiled (~15 MB each, and every random cell's
         # numba module is compiled): fresh workers every 100 cells bound the memory
-        recycle = {"max_tasks_per_child": 100} if sys.version_info >= (3, 11) else {}
-        with ProcessPoolExecutor(args.jobs, **recycle) as pool:
-            for k, rep in enumerate(pool.map(fn, jobs, chunksize=1)):
+        # (multiprocessing's maxtasksperchild: ProcessPoolExecutor's max_tasks_per_child hangs
+        # on Python 3.11 once the first workers have been replaced)
+        with Pool(args.jobs, maxtasksperchild=100) as pool:
+            for k, rep in enumerate(pool.imap(fn, jobs, chunksize=1)):
                 reports.append(rep)
                 _progress(k, len(jobs), rep)
     else:
