@@ -3,7 +3,10 @@ on the CPU at the bench sizes, in one run; and the derived JAX functions (derive
 jax.grad through lax.scan of the same cell (the kernel's own forward scan, no custom rule).
 
     python bench/torch_layer.py [--configs c2,c3,c4] [--dtypes float32,float64] [--cells lstm,gru]
-                                [--no-jax] [--min-time S]
+                                [--backends auto,torch] [--no-jax] [--min-time S]
+
+``--backends``: what runs under derive.torch.RNN (``backend=``): auto (the fused numba loops on
+the CPU when numba is installed) and torch (the torch-printed kernels).
 
 Medians of interleaved timings (bench/_common.py), ratio = derived / peer (below 1: faster).
 """
@@ -19,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import CONFIGS, Policy, busy_note, machine_info, machine_text, measure, median  # noqa: E402
 
 
-def torch_pair(cell: str, cfg, dtype: str):
+def torch_pair(cell: str, cfg, dtype: str, backend: str = "auto"):
     import torch
 
     import derive.torch as dt
@@ -28,7 +31,7 @@ def torch_pair(cell: str, cfg, dtype: str):
     td = getattr(torch, dtype)
     torch.manual_seed(0)
     ref = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](n_in, n, dtype=td)
-    ours = dt.RNN(cell, n_in, n, dtype=td)
+    ours = dt.RNN(cell, n_in, n, dtype=td, backend=backend)
     ours.load_state_dict(ref.state_dict())
     x = torch.randn(T, B, n_in, dtype=td)
     r = torch.randn(T, B, n, dtype=td)
@@ -78,12 +81,16 @@ def main(argv=None) -> int:
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--cells", default="lstm,gru")
     ap.add_argument("--no-jax", action="store_true")
+    ap.add_argument("--backends", default="auto,torch",
+                    help="derive.torch.RNN backends to time (auto: numba on the CPU)")
     ap.add_argument("--min-time", type=float, default=2.0)
     args = ap.parse_args(argv)
     policy = Policy(min_repeats=3, min_time=args.min_time, retries=0)
     print(machine_text(machine_info()))
     print(f"{'what':28s} {'config':6s} {'dtype':8s} {'derived':>10s} {'peer':>10s} {'ratio':>6s}")
-    sides = [("torch", torch_pair)] + ([] if args.no_jax else [("jax", jax_pair)])
+    sides = [(f"torch[{b}]", lambda cell, cfg, dt, b=b: torch_pair(cell, cfg, dt, b))
+             for b in args.backends.split(",")]
+    sides += [] if args.no_jax else [("jax", jax_pair)]
     for lib, make in sides:
         for c in args.configs.split(","):
             for dtype in args.dtypes.split(","):

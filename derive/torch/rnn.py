@@ -98,12 +98,16 @@ class RNN(nn.Module):
     lengths. Returns ``(output, h_n)``, ``h_n`` being ``(h_n, c_n)`` for a two-state cell
     like the LSTM; a packed input gives a packed output. The cell's readout, if it has one, is
     not part of the layer.
+
+    ``backend`` picks what runs the cell (:func:`derive.torch.function.sequence`): "torch"
+    its torch kernels on any device; "numba" (what "auto" is when numba is installed) its
+    fused numba loops for plain CPU tensors without lengths, the torch kernels otherwise.
     """
 
     def __init__(self, cell: str | os.PathLike[str] | Mapping[str, Any] | CellSpec,
                  input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device: Any = None, dtype: Any = None) -> None:
+                 device: Any = None, dtype: Any = None, backend: str = "auto") -> None:
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers must be at least 1, got {num_layers}")
@@ -114,7 +118,8 @@ class RNN(nn.Module):
         self.input_size, self.hidden_size = input_size, hidden_size
         self.num_layers, self.bias, self.batch_first = num_layers, bias, batch_first
         self.dropout, self.bidirectional = float(dropout), bidirectional
-        self._seq = sequence(spec)
+        self.backend = backend
+        self._seq = sequence(spec, backend)
         K = self._seq.kernel  # type: ignore[attr-defined]
         self.states: tuple[str, ...] = tuple(K.STATE)
         self._names: tuple[str, ...] = tuple(K.PARAMS)
