@@ -385,3 +385,109 @@ def run_chunks(fn, chunks, args):
     finally:
         for f in futures:
             f.result()
+
+
+# ---------------------------------------------------------------------------- stacks
+# Layers and both directions of one cell, built on a kernel's own forward/backward/rtrl (each
+# kernel module binds them: stack_forward, stack_backward, stack_rtrl). Layer l + 1 reads the
+# concatenated outputs of layer l (directions in order), so the gradients compose through
+# backward's input gradient; direction 1 runs each sequence reversed within its own length
+# (Schuster and Paliwal 1997), as torch.nn.LSTM(bidirectional=True) does with packed input.
+
+
+def reverse(xs, lengths=None):
+    """Each sequence of xs (T, B, ...) reversed within its own length (all T steps when
+    lengths is None); the padding after a sequence's end stays where it is."""
+    if lengths is None:
+        return xs[::-1]
+    steps = xs.shape[0]
+    lens = np.asarray(lengths)
+    t = np.arange(steps)[:, None]
+    idx = np.where(t < lens[None, :], lens[None, :] - 1 - t, t)
+    return np.take_along_axis(xs, idx.reshape(idx.shape + (1,) * (xs.ndim - 2)), axis=0)
+
+
+def _layers(layers):
+    if not layers or any(len(dirs) not in (1, 2) for dirs in layers):
+        raise ValueError("layers must be a non-empty list of layers, each a list of one "
+                         "(forward) or two (forward, reverse) parameter dicts")
+    if len({len(dirs) for dirs in layers}) != 1:
+        raise ValueError("every layer must have the same number of directions")
+    return len(layers[0])
+
+
+def stack_forward(forward, layers, xs, state0=None, *, lengths=None):
+    """Run the layers ``layers[l][d]`` (parameter dicts; d = 0 forward, 1 reverse) over xs
+    (T, B, n_in). ``state0[l][d]`` optionally maps state names to initial states. Returns
+    (out (T, B, dirs * n_hidden) of the last layer, cache); cache["state"][l][d] holds each
+    layer's final states (with lengths: each sequence's last state)."""
+    dirs = _layers(layers)
+    caches, finals = [], []
+    inp = xs
+    for l_, layer in enumerate(layers):
+        outs, cl, fl = [], [], []
+        for d, params in enumerate(layer):
+            s0 = None if state0 is None else state0[l_][d]
+            x = inp if d == 0 else np.ascontiguousarray(reverse(inp, lengths))
+            hs, cache = forward(params, x, s0, lengths=lengths)
+            outs.append(hs if d == 0 else reverse(hs, lengths))
+            cl.append(cache)
+            fl.append(cache["state"])
+        inp = outs[0] if dirs == 1 else np.concatenate(outs, axis=2)
+        caches.append(cl)
+        finals.append(fl)
+    return inp, {"layers": caches, "state": finals, "lengths": lengths, "dirs": dirs}
+
+
+def stack_backward(backward, input_key, state0_keys, layers, cache, douts, *, dstate=None,
+                   input_grad=False):
+    """BPTT through the layers: douts = dL/d(out) (T, B, dirs * n_hidden), dstate[l][d]
+    optionally dL/d(final states). Returns (grads, dxs): grads[l][d] the gradients of layer l,
+    direction d (every parameter, and the initial states under the kernel's STATE0_GRAD
+    keys), dxs = dL/dxs when input_grad (else None)."""
+    dirs = _layers(layers)
+    if not isinstance(cache, dict) or "layers" not in cache:
+        raise ValueError("cache must be the cache returned by stack_forward()")
+    lengths = cache["lengths"]
+    grads = [None] * len(layers)
+    dout = douts
+    for l_ in range(len(layers) - 1, -1, -1):
+        n = dout.shape[2] // dirs
+        need_input = input_grad or l_ > 0
+        dinp, gl = None, []
+        for d, params in enumerate(layers[l_]):
+            dh = dout[:, :, d * n:(d + 1) * n]
+            dh = np.ascontiguousarray(dh if d == 0 else reverse(dh, lengths))
+            ds = None if dstate is None else dstate[l_][d]
+            g = backward(params, cache["layers"][l_][d], dh, dstate=ds, input_grad=need_input)
+            if need_input:
+                dx = g.pop(input_key)
+                dx = dx if d == 0 else reverse(dx, lengths)
+                dinp = dx if dinp is None else dinp + dx
+            gl.append(g)
+        grads[l_] = gl
+        dout = dinp
+    return grads, (dout if input_grad else None)
+
+
+def stack_rtrl(forward, rtrl, layers, xs, state0=None, *, lengths=None):
+    """Forward mode for a stack, per layer: sens[l][d][A] = d s^{l,d}_T / dA for every
+    parameter A of layer l, direction d, with that layer's input sequence held at the values
+    the layers below give it (the RTRL recursion of each layer, as rtrl()). The cross-layer
+    sensitivities (the last layer's state with respect to a lower layer's parameters) need the
+    input's own tangents at every step; stack_backward gives those gradients exactly. The
+    reverse direction's 'last' state is the one after its reversed pass (at t = 0)."""
+    _layers(layers)
+    sens = []
+    inp = xs
+    for l_, layer in enumerate(layers):
+        outs, sl = [], []
+        for d, params in enumerate(layer):
+            s0 = None if state0 is None else state0[l_][d]
+            x = inp if d == 0 else np.ascontiguousarray(reverse(inp, lengths))
+            sl.append(rtrl(params, x, s0, lengths=lengths))
+            hs, _ = forward(params, x, s0, lengths=lengths)
+            outs.append(hs if d == 0 else reverse(hs, lengths))
+        inp = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
+        sens.append(sl)
+    return sens

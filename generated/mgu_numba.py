@@ -652,3 +652,24 @@ def backward(params, cache, dhs, *, dstate=None, input_grad=False, keep_cache=Fa
     if input_grad:
         grads[INPUT_GRAD] = dA_x[:, :, 0:2 * n_hidden] @ W_stack_x[0:2 * n_hidden]
     return grads
+
+
+def stack_forward(layers, xs, state0=None, *, lengths=None):
+    """Layers and directions of this cell: layers[l][d] parameter dicts (d = 1 runs each
+    sequence reversed within its length); layer l + 1 reads layer l's outputs concatenated.
+    Returns (out (T, B, dirs * n_hidden), cache); see rt.stack_forward."""
+    return rt.stack_forward(forward, layers, xs, state0, lengths=lengths)
+
+
+def stack_backward(layers, cache, douts, *, dstate=None, input_grad=False):
+    """BPTT through stack_forward's layers: (grads[l][d], dL/dxs or None); see
+    rt.stack_backward."""
+    return rt.stack_backward(backward, INPUT_GRAD, STATE0_GRAD, layers, cache, douts,
+                             dstate=dstate, input_grad=input_grad)
+
+
+def stack_rtrl(layers, xs, state0=None, *, lengths=None):
+    """Forward mode per layer: sens[l][d][A] = d s^{l,d}_T / dA for layer l's own parameters,
+    its input held at what the layers below give (not the cross-layer terms); see
+    rt.stack_rtrl."""
+    return rt.stack_rtrl(forward, rtrl, layers, xs, state0, lengths=lengths)

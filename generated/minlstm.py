@@ -48,6 +48,15 @@ rtrl_step(params, x_t, state, sens=None) -> (state, sens)
     one online step; sens[s][A] = d s_t / dA, shape (B, n_hidden, *A.shape) (zeros when None).
 state_jacobian(params, x_t, state) -> ndarray
     d(all states at t)/d(all states at t-1), (B, S, S), states concatenated in STATE order.
+stack_forward(layers, xs, state0=None, *, lengths=None) -> (out, cache)
+    layers[l][d] parameter dicts of layer l, direction d (1: each sequence reversed within its
+    length, Schuster and Paliwal 1997); layer l + 1 reads layer l's outputs concatenated,
+    out (T, B, dirs * n_hidden); cache["state"][l][d] the final states.
+stack_backward(layers, cache, douts, *, dstate=None, input_grad=False) -> (grads, dxs)
+    BPTT through the layers, composed through each layer's input gradient: grads[l][d].
+stack_rtrl(layers, xs, state0=None, *, lengths=None) -> sens
+    forward mode per layer: sens[l][d][A] = d s^{l,d}_T / dA for layer l's own parameters A,
+    its input held at what the layers below give (the cross-layer terms are not included).
 """
 
 import numpy as np
@@ -346,3 +355,24 @@ def rtrl(params, xs, state0=None, *, lengths=None, mask=None):
 def state_jacobian(params, x_t, state):
     """d(all states at t)/d(all states at t-1), shape (B, S, S), states in STATE order."""
     return rt.state_jacobian(PARAMS, STATE, _local_step, params, x_t, state)
+
+
+def stack_forward(layers, xs, state0=None, *, lengths=None):
+    """Layers and directions of this cell: layers[l][d] parameter dicts (d = 1 runs each
+    sequence reversed within its length); layer l + 1 reads layer l's outputs concatenated.
+    Returns (out (T, B, dirs * n_hidden), cache); see rt.stack_forward."""
+    return rt.stack_forward(forward, layers, xs, state0, lengths=lengths)
+
+
+def stack_backward(layers, cache, douts, *, dstate=None, input_grad=False):
+    """BPTT through stack_forward's layers: (grads[l][d], dL/dxs or None); see
+    rt.stack_backward."""
+    return rt.stack_backward(backward, INPUT_GRAD, STATE0_GRAD, layers, cache, douts,
+                             dstate=dstate, input_grad=input_grad)
+
+
+def stack_rtrl(layers, xs, state0=None, *, lengths=None):
+    """Forward mode per layer: sens[l][d][A] = d s^{l,d}_T / dA for layer l's own parameters,
+    its input held at what the layers below give (not the cross-layer terms); see
+    rt.stack_rtrl."""
+    return rt.stack_rtrl(forward, rtrl, layers, xs, state0, lengths=lengths)

@@ -587,3 +587,24 @@ def rtrl(params, xs, state0=None, *, lengths=None, mask=None):
     # a compact copy of the output state's rows: the result keeps neither buffer alive
     return rt.split_sens(PARAMS, params, whole[steps % 2][:, :n_hidden].copy(), off, batch,
                          n_hidden)
+
+
+def stack_forward(layers, xs, state0=None, *, lengths=None):
+    """Layers and directions of this cell: layers[l][d] parameter dicts (d = 1 runs each
+    sequence reversed within its length); layer l + 1 reads layer l's outputs concatenated.
+    Returns (out (T, B, dirs * n_hidden), cache); see rt.stack_forward."""
+    return rt.stack_forward(forward, layers, xs, state0, lengths=lengths)
+
+
+def stack_backward(layers, cache, douts, *, dstate=None, input_grad=False):
+    """BPTT through stack_forward's layers: (grads[l][d], dL/dxs or None); see
+    rt.stack_backward."""
+    return rt.stack_backward(backward, INPUT_GRAD, STATE0_GRAD, layers, cache, douts,
+                             dstate=dstate, input_grad=input_grad)
+
+
+def stack_rtrl(layers, xs, state0=None, *, lengths=None):
+    """Forward mode per layer: sens[l][d][A] = d s^{l,d}_T / dA for layer l's own parameters,
+    its input held at what the layers below give (not the cross-layer terms); see
+    rt.stack_rtrl."""
+    return rt.stack_rtrl(forward, rtrl, layers, xs, state0, lengths=lengths)
