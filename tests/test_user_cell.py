@@ -73,7 +73,7 @@ def test_every_command_takes_a_spec_file(spec_file, tmp_path, capsys):
     kernels = tmp_path / "k"
     assert cli.main(["generate", str(spec_file), "--out", str(kernels)]) == 0
     assert sorted(p.name for p in kernels.iterdir()) == [
-        "__init__.py", "_runtime.py", "mgu_relu.py", "mgu_relu_numba.py"]
+        "__init__.py", "_numba_runtime.py", "_runtime.py", "mgu_relu.py", "mgu_relu_numba.py"]
     assert cli.main(["generate", str(spec_file), "--out", str(kernels), "--check"]) == 0
     assert cli.main(["verify", str(spec_file), "--kernels", str(kernels)]) == 0
     assert "mgu_relu: ok" in capsys.readouterr().out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -48,6 +49,24 @@ def _package(numpy_text: str) -> str:
     return name
 
 
+def _numba_runtime() -> str:
+    """The private package's ``_numba_runtime.py``: a re-export of the built-in package's when
+    that one is this very text (so every cell of the process shares its compiled helpers, and
+    the built-in kernels' disk cache), else the text itself."""
+    from ..resources import KERNELS_PACKAGE
+    from .numba_backend import render_numba_runtime
+
+    text = render_numba_runtime()
+    found = importlib.util.find_spec(KERNELS_PACKAGE)
+    for folder in (found.submodule_search_locations or []) if found else []:
+        path = Path(folder) / "_numba_runtime.py"
+        if path.is_file() and path.read_text() == text:
+            return (f'"""The helpers of {KERNELS_PACKAGE}._numba_runtime, shared."""\n\n'
+                    f"from {KERNELS_PACKAGE}._numba_runtime import *  # noqa: F403\n"
+                    f"from {KERNELS_PACKAGE}._numba_runtime import __all__  # noqa: F401\n")
+    return text
+
+
 def load_kernel(cell: str | Mapping[str, Any] | CellSpec, backend: str = "numpy") -> ModuleType:
     """The kernel module of ``cell`` for ``backend``, printed and imported.
 
@@ -77,6 +96,7 @@ def load_kernel(cell: str | Mapping[str, Any] | CellSpec, backend: str = "numpy"
 
         mod += "_numba"
         files[mod] = render_numba_kernel(spec)
+        files["_numba_runtime"] = _numba_runtime()
     for stem, text in files.items():
         path = _folder() / pkg / f"{stem}.py"
         if not path.exists():

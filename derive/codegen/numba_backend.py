@@ -40,6 +40,7 @@ number.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 
 from ..calculus.derivation import derive
@@ -595,6 +596,18 @@ def fused_refusal(d) -> str | None:
     return None
 
 
+def render_numba_runtime() -> str:
+    """The text of a kernel package's ``_numba_runtime.py``: the compiled helpers every numba
+    kernel of the package imports (templates/numba/runtime.py.j2)."""
+    template = "numba/runtime.py.j2"
+    return environment().get_template(template).render(template=template)
+
+
+def numba_runtime_digest() -> str:
+    """SHA-256 of :func:`render_numba_runtime`'s text (each numba kernel prints it)."""
+    return hashlib.sha256(render_numba_runtime().encode()).hexdigest()
+
+
 def render_numba_kernel(cell, numpy_module: str | None = None) -> str:
     """The text of a cell's numba module (``<module>_numba.py`` of a kernel package); it imports
     its NumPy sibling ``numpy_module`` of the same package relatively (default: the cell's
@@ -605,6 +618,7 @@ def render_numba_kernel(cell, numpy_module: str | None = None) -> str:
     template = "numba/kernel.py.j2"
     try:
         ctx = fused(d).context(template, numpy_module)
+        ctx["runtime_digest"] = numba_runtime_digest()
     except Unsupported as exc:
         template = "numba/fallback.py.j2"
         return environment().get_template(template).render(
@@ -619,4 +633,4 @@ def kernel_files(cell) -> dict[str, str]:
 
 
 __all__ = ["NumbaKernel", "SEQUENCE_MAX_BYTES", "Unsupported", "fused", "fused_refusal",
-           "kernel_files", "render_numba_kernel"]
+           "kernel_files", "numba_runtime_digest", "render_numba_kernel", "render_numba_runtime"]

@@ -39,6 +39,13 @@ def _kernels(cell: str | CellSpec) -> dict[str, str]:
     return {f"{mod}.py": render_kernel(cell), f"{mod}_numba.py": render_numba_kernel(cell)}
 
 
+def _numba_runtime() -> dict[str, str]:
+    """The package's ``_numba_runtime.py``, the helpers its numba kernels share."""
+    from ..codegen.numba_backend import render_numba_runtime
+
+    return {"_numba_runtime.py": render_numba_runtime()}
+
+
 def outputs(cells: Iterable[str] | None = None) -> dict[str, str]:
     """Relative path -> text of the built-in kernel package's files for the given built-in
     cells (default: all)."""
@@ -52,6 +59,7 @@ def outputs(cells: Iterable[str] | None = None) -> dict[str, str]:
         files.update(latex_doc.generated_files(name))
     # the package index always lists every built-in kernel, whichever cells are regenerated
     files.update(codegen.package_files(builtin_cells()))
+    files.update(_numba_runtime())
     return dict(sorted(files.items()))
 
 
@@ -72,6 +80,7 @@ def package_outputs(specs: Sequence[CellSpec]) -> dict[str, str]:
     for s in specs:
         files.update(_kernels(s))
     files.update(codegen.package_files(list(seen)))
+    files.update(_numba_runtime())
     return dict(sorted(files.items()))
 
 
