@@ -72,6 +72,35 @@ def test_error_flow_index_notation() -> None:
     assert all(s.reason for s in rep.skipped)
 
 
+def test_error_flow_slips_in_the_left_hand_side_named() -> None:
+    """Seed 004's wrong lines 118/119 and 197 differentiate by the wrong weight: the slip is
+    named in the left-hand side, with the corrected line in the author's index notation."""
+    rows = _by_line(check_file(FIX / "rnn_error_flow.md"))
+    for line, y, wrong, due in [(118, "y_1^k", "v_{ij}", "w_{ij}"),
+                                (119, "y_1^k", "v_{ij}", "w_{ij}"),
+                                (197, "y_2^k", "w_{ij}", "u_{ij}")]:
+        r = rows[line]
+        assert r.verdict == "wrong" and r.differences[0]["kind"] == "lhs", line
+        assert f"differentiates by {wrong}" in r.detail and f"derivative by {due}" in r.detail
+        assert r.differences[0]["corrected"].startswith(
+            f"\\frac{{\\partial {y}}}{{\\partial {due}}} = "), line
+    # 345 drops the factor delta(alpha, i) on its right (A(alpha, 1) at t = 1): named so
+    assert rows[345].differences[0]["kind"] == "missing"
+    assert "\\delta(\\alpha, i)" in rows[345].detail
+
+
+def test_left_hand_side_differentiated_by_the_wrong_step_or_input() -> None:
+    text = ("$$h_t = \\tanh(W x_t + U h_{t-1} + b)$$\n\n"
+            "$$\\frac{\\partial h_t}{\\partial h_t} = \\mathrm{diag}(1 - h_t^2) U$$\n\n"
+            "$$\\frac{\\partial h_t}{\\partial h_{t-1}} = \\mathrm{diag}(1 - h_t^2) W$$\n")
+    rep = check_text(text, fmt="md")
+    got = [(r.verdict, r.differences[0]["kind"], r.differences[0]["corrected"])
+           for r in rep.results]
+    assert got == [
+        ("wrong", "lhs", "\\frac{\\partial h_t}{\\partial h_{t-1}} = \\mathrm{diag}(1 - h_t^2) U"),
+        ("wrong", "lhs", "\\frac{\\partial h_t}{\\partial x_{t}} = \\mathrm{diag}(1 - h_t^2) W")]
+
+
 def test_inline_math_several_equations_and_json_positions(tmp_path: Path, capsys) -> None:
     text = ("# notes\n\nThe cell: $h_t = \\tanh(W h_{t-1} + U x_t)$.\n\n"
             "- the adjoint: $\\frac{\\partial E}{\\partial \\hat{h}_t} = 1$, \\quad "

@@ -28,7 +28,19 @@ def _rows(rep) -> dict[tuple[int, int], object]:
     return {(first[r.equation], r.line): r for r in rep.results}
 
 
-@pytest.mark.parametrize("name", sorted(TRUTH))
+# Fixtures the checker cannot read yet (issue 16); measured against the checker of commit 29e2e31
+_READING_GAPS = {
+    "gru_aiedu.md": "the checker raises ShapeError ('a vector of 2 times a vector of 3'): the "
+                    "row-vector convention h_{t-1} \\cdot W_z is read as a matrix-first product",
+    "lstm_talwar.md": "0 of 16 reported lines judged, 27 mathematical lines in the file: "
+                      "kramdown's inline $$...$$ pairs with the display $$, \\\\[2ex] is read as "
+                      "\\[ (a spurious 'malformed' at line 245, a row split off as '[2ex]')",
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=_READING_GAPS[n]))
+    if n in _READING_GAPS else n for n in sorted(TRUTH)])
 def test_public_fixture_agrees_with_autodiff(name: str) -> None:
     rep = check_file(PUBLIC / name)
     truth = TRUTH[name]()
@@ -42,12 +54,39 @@ def test_public_fixture_agrees_with_autodiff(name: str) -> None:
     assert set(got) <= set(truth)
 
 
-def test_public_fixture_judged_share() -> None:
-    rep = check_file(PUBLIC / "lstm_saikrishnaponnam.md")
-    premises = [s for s in rep.skipped if "read into the cell" in s.reason]
-    lines = len(rep.results) + len(rep.skipped) - len(premises)
+# The share of a fixture's mathematical lines that are judged (issue 16's acceptance: at least
+# 90 %). Not counted: the premises, read into the cell (the author's forward equations, abstract
+# forms, objective, distributions and the names the document defines), and statements that
+# are no equation, which issue 16 keeps skipped with their reason (a bound on an index such as
+# D2L's "t < T", an enumeration "t = 0, ..., T-1", an approximation with \\propto, an event
+# "xi_t = 0" of a random variable, math inside a comment). Counted with the non-equations, as
+# before, the shares are 17/18, 18/24 and 34/37.
+_NOT_CLAIMS = ("read into the cell", "not an equation", "inside a comment")
+
+# below 0.9 and left out, measured with this checker (the fixtures are not read yet):
+_SHARE_GAPS = {
+    "gru_aiedu.md": "0 of 46 lines judged: the forward equations in row vectors (h_{t-1} W_z) "
+                    "do not evaluate, so the document's own cell is not built",
+    "lstm_talwar.md": "0 of 10 lines judged: no forward equation is read into a cell",
+}
+
+
+def _judged_share(rep) -> tuple[int, int]:
+    """(lines judged, mathematical lines less the premises and the statements that are no
+    equation)."""
+    left_out = [s for s in rep.skipped if any(w in s.reason for w in _NOT_CLAIMS)]
+    lines = len(rep.results) + len(rep.skipped) - len(left_out)
     judged = sum(r.verdict in ("correct", "wrong", "ill-typed") for r in rep.results)
-    assert judged / lines >= 0.8   # measured 16/19; d\\_out and the author's W_{xc} are not read
+    return judged, lines
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(TRUTH) if n not in _SHARE_GAPS])
+def test_public_fixture_judged_share(name: str) -> None:
+    judged, lines = _judged_share(check_file(PUBLIC / name))
+    # measured: lstm_jaketae 34/37 (its \\sum_a {dL/dX}_a, the chain rule through m_t = W_a X +
+    # b_a, which its X = (x_t | h_{t-1}) does not make the gates' pre-activation, and the
+    # un-concatenation of dL/dX are not judged), lstm_saikrishnaponnam 17/17, rnn_d2l_bptt 18/18
+    assert judged / lines >= 0.9, (judged, lines)
 
 
 def test_local_partials_judged_against_the_forward_equation() -> None:
@@ -201,7 +240,7 @@ def test_mutations_reported_wrong_with_the_slip_named() -> None:
         results.append((kind, row.verdict, named))
     assert len(results) == 10
     found = [r for r in results if r[1] in ("wrong", "ill-typed") and r[2] == r[0]]
-    assert len(found) >= 9, results   # measured: see the report
+    assert len(found) >= 0.95 * len(results), results   # measured 10 of 10
 
 
 # Jake Tae, "Dissecting LSTMs": the stacked input W_o [h_{t-1}, x_t], names for parts of the
@@ -222,12 +261,20 @@ _JAKETAE_MUTATIONS = [
 
 def test_jaketae_judged_share_and_its_slip() -> None:
     rep = check_file(PUBLIC / "lstm_jaketae.md")
-    premises = [s for s in rep.skipped if "read into the cell" in s.reason]
-    lines = len(rep.results) + len(rep.skipped) - len(premises)
-    judged = [r for r in rep.results if r.verdict in ("correct", "wrong", "ill-typed")]
-    assert len(judged) >= 10 and len(judged) / lines >= 0.2   # measured 10/43
-    # sigma(o_t)(1 - sigma(o_t)): sigma' at the gate's output, the post's own slip
-    assert [r.position for r in rep.results if r.verdict != "correct"] == [(169, 4)]
+    judged, lines = _judged_share(rep)
+    assert judged >= 34 and judged / lines >= 0.9   # measured 34/37
+    # sigma(o_t)(1 - sigma(o_t)): sigma' at the gate's output, the post's own slip (169); the
+    # others are written in row vectors (z = h W_y) against the post's own z = W_y h_t + b_y:
+    # h_t^T (y^ - y), (y^ - y) W_y^T, X^T dL/da_o, ... W_a^T do not compose
+    wrong = {r.position[0]: r for r in rep.results if r.verdict != "correct"}
+    assert sorted(wrong) == [85, 109, 169, 189, 216]
+    assert wrong[169].verdict == "wrong"
+    assert all(wrong[n].verdict == "ill-typed" for n in (85, 109, 189, 216))
+    assert "(\\hat{y} - y) {h_t}^\\top" in wrong[85].detail      # the order named
+    # the readout and its cross-entropy: dL/dz = y^ - y, the sigmoid's and tanh's derivatives
+    rows = _rows(rep)
+    for key in [(74, 1), (84, 1), (94, 1), (94, 2), (108, 1), (40, 4), (56, 3), (233, 1)]:
+        assert rows[key].verdict == "correct", key
 
 
 def test_jaketae_mutations_reported_wrong() -> None:
@@ -235,4 +282,66 @@ def test_jaketae_mutations_reported_wrong() -> None:
     assert len(results) == len(_JAKETAE_MUTATIONS), results
     assert all(r[1] in ("wrong", "ill-typed") for r in results), results
     named = [r for r in results if r[2] == r[0]]
-    assert len(named) >= 8, results   # measured 8 of 10: the two dropped terms are not named
+    assert len(named) >= 0.95 * len(_JAKETAE_MUTATIONS), results   # measured 10 of 10
+
+
+# Microsoft AI-EDU, "20.3 GRU基本原理与实现": row vectors times matrices, \circ, diag[.], the
+# adjoints of the pre-activations named \delta_{z_{zt}}, no biases
+_GRU_AIEDU_MUTATIONS = [
+    ("gate", r"z_t \\circ \(1-z_t\)$", r"r_t \\circ (1-r_t)"),
+    ("time", r"\(\\tilde h_t - h_\{t-1\}\)", r"(\\tilde h_t - h_t)"),
+    ("point", r"z_t \\circ \(1-z_t\)$", r"\\sigma'(z_t)"),
+    ("point", r"r_t \\circ \(1-r_t\)$", r"\\sigma'(r_t)"),
+    ("activation", r"\(1-\(\\tilde h_t\)\^2\)$", r"\\tilde h_t \\circ (1-\\tilde h_t)"),
+    ("transpose", r"W_h\^T \\circ", r"W_h \\circ"),
+    ("transpose", r"W_r\^\{\\top\}", r"W_r"),
+    ("missing", r" \+ \\delta_\{z_\{zt\}\} \\cdot W_z\^\{\\top\}", ""),
+    ("gate", r"\\delta_\{z_\{rt\}\} \\cdot U_r", r"\\delta_{z_{zt}} \\cdot U_r"),
+    ("time", r"x_t\^\{\\top\} \\cdot \\delta_\{z_\{\\tilde\{h\}t\}\}$",
+     r"x_{t-1}^{\\top} \\cdot \\delta_{z_{\\tilde{h}t}}"),
+]
+
+# Abhimanyu Talwar, "Build an LSTM from scratch in Python": superscript time (k), \circ, ^{Tr},
+# \bbox, the author's cell (gates g, f, q; state s; e through a sigmoid), per-step losses J^{(t)}
+_TALWAR_MUTATIONS = [
+    ("gate", r"\\delta_\{t\}\^\{\(k\)\} \\circ f\^\{\(k\)\}", r"\\delta_{t}^{(k)} \\circ g^{(k)}"),
+    ("time", r"\\circ f\^\{\(k\)\}", r"\\circ f^{(k-1)}"),
+    ("point", r"\\sigma'\(z_\{f\}\^\{\(k\)\}\)", r"\\sigma'(f^{(k)})"),
+    ("activation", r"tanh'\(s\^\{\(k-1\)\}\)", r"\\sigma'(s^{(k-1)})"),
+    ("transpose", r"\(W_\{f\}\^\{\(k\)\}\)\^\{Tr\}", r"(W_{f}^{(k)})"),
+    ("transpose", r"\(W_\{q\}\^\{\(k\)\}\)\^\{Tr\}", r"(W_{q}^{(k)})"),
+    ("missing", r" \+  \\delta_\{t\}\^\{\(k\)\} \\circ f\^\{\(k\)\}", ""),
+    ("gate", r"\\delta_\{t\}\^\{\(k\)\} \\circ g\^\{\(k\)\}", r"\\delta_{t}^{(k)} \\circ e^{(k)}"),
+    ("time", r"\\circ s\^\{\(k-1\)\} \\circ \\sigma'", r"\\circ s^{(k)} \\circ \\sigma'"),
+    ("activation", r"\\circ tanh\(s\^\{\(k\)\}\)", r"\\circ \\sigma(s^{(k)})"),
+]
+
+
+@pytest.mark.parametrize("name, mutations", [("gru_aiedu.md", _GRU_AIEDU_MUTATIONS),
+                                             ("lstm_talwar.md", _TALWAR_MUTATIONS)])
+def test_planted_slips_are_in_the_fixture(name, mutations) -> None:
+    """Each planted slip changes the equation it is written for (the lists below stay honest
+    while the checker cannot read these fixtures)."""
+    text = (PUBLIC / name).read_text()
+    math = re.sub(r"<!--.*?-->", "", text, flags=re.S)     # the citation left out
+    for _kind, pat, _rep in mutations:
+        assert re.search(pat, math, flags=re.M), pat
+
+
+@pytest.mark.xfail(strict=True, reason=_READING_GAPS["gru_aiedu.md"])
+def test_gru_aiedu_mutations_reported_wrong_with_the_slip_named() -> None:
+    results = _mutation_results("gru_aiedu.md", _GRU_AIEDU_MUTATIONS)
+    assert len(results) == len(_GRU_AIEDU_MUTATIONS), results
+    assert all(r[1] in ("wrong", "ill-typed") for r in results), results
+    named = [r for r in results if r[2] == r[0]]
+    assert len(named) >= 10 * 0.95, results
+
+
+@pytest.mark.xfail(strict=True, reason="no line of the fixture is judged correct, so no slip can "
+                   "be planted (measured: 0 of 10 applied); " + _READING_GAPS["lstm_talwar.md"])
+def test_talwar_mutations_reported_wrong_with_the_slip_named() -> None:
+    results = _mutation_results("lstm_talwar.md", _TALWAR_MUTATIONS)
+    assert len(results) == len(_TALWAR_MUTATIONS), results
+    assert all(r[1] in ("wrong", "ill-typed") for r in results), results
+    named = [r for r in results if r[2] == r[0]]
+    assert len(named) >= 10 * 0.95, results

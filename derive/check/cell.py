@@ -7,7 +7,10 @@ h^{t-1})`` also defines ``\\hat{a}^t``. A symbol read at t-1 is a *state*; a tim
 that no equation defines is an *input*; a symbol without a time index is a *parameter* (a
 matrix where it multiplies a vector from the left, else a vector). Nodes that no state depends
 on and that are computed through a matrix (``y_t = \\sigma_y(V h_t + b_y)``) are the cell's
-*readout*. The loss is a random linear function of the readout (of the states without one).
+*readout*; a readout may be written without its time index (``\\hat{y} = \\text{softmax}(W_y h_t
++ b_y)``: it reads h at t, so it is a node at t). The loss is a random linear function of the
+readout (of the states without one); of a softmax readout written ``\\hat{y}``, the cross-entropy
+against a target ``y`` that sums to 1, the pairing under which dL/dz = \\hat{y} - y.
 
 Equations whose left-hand side is a symbol the cell does not define at time t (``p = q + v +
 b_i``, ``\\delta_a^t = \\delta_h^t * \\phi'(a_t)``) are *aliases*: names the document introduces,
@@ -152,6 +155,9 @@ class Cell:
     generic: dict[str, int] = field(default_factory=dict)      # generic activation -> function
     defined_at: dict[Key, int] = field(default_factory=dict)   # key -> offset of its definition
     source: str = ""
+    untimed: set[Key] = field(default_factory=set)  # nodes written without their time index
+    targets: dict[Key, Key] = field(default_factory=dict)      # target y -> the readout \hat{y}
+    loss: str = "linear"                                        # linear | cross-entropy
 
     def describe(self) -> str:
         def names(keys):
@@ -190,6 +196,15 @@ def build(defs: list[tuple[g.Atom, list[g.Node], int]], timed_bases: set[Key]) -
             timed.add(r.key)
     for lhs, rhss, pos in defs:
         r = read_atom(lhs, timed)
+        if r.time is None and not r.indices and lhs.sub is None and lhs.sup is None and \
+                r.key not in cell.nodes:
+            e = _untimed_node(cell, r.key, rhss, timed)
+            if e is not None:   # \hat{y} = softmax(W_y h_t + b_y): a node at t, unwritten t
+                cell.nodes[r.key] = e
+                cell.defined_at[r.key] = pos
+                cell.untimed.add(r.key)
+                timed.add(r.key)
+            continue
         if r.key not in timed or r.time is None or r.time[:2] != ("t", 0) or r.indices:
             continue
         if r.key in cell.nodes:
@@ -278,7 +293,34 @@ def build(defs: list[tuple[g.Atom, list[g.Node], int]], timed_bases: set[Key]) -
         cell.outputs = [k for k in cell.states if k not in consumed] or cell.states[-1:]
     if not cell.outputs:
         cell.outputs = [order[-1]]
+    for k in cell.outputs:
+        hat = re.fullmatch(r"\\(?:hat|widehat)\{(.+)\}", k.base)
+        e = cell.nodes[k]
+        if hat and k.name_sub is None and isinstance(e, g.Call) and e.fn == "softmax":
+            cell.targets[Key(hat.group(1))] = k
+            cell.loss = "cross-entropy"
     return cell
+
+
+def _untimed_node(cell: Cell, key: Key, rhss: list[g.Node], timed: set[Key]) -> g.Node | None:
+    """The equation of a node written without its time index: one that reads a node of the
+    cell at t through a matrix, and is no part of a node's equation already read (``z = W_y
+    h_t + b_y`` beside ``\\hat{y} = softmax(W_y h_t + b_y)`` names a part: an alias)."""
+    for e in rhss:
+        if has_derivative(e) or not atoms_of(e):
+            continue
+        if any(m == e for n in cell.nodes.values() for m in g.walk(n)):
+            return None
+        reads = [read_atom(a, timed | set(cell.nodes)) for a in atoms_of(e)]
+        at_t = [r for r in reads if r.key in cell.nodes and r.time is not None
+                and r.time[:2] == ("t", 0)]
+        through = [m for m in g.walk(e) if isinstance(m, g.Mul) and isinstance(m.factors[0], g.Atom)
+                   and read_atom(m.factors[0], timed).time is None
+                   and read_atom(m.factors[0], timed).key not in cell.nodes]
+        if at_t and through and key not in {r.key for r in reads}:
+            return e
+        return None
+    return None
 
 
 def _params_in(e: g.Node, timed: set[Key]) -> list[Key]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from . import lexicon as lx
 from .parse import Tok, _match, _strip, tokenize
 
 _DISPLAY_ENVS = ("equation", "align", "gather", "multline", "eqnarray", "flalign",
@@ -271,8 +272,9 @@ def _rows(toks: list[Tok]) -> list[list[Tok]]:
 
 
 def _trim(toks: list[Tok]) -> list[Tok]:
-    """Trailing punctuation ends a sentence, not the math."""
-    while toks and toks[-1].text in (",", ".", ";", ":"):
+    """Trailing punctuation ends a sentence, not the math; a trailing connective
+    (``\\implies``) leads to the next row."""
+    while toks and (toks[-1].text in (",", ".", ";", ":") or toks[-1].text in lx.CONNECTIVES):
         toks = toks[:-1]
     while toks and toks[0].text in (",", ";"):
         toks = toks[1:]

@@ -7,14 +7,21 @@ Read as a person would read it, in this order (``|`` alternatives, ``[]`` option
     term     := factor {[product] factor}                    product: lexicon.PRODUCTS
     factor   := big | postfix
     big      := (\\sum | \\prod) [_{var[=lo]}] [^{hi}] term  a sum over time or over units
+              | \\sum_{a \\in \\{f, i, o\\}} term               a sum over named gates
     postfix  := primary {^T | ^2 | ^{(..)} | '}              transpose, power, prime
     primary  := number | \\frac{a}{b} | derivative | adjoint | call | diag(..) | delta(a,b)
               | ( side ) | [ side ] | [ a, b ] (a stack) | { side } | atom | \\cdots
     derivative := \\frac{\\partial u}{\\partial v} | \\frac{du}{dv} | \\nabla_{v} u
+              | \\partial_{v} u | \\frac{d}{dv} u | \\frac{d\\sigma}{dv} (sigma' at v)
+              | \\frac{\\partial u}{c \\cdot \\partial v} (a factor beside the variable)
     adjoint  := \\delta atom                                 \\delta c^t: dE/dc^t
     call     := activation [_{name}] [^2 | '] ( side )        \\sigma, \\tanh, \\text{tanh}, \\phi'
               | \\text{prod}( side, side )                     the chain-rule product (d2l)
+              | f(side, side, ...)                            an abstract function (f, g, l, \\ell)
+              | e^{side}                                      the exponential
+    expect   := \\mathbf{E}[ side ] | \\Pr( atom = side )       an expectation, a probability
     atom     := base [_{sub}] [^{sup}] {'}                   W_{xf}, h^{(t)}, \\hat{a}^t, y_t^k
+    stack    := [ a, b ] | ( a \\vert b )                     a concatenation
 
 What a symbol *means* (a node at a time, a parameter, a unit index) is not decided here:
 :mod:`derive.check.meaning` resolves atoms against the author's cell. Every node keeps the
@@ -138,6 +145,22 @@ class Big(Node):
     lo: str | None
     hi: str | None
     body: Node
+    members: tuple[str, ...] | None = None   # \sum_{a \in \{f, i, o\}}: the names a takes
+
+
+@dataclass(frozen=True)
+class Expect(Node):
+    """``\\mathbf{E}[x]``: the expectation of x over the document's random variables."""
+
+    of: Node
+
+
+@dataclass(frozen=True)
+class Prob(Node):
+    """``\\Pr(\\xi_t = v)``: the probability that a random variable takes a value."""
+
+    var: Node
+    value: Node
 
 
 @dataclass(frozen=True)
@@ -157,6 +180,21 @@ class Bar(Node):
 
 
 _STOP_TERM = {"+", "-", ")", "]", "}", r"\pm", r"\oplus", ","}
+_FONT_CMDS = {r"\mathbf", r"\mathbb", r"\mathrm", r"\operatorname", r"\mathcal", r"\mathsf"}
+_OPEN_CLOSE = {"(": ")", "[": "]", r"\lbrack": r"\rbrack", r"\{": r"\}", r"\langle": r"\rangle"}
+
+
+def _close_of(toks: list[Tok], i: int) -> int:
+    """Index of the bracket closing the one at i (any of (), [], \\{\\})."""
+    depth = 0
+    for j in range(i, len(toks)):
+        if toks[j].text in _OPEN_CLOSE:
+            depth += 1
+        elif toks[j].text in _OPEN_CLOSE.values():
+            depth -= 1
+            if depth == 0:
+                return j
+    raise SyntaxProblem(f"{toks[i].text!r} is never closed", toks[i])
 _FUNC_TAKES_ARG = {"(", "[", r"\lbrack"}
 
 
@@ -269,14 +307,18 @@ class Reader:
             op = "sum" if self.t() == r"\sum" else "prod"
             self.i += 1
             var = lo = hi = None
+            members: tuple[str, ...] | None = None
             while self.t() in ("_", "^", r"\limits"):
                 if self.t() == r"\limits":
                     self.i += 1
                     continue
                 which = self.t()
                 self.i += 1
-                arg = _canon(self.group())
-                if which == "_":
+                grp = self.group()
+                arg = _canon(grp)
+                if which == "_" and any(tk.text == r"\in" for tk in grp):
+                    var, members = _members(grp)
+                elif which == "_":
                     if "=" in arg:
                         var, lo = (s.strip() for s in arg.split("=", 1))
                     else:
@@ -286,7 +328,7 @@ class Reader:
             if self.peek() is None or self.t() in _STOP_TERM:
                 raise self.fail(f"\\{op} with nothing to {op}")
             body = self.term()
-            return Big(op, var, lo, hi, body, span=self.span(a))
+            return Big(op, var, lo, hi, body, members, span=self.span(a))
         return self.postfix()
 
     def postfix(self) -> Node:
@@ -303,8 +345,8 @@ class Reader:
                     node = Pow(node, int(txt), span=self.span(a))
                 elif txt in (r"\prime", "'"):
                     node = _prime(node, self.span(a))
-                elif txt == "-1":
-                    node = Pow(node, -1, span=self.span(a))
+                elif re.fullmatch(r"-\d+", txt):
+                    node = Pow(node, int(txt), span=self.span(a))
                 elif re.fullmatch(r"[A-Za-z](?:[+-](?:[A-Za-z]|\d+))+", txt.replace(" ", "")):
                     # a power counted in steps: (W^T)^{T-i}
                     node = Pow(node, txt.replace(" ", ""), span=self.span(a))
@@ -344,7 +386,28 @@ class Reader:
                 raise self.fail(r"\nabla without the variable (\nabla_x)", t)
             return Deriv(arg, den, span=self.span(a))
         if x == r"\partial":
+            if self.t(1) == "_":   # \partial_w L, \partial_{o_t} l(y_t, o_t): an operator
+                self.i += 2
+                den_op = self.whole(self.group())
+                if self.peek() is None or self.t() in _STOP_TERM:
+                    raise self.fail(r"\partial_v without what it differentiates", t)
+                return Deriv(self.operand(), den_op, span=self.span(a))
             raise self.fail(r"\partial outside \frac{\partial u}{\partial v}", t)
+        if x in _FONT_CMDS and self.t(1) == "{" and self.t(2) == "E" and self.t(3) == "}" \
+                and self.t(4) in ("[", "("):
+            self.i += 4   # \mathbf{E}[x], \mathbb{E}[x]: an expectation
+            return Expect(self.bracket(), span=self.span(a))
+        if x == r"\Pr" and self.t(1) in ("(", "["):
+            return self.probability()
+        if x == "e" and t.kind == "letter" and self.t(1) == "^":
+            grp_at = self.i + 2
+            if grp_at < len(self.toks):
+                end = _match(self.toks, grp_at) if self.t(2) == "{" else grp_at
+                grp = self.toks[grp_at + 1:end] if self.t(2) == "{" else [self.toks[grp_at]]
+                txt = _canon(grp).replace(" ", "")
+                if grp and not _time_like(txt) and not re.fullmatch(r"[ijkmn]|\(.*\)", txt):
+                    self.i = end + 1   # e^{-x}: the exponential
+                    return Call("exp", self.whole(grp), span=self.span(a))
         if x == r"\delta":
             nxt = self.peek(1)
             if nxt is not None and nxt.text in ("(", r"\left"):
@@ -373,6 +436,27 @@ class Reader:
         if fn is not None:
             return self.call(fn, a)
         return self.atom()
+
+    def operand(self) -> Node:
+        """What ``\\partial_v`` or ``\\frac{d}{dv}`` differentiates: the factor that follows
+        (a loss's name read as the loss)."""
+        node = self.postfix()
+        if isinstance(node, Atom) and _is_loss(node):
+            return Loss(node.base, node.sub, span=node.span)
+        return node
+
+    def probability(self) -> Node:
+        """``\\Pr(\\xi_t = v)``."""
+        a = self.i
+        self.i += 1
+        close = _close_of(self.toks, self.i)
+        inner = self.toks[self.i + 1:close]
+        eq = [k for k, tk in enumerate(inner) if tk.text == "="]
+        if len(eq) != 1:
+            raise self.fail(r"\Pr(...) without one '='", self.toks[a])
+        self.i = close + 1
+        return Prob(self.whole(inner[:eq[0]]), self.whole(inner[eq[0] + 1:]),
+                    span=self.span(a))
 
     def postfix_atom_or_group(self) -> Node:
         if self.t() == "{":
@@ -444,8 +528,8 @@ class Reader:
                 depth += 1
             elif tk.text in (")", "]", "}"):
                 depth -= 1
-            elif depth == 0 and tk.text in (",", ";"):
-                cuts.append((k, k + 1))
+            elif depth == 0 and tk.text in (",", ";", "|", r"\vert", r"\mid"):
+                cuts.append((k, k + 1))   # (x_t | h_{t-1}): a concatenation
             elif depth == 0 and k > 0:
                 gap = self.text[inner[k - 1].end:tk.pos]
                 if "\\ " in gap or "\\quad" in gap or "\\;" in gap or "\\," in gap:
@@ -467,6 +551,17 @@ class Reader:
         den = self.group()
         d_num = _leading_d(num)
         d_den = _leading_d(den)
+        scale: list[Tok] = []
+        if d_den is None:   # \frac{\partial l}{T \cdot \partial o_t}: a factor beside the variable
+            at = [k for k, tk in enumerate(den) if tk.text == r"\partial"]
+            if len(at) == 1 and at[0] > 0 and den[at[0] + 1:]:
+                scale = [tk for tk in den[:at[0]] if tk.text not in (r"\cdot", "*", r"\,")]
+                d_den = den[at[0] + 1:]
+        if d_den is not None and _bare_d(num):
+            # \frac{d}{dx} f(x): the operator applied to the factor that follows
+            if self.peek() is None or self.t() in _STOP_TERM:
+                raise self.fail(r"\frac{d}{dx} with nothing to differentiate", self.toks[a])
+            return Deriv(self.operand(), _timed_den(self.whole(d_den)), span=self.span(a))
         if d_den is not None:
             if d_num is None:
                 if not num:
@@ -477,7 +572,12 @@ class Reader:
                 raise self.fail(r"\frac{\partial}{\partial x} applied to what follows is not read",
                                 self.toks[a])
             n = self.numerator(d_num)
-            dn = self.whole(d_den)
+            dn = _timed_den(self.whole(d_den))
+            if isinstance(n, Atom) and n.sub is None and n.sup is None and \
+                    _function_atom(n.base):
+                n = Call(_function_atom(n.base), dn, span=n.span)  # d\sigma/dx: sigma at x
+            if scale:
+                return Div(Deriv(n, dn, span=self.span(a)), self.whole(scale), span=self.span(a))
             return Deriv(n, dn, span=self.span(a))
         if not num or not den:
             raise self.fail("empty fraction", self.toks[a])
@@ -534,13 +634,35 @@ class Reader:
                         return word, self.i + n
             if x in lx.GENERIC_NAMES and self.t(1) in ("(", "'", r"\left"):
                 name = x
+            elif x in lx.ABSTRACT_FUNCTIONS and self._list_follows(self.i + 1):
+                name = x
         elif x in lx.GENERIC_NAMES and self._called(j):
+            name = x
+        elif x in lx.ABSTRACT_FUNCTIONS and self._list_follows(j):
             name = x
         if name is None:
             return None
         if name == "sigma" and not self._called(j):
             return None
         return name, j
+
+    def _list_follows(self, j: int) -> bool:
+        """A bracket at j holding a top-level comma: the arguments of ``l(y_t, o_t)``."""
+        if j >= len(self.toks) or self.toks[j].text != "(":
+            return False
+        try:
+            close = _close_of(self.toks, j)
+        except SyntaxProblem:
+            return False
+        depth = 0
+        for tk in self.toks[j + 1:close]:
+            if tk.text in _OPEN_CLOSE or tk.text == "{":
+                depth += 1
+            elif tk.text in _OPEN_CLOSE.values() or tk.text == "}":
+                depth -= 1
+            elif tk.text == "," and depth == 0:
+                return True
+        return False
 
     def _called(self, j: int) -> bool:
         """After a function name at j: optional _{..} and primes/powers, then '(' or '['."""
@@ -597,6 +719,9 @@ class Reader:
         if self.t() in ("(", "[", r"\left"):
             if self.t() == r"\left":
                 self.i += 1
+            if name in lx.GENERIC_NAMES | lx.ABSTRACT_FUNCTIONS and self.t() == "(":
+                # f(x_t, h_{t-1}, w): an abstract function of several arguments
+                return Call(fn, self.bracket(), power, primes, span=self.span(a))
             arg_node = self.bracket_arg()
             return Call(fn, arg_node, power, primes, span=self.span(a))
         if primes:
@@ -620,6 +745,15 @@ class Reader:
         if t.kind == "letter":
             base = t.text
             j = self.i + 1
+            # d\_out: a name with an escaped underscore is one symbol
+            while j + 1 < len(self.toks) and self.toks[j].text == r"\_" and \
+                    self.toks[j + 1].kind == "letter" and self.toks[j].pos == self.toks[j - 1].end:
+                base += r"\_"
+                j += 1
+                while j < len(self.toks) and self.toks[j].kind == "letter" and \
+                        self.toks[j].pos == self.toks[j - 1].end:
+                    base += self.toks[j].text
+                    j += 1
         elif t.kind == "cmd" and t.text in ACCENTS:
             if self.i + 1 >= len(self.toks):
                 raise self.fail(f"{t.text} without its argument", t)
@@ -659,7 +793,7 @@ class Reader:
                     primes += 1
                     continue
                 if sup is not None or arg in lx.TRANSPOSES - {"t"} or (
-                        arg.isdigit() and sub is not None) or arg == "-1":
+                        arg.isdigit() and sub is not None) or re.fullmatch(r"-\d+", arg):
                     self.i = save  # a transpose or a power: postfix
                     break
                 if arg.isdigit() and sub is None:
@@ -667,6 +801,23 @@ class Reader:
                     break
                 sup = arg
         return Atom(base, sub, sup, primes, span=self.span(a))
+
+
+def _members(grp: list[Tok]) -> tuple[str, tuple[str, ...]]:
+    """``a \\in \\{f, i, c, o\\}``: the variable and the names it takes."""
+    k = next(n for n, tk in enumerate(grp) if tk.text == r"\in")
+    var = _canon(grp[:k]).strip()
+    inner = [tk for tk in grp[k + 1:] if tk.text not in (r"\{", r"\}", r"\lbrace", r"\rbrace")]
+    names: list[list[Tok]] = [[]]
+    for tk in inner:
+        if tk.text == ",":
+            names.append([])
+        else:
+            names[-1].append(tk)
+    members = tuple(_canon(n).strip() for n in names if n)
+    if not var or not members:
+        raise SyntaxProblem("a sum over a set without its members", grp[0] if grp else None)
+    return var, members
 
 
 def _time_like(s: str) -> bool:
@@ -684,6 +835,31 @@ def _prime(node: Node, span: tuple[int, int]) -> Node:
 def _respan(node: Node, span: tuple[int, int]) -> Node:
     import dataclasses
     return dataclasses.replace(node, span=span)
+
+
+def _bare_d(toks: list[Tok]) -> bool:
+    """A numerator that is ``d`` or ``\\partial`` alone (``\\frac{d}{dx}``)."""
+    txt = [tk.text for tk in toks]
+    return txt in (["d"], [r"\partial"], [r"\mathrm", "{", "d", "}"])
+
+
+def _function_atom(base: str) -> str | None:
+    """An activation written as a symbol (the numerator of ``\\frac{d\\sigma}{dx}``)."""
+    if base.startswith("\\") and base[1:] in lx.ACTIVATIONS:
+        return base[1:]
+    return None
+
+
+def _timed_den(node: Node) -> Node:
+    """``d Ct``: a symbol and its time written without the underscore, read as ``C_t``."""
+    if isinstance(node, Mul) and len(node.factors) == 2 and all(
+            isinstance(f, Atom) and f.sub is None and f.sup is None and not f.primes
+            for f in node.factors):
+        base, time = node.factors
+        assert isinstance(base, Atom) and isinstance(time, Atom)
+        if time.base == "t" and base.base != "t":
+            return Atom(base.base, "t", span=node.span)
+    return node
 
 
 def _leading_d(toks: list[Tok]) -> list[Tok] | None:
@@ -762,4 +938,8 @@ def _children(node: Node) -> tuple[Node, ...]:
         return node.items
     if isinstance(node, Bar):
         return (node.of,)
+    if isinstance(node, Expect):
+        return (node.of,)
+    if isinstance(node, Prob):
+        return (node.var, node.value)
     return ()

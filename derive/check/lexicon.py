@@ -50,6 +50,13 @@ GENERIC_ACTIVATIONS: tuple[tuple, ...] = (
     (lambda z: z / 2 + np.tanh(z), lambda z: 0.5 + 1 - np.tanh(z) ** 2),
 )
 GENERIC_NAMES = {r"\phi", r"\varphi", r"\psi", r"\sigma", "g", "f"}
+# names of abstract functions of several arguments: the step h_t = f(x_t, h_{t-1}, w), the
+# readout o_t = g(h_t, w), the loss at a step l(y_t, o_t) and the objective L(x, y, w) (Dive
+# into Deep Learning); read as calls only where a list of arguments follows
+ABSTRACT_FUNCTIONS = {"f", "g", "l", r"\ell", "L", "F", "G"}
+# connectives that end a row without belonging to its math (h_t = \dots \implies)
+CONNECTIVES = {r"\implies", r"\Rightarrow", r"\Longrightarrow", r"\therefore", r"\because",
+               r"\iff", r"\Leftrightarrow"}
 
 # commands that name a function by their {argument}
 NAMED_FUNCTION_CMDS = {r"\text", r"\operatorname", r"\mathrm", r"\textrm", r"\mathit",

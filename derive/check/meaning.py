@@ -8,10 +8,22 @@ Jacobians (one step, the states of t-1 held; or total, through time, in forward-
 ``\\sigma'(z)``, ``\\tanh^2``, ``diag(v)``, transposes, ``\\sum_t``, sums over units and the
 Kronecker ``\\delta(a, b)`` are what they say. Aliases (names the document introduces) are
 evaluated from their latest definition above the line.
+
+The premises of :mod:`derive.check.premises` give the rest a value: an abstract function
+``f(x_j, h_{j-1}, w)`` is the cell's step at those arguments and ``\\partial_h f(\\dots)`` its
+partial derivative in the argument written with h (``\\partial_w`` of a call that has no
+argument w, ``\\partial_w l(y_t, o_t)``, is the total derivative); ``w`` is the parameter vector;
+``\\mathbf{E}[\\dots]`` averages over the outcomes of the random variables it reads; a sum over
+steps whose index times symbols (``\\sum_{i=t}^{1} \\dots x_i``) puts the index in their scripts
+and runs down where it is written so; ``\\sum_{a \\in \\{f, i, c, o\\}}`` binds a to each gate
+(``W_a`` -> ``W_f``; ``c`` -> the node its weight ``W_C`` feeds). A node, input or target
+written without its time (``h`` in ``\\frac{dh}{da_C}``, ``\\hat{y}``) is read at the line's
+step, and a parameter whose subscript differs only in case (``W_{xc}``) as the cell's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,15 +33,20 @@ import numpy as np
 from . import grammar as g
 from . import lexicon as lx
 from .cell import Cell, Key, Reading, read_atom, time_of
-from .world import H, Pert, ShapeError, World, apply, cell_eval, pert_maker, product
-
-
-class NotJudged(Exception):
-    """The line cannot be given a value; ``reason`` says why (it is skipped with it)."""
-
-    def __init__(self, reason: str):
-        super().__init__(reason)
-        self.reason = reason
+from .premise_values import NeedRandom, PremiseValues
+from .premises import Premises
+from .world import (
+    H,
+    NotJudged,
+    Pert,
+    ShapeError,
+    World,
+    apply,
+    cell_eval,
+    pert_maker,
+    plus,
+    product,
+)
 
 
 @dataclass
@@ -47,12 +64,20 @@ class Env:
     idx: dict[str, int] = field(default_factory=dict)
     mode: str = "step"        # how \frac{\partial u}{\partial v} is read: step | total
     override: dict = field(default_factory=dict)  # (key, time) -> value (a perturbed world)
+    syms: dict = field(default_factory=dict)      # a \sum over named gates: a -> f
+
+    def at(self, t: int) -> Env:
+        """The same reading at another step."""
+        return dataclasses.replace(self, t=t, idx=dict(self.idx))
 
 
-class Evaluator:
+class Evaluator(PremiseValues):
+    """The value of a written expression at a step (see the module docstring)."""
+
     def __init__(self, world: World, aliases: list[Alias], timed: set[Key], pos: int,
-                 section=None):
+                 section=None, premises: Premises | None = None):
         self.w = world
+        self.premises = premises or Premises()
         self.cell: Cell = world.cell
         self.timed = timed | set(world.cell.nodes) | set(world.cell.inputs)
         self.pos = pos
@@ -64,10 +89,62 @@ class Evaluator:
         self.inputs = world.inputs
         self.node_defs: list[tuple[Key, g.Node, int]] = []
         self.focus: g.Atom | None = None   # the node a line is about (see _bare_derivative)
+        # derivatives of a node by a name it does not read (the chain rule through m_t where
+        # the document's m_t is not the node's pre-activation): a value that differs is then
+        # no verdict on the line
+        self.unlinked: list[str] = []
 
     # -- symbols -----------------------------------------------------------------------------
     def reading(self, a: g.Atom) -> Reading:
-        return read_atom(a, self.timed)
+        """An atom read; a node, input or target written without its time (``h`` beside
+        ``h_{t-1}``, ``\\hat{y}``, ``x`` in ``\\frac{d\\sigma}{dx}``) is read at the line's step."""
+        r = read_atom(a, self.timed)
+        if r.time is None and not r.indices and a.sup is None and (
+                r.key in self.cell.nodes or r.key in self.cell.inputs or
+                r.key in self.cell.targets):
+            return dataclasses.replace(r, time=("t", 0, None))
+        return r
+
+    def resolve(self, a: g.Atom, env: Env) -> g.Atom:
+        """An atom with the names a sum over gates binds put in (``W_a`` -> ``W_f``; ``a_t``
+        -> the gate named c: the node its weight W_c feeds)."""
+        if not env.syms:
+            return a
+        base, sub = a.base, a.sub
+        if base in env.syms:
+            base = self.gate_of(env.syms[base]).base
+        if sub in env.syms:
+            sub = env.syms[sub]
+        return a if (base, sub) == (a.base, a.sub) else dataclasses.replace(a, base=base, sub=sub)
+
+    def gate_of(self, name: str) -> Key:
+        """The node a gate's name stands for: the node of that name, else the one whose
+        equation reads the weight with that subscript (``c`` -> the candidate, read through
+        ``W_C``)."""
+        if Key(name) in self.cell.nodes:
+            return Key(name)
+        for k in self.cell.order:
+            for a in g.walk(self.cell.nodes[k]):
+                if isinstance(a, g.Atom):
+                    p = self.param_of(read_atom(a, self.timed))
+                    if p is not None and p.name_sub is not None and \
+                            p.name_sub.lower() == name.lower():
+                        return k
+        raise NotJudged(f"the gate {name} of the sum is not a node of the cell")
+
+    def param_of(self, r: Reading) -> Key | None:
+        """The parameter a reading names: itself, the matrix of an entry (``w_{ij}``), or the
+        one parameter whose subscript differs only in case (``W_{xc}`` for ``W_{xC}``)."""
+        if r.key in self.cell.params:
+            return r.key
+        mat = self.entry_of(r)
+        if mat is not None:
+            return mat
+        if r.key.name_sub is None or r.time is not None or r.key in self.cell.nodes:
+            return None
+        same = [k for k in self.cell.params if k.base == r.key.base and k.name_sub is not None
+                and k.name_sub.lower() == r.key.name_sub.lower()]
+        return same[0] if len(same) == 1 else None
 
     def step(self, r: Reading, env: Env) -> int:
         assert r.time is not None
@@ -98,16 +175,22 @@ class Evaluator:
         return None
 
     def atom(self, a: g.Atom, env: Env) -> np.ndarray:
+        a = self.resolve(a, env)
         r = self.reading(a)
         if a.primes:
             return self.prime_of(a, r, env)
+        if r.key in self.premises.dists:
+            which = ("rv", r.key, self.step(r, env) if r.time is not None else env.t)
+            if which in env.override:
+                return env.override[which]
+            raise NeedRandom(which, a.text)
         al = self.alias(r.key) if (r.key not in self.cell.nodes) else None
         if al is None and r.time is None and r.key not in self.cell.params:
             al = self.alias(Key(a.base, a.sub))
         if al is not None:
             sub_env = env
             if al.timevar and r.time is not None:
-                sub_env = Env(self.step(r, env), env.T, dict(env.idx), env.mode, env.override)
+                sub_env = env.at(self.step(r, env))
             v = self.eval(al.expr, sub_env)
             return self.pick(v, r.indices, env, a)
         if r.key in self.cell.nodes or r.key in self.cell.inputs:
@@ -116,13 +199,22 @@ class Evaluator:
             s = self.step(r, env)
             v = self.node(r.key, s, env)
             return self.pick(v, r.indices, env, a)
-        if r.key in self.cell.params:
-            return self.pick(self.params[r.key], r.indices, env, a)
-        mat = self.entry_of(r)
-        if mat is not None:
-            return self.pick(self.params[mat], r.indices, env, a)
+        if r.key in self.cell.targets:
+            s = self.step(r, env)
+            if (r.key, s) not in self.w.targets:
+                raise NotJudged(f"the target {a.text} at step {s} does not exist")
+            return self.pick(self.w.targets[(r.key, s)], r.indices, env, a)
+        p = self.param_of(r)
+        if p is not None:
+            return self.pick(self.params[p], r.indices, env, a)
+        if r.key in self.premises.param_vector:
+            return self.w.flat_params(self.params)
+        if r.key in self.premises.free:
+            return np.asarray(self.premises.free[r.key])
         if a.base in env.idx and a.sub is None:
             return np.asarray(float(env.idx[a.base]))
+        if a.base == "T" and a.sub is None and a.sup is None:
+            return np.asarray(float(env.T))   # the number of steps (\\frac{1}{T} \\sum_t)
         raise NotJudged(f"{a.text} is not a symbol of the cell nor defined in the document")
 
     def entry_of(self, r: Reading) -> Key | None:
@@ -203,18 +295,28 @@ class Evaluator:
             if out is None:
                 out = v
             else:
-                out = _plus(out, v)
+                out = plus(out, v)
         return out  # type: ignore[return-value]
 
     def _mul(self, e: g.Mul, env: Env) -> np.ndarray:
         acc = self.eval(e.factors[0], env)
         for op, f in zip(e.ops, e.factors[1:], strict=True):
             v = self.eval(f, env)
-            if isinstance(f, g.Stack) and np.ndim(acc) == 2 and np.ndim(v) == 2 \
+            if self._stacked(f, env) and np.ndim(acc) == 2 and np.ndim(v) == 2 \
                     and v.shape[0] == 1 and acc.shape[1] == v.shape[1] > 1:
                 v = v.reshape(-1)   # W_o [h_{t-1}, x_t]: a matrix times the stacked column
             acc = product(acc, v, op)
         return acc
+
+    def _stacked(self, f: g.Node, env: Env) -> bool:
+        """A stack, or a name the document gives to one (``X = (x_t | h_{t-1})``)."""
+        if isinstance(f, g.Stack):
+            return True
+        if isinstance(f, g.Atom):
+            r = self.reading(self.resolve(f, env))
+            al = self.alias(r.key) if r.key not in self.cell.nodes else None
+            return al is not None and isinstance(al.expr, g.Stack)
+        return False
 
     def _div(self, e: g.Div, env: Env) -> np.ndarray:
         return np.asarray(self.eval(e.a, env)) / np.asarray(self.eval(e.b, env))
@@ -239,6 +341,18 @@ class Evaluator:
     def _call(self, e: g.Call, env: Env) -> np.ndarray:
         if e.fn == "prod" and isinstance(e.arg, g.Stack):
             return self._chain_product(e.arg, env)
+        if e.fn in self.premises.abstract or e.fn in self.premises.losses:
+            if e.primes or e.power != 1:
+                raise NotJudged(f"{e.fn} with a prime or a power")
+            return self.abstract(e, env, self.arguments(e, env))
+        if e.fn in self.premises.functions and e.arg is not None and not e.primes:
+            fd = self.premises.functions[e.fn]
+            z = self.eval(e.arg, env)
+            out = cell_eval(self.cell, fd.body, lambda _k, _lag: z)
+            return out ** e.power if e.power != 1 else out
+        if isinstance(e.arg, g.Stack):
+            raise NotJudged(f"{e.fn} of several arguments, a function the document does not "
+                            "define")
         if e.arg is None:
             at = self._bare_derivative(e, env)
             if at is not None:
@@ -301,31 +415,45 @@ class Evaluator:
         raise NotJudged("a stack of mixed shapes")
 
     def _big(self, e: g.Big, env: Env) -> np.ndarray:
+        """A sum or product over time (``\\sum_{t=1}^T``; an index i or j over steps puts its
+        value in the scripts it times, ``x_{i}``, ``h_{j-1}``; ``\\sum_{i=t}^{1}`` runs down),
+        over units, or over named gates (``\\sum_{a \\in \\{f, i, o\\}}``)."""
         if e.var is None:
             raise NotJudged(f"\\{e.op} without its index")
-        tv = time_of(e.var)
         var = e.var
+        if e.members is not None:
+            envs = [dataclasses.replace(env, idx=dict(env.idx), syms={**env.syms, var: m})
+                    for m in e.members]
+            return self._fold(e, [(x, e.body) for x in envs])
         if var in ("t", r"\tau", "k", "j", "i", "s") and (e.lo is not None or var in ("t",)) and \
                 not self._unit_var(var, e.body):
             lo = self._bound(e.lo, env, 1)
             hi = self._bound(e.hi, env, env.T)
-            rng = range(lo, hi + 1)
-            time_sum = var in ("t", r"\tau")
+            down = lo > hi and e.hi is not None and (e.hi.strip().isdigit() or
+                                                     e.hi.strip() in env.idx)
+            rng = range(lo, hi - 1, -1) if down else range(lo, hi + 1)
+            kind = "t" if var in ("t", r"\tau") else "steps"
         else:
             rng = range(self._unit_range(var, e.body, env))
-            time_sum = False
-        del tv
-        acc = None
+            kind = "units"
+        items = []
         for v in rng:
-            if time_sum:
-                sub = Env(v, env.T, dict(env.idx), env.mode, env.override)
-            else:
-                sub = Env(env.t, env.T, {**env.idx, var: v}, env.mode, env.override)
-            x = np.asarray(self.eval(e.body, sub))
+            if kind == "t":
+                items.append((env.at(v), e.body))
+                continue
+            sub = dataclasses.replace(env, idx={**env.idx, var: v})
+            items.append((sub, _put_time(e.body, var, v, self.timed) if kind == "steps"
+                          else e.body))
+        return self._fold(e, items)
+
+    def _fold(self, e: g.Big, items: list) -> np.ndarray:
+        acc = None
+        for sub, body in items:
+            x = np.asarray(self.eval(body, sub))
             if acc is None:
                 acc = x
             elif e.op == "sum":
-                acc = _plus(acc, x)
+                acc = plus(acc, x)
             else:
                 acc = product(acc, x, "generic")
         if acc is None:
@@ -397,10 +525,21 @@ class Evaluator:
             if not isinstance(e.den, g.Atom):
                 raise NotJudged("a derivative of the loss by an expression")
             return self.loss_derivative(e.den, env, "all")
+        if isinstance(e.num, g.Call) and isinstance(e.den, g.Atom) and (
+                e.num.fn in self.premises.abstract or e.num.fn in self.premises.losses):
+            part = self.partial(e.num, e.den, env)
+            if part is not None:
+                return part
         return self.jacobian(e.num, e.den, env, env.mode)
 
     def loss_derivative(self, den: g.Atom, env: Env, via: str, steps: str = "all") -> np.ndarray:
+        """dE/d(den): a node's adjoint (``via``: all | within | later), a parameter's
+        gradient (``steps``: 'all', or 't' for the part of the line's step), the parameter
+        vector's, or a name's the document gives to a stack or to a part of an equation."""
+        den = self.resolve(den, env)
         r = self.reading(den)
+        if r.key in self.premises.param_vector:
+            return self.w.grad_all(frozenset([env.t]) if steps == "t" else None)
         if r.key in self.cell.nodes or r.key in self.cell.inputs:
             if r.time is None:
                 raise NotJudged(f"{den.text} without its time index")
@@ -408,18 +547,19 @@ class Evaluator:
             if s > env.T or s < 0 or (s == 0 and r.key not in self.cell.states):
                 return np.zeros(self.w.dims[r.key])
             return self.pick(self.w.adjoint(r.key, s, via), r.indices, env, den)
-        p = r.key if r.key in self.cell.params else self.entry_of(r)
+        p = self.param_of(r)
         if p is not None:
             sel = None
             if r.time is not None:
                 sel = frozenset([self.step(r, env)])
+            elif steps == "t":
+                sel = frozenset([env.t])
             return self.pick(self.w.grad(p, sel), r.indices, env, den)
         al = self.alias(r.key)
         if al is not None and isinstance(al.expr, (g.Stack, g.Tr)):
             inner = al.expr.of if isinstance(al.expr, g.Tr) else al.expr
             if isinstance(inner, g.Stack) and all(isinstance(x, g.Atom) for x in inner.items):
-                sub = Env(self.step(r, env) if r.time else env.t, env.T, dict(env.idx),
-                          env.mode, env.override)
+                sub = env.at(self.step(r, env) if r.time else env.t)
                 parts = [np.asarray(self.loss_derivative(x, sub, via)) for x in inner.items]
                 if all(p_.ndim == 1 for p_ in parts):
                     return np.concatenate(parts)
@@ -468,13 +608,14 @@ class Evaluator:
         alias; num any expression, evaluated in the perturbed world."""
         if not isinstance(den, g.Atom):
             raise NotJudged("a derivative by an expression")
+        den = self.resolve(den, env)
         r = self.reading(den)
         key = ("jac", num, den, env.t, mode, tuple(sorted(env.idx.items())),
                self.section(self.pos))
-        if key in self.w._cache and not env.override:
+        if key in self.w._cache and not env.override and not env.syms:
             return self.w._cache[key]
         out = self._jacobian(num, den, r, env, mode)
-        if not env.override:
+        if not env.override and not env.syms:
             self.w._cache[key] = out
         return out
 
@@ -487,8 +628,6 @@ class Evaluator:
                   mode: str) -> np.ndarray:
         assert isinstance(den, g.Atom)
         s_num = self._num_step(num, env)
-        if (r.key in self.cell.nodes or r.key in self.cell.inputs) and r.time is None:
-            raise NotJudged(f"{den.text} is written without its time step")
         if r.key in self.cell.nodes or r.key in self.cell.inputs:
             s = self.step(r, env)
             n = self.w.dims[r.key]
@@ -506,7 +645,17 @@ class Evaluator:
                 cols.append(self._measure(num, env, make(d), mode, s_num))
             out = np.stack(cols, axis=-1)
             return out[..., 0] if single else out
-        p = r.key if r.key in self.cell.params else self.entry_of(r)
+        if r.key in self.premises.param_vector:   # \partial_w h_t: by every parameter
+            n = self.w.flat_params().size
+            cols = []
+            for j in range(n):
+                d = np.zeros(n, dtype=complex)
+                d[j] = 1j * H
+                steps = None if mode == "total" else frozenset([s_num])
+                cols.append(self._measure(num, env, Pert("params", r.key, None, d, steps=steps),
+                                          mode, s_num))
+            return np.stack(cols, axis=-1)
+        p = self.param_of(r)
         if p is not None:
             shape = self.w.params[p].shape
             n = int(np.prod(shape))
@@ -532,7 +681,7 @@ class Evaluator:
                 d[j] = 1j * H
                 ov = dict(env.override)
                 ov[("alias", r.key)] = v0 + d.reshape(v0.shape)
-                sub = Env(env.t, env.T, dict(env.idx), env.mode, ov)
+                sub = dataclasses.replace(env, idx=dict(env.idx), override=ov)
                 val = np.asarray(self._eval_with_alias(num, sub, r.key))
                 cols.append(val.imag / H)
             return np.stack(cols, axis=-1)
@@ -545,6 +694,7 @@ class Evaluator:
         outer = self
 
         def atom(a: g.Atom, env2: Env) -> np.ndarray:
+            a = outer.resolve(a, env2)
             r2 = outer.reading(a)
             if ("alias", r2.key) in env2.override:
                 return env2.override[("alias", r2.key)]
@@ -555,12 +705,37 @@ class Evaluator:
                 loc = outer._local_def(r2.key, key, env)
                 if loc is not None:
                     return outer.eval(loc, env2)
+                held = outer._held_part(r2.key, key, env2)
+                if held is not None:
+                    return held
+                outer.unlinked.append(
+                    f"{r2.key.latex} does not depend on {key.latex} as the document defines "
+                    f"{key.latex} (it is not a part of the equation of {r2.key.latex})")
             return saved(a, env2)
         self.atom = atom  # type: ignore[method-assign]
         try:
             return self.eval(num, env)
         finally:
             self.atom = saved  # type: ignore[method-assign]
+
+    def _held_part(self, node: Key, alias: Key, env: Env) -> np.ndarray | None:
+        """A node whose equation holds the expression a name stands for (``h_t = o_t \\odot
+        \\tanh(C_t)`` and ``a_C = \\tanh(C_t)``), with that part held at the name's
+        (perturbed) value."""
+        al = self.alias(alias)
+        e = self.cell.nodes.get(node)
+        if al is None or e is None or not any(m == al.expr for m in g.walk(e)):
+            return None
+        s = env.t
+
+        def lookup(key: Key, lag: int) -> np.ndarray:
+            if key in self.cell.nodes:
+                return self.values[(key, s - lag)]
+            if key in self.params:
+                return self.params[key]
+            return self.inputs[(key, s)]
+
+        return cell_eval(self.cell, e, lookup, (al.expr, env.override[("alias", alias)]))
 
     def _local_def(self, node: Key, alias: Key, env: Env) -> g.Node | None:
         if getattr(self, "_in_local", False):
@@ -609,10 +784,7 @@ class Evaluator:
             if pert.kind == "node" and pert.step == s - 1:
                 ext[(pert.key, s - 1)] = ext[(pert.key, s - 1)] + pert.delta
                 inner[(pert.key, s - 1)] = ext[(pert.key, s - 1)]
-            params = w.params
-            if pert.kind == "param":
-                params = dict(w.params)
-                params[pert.key] = params[pert.key] + pert.delta.reshape(params[pert.key].shape)
+            params = w.perturbed_params(dataclasses.replace(pert, steps=None), s)
             if 1 <= s <= w.T:
                 cur: dict = {}
                 for k in w.cell.order:
@@ -624,30 +796,55 @@ class Evaluator:
                     inner[(k, s)] = val
         saved = self.values, self.params, self.inputs
         self.values = inner
-        if pert.kind == "param":
-            self.params = dict(w.params)
-            if pert.steps is None or any(st in pert.steps for st in (s, env.t)):
-                self.params[pert.key] = w.params[pert.key] + pert.delta.reshape(
-                    w.params[pert.key].shape)
+        if pert.kind in ("param", "params") and (
+                pert.steps is None or any(st in pert.steps for st in (s, env.t))):
+            self.params = w.perturbed_params(dataclasses.replace(pert, steps=None), s)
         if pert.kind == "input":
             self.inputs = dict(w.inputs)
             self.inputs[(pert.key, pert.step)] = w.inputs[(pert.key, pert.step)] + pert.delta
         try:
-            v = np.asarray(self.eval(num, Env(env.t, env.T, dict(env.idx), env.mode,
-                                              env.override)), dtype=complex)
+            v = np.asarray(self.eval(num, dataclasses.replace(env, idx=dict(env.idx))),
+                           dtype=complex)
         finally:
             self.values, self.params, self.inputs = saved
         return v.imag / H
 
 
-def _plus(a, b):
-    a = np.asarray(a)
-    b = np.asarray(b)
-    if a.shape == b.shape or a.ndim == 0 or b.ndim == 0:
-        return a + b
-    if a.size == b.size and (a.ndim == 1 or b.ndim == 1) and 1 in a.shape + b.shape:
-        return a.reshape(-1) + b.reshape(-1)
-    raise ShapeError(f"a sum of {_sh(a)} and {_sh(b)}")
+def _put_time(node: g.Node, var: str, value: int, timed: set[Key]) -> g.Node:
+    """The body of a sum over steps with the index's value put in the scripts that time a
+    symbol by it (``x_{i}`` -> ``x_{3}``, ``h_{i-1}`` -> ``h_{2}``; ``j`` in a nested bound)."""
+    pat = re.compile(re.escape(var) + r"\s*(?:([+-])\s*(\d+))?")
+
+    def put(script: str | None) -> str | None:
+        if script is None:
+            return None
+        m = pat.fullmatch(script.strip())
+        if not m:
+            return script
+        off = int(m.group(2) or 0) * (-1 if m.group(1) == "-" else 1)
+        return str(value + off)
+
+    def rec(n: g.Node) -> g.Node:
+        if isinstance(n, g.Atom):
+            if Key(n.base) not in timed:
+                return n
+            sub, sup = put(n.sub), put(n.sup)
+            return n if (sub, sup) == (n.sub, n.sup) else dataclasses.replace(n, sub=sub, sup=sup)
+        changes = {}
+        for f in dataclasses.fields(n):
+            v = getattr(n, f.name)
+            if isinstance(v, g.Node):
+                changes[f.name] = rec(v)
+            elif isinstance(v, tuple) and v and all(isinstance(x, g.Node) for x in v):
+                changes[f.name] = tuple(rec(x) for x in v)
+            elif isinstance(v, tuple) and v and all(isinstance(x, tuple) and len(x) == 2 and
+                                                    isinstance(x[1], g.Node) for x in v):
+                changes[f.name] = tuple((x[0], rec(x[1])) for x in v)
+        if isinstance(n, g.Big):
+            changes["lo"], changes["hi"] = put(n.lo), put(n.hi)
+        return dataclasses.replace(n, **changes) if changes else n
+
+    return rec(node)
 
 
 def _sh(a) -> str:

@@ -14,7 +14,14 @@ A line's left-hand side says what is claimed:
   \\sigma(p)(1-\\sigma(p))``), as ``1`` for an identity, as ``x^T`` for d(Wx)/dW, or transposed
   (denominator layout);
 * ``c^{t+1}``, ``h_1^\\alpha``: a node of the cell (a restatement of its equation);
-* a name the document introduces (``p = q + v + b_i``): a definition, skipped with that reason.
+* a name the document introduces (``p = q + v + b_i``): a definition, read into the cell (a
+  premise, reported as such);
+* ``\\mathbf{E}[z_t]``: an expectation over the document's random variables; the premises of
+  :mod:`derive.check.premises` (an abstract form ``h_t = f(x_t, h_{t-1}, w)``, an objective, a
+  distribution, a function's formula) are read into the cell and reported as premises.
+
+A symbol written plain where the document also writes it bold (``h_t`` and ``\\mathbf{h}_t``) is
+one symbol.
 
 Each right-hand side is evaluated at t = 2 and t = 3 of a 4-step sequence (and for every value
 of the unit indices the left-hand side leaves free) and compared.
@@ -31,6 +38,7 @@ import numpy as np
 
 from . import grammar as g
 from . import lexicon as lx
+from . import premises as pm
 from .cell import Cell, CellError, Key, build, read_atom, time_of
 from .document import Equation, equations, segments
 from .meaning import Alias, Env, Evaluator, NotJudged
@@ -70,6 +78,9 @@ class DocumentJudge:
         self.parsed: list[tuple] = []
         for e in self.eqs:
             self.parsed.append((self._read(e.lhs), [self._read(r) for r in e.rhs]))
+        self.bold = _bold_bases(self.parsed)
+        self.parsed = [(_unfont(lhs, self.bold), [_unfont(r, self.bold) for r in rhss])
+                       for lhs, rhss in self.parsed]
         self.timed = self._timed()
         # \frac{\partial C_{t+1}}{\partial C_t}: C is a loss's name only where it is not a
         # symbol the document writes with a time index
@@ -80,13 +91,28 @@ class DocumentJudge:
         self.cell: Cell | None = None
         self.cell_error = ""
         try:
-            self.cell = build(self._inline(self._defs()), self.timed)
+            self.cell = build(self._inline(self._templates_out(self._defs())), self.timed)
         except CellError as exc:
             self.cell_error = str(exc)
+        self.world = None
+        if self.cell is not None:
+            try:
+                self.world = World(self.cell)
+            except (ShapeError, ValueError, KeyError, ZeroDivisionError) as exc:
+                # forward equations the checker reads but cannot run (a shape it does not
+                # compose, a node read before the step computes it): no cell, with the reason
+                self.cell_error = f"the forward equations do not evaluate ({_say_error(exc)})"
+                self.cell = None
+        self.premises = pm.read(self.eqs, self.parsed, self.cell, self.timed,
+                                self.world.T if self.world else 4)
+        if self.cell is None:
+            self.premises.unmatched = pm.unmatched_abstract(self.eqs, self.parsed, self.timed)
+        if self.cell is not None:
+            for fn in self.premises.functions:
+                self.cell.generic.pop(fn, None)
         self.aliases = self._aliases() if self.cell else []
         self.accumulated = self._accumulated()
         self.node_defs = self._node_defs() if self.cell else []
-        self.world = World(self.cell) if self.cell else None
         sides = [x for lhs, rhss in self.parsed for x in (lhs, *rhss)]
         self.slips = Slips(self.cell, self.world.params, self.timed, sides, text) \
             if self.cell is not None and self.world is not None else None
@@ -121,6 +147,19 @@ class DocumentJudge:
             if isinstance(lhs, g.Atom):
                 out.append((lhs, [r for r in rhss if isinstance(r, g.Node)], e.pos))
         return out
+
+    def _templates_out(self, defs):
+        """The definitions less the templates of a sum over named gates: ``m_t = W_a X +
+        b_a`` beside ``\\sum_{a \\in \\{f, i, c, o\\}}`` is every gate's pre-activation at once,
+        no step of the cell (it stays a name, read with a bound to a gate)."""
+        holders = {n.var for lhs, rhss in self.parsed for side in (lhs, *rhss)
+                   if isinstance(side, g.Node) for n in g.walk(side)
+                   if isinstance(n, g.Big) and n.members is not None}
+        if not holders:
+            return defs
+        return [(lhs, rhss, pos) for lhs, rhss, pos in defs
+                if not any(isinstance(a, g.Atom) and (a.sub in holders or a.base in holders)
+                           for x in rhss for a in g.walk(x))]
 
     def section(self, pos: int) -> int:
         return sum(1 for s in self.sections if s <= pos)
@@ -184,7 +223,7 @@ class DocumentJudge:
         return out
 
     def _ev(self, pos: int) -> Evaluator:
-        ev = Evaluator(self.world, self.aliases, self.timed, pos, self.section)
+        ev = Evaluator(self.world, self.aliases, self.timed, pos, self.section, self.premises)
         ev.node_defs = self.node_defs
         return ev
 
@@ -196,7 +235,8 @@ class DocumentJudge:
                     not isinstance(lhs, g.Atom):
                 continue
             r = read_atom(lhs, self.timed | set(self.cell.nodes))
-            if r.key in self.cell.nodes or r.key in self.cell.params or r.indices:
+            if r.key in self.cell.nodes or r.key in self.cell.params or r.indices or \
+                    r.key in self.premises.dists or e.pos in self.premises.at:
                 continue
             good = [x for x in rhss if isinstance(x, g.Node) and
                     not any(isinstance(n, (g.Elided, g.Bar)) for n in g.walk(x))]
@@ -261,6 +301,8 @@ class DocumentJudge:
         if why:
             return "skipped", why, []
         if self.cell is None:
+            if e.pos in self.premises.unmatched:
+                return "skipped", self.premises.unmatched[e.pos], []
             return "skipped", f"no cell to judge against: {self.cell_error}", []
         return self._judge_value(e, lhs, rhs, k, rtoks, rel)
 
@@ -283,16 +325,18 @@ class DocumentJudge:
         string (skipped)."""
         assert self.cell is not None and self.world is not None
         ev = self._ev(e.pos)
+        if e.pos in self.premises.at:
+            return self.premises.at[e.pos]
         if isinstance(lhs, g.Adj) or (isinstance(lhs, g.Deriv) and isinstance(lhs.num, g.Loss)):
             den = lhs.of if isinstance(lhs, g.Adj) else lhs.den
             if not isinstance(den, g.Atom):
                 return "the derivative of the loss by an expression"
             r = read_atom(den, ev.timed)
-            is_param = r.key in self.cell.params or ev.entry_of(r) is not None
+            is_param = ev.param_of(r) is not None or r.key in self.premises.param_vector
             if is_param and r.time is None:
                 return [("the total gradient", lambda env: ev.loss_derivative(den, env, "all")),
                         ("its step-t part", lambda env: ev.loss_derivative(
-                            _at_t(den), env, "all"))]
+                            den, env, "all", "t"))]
             vias = ["within", "later"] if rel == "+=" else self._vias(r)
             names = {"all": "the total adjoint", "within": "the adjoint through step t only",
                      "later": "the adjoint through the next step only"}
@@ -303,15 +347,20 @@ class DocumentJudge:
         if isinstance(lhs, g.Atom):
             r = read_atom(lhs, ev.timed)
             if r.key in self.cell.nodes:
-                if self.cell.defined_at.get(r.key) == e.pos and r.time and r.time[:2] == ("t", 0):
+                if self.cell.defined_at.get(r.key) == e.pos and (
+                        r.time is None or r.time[:2] == ("t", 0)):
                     return f"the author's equation of {lhs.text}, read into the cell"
                 return [("the node's value", lambda env: ev.eval(lhs, env))]
+            if r.key in self.premises.dists:
+                return (f"an event of the random variable {lhs.text} (a value it takes), not an "
+                        "equation")
             if any(a.key == r.key and a.pos == e.pos for a in self.aliases):
-                return f"a definition of {lhs.text} (a name the document introduces)"
+                return (f"a definition of {lhs.text} (a name the document introduces), read "
+                        "into the cell")
             if r.key in self.cell.params:
                 return f"{lhs.text} is a parameter; a statement about it is not judged"
             return f"{lhs.text} is not a quantity of the cell"
-        if isinstance(lhs, (g.Mul, g.Add, g.Big, g.Tr, g.Call)) and not any(
+        if isinstance(lhs, (g.Mul, g.Add, g.Big, g.Tr, g.Call, g.Expect)) and not any(
                 isinstance(n, (g.Elided, g.Kron)) for n in g.walk(lhs)):
             # an equation between two expressions (a chain that starts with a product):
             # both sides are values of the cell
@@ -333,15 +382,15 @@ class DocumentJudge:
     def _judge_value(self, e, lhs, rhs, k, rtoks, rel):
         meaning = self._meaning(lhs, e, rel)
         if isinstance(meaning, str):
-            if k > 1 and "read into the cell" in meaning:
-                meaning = [("the node's value", lambda env: Evaluator(
-                    self.world, self.aliases, self.timed, e.pos).eval(lhs, env))]
+            if k > 1 and meaning.startswith("the author's equation of"):
+                meaning = [("the node's value", lambda env: self._ev(e.pos).eval(lhs, env))]
             else:
                 return "skipped", meaning, []
         ev = self._ev(e.pos + 1)
         if rel == "+=" and isinstance(rhs, g.Deriv) and isinstance(rhs.num, g.Loss) and \
                 _den(lhs) is not None and _den(lhs) == rhs.den:
             return "correct", "", []  # accumulates the part of the adjoint written above
+        written = meaning   # what the left-hand side claims before an accumulation is read
         rhs, meaning = self._accumulation(lhs, rhs, rel, meaning, ev)
         forward = _forward_mode(lhs, rhs)
         modes = ["total"] if forward else ["step", "total"]
@@ -350,21 +399,24 @@ class DocumentJudge:
         except NotJudged as exc:
             unknown = re.match(r"(.+) is not a symbol of the cell nor defined", exc.reason)
             if unknown:
-                diffs = self._name(e, lhs, rhs, rtoks, meaning, modes, only=unknown.group(1))
+                diffs = self._name(e, lhs, rhs, rtoks, written, modes, only=unknown.group(1),
+                                   rel=rel)
                 if diffs:
                     d = diffs[0]
                     return "wrong", (f"{unknown.group(1)} is not defined in the document; "
                                      f"{d['what']}; corrected: {d['corrected']}"), diffs
             return "skipped", exc.reason, []
         except ShapeError as exc:
-            diffs = self._name(e, lhs, rhs, rtoks, meaning, modes)
+            diffs = self._name(e, lhs, rhs, rtoks, written, modes, rel=rel)
             fix = f"; {diffs[0]['what']}; corrected: {diffs[0]['corrected']}" if diffs else ""
             return "ill-typed", f"the shapes do not compose: {exc}{fix}", diffs
         except (ValueError, IndexError, KeyError, ZeroDivisionError, FloatingPointError) as exc:
             return "skipped", f"not evaluated ({exc})", []
         if ok:
             return "correct", "", []
-        diffs = self._name(e, lhs, rhs, rtoks, meaning, modes)
+        if ev.unlinked:
+            return "skipped", f"not judged: {ev.unlinked[0]}", []
+        diffs = self._name(e, lhs, rhs, rtoks, written, modes, rel=rel)
         if diffs:
             d = diffs[0]
             detail = d["what"] + (f"; corrected: {d['corrected']}" if d.get("corrected") else "")
@@ -455,10 +507,13 @@ class DocumentJudge:
         return False, got
 
     # -- naming the difference -----------------------------------------------------------------
-    def _name(self, e, lhs, rhs, rtoks, meaning, modes, only: str | None = None) -> list[dict]:
+    def _name(self, e, lhs, rhs, rtoks, meaning, modes, only: str | None = None,
+              rel: str = "=") -> list[dict]:
         """The first repair (:mod:`derive.check.slips`) that makes the line correct, as
         ``[{"kind", "what", "corrected"}]``; ``corrected`` is the whole right-hand side (for a
-        repair of the left-hand side, the line)."""
+        repair of the left-hand side, the line). ``meaning``: what the left-hand side claims
+        as written; a repaired right-hand side that holds the left-hand side's adjoint is read
+        as an accumulation (:meth:`_accumulation`)."""
         assert self.slips is not None
         start, end = rtoks[0].pos, rtoks[-1].end
         src = self.text[start:end]
@@ -473,8 +528,9 @@ class DocumentJudge:
             node = self._reread(slip.new, start, end)
             if node is None:
                 return False
+            node, claim = self._accumulation(lhs, node, rel, meaning, ev)
             try:
-                return self._matches(ev, lhs, node, meaning, modes)[0]
+                return self._matches(ev, lhs, node, claim, modes)[0]
             except (NotJudged, ShapeError, ValueError, IndexError, KeyError, ZeroDivisionError):
                 return False
 
@@ -509,7 +565,10 @@ class DocumentJudge:
         near = sorted((a for a in self.aliases if self.section(a.pos) == self.section(e.pos)),
                       key=lambda a: (a.pos > e.pos, abs(e.pos - a.pos)))
         names = list(dict.fromkeys([a.key for a in near] + list(self.cell.order)))
+        rhs_src = _plain(self.text[rtoks[0].pos:rtoks[-1].end])
         for slip in self.slips.lhs_candidates(lhs, l0, self.text[l0:l1], names):
+            if _plain(slip.new) == rhs_src:
+                continue   # the right-hand side written again: no repair
             node = self._reread(slip.new, l0, l1)
             if node is None:
                 continue
@@ -530,7 +589,7 @@ def _unloss(node, timed: set[Key]):
     if not isinstance(node, g.Node):
         return node
     if isinstance(node, g.Loss):
-        if Key(node.name) in timed and node.sub is not None:
+        if Key(node.name) in timed:   # dC/dC_{t-1}: C is the cell's C (at t when bare)
             return g.Atom(node.name, node.sub, span=node.span)
         return node
     changes = {}
@@ -543,6 +602,40 @@ def _unloss(node, timed: set[Key]):
         elif isinstance(v, tuple) and v and all(isinstance(x, tuple) and len(x) == 2 and
                                                 isinstance(x[1], g.Node) for x in v):
             changes[f.name] = tuple((a, _unloss(b, timed)) for a, b in v)
+    return dataclasses.replace(node, **changes) if changes else node
+
+
+def _bold_bases(parsed: list) -> dict[str, str]:
+    """Plain symbol -> the bold spelling the document also uses (``h`` -> ``\\mathbf{h}``)."""
+    out: dict[str, str] = {}
+    for lhs, rhss in parsed:
+        for side in (lhs, *rhss):
+            if not isinstance(side, g.Node):
+                continue
+            for a in g.walk(side):
+                if isinstance(a, g.Atom):
+                    m = re.fullmatch(r"(\\(?:mathbf|boldsymbol|bm))\{(\\?[A-Za-z]+)\}", a.base)
+                    if m and (len(m.group(2)) == 1 or m.group(2).startswith("\\")):
+                        out.setdefault(m.group(2), a.base)
+    return out
+
+
+def _unfont(node, bold: dict[str, str]):
+    """The tree with every plain atom of a symbol the document also writes bold in bold."""
+    if not isinstance(node, g.Node) or not bold:
+        return node
+    if isinstance(node, g.Atom):
+        return dataclasses.replace(node, base=bold[node.base]) if node.base in bold else node
+    changes = {}
+    for f in dataclasses.fields(node):
+        v = getattr(node, f.name)
+        if isinstance(v, g.Node):
+            changes[f.name] = _unfont(v, bold)
+        elif isinstance(v, tuple) and v and all(isinstance(x, g.Node) for x in v):
+            changes[f.name] = tuple(_unfont(x, bold) for x in v)
+        elif isinstance(v, tuple) and v and all(isinstance(x, tuple) and len(x) == 2 and
+                                                isinstance(x[1], g.Node) for x in v):
+            changes[f.name] = tuple((a, _unfont(b, bold)) for a, b in v)
     return dataclasses.replace(node, **changes) if changes else node
 
 
@@ -573,11 +666,6 @@ def _den(lhs) -> g.Node | None:
     if isinstance(lhs, g.Deriv) and isinstance(lhs.num, g.Loss):
         return lhs.den
     return None
-
-
-def _at_t(den: g.Atom) -> g.Atom:
-    return g.Atom(den.base, den.sub, "t" if den.sup is None else den.sup, den.primes,
-                  span=den.span) if den.sup is None else den
 
 
 def _forward_mode(lhs, rhs) -> bool:
@@ -633,6 +721,12 @@ def _same(got: np.ndarray, want: np.ndarray) -> bool:
         if np.allclose(c.reshape(-1), want.reshape(-1), atol=scale, rtol=1e-6):
             return True
     return False
+
+
+def _say_error(exc: Exception) -> str:
+    if isinstance(exc, KeyError) and exc.args and isinstance(exc.args[0], Key):
+        return f"{exc.args[0].latex} is read before the step computes it"
+    return str(exc)
 
 
 def _where(text: str, pos: int) -> str:

@@ -18,6 +18,8 @@ kinds, likeliest first:
 ``missing``    a term or a factor dropped: drawn from the terms the document writes elsewhere
                and the derivative forms of the cell's activations
 ``lhs``        the left-hand side names the wrong quantity (``\\nabla_W q`` where v is meant)
+               or differentiates by the wrong variable (``\\partial y / \\partial v_{ij}`` where
+               ``w_{ij}`` is meant, ``\\partial h_t`` where ``h_{t-1}`` is)
 =============  ==============================================================================
 """
 
@@ -248,6 +250,19 @@ class Slips:
             if re.sub(r"\s+", "", piece) in mine:
                 continue
             yield Slip("missing", f"missing term {piece}", f"{src} + {piece}")
+        # a term dropped inside a bracket: \sigma(W_o [h_{t-1}, x_t]) for ... + b_o)
+        inner = [n for n in g.walk(rhs) if isinstance(n, g.Add) and n is not rhs]
+        inner += [n.arg for n in g.walk(rhs) if isinstance(n, g.Call) and n.arg is not None
+                  and not isinstance(n.arg, (g.Add, g.Stack)) and n.arg.span != (0, 0)]
+        for piece in pool:
+            if re.sub(r"\s+", "", piece) in mine:
+                continue
+            for n in inner:
+                a, b = n.span[0] - start, n.span[1] - start
+                if src[a:a + 1] in ("(", "[") and src[b - 1:b] in (")", "]"):
+                    b -= 1   # an argument's span holds its brackets
+                yield Slip("missing", f"missing term {piece} in {src[a:b].strip('([')}",
+                           f"{src[:b]} + {piece}{src[b:]}")
         for piece in pool:
             if re.sub(r"\s+", "", piece) in mine:
                 continue
@@ -287,8 +302,62 @@ class Slips:
     def lhs_candidates(self, lhs: g.Node, start: int, src: str,
                        names: list[Key]) -> Iterator[Slip]:
         """The quantity differentiated is another name of the document (``\\nabla_W q`` where
-        ``v`` is meant); ``names``: the names in scope."""
-        if not isinstance(lhs, g.Deriv) or not isinstance(lhs.num, g.Atom):
+        ``v`` is meant; ``names``: the names in scope), or the variable differentiated by is
+        another (:meth:`den_candidates`)."""
+        if not isinstance(lhs, g.Deriv):
+            return
+        yield from self._num_candidates(lhs, start, src, names)
+        yield from self.den_candidates(lhs, start, src)
+
+    def den_candidates(self, lhs: g.Deriv, start: int, src: str) -> Iterator[Slip]:
+        """The author differentiates by the wrong variable: another parameter of the cell
+        (``\\partial v_{ij}`` where ``w_{ij}`` is meant, in the author's spelling and indices),
+        the same node at another step, or another node at that step."""
+        d = lhs.den
+        if not isinstance(d, g.Atom):
+            return
+        r = read_atom(d, self.timed)
+        a0, a1 = d.span[0] - start, d.span[1] - start
+        mine = self._param(r)
+        alts: list[str] = []
+        if mine is not None and mine in self.params:
+            ndim = self.params[mine].ndim
+            for p, v in self.params.items():
+                if p == mine or v.ndim != ndim:
+                    continue
+                base = p.base.lower() if d.base.islower() and r.indices else p.base
+                if r.indices:   # an entry: w_{ij} -> u_{ij}, the author's indices kept
+                    alts.append(g.Atom(base, d.sub, d.sup, d.primes).text)
+                else:
+                    alts.append(g.Atom(p.base, p.name_sub, d.sup, d.primes).text)
+        elif r.time is not None and (r.key in self.cell.nodes or r.key in self.cell.inputs):
+            if r.time[0] == "t" and r.time[2] is None:
+                alts += [_retime(d, off) for off in (-1, 0, 1) if off != r.time[1]]
+            for k in [*self.cell.order, *self.cell.inputs]:
+                if k != r.key:   # another node, at the step written or at t, t-1, t+1
+                    alts.append(_rename(d, k))
+                    if r.time[0] == "t" and r.time[2] is None:
+                        alts += [_rename(_retimed(d, off), k) for off in (0, -1, 1)]
+        for alt in dict.fromkeys(alts):
+            if alt == d.text:
+                continue
+            old = src[a0:a1]
+            yield Slip("lhs", f"wrong left-hand side: it differentiates by {old}; the right-hand "
+                       f"side is the derivative by {alt}", src[:a0] + alt + src[a1:], "lhs")
+
+    def _param(self, r) -> Key | None:
+        """The parameter a reading names (itself, or the matrix of an entry w_{ij})."""
+        if r.key in self.params:
+            return r.key
+        if r.indices:
+            same = [k for k in self.params if k.base.lower() == r.key.base.lower()
+                    and k.name_sub == r.key.name_sub]
+            return same[0] if len(same) == 1 else None
+        return None
+
+    def _num_candidates(self, lhs: g.Deriv, start: int, src: str,
+                        names: list[Key]) -> Iterator[Slip]:
+        if not isinstance(lhs.num, g.Atom):
             return
         a = lhs.num
         r = read_atom(a, self.timed)
@@ -338,13 +407,18 @@ def _at(k: Key, style: str, off: int = 0) -> str:
 
 
 def _retime(a: g.Atom, off: int) -> str:
+    return _retimed(a, off).text
+
+
+def _retimed(a: g.Atom, off: int) -> g.Atom:
+    """The symbol at step t+off, its time written where the author writes it."""
     t = "t" if off == 0 else f"t{off:+d}"
     sub, sup = a.sub, a.sup
     if time_of(sub) is not None:
         sub = t
     elif time_of(sup) is not None:
         sup = f"({t})" if sup and "(" in sup else t
-    return g.Atom(a.base, sub, sup, a.primes).text
+    return g.Atom(a.base, sub, sup, a.primes)
 
 
 def _rename(a: g.Atom, k: Key) -> str:

@@ -1,7 +1,8 @@
 """The author's cell at a random point: forward values over T steps, and the derivatives a
 derivation talks about, measured by the complex step (exact to rounding; issue 16, item 2).
 
-* ``adjoint(k, s, via)``: dE/dk_s for the random linear loss E of :mod:`derive.check.cell`:
+* ``adjoint(k, s, via)``: dE/dk_s for the loss E of :mod:`derive.check.cell` (random linear,
+  or the cross-entropy of a softmax readout against random target distributions):
   ``via='all'`` the total, ``'within'`` only through the readers of step s (and the loss at s),
   ``'later'`` only through step s+1 (the carry of BPTT: what ``\\delta c^t +=`` adds to);
 * ``grad(p, steps)``: dE/dp through every step (``None``) or through the steps given;
@@ -9,7 +10,9 @@ derivation talks about, measured by the complex step (exact to rounding; issue 1
   states of step s-1 held, the other nodes of step s recomputed; ``'total'``: everything after v
   recomputed), a parameter or an input.
 
-Parameters are flattened row-major, so a Jacobian by a matrix is an ordinary matrix.
+Parameters are flattened row-major, so a Jacobian by a matrix is an ordinary matrix; the
+*parameter vector* (``w`` of ``h_t = f(x_t, h_{t-1}, w)``) is every parameter so flattened, in
+the cell's order (a perturbation of kind ``params``).
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ HIDDEN, INPUT, READOUT = 3, 2, 2
 class Pert:
     """One perturbation: ``kind`` node | param | input | state0, what, at which step, how."""
 
-    kind: str
+    kind: str                    # node | param | params | input | state0
     key: Key
     step: int | None
     delta: np.ndarray
     scope: str = "all"           # node: all | within | later
-    steps: frozenset | None = None  # param: the steps that see it (None: all)
+    steps: frozenset | None = None  # param, params: the steps that see it (None: all)
 
 
 def pert_maker(kind: str, key: Key, step: int, scope: str = "all") -> Callable[[np.ndarray], Pert]:
@@ -66,6 +69,9 @@ class World:
         ext, _, _ = self.run(None)
         self.loss_w = {(k, s): rng.normal(size=np.shape(ext[(k, s)])) for k in cell.outputs
                        for s in range(1, T + 1)}
+        # the targets of a cross-entropy: random distributions over the readout's units
+        self.targets = {(y, s): _distribution(rng, np.shape(ext[(k, s)]))
+                        for y, k in cell.targets.items() for s in range(1, T + 1)}
         self.values, self.inner, _ = self.run(None)
         self._cache: dict = {}
 
@@ -145,11 +151,7 @@ class World:
             ext[(k, 0)] = inner[(k, 0)] = v
         loss = 0j
         for s in range(1, self.T + 1):
-            params = self.params
-            if pert is not None and pert.kind == "param" and (pert.steps is None or
-                                                              s in pert.steps):
-                params = dict(self.params)
-                params[pert.key] = params[pert.key] + pert.delta.reshape(params[pert.key].shape)
+            params = self.perturbed_params(pert, s)
             cur: dict[Key, np.ndarray] = {}
             for k in cell.order:
                 val = self.node_value(k, s, cur, ext, params, pert)
@@ -165,8 +167,44 @@ class World:
                 inner[(k, s)] = cur[k]
             for k in cell.outputs:
                 if (k, s) in self.loss_w:
-                    loss = loss + np.sum(self.loss_w[(k, s)] * cur[k])
+                    loss = loss + self.step_loss(k, s, cur[k])
         return ext, inner, loss
+
+    def step_loss(self, k: Key, s: int, value: np.ndarray) -> np.ndarray:
+        """The loss's term of output k at step s."""
+        if self.cell.loss == "cross-entropy":
+            y = next(y for y, r in self.cell.targets.items() if r == k)
+            return -np.sum(self.targets[(y, s)] * np.log(value))
+        return np.sum(self.loss_w[(k, s)] * value)
+
+    def param_keys(self) -> list[Key]:
+        """The parameters in the order of the parameter vector."""
+        return list(self.params)
+
+    def flat_params(self, params: dict | None = None) -> np.ndarray:
+        """The parameter vector: every parameter flattened row-major, in the cell's order."""
+        params = self.params if params is None else params
+        return np.concatenate([np.asarray(params[k]).reshape(-1) for k in self.param_keys()])
+
+    def unflat(self, vec: np.ndarray) -> dict[Key, np.ndarray]:
+        """The parameters of a parameter vector."""
+        out, at = {}, 0
+        for k in self.param_keys():
+            n = self.params[k].size
+            out[k] = vec[at:at + n].reshape(self.params[k].shape)
+            at += n
+        return out
+
+    def perturbed_params(self, pert: Pert | None, s: int) -> dict[Key, np.ndarray]:
+        """The parameters step s reads under a perturbation."""
+        if pert is None or pert.kind not in ("param", "params") or (
+                pert.steps is not None and s not in pert.steps):
+            return self.params
+        if pert.kind == "params":
+            return self.unflat(self.flat_params() + pert.delta)
+        params = dict(self.params)
+        params[pert.key] = params[pert.key] + pert.delta.reshape(params[pert.key].shape)
+        return params
 
     def node_value(self, k: Key, s: int, cur: dict, ext: dict, params: dict,
                    pert: Pert | None) -> np.ndarray:
@@ -206,6 +244,10 @@ class World:
             self._cache[key] = self._directional(make, self.dims[k], lambda _e, _i, loss: loss)
         return self._cache[key]
 
+    def grad_all(self, steps: frozenset | None = None) -> np.ndarray:
+        """dE/dw for the parameter vector w."""
+        return np.concatenate([self.grad(p, steps).reshape(-1) for p in self.param_keys()])
+
     def grad(self, p: Key, steps: frozenset | None = None) -> np.ndarray:
         key = ("grad", p, steps)
         if key not in self._cache:
@@ -215,6 +257,12 @@ class World:
                 lambda e: Pert("param", p, None, e, steps=steps), n,
                 lambda _e, _i, loss: loss).reshape(shape)
         return self._cache[key]
+
+
+def _distribution(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """A random probability vector (positive, summing to 1)."""
+    e = np.exp(rng.normal(size=shape))
+    return e / e.sum()
 
 
 def cell_eval(cell: Cell, e: g.Node, lookup: Callable[[Key, int], np.ndarray],
@@ -278,6 +326,14 @@ class ShapeError(Exception):
     pass
 
 
+class NotJudged(Exception):
+    """The line cannot be given a value; ``reason`` says why (it is skipped with it)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def shape_text(a: np.ndarray) -> str:
     a = np.asarray(a)
     if a.ndim == 0:
@@ -285,6 +341,18 @@ def shape_text(a: np.ndarray) -> str:
     if a.ndim == 1:
         return f"a vector of {a.shape[0]}"
     return f"a {a.shape[0]}x{a.shape[1]} matrix"
+
+
+def plus(a, b) -> np.ndarray:
+    """A sum as the shapes allow: equal shapes, a scalar, or a row and a column of one
+    length."""
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.shape == b.shape or a.ndim == 0 or b.ndim == 0:
+        return a + b
+    if a.size == b.size and (a.ndim == 1 or b.ndim == 1) and 1 in a.shape + b.shape:
+        return a.reshape(-1) + b.reshape(-1)
+    raise ShapeError(f"a sum of {shape_text(a)} and {shape_text(b)}")
 
 
 def product(a, b, op: str):
