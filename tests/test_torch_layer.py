@@ -8,6 +8,8 @@ tests/fuzz_reference.py's interpreter of the spec (random cells of the whole gra
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from conftest import require
@@ -122,6 +124,31 @@ def test_gradcheck_and_lengths_of_every_cell(cell):
         total = [t + g for t, g in zip(total, gb, strict=True)]
     for a, b in zip(grads, total, strict=True):
         torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("cell", derive.cells())
+def test_second_derivatives_of_every_cell(cell):
+    """Reverse over reverse (create_graph=True) through the derived BPTT: gradgradcheck
+    (central differences of the first derivatives) with variable lengths on the torch kernels,
+    and without lengths on the numba path, whose backward then runs the torch kernels."""
+    gen = torch.Generator().manual_seed(5)
+    for backend, lengths in (("torch", torch.tensor([3, 1])), ("numba", None)):
+        if backend == "numba" and importlib.util.find_spec("numba") is None:
+            require("numba", "the numba backend")
+        f = dt.sequence(cell, backend)
+        K = f.kernel
+        P = _params(K, 2, 3, gen)
+        xs = torch.randn(3, 2, 2, generator=gen, dtype=F64, requires_grad=True)
+        s0 = {s: torch.randn(2, 3, generator=gen, dtype=F64, requires_grad=True)
+              for s in K.STATE}
+        mask = None if lengths is None else dt.lengths_mask(lengths, 3)
+
+        def fn(x, *a, f=f, K=K, mask=mask):
+            hs, fin = f(x, dict(zip(K.STATE, a[:len(K.STATE)], strict=True)),
+                        dict(zip(K.PARAMS, a[len(K.STATE):], strict=True)), mask)
+            return hs, *fin.values()
+
+        assert torch.autograd.gradgradcheck(fn, (xs, *s0.values(), *P.values()))
 
 
 @pytest.mark.parametrize("cell", derive.cells())

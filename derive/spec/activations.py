@@ -251,8 +251,11 @@ register(Activation(
     numba="max({z}, 0.0)", numba_deriv_from_output="(1.0 if {y} > 0.0 else 0.0)",
     range=(_F(0), None), deriv_range=(_F(0), _F(1)),
     torch='_torch.relu({z})',
-    torch_deriv='_torch.heaviside({z}, _torch.zeros_like({z}))',
-    torch_deriv_from_output='_torch.heaviside({y}, _torch.zeros_like({y}))',
+    # where(), not heaviside(): torch has no derivative for heaviside, and the derived backward is
+    # differentiated again under create_graph=True (a zero derivative, as the step function has)
+    torch_deriv='_torch.where(({z}) > 0.0, _torch.ones_like({z}), _torch.zeros_like({z}))',
+    torch_deriv_from_output=('_torch.where(({y}) > 0.0, _torch.ones_like({y}), '
+                             '_torch.zeros_like({y}))'),
     jax='_jnp.maximum({z}, 0.0)',
     jax_deriv='_jnp.heaviside({z}, 0.0)',
     jax_deriv_from_output='_jnp.heaviside({y}, 0.0)',
@@ -269,8 +272,10 @@ register(Activation(  # torch.nn.functional.leaky_relu's default negative slope,
     numba="max({z}, 0.01 * ({z}))", numba_deriv_from_output="(1.0 if {y} > 0.0 else 0.01)",
     range=(None, None), deriv_range=(_F(1, 100), _F(1)),
     torch='_torch.maximum({z}, 0.01 * ({z}))',
-    torch_deriv='0.01 + 0.99 * _torch.heaviside({z}, _torch.zeros_like({z}))',
-    torch_deriv_from_output='0.01 + 0.99 * _torch.heaviside({y}, _torch.zeros_like({y}))',
+    torch_deriv=('_torch.where(({z}) > 0.0, _torch.ones_like({z}), '
+                 '0.01 * _torch.ones_like({z}))'),
+    torch_deriv_from_output=('_torch.where(({y}) > 0.0, _torch.ones_like({y}), '
+                             '0.01 * _torch.ones_like({y}))'),
     jax='_jnp.maximum({z}, 0.01 * ({z}))',
     jax_deriv='0.01 + 0.99 * _jnp.heaviside({z}, 0.0)',
     jax_deriv_from_output='0.01 + 0.99 * _jnp.heaviside({y}, 0.0)',
@@ -339,7 +344,8 @@ register(Activation(  # torch's hardsigmoid: relu6(z + 3) / 6, derivative 1/6 on
     numba_deriv_from_output="(1.0 / 6.0 if 0.0 < ({y}) < 1.0 else 0.0)",
     range=(_F(0), _F(1)), deriv_range=(_F(0), _F(1, 6)),
     torch='_torch.clamp(({z}) + 3.0, 0.0, 6.0) / 6.0',
-    torch_deriv='_torch.heaviside(3.0 - _torch.abs({z}), _torch.zeros_like({z})) / 6.0',
+    torch_deriv=('_torch.where(_torch.abs({z}) < 3.0, _torch.ones_like({z}), '
+                 '_torch.zeros_like({z})) / 6.0'),
     torch_deriv_from_output='_torch.heaviside({y} * (1.0 - {y}), _torch.zeros_like({y})) / 6.0',
     jax='_jnp.clip(({z}) + 3.0, 0.0, 6.0) / 6.0',
     jax_deriv='_jnp.heaviside(3.0 - _jnp.abs({z}), 0.0) / 6.0',

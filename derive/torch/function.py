@@ -6,9 +6,11 @@ torch kernel (:mod:`derive.codegen.torch_backend`) over a whole sequence. The Fu
 written the way ``torch.func`` needs it: ``forward`` without ``ctx``, a separate
 ``setup_context``, the intermediate values backward reads returned as extra, non-differentiable
 outputs (a Function may not stash tensors on ``ctx`` in its forward for torch.func), and
-``generate_vmap_rule`` (the kernels are functional). Reverse mode over reverse mode is not
-derived: backward is ``once_differentiable`` and a second derivative raises instead of
-silently missing the paths through the saved values.
+``generate_vmap_rule`` (the kernels are functional). Reverse over reverse (``create_graph=True``:
+gradient penalties, Hessian-vector products): backward then recomputes the forward from the
+saved inputs with autograd recording and runs the derived BPTT as torch operations on it, so
+the second derivative also follows every path through the values the first backward read (a
+backward on the saved cache would miss those paths silently).
 
 On the CPU the same Function can run the cell's numba kernel instead (``backend="numba"``, what
 ``"auto"`` picks there when numba is installed): the fused BPTT loops of
@@ -34,7 +36,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from ..calculus.derivation import get_spec
 from ..codegen.torch_backend import load_torch_kernel
@@ -71,11 +72,13 @@ def _function(K: ModuleType) -> type[torch.autograd.Function]:
             ctx.save_for_forward(mask, xs, *args)
 
         @staticmethod
-        @once_differentiable
         def backward(ctx, dhs, *douts):
             mask, xs, *rest = ctx.saved_tensors
             params = dict(zip(names, rest[S:S + NP], strict=True))
             cache = tuple(rest[S + NP:])
+            if torch.is_grad_enabled():  # create_graph: the cache again, as a function of inputs
+                _, _, cache = K.forward(params, xs, dict(zip(states, rest[:S], strict=True)),
+                                        mask)
             dstate = {s: torch.zeros_like(rest[k]) if d is None else d
                       for k, (s, d) in enumerate(zip(states, douts[:S], strict=True))}
             if dhs is None:
@@ -111,6 +114,23 @@ def _array(t: torch.Tensor):
     return t.detach().numpy()
 
 
+def _differentiable_backward(K: ModuleType, xs: torch.Tensor, args: list, dhs, douts,
+                             input_grad: bool) -> tuple:
+    """The derived BPTT as torch operations on a forward recomputed from the inputs (for
+    ``create_graph=True``): (dxs, *dstate0, *dparams), differentiable again."""
+    states, names = tuple(K.STATE), tuple(K.PARAMS)
+    S = len(states)
+    params = dict(zip(names, args[S:], strict=True))
+    _, _, cache = K.forward(params, xs, dict(zip(states, args[:S], strict=True)), None)
+    dstate = {s: torch.zeros_like(args[k]) if d is None else d
+              for k, (s, d) in enumerate(zip(states, douts, strict=True))}
+    if dhs is None:
+        dhs = xs.new_zeros(xs.shape[:2] + (args[0].shape[-1],))
+    g = K.backward(params, xs, cache, dhs, dstate, None, input_grad=input_grad)
+    return (g.get(K.INPUT_GRAD), *(g[K.STATE0_GRAD[s]] for s in states),
+            *(g[p] for p in names))
+
+
 def _host_function(K: ModuleType, H: ModuleType) -> type[torch.autograd.Function]:
     """The sequence Function over the NumPy-API kernel ``H`` (the cell's numba module): the
     same derivation as :func:`_function`, run by fused loops on the tensors' own memory.
@@ -139,9 +159,10 @@ def _host_function(K: ModuleType, H: ModuleType) -> type[torch.autograd.Function
             return out
 
         @staticmethod
-        @once_differentiable
         def backward(ctx, dhs, *douts):
             xs, *args, _ = ctx.saved_tensors
+            if torch.is_grad_enabled():  # create_graph: the torch kernels, differentiable
+                return _differentiable_backward(K, xs, args, dhs, douts, ctx.needs_input_grad[0])
             params = {p: _array(a) for p, a in zip(names, args[S:], strict=True)}
             cache = ctx.cache
             if cache.get("consumed"):  # a second backward (retain_graph): the cache again
