@@ -29,14 +29,23 @@ _TIME = re.compile(r"^\(?\s*(?:<|\\langle\s*)?\s*(t|T|\\tau)\s*(?:([+-])\s*(\d+|
                    r"\s*(?:>|\\rangle)?\s*\)?$")
 
 
+# a step written in parentheses as a superscript with another letter (Goodfellow et al.'s
+# h^{(k-1)}): the step of the line, where t is that of a per-step loss J^{(t)}
+_PAREN_TIME = re.compile(r"^\(k(?:([+-])(\d+))?\)$")
+
+
 def time_of(script: str | None) -> tuple[str, int, str | None] | None:
     """A time script read: ('t', offset, symbolic offset) for ``t``, ``t-1``, ``(t+1)``,
-    ``<t>``, ``T``, ``\\tau``; ('n', value, None) for a digit; None otherwise."""
+    ``<t>``, ``T``, ``\\tau``; ('k', offset, None) for ``(k)``, ``(k-1)``; ('n', value, None)
+    for a digit; None otherwise."""
     if script is None:
         return None
     s = script.replace(" ", "")
     if s.isdigit():
         return ("n", int(s), None)
+    pk = _PAREN_TIME.match(s)
+    if pk:
+        return ("k", int(pk.group(2) or 0) * (-1 if pk.group(1) == "-" else 1), None)
     m = _TIME.match(s)
     if not m:
         return _time_sum(s)
@@ -94,13 +103,34 @@ def read_atom(a: g.Atom, timed: set[Key]) -> Reading:
     """Split an atom's scripts into name, time and unit indices. ``timed``: the symbols known to
     carry a time index (digits are times only on them)."""
     sub, sup = a.sub, a.sup
-    ts, tp = time_of(sub), time_of(sup)
     base = a.base
+    if sub is not None and "[" in sub:
+        named = _bracketed(sub)
+        if named is not None:   # f_{[p]}, W_{f[i,j]}: the units in square brackets
+            name, units = named
+            tp = time_of(sup)
+            if tp is not None and (tp[0] != "n" or Key(base, name) in timed or Key(base) in timed):
+                return Reading(Key(base, name), tp, units)
+            return Reading(Key(base, name), None, units + _indices(sup))
+    ts, tp = time_of(sub), time_of(sup)
+    if sup is not None and tp is None and sub is not None and not _is_index(sub) and \
+            _PAREN_TIME.match("(" + sup.replace(" ", "") + ")") and Key(base, sub) in timed:
+        # \delta_t^{k} where the document writes \delta_t^{(k)}: the step, its parentheses
+        # left out
+        tp = time_of("(" + sup.replace(" ", "") + ")")
+        return Reading(Key(base, sub), tp, ())
+    if tp is not None and tp[0] != "n" and sup is not None and sup.strip().startswith("(") and \
+            sub is not None and not _is_index(sub):
+        # \delta_t^{(k)}: the step in parentheses above, the subscript part of the name
+        return Reading(Key(base, sub), tp, ())
     if ts is not None and (ts[0] != "n" or Key(base) in timed):
         rest = _indices(sup)
         return Reading(Key(base), ts, rest)
     if tp is not None and (tp[0] != "n" or Key(base) in timed or Key(base, sub) in timed):
-        name_sub = None if sub is None or _is_index(sub) else sub
+        # an index letter is the symbol's name where the document times the two together
+        # (W_{r,t}: W_r at step t)
+        name_sub = None if sub is None or (_is_index(sub) and Key(base, sub) not in timed) \
+            else sub
         idx = _indices(sub) if name_sub is None and sub is not None else ()
         return Reading(Key(base, name_sub), tp, idx)
     # no time: a parameter (W_{xf}) or an entry (w_{ij}, b^k_y) or a unit-indexed symbol
@@ -113,6 +143,18 @@ def read_atom(a: g.Atom, timed: set[Key]) -> Reading:
 
 _INDEX_LETTER = (r"(?:[ijkmnoqrsuv]|\\alpha|\\beta|\\gamma|\\ell|\\mu|\\nu|\\kappa|"
                  r"\\gamma_\{?\d\}?|\\gamma'_\{?\d\}?|\\gamma_\{?[k\\ell+-]+\}?)")
+
+
+def _bracketed(sub: str) -> tuple[str | None, tuple[str, ...]] | None:
+    """``[i]``, ``[i,j]``, ``f[i,j]``, ``a[i]``: (the name before the brackets, the unit
+    indices in them); None when the brackets hold anything else."""
+    m = re.fullmatch(r"\s*([^\[\]]*?)\s*\[\s*([^\[\]]+)\]\s*", sub)
+    if not m:
+        return None
+    units = tuple(x.strip() for x in m.group(2).split(","))
+    if not all(re.fullmatch(_INDEX_LETTER, u) or re.fullmatch(r"[a-z]", u) for u in units):
+        return None
+    return (m.group(1) or None), units
 
 
 def _is_index(s: str | None) -> bool:
@@ -158,6 +200,7 @@ class Cell:
     untimed: set[Key] = field(default_factory=set)  # nodes written without their time index
     targets: dict[Key, Key] = field(default_factory=dict)      # target y -> the readout \hat{y}
     loss: str = "linear"                                        # linear | cross-entropy
+    rows: bool = False   # row vectors times matrices (h_{t-1} W_z): the author's convention
 
     def describe(self) -> str:
         def names(keys):
@@ -194,11 +237,21 @@ def build(defs: list[tuple[g.Atom, list[g.Node], int]], timed_bases: set[Key]) -
         r = read_atom(lhs, set())
         if r.time is not None and r.time[0] == "t" and r.time[1] == 0 and r.time[2] is None:
             timed.add(r.key)
+    # a symbol the document defines as a derivative (\delta_t^{(k)} = dJ/ds^{(k)}) names an
+    # adjoint, not a node, wherever else it is written
+    adjoints = {read_atom(lhs, timed).key for lhs, rhss, _ in defs
+                if any(isinstance(n, (g.Deriv, g.Adj)) for x in rhss for n in g.walk(x))}
+    at_t = {read_atom(lhs, timed).key for lhs, _, _ in defs
+            if (read_atom(lhs, timed).time or ("",))[:2] == ("t", 0)}
     for lhs, rhss, pos in defs:
         r = read_atom(lhs, timed)
+        if r.key in adjoints:
+            continue
         if r.time is None and not r.indices and lhs.sub is None and lhs.sup is None and \
                 r.key not in cell.nodes:
             e = _untimed_node(cell, r.key, rhss, timed)
+            if e is None and r.key not in at_t:
+                e = _untimed_state(r.key, rhss, timed)
             if e is not None:   # \hat{y} = softmax(W_y h_t + b_y): a node at t, unwritten t
                 cell.nodes[r.key] = e
                 cell.defined_at[r.key] = pos
@@ -234,6 +287,8 @@ def build(defs: list[tuple[g.Atom, list[g.Node], int]], timed_bases: set[Key]) -
     params: dict[Key, str] = {}
     inputs: list[Key] = []
     states: set[Key] = set()
+    left: set[Key] = set()     # matrices written before what they multiply (W x)
+    right: set[Key] = set()    # and after it (h_{t-1} W_z: row vectors)
     for k, e in cell.nodes.items():
         refs[k] = set()
         for a in atoms_of(e):
@@ -258,6 +313,8 @@ def build(defs: list[tuple[g.Atom, list[g.Node], int]], timed_bases: set[Key]) -
                         rf = read_atom(f, timed | set(cell.nodes))
                         if rf.time is None and not isinstance(nxt, g.Num):
                             params[rf.key] = "matrix"
+                            left.add(rf.key)
+                right |= _right_matrices(m, timed | set(cell.nodes))
             if isinstance(m, g.Call) and m.fn not in lx.ACTIVATIONS:
                 cell.generic.setdefault(m.fn, len(cell.generic) % len(lx.GENERIC_ACTIVATIONS))
     # evaluation order within a step: a node after what it reads at lag 0
@@ -280,6 +337,9 @@ def build(defs: list[tuple[g.Atom, list[g.Node], int]], timed_bases: set[Key]) -
     cell.order = order
     cell.states = [k for k in order if k in states]
     cell.inputs = inputs
+    cell.rows = bool(right) and not left
+    for p in right if cell.rows else ():
+        params[p] = "matrix"
     cell.params = params
     needed: set[Key] = set()
     for s in cell.states:
@@ -321,6 +381,35 @@ def _untimed_node(cell: Cell, key: Key, rhss: list[g.Node], timed: set[Key]) -> 
             return e
         return None
     return None
+
+
+def _untimed_state(key: Key, rhss: list[g.Node], timed: set[Key]) -> g.Node | None:
+    """``h = (1 - z_t) \\circ h_{t-1} + z_t \\circ \\tilde{h}_t``: a symbol the document times,
+    written without its time, whose equation reads the symbol itself at t-1, is the state's
+    equation at t (the author's time index dropped)."""
+    if key not in timed:
+        return None
+    for e in rhss:
+        if has_derivative(e):
+            continue
+        reads = [read_atom(a, timed) for a in atoms_of(e)]
+        if any(r.key == key and r.time is not None and r.time[0] == "t" and r.time[1] == -1
+               and r.time[2] is None for r in reads):
+            return e
+    return None
+
+
+def _right_matrices(m: g.Mul, timed: set[Key]) -> set[Key]:
+    """The symbols without a time that a product applies from the right, in a generic product
+    after a factor that is no number (``h_{t-1} \\cdot W_z``, ``(r_t \\circ h_{t-1}) W_h``)."""
+    out: set[Key] = set()
+    for prev, op, f in zip(m.factors, m.ops, m.factors[1:], strict=False):
+        if op != "generic" or isinstance(prev, g.Num) or not isinstance(f, g.Atom):
+            continue
+        rf = read_atom(f, timed)
+        if rf.time is None and not rf.indices:
+            out.add(rf.key)
+    return out
 
 
 def _params_in(e: g.Node, timed: set[Key]) -> list[Key]:

@@ -26,7 +26,7 @@ from .parse import Tok, _match, _strip, tokenize
 
 _DISPLAY_ENVS = ("equation", "align", "gather", "multline", "eqnarray", "flalign",
                  "displaymath", "alignat", "math")
-_OPEN = re.compile(r"\$\$|\\\[|\\\(|(?<![\\$])\$(?!\$)|\\begin\{(?P<env>(?:"
+_OPEN = re.compile(r"\$\$|(?<!\\)\\\[|(?<!\\)\\\(|(?<![\\$])\$(?!\$)|\\begin\{(?P<env>(?:"
                    + "|".join(_DISPLAY_ENVS) + r")\*?)\}")
 _FENCE = re.compile(r"^[ \t]*(```|~~~).*?^[ \t]*\1[^\n]*$", re.S | re.M)
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.S)
@@ -130,6 +130,9 @@ def segments(text: str, fmt: str) -> tuple[list[Segment], list[tuple[int, str]]]
                 continue
         else:
             end = scan.find(close, m.end())
+            if g == "$$" and fmt == "md" and not _kramdown_pair(scan, m.start(), end, comments):
+                pos = m.end()  # a lone $$ (in words, or its partner past a paragraph): not math
+                continue
         if end < 0:
             problems.append((m.start(), f"{g} is never closed (expected {close})"))
             break
@@ -137,6 +140,19 @@ def segments(text: str, fmt: str) -> tuple[list[Segment], list[tuple[int, str]]]
         out.append(Segment(scan[m.end():end], m.end(), display, in_comment))
         pos = end + len(close)
     return out, problems
+
+
+def _kramdown_pair(scan: str, start: int, end: int, comments) -> bool:
+    """Kramdown's ``$$``: one that opens a line may open a display block; one inside a line of
+    words is inline math, closed in the same paragraph. A pair is not made across a blank line
+    from inside a line, nor across the edge of an HTML comment."""
+    if end < 0:
+        return True
+    at_line_start = scan[scan.rfind("\n", 0, start) + 1:start].strip() == ""
+    if not at_line_start and "\n\n" in scan[start:end].replace(" ", "").replace("\t", ""):
+        return False
+    inside = [any(a <= p < b for a, b in comments) for p in (start, end)]
+    return inside[0] == inside[1]
 
 
 def _unwrap(toks: list[Tok]) -> list[Tok]:
@@ -248,12 +264,38 @@ def _split_equations(row: list[Tok]) -> list[list[Tok]]:
     return [row[a:b] for a, b in merged if row[a:b]]
 
 
+_DIMENSION = re.compile(r"\[-?\d*\.?\d*(?:ex|em|pt|mm|cm|in|mu|pc|bp|sp|dd|cc)\]")
+
+
+def _row_spacing(toks: list[Tok]) -> list[Tok]:
+    """``\\\\[2ex]``: the row break keeps, its optional spacing (a dimension in brackets) goes."""
+    out: list[Tok] = []
+    i = 0
+    while i < len(toks):
+        out.append(toks[i])
+        if toks[i].kind == "row" and i + 1 < len(toks) and toks[i + 1].text == "[":
+            j = next((k for k in range(i + 1, min(i + 8, len(toks))) if toks[k].text == "]"),
+                     None)
+            if j is not None and _DIMENSION.fullmatch("".join(t.text for t in toks[i + 1:j + 1])):
+                i = j + 1
+                continue
+        i += 1
+    return out
+
+
+def rows_joined(toks: list[Tok]) -> list[Tok]:
+    """The tokens of a right-hand side that runs over several rows, as one row (its row breaks
+    and their spacing dropped, its braces and boxes unwrapped): what a repair of such a side
+    is read from."""
+    return [t for t in _unwrap(_row_spacing(toks)) if t.kind != "row"]
+
+
 def _rows(toks: list[Tok]) -> list[list[Tok]]:
     rows: list[list[Tok]] = []
     cur: list[Tok] = []
     depth = 0
     env = 0
-    for t in toks:
+    for t in _row_spacing(toks):
         if t.text == "{":
             depth += 1
         elif t.text == "}":
@@ -281,14 +323,102 @@ def _trim(toks: list[Tok]) -> list[Tok]:
     return toks
 
 
+def _label_out(row: list[Tok]) -> list[Tok]:
+    """``\\text{(Forget Gate) } f^{(t)} = ...``: words that open a row before its left-hand side
+    label the equation; the equation starts after them."""
+    while len(row) > 3 and row[0].text in (r"\text", r"\textbf", r"\textit", r"\mbox") and \
+            row[1].text == "{":
+        j = _match(row, 1)
+        if j + 1 >= len(row) or not _relations(row[j + 1:]) or _relations(row[j + 1:])[0][0] == 0:
+            break
+        row = row[j + 1:]
+    return row
+
+
+def _unbracket(toks: list[Tok], units: set[str]) -> list[Tok]:
+    """``s_{[i]}^{(k)}`` -> ``s^{(k)}``, ``\\delta_{t[i]}`` -> ``\\delta_{t}``: the unit indices
+    ``units`` in square brackets dropped (an empty subscript with them)."""
+    out: list[Tok] = []
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        if t.text == "[":
+            j = next((k for k in range(i + 1, len(toks)) if toks[k].text == "]"), None)
+            inner = "".join(x.text for x in toks[i + 1:j]) if j is not None else ""
+            if j is not None and inner and set(inner.split(",")) <= units:
+                i = j + 1
+                if len(out) >= 2 and out[-1].text == "{" and out[-2].text == "_" and \
+                        i < len(toks) and toks[i].text == "}":
+                    out = out[:-2]
+                    i += 1
+                continue
+        out.append(t)
+        i += 1
+    return out
+
+
+def _bracket_units(toks: list[Tok]) -> set[str]:
+    text = "".join(t.text for t in toks)
+    return {u for m in re.finditer(r"\[([^\[\]]+)\]", text) for u in m.group(1).split(",")}
+
+
+def underbrace_definitions(seg: Segment) -> list[Equation]:
+    """``\\underbrace{\\frac{\\partial J}{\\partial s_{[i]}}}_{\\delta_{[i]}}``: a label in
+    symbols under a brace names what the brace holds, ``label = content`` (a label in words,
+    ``\\text{Local}``, names nothing). An element's name for an element's expression, with the
+    same unit indices in brackets, names the whole vector too."""
+    clean = _BLANK_IN_MATH.sub(lambda m: " " * len(m.group()), seg.text)
+    toks = _strip(tokenize(clean, seg.start))
+    out: list[Equation] = []
+    for i, t in enumerate(toks):
+        if t.text not in (r"\underbrace", r"\overbrace") or i + 1 >= len(toks) or \
+                toks[i + 1].text != "{":
+            continue
+        k = _match(toks, i + 1)
+        if k + 2 >= len(toks) or toks[k + 1].text not in ("_", "^"):
+            continue
+        a = k + 2
+        label = toks[a + 1:_match(toks, a)] if toks[a].text == "{" else [toks[a]]
+        content = _unwrap(toks[i + 2:k])
+        dollars = [n for n, x in enumerate(label) if x.text == "$"]
+        if label and label[0].text == r"\text" and len(dollars) == 2:
+            label = label[dollars[0] + 1:dollars[1]]   # \text{Call it $c_{[i]}$}
+        if not label or not content or any(x.text.startswith(r"\text") or x.text in
+                                           (r"\substack", "?", "=") for x in label):
+            continue
+        if label[0].kind not in ("letter", "cmd") or _relations(content):
+            continue
+        units = _bracket_units(label)
+        if units and units <= _bracket_units(content) and units == _bracket_units(content):
+            label, content = _unbracket(label, units), _unbracket(content, units)
+        out.append(Equation(list(label), [list(content)], ["="], seg))
+    return out
+
+
+def _number_out(toks: list[Tok]) -> list[Tok]:
+    """``\\qquad (7.1)``: an equation's number written by hand, not its math."""
+    out: list[Tok] = []
+    i = 0
+    while i < len(toks):
+        if toks[i].text in (r"\qquad", r"\quad") and i + 3 < len(toks) and \
+                toks[i + 1].text == "(" and toks[i + 2].kind == "num" and \
+                toks[i + 3].text == ")" and (i + 4 == len(toks) or toks[i + 4].kind == "row" or
+                                             toks[i + 4].text in ("}", r"\end")):
+            i += 4
+            continue
+        out.append(toks[i])
+        i += 1
+    return out
+
+
 def equations(seg: Segment) -> list[Equation]:
     """The equations of one segment, in order (see the module docstring)."""
     clean = _BLANK_IN_MATH.sub(lambda m: " " * len(m.group()), seg.text)
-    toks = _unwrap(tokenize(clean, seg.start))
+    toks = _unwrap(_number_out(tokenize(clean, seg.start)))
     out: list[Equation] = []
     cur: Equation | None = None
     for row in _rows(toks):
-        row = _trim(_strip(row))
+        row = _label_out(_trim(_strip(row)))
         if not row:
             continue
         for piece in _split_equations(row):

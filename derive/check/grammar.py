@@ -97,6 +97,7 @@ class Kron(Node):
 class Loss(Node):
     name: str
     sub: str | None = None
+    step: str | None = None     # J^{(t)}: the loss of step t alone
 
 
 @dataclass(frozen=True)
@@ -584,11 +585,18 @@ class Reader:
         return Div(self.whole(num), self.whole(den), span=self.span(a))
 
     def numerator(self, toks: list[Tok]) -> Node:
+        word = _loss_word(toks)
+        if word is not None:   # \partial{loss}: the loss written as a word
+            return Loss(word, span=(toks[0].pos, toks[-1].end))
         r = self.sub_reader(toks)
         if len(toks) >= 1:
             at = r.try_atom()
             if at is not None and r.i == len(toks) and _is_loss(at):
                 return Loss(at.base, at.sub, span=at.span)
+            if at is not None and r.i == len(toks) and at.base in lx.LOSSES and \
+                    at.sup is not None and not at.primes and at.sup.strip().startswith("(") \
+                    and _time_like(at.sup.strip()[1:-1].replace(" ", "")):
+                return Loss(at.base, at.sub, at.sup, span=at.span)   # J^{(t)}
         return self.whole(toks)
 
     def try_atom(self) -> Atom | None:
@@ -875,6 +883,17 @@ def _leading_d(toks: list[Tok]) -> list[Tok] | None:
             toks[1].text not in ("_",):
         return toks[1:]
     return None
+
+
+def _loss_word(toks: list[Tok]) -> str | None:
+    """A numerator that spells the loss as a word, braced or not (``{loss}``), or None."""
+    if len(toks) > 2 and toks[0].text == "{" and toks[-1].text == "}":
+        toks = toks[1:-1]
+    if len(toks) < 2 or not all(tk.kind == "letter" for tk in toks) or any(
+            b.pos != a.end for a, b in zip(toks, toks[1:], strict=False)):
+        return None
+    word = "".join(tk.text for tk in toks)
+    return word if word in lx.LOSS_WORDS else None
 
 
 def _is_loss(a: Atom) -> bool:

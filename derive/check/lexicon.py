@@ -71,8 +71,15 @@ DIAG = {"diag", r"\diag", r"\operatorname{diag}", r"\text{diag}", r"\mathrm{diag
 LOSSES = {"E", "L", "l", r"\ell", r"\mathcal{L}", r"\mathcal{E}", "J", "C", r"\mathcal{J}",
           r"\mathbf{L}", r"\mathbf{E}"}
 
-# transposes written as a superscript
-TRANSPOSES = {"T", r"\top", r"\intercal", r"\mathsf{T}", r"\mathrm{T}", r"\mathsf T", "t"}
+# the loss written as a word in a numerator (\frac{\partial{loss}}{\partial{h_t}})
+LOSS_WORDS = {"loss", "Loss", "cost", "Cost"}
+# prefixes that name the gradient of the symbol written in their subscript (\delta_{z_{zt}},
+# d_{W_{h,t}}, d_{W_h}): the adjoint of that symbol
+ADJOINT_PREFIXES = {r"\delta", "d"}
+
+# transposes written as a superscript (W^{Tr}: Talwar's)
+TRANSPOSES = {"T", r"\top", r"\intercal", r"\mathsf{T}", r"\mathrm{T}", r"\mathsf T", "t",
+              "Tr"}
 
 # relation kinds that are not judged, with the reason
 SKIPPED_RELATIONS = {

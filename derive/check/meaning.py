@@ -55,6 +55,9 @@ class Alias:
     expr: g.Node
     pos: int
     timevar: bool  # written at time t: evaluated at the time it is read at
+    # the time its left-hand side is written at: \gamma_t^{(k-1)} = dJ^{(t)}/dh^{(k-1)} is
+    # read at k-1 of a step k, its t the step of the line's loss
+    time: tuple | None = None
 
 
 @dataclass
@@ -65,6 +68,10 @@ class Env:
     mode: str = "step"        # how \frac{\partial u}{\partial v} is read: step | total
     override: dict = field(default_factory=dict)  # (key, time) -> value (a perturbed world)
     syms: dict = field(default_factory=dict)      # a \sum over named gates: a -> f
+    # a line whose step is written (k) (Goodfellow et al.'s h^{(k-1)}): t is then the step of
+    # a per-step loss J^{(t)}, at or after k; loss_at: the step whose loss is differentiated
+    lt: int | None = None
+    loss_at: int | None = None
 
     def at(self, t: int) -> Env:
         """The same reading at another step."""
@@ -93,12 +100,19 @@ class Evaluator(PremiseValues):
         # the document's m_t is not the node's pre-activation): a value that differs is then
         # no verdict on the line
         self.unlinked: list[str] = []
+        self._busy: set = set()   # the definitions being evaluated (one that reads itself)
 
     # -- symbols -----------------------------------------------------------------------------
     def reading(self, a: g.Atom) -> Reading:
         """An atom read; a node, input or target written without its time (``h`` beside
         ``h_{t-1}``, ``\\hat{y}``, ``x`` in ``\\frac{d\\sigma}{dx}``) is read at the line's step."""
         r = read_atom(a, self.timed)
+        if r.time is not None and r.time[0] == "k" and len(r.indices) == 1 and \
+                r.key.name_sub is None and (Key(r.key.base, r.indices[0]) in self.cell.params
+                                            or any(al.key == Key(r.key.base, r.indices[0])
+                                                   for al in self.all_aliases)):
+            # W_{q}^{(k)}, z_{q}^{(k)}: the step's copy of W_q, z_q at k, not an entry q
+            return dataclasses.replace(r, key=Key(r.key.base, r.indices[0]), indices=())
         if r.time is None and not r.indices and a.sup is None and (
                 r.key in self.cell.nodes or r.key in self.cell.inputs or
                 r.key in self.cell.targets):
@@ -152,6 +166,10 @@ class Evaluator(PremiseValues):
         if var == "n":
             return off
         base = env.T if var == "T" else env.t
+        if var == "k":
+            base = env.idx.get("k", env.t)
+        elif var == "t" and env.lt is not None:
+            base = env.lt
         for sign, name in re.findall(r"([+-])([^+-]+)", sym or ""):
             if name in ("t", "T"):
                 val = env.t if name == "t" else env.T
@@ -174,6 +192,17 @@ class Evaluator(PremiseValues):
                 return a
         return None
 
+    def _alias_timed(self, key: Key, timed: bool, var: str | None = None) -> Alias | None:
+        """The nearest definition of a name written with a time (``J^{(t)} = ...``; with
+        ``var``, that step letter) or without one (``J = ...``)."""
+        cands = [a for a in self.all_aliases if a.key == key and a.timevar == timed and (
+            var is None or (a.time is not None and a.time[0] == var))]
+        here = self.section(self.pos)
+        same = [a for a in cands if self.section(a.pos) == here]
+        above = [a for a in cands if a.pos < self.pos]
+        pool = same or above
+        return min(pool, key=lambda a: abs(a.pos - self.pos)) if pool else None
+
     def atom(self, a: g.Atom, env: Env) -> np.ndarray:
         a = self.resolve(a, env)
         r = self.reading(a)
@@ -187,11 +216,35 @@ class Evaluator(PremiseValues):
         al = self.alias(r.key) if (r.key not in self.cell.nodes) else None
         if al is None and r.time is None and r.key not in self.cell.params:
             al = self.alias(Key(a.base, a.sub))
+        if al is not None and al.timevar != (r.time is not None):
+            # J = \sum_t J^{(t)} beside J^{(t)} = ...: the definition written with (or
+            # without) a time, as the symbol is read
+            al = self._alias_timed(r.key, r.time is not None) or al
+        if al is not None and r.time is not None and al.time is not None and \
+                al.time[0] != r.time[0] and "k" in (r.time[0], al.time[0]):
+            # \delta_t^{(k)} read where \delta_t^{(t)} (its loss at the same step) is also
+            # defined: the definition written with the same step letter
+            same = self._alias_timed(r.key, True, r.time[0])
+            al = same or al
         if al is not None:
             sub_env = env
             if al.timevar and r.time is not None:
                 sub_env = env.at(self.step(r, env))
-            v = self.eval(al.expr, sub_env)
+                if al.time is not None and al.time[0] == "k":
+                    sub_env = dataclasses.replace(
+                        sub_env, t=sub_env.t - al.time[1],
+                        lt=env.lt if env.lt is not None else env.t)
+            elif r.time is not None and r.time[0] == "k":
+                sub_env = env.at(self.step(r, env))   # z_{f}^{(k)} of z_f = b_f + W_f h^{(t-1)}
+            if env.lt is not None and (al.time is None or al.time[0] != "k"):
+                sub_env = dataclasses.replace(sub_env, lt=None)   # its t is its own step
+            if (al.key, al.pos) in self._busy:
+                raise NotJudged(f"the definition of {a.text} reads itself")
+            self._busy.add((al.key, al.pos))
+            try:
+                v = self.eval(al.expr, sub_env)
+            finally:
+                self._busy.discard((al.key, al.pos))
             return self.pick(v, r.indices, env, a)
         if r.key in self.cell.nodes or r.key in self.cell.inputs:
             if r.time is None:
@@ -332,8 +385,8 @@ class Evaluator(PremiseValues):
         v = np.asarray(self.eval(e.of, env))
         if v.ndim == 0:
             return v
-        if v.ndim == 1:
-            return v.reshape(1, -1)
+        if v.ndim == 1:   # a column's transpose is a row; in a cell of rows, a row's a column
+            return v.reshape(-1, 1) if self.cell.rows else v.reshape(1, -1)
         if v.shape[0] == 1:
             return v.reshape(-1)
         return v.T
@@ -520,7 +573,18 @@ class Evaluator(PremiseValues):
             raise NotJudged("\\delta of an expression")
         return self.loss_derivative(e.of, env, "all")
 
+    def at_loss(self, loss: g.Node, env: Env) -> Env:
+        """The reading of a derivative of J^{(t)}: the loss of that step alone."""
+        if not isinstance(loss, g.Loss) or loss.step is None:
+            return env
+        r = time_of(loss.step.strip())
+        if r is None:
+            raise NotJudged(f"the loss {loss.name}^{{{loss.step}}} at a step not read")
+        return dataclasses.replace(env, idx=dict(env.idx), loss_at=self.step(
+            Reading(Key(loss.name), r, ()), env))
+
     def _deriv(self, e: g.Deriv, env: Env) -> np.ndarray:
+        env = self.at_loss(e.num, env)
         if isinstance(e.num, g.Loss):
             if not isinstance(e.den, g.Atom):
                 raise NotJudged("a derivative of the loss by an expression")
@@ -538,6 +602,11 @@ class Evaluator(PremiseValues):
         vector's, or a name's the document gives to a stack or to a part of an equation."""
         den = self.resolve(den, env)
         r = self.reading(den)
+        at = None if env.loss_at is None else frozenset([env.loss_at])
+        if at is not None and (r.key in self.premises.param_vector or (
+                r.key not in self.cell.nodes and r.key not in self.cell.inputs and
+                self.param_of(r) is None)):
+            raise NotJudged("the derivative of a per-step loss by a name")
         if r.key in self.premises.param_vector:
             return self.w.grad_all(frozenset([env.t]) if steps == "t" else None)
         if r.key in self.cell.nodes or r.key in self.cell.inputs:
@@ -546,7 +615,7 @@ class Evaluator(PremiseValues):
             s = self.step(r, env)
             if s > env.T or s < 0 or (s == 0 and r.key not in self.cell.states):
                 return np.zeros(self.w.dims[r.key])
-            return self.pick(self.w.adjoint(r.key, s, via), r.indices, env, den)
+            return self.pick(self.w.adjoint(r.key, s, via, at), r.indices, env, den)
         p = self.param_of(r)
         if p is not None:
             sel = None
@@ -554,7 +623,7 @@ class Evaluator(PremiseValues):
                 sel = frozenset([self.step(r, env)])
             elif steps == "t":
                 sel = frozenset([env.t])
-            return self.pick(self.w.grad(p, sel), r.indices, env, den)
+            return self.pick(self.w.grad(p, sel, at), r.indices, env, den)
         al = self.alias(r.key)
         if al is not None and isinstance(al.expr, (g.Stack, g.Tr)):
             inner = al.expr.of if isinstance(al.expr, g.Tr) else al.expr
@@ -773,8 +842,11 @@ class Evaluator(PremiseValues):
 
     def _measure(self, num: g.Node, env: Env, pert: Pert, mode: str, s: int) -> np.ndarray:
         w = self.w
+        sub_env = dataclasses.replace(env, idx=dict(env.idx))
         if mode == "total":
             _, inner, _ = w.run(pert)
+        elif mode == "partial":
+            inner, num, sub_env = self._held(num, sub_env, pert)
         else:
             inner = dict(w.inner)
             ext = {k: v for k, v in w.values.items()}
@@ -803,11 +875,26 @@ class Evaluator(PremiseValues):
             self.inputs = dict(w.inputs)
             self.inputs[(pert.key, pert.step)] = w.inputs[(pert.key, pert.step)] + pert.delta
         try:
-            v = np.asarray(self.eval(num, dataclasses.replace(env, idx=dict(env.idx))),
-                           dtype=complex)
+            v = np.asarray(self.eval(num, sub_env), dtype=complex)
         finally:
             self.values, self.params, self.inputs = saved
         return v.imag / H
+
+    def _held(self, num: g.Node, env: Env, pert: Pert) -> tuple[dict, g.Node, Env]:
+        """A partial derivative, as a sum over paths writes it (``\\partial h_t / \\partial
+        h_{t-1}`` beside the paths through z_t, r_t and the candidate): only the perturbed
+        node, input or parameter moves, every other node keeps its value, and a node in the
+        numerator is its equation at its step."""
+        inner = dict(self.w.inner)
+        if pert.kind == "state0":
+            inner[(pert.key, 0)] = inner[(pert.key, 0)] + pert.delta
+        if pert.kind == "node" and pert.step is not None:
+            inner[(pert.key, pert.step)] = inner[(pert.key, pert.step)] + pert.delta
+        if isinstance(num, g.Atom):
+            r = self.reading(num)
+            if r.key in self.cell.nodes and r.time is not None and not r.indices:
+                return inner, self.cell.nodes[r.key], env.at(self.step(r, env))
+        return inner, num, env
 
 
 def _put_time(node: g.Node, var: str, value: int, timed: set[Key]) -> g.Node:

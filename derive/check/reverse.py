@@ -38,9 +38,10 @@ import numpy as np
 
 from . import grammar as g
 from . import lexicon as lx
+from . import names
 from . import premises as pm
 from .cell import Cell, CellError, Key, build, read_atom, time_of
-from .document import Equation, equations, segments
+from .document import Equation, equations, rows_joined, segments, underbrace_definitions
 from .meaning import Alias, Env, Evaluator, NotJudged
 from .parse import _strip, tokenize
 from .slips import Slips
@@ -75,6 +76,10 @@ class DocumentJudge:
         self.fmt = fmt
         segs, self.problems = segments(text, fmt)
         self.eqs: list[Equation] = [e for s in segs for e in equations(s)]
+        # the names written under braces, after the equations (a line's place is its own)
+        self.eqs += [e for s in segs if s.display for e in underbrace_definitions(s)
+                     if isinstance(self._read(e.lhs), g.Atom)
+                     and isinstance(self._read(e.rhs[0]), g.Node)]
         self.parsed: list[tuple] = []
         for e in self.eqs:
             self.parsed.append((self._read(e.lhs), [self._read(r) for r in e.rhs]))
@@ -86,6 +91,11 @@ class DocumentJudge:
         # symbol the document writes with a time index
         self.parsed = [(_unloss(lhs, self.timed), [_unloss(r, self.timed) for r in rhss])
                        for lhs, rhss in self.parsed]
+        # the author's names in subscripts (\delta_{z_{zt}}, d_{W_{h,t}}): :mod:`.names`
+        self.names = names.reader(self.parsed, self.timed)
+        self.parsed = [(self.names(lhs), [self.names(r) for r in rhss])
+                       for lhs, rhss in self.parsed]
+        self.timed = self._timed()
         self.sections = [m.start() for m in re.finditer(
             r"^#+ |\\(?:sub)*section\*?\{", text, re.M)]
         self.cell: Cell | None = None
@@ -103,6 +113,11 @@ class DocumentJudge:
                 # compose, a node read before the step computes it): no cell, with the reason
                 self.cell_error = f"the forward equations do not evaluate ({_say_error(exc)})"
                 self.cell = None
+        if self.cell is not None:   # \delta_t: the adjoint of the one output state
+            out = names.output_adjoint(self.parsed, self.cell)
+            self.parsed = [(out(lhs), [out(r) for r in rhss]) for lhs, rhss in self.parsed]
+            prev = self.names
+            self.names = lambda node: out(prev(node))
         self.premises = pm.read(self.eqs, self.parsed, self.cell, self.timed,
                                 self.world.T if self.world else 4)
         if self.cell is None:
@@ -133,7 +148,7 @@ class DocumentJudge:
                         if isinstance(a, g.Atom):
                             for s in (a.sub, a.sup):
                                 t = time_of(s)
-                                if t is not None and t[0] in ("t", "T"):
+                                if t is not None and t[0] in ("t", "T", "k"):
                                     out.add(Key(a.base))
                                     if s == a.sup and a.sub is not None:
                                         out.add(Key(a.base, a.sub))
@@ -227,9 +242,24 @@ class DocumentJudge:
         ev.node_defs = self.node_defs
         return ev
 
+    def _adjoint_names(self) -> dict[Key, int]:
+        """Names the document defines as a derivative (``\\delta_t^{(k)}`` under the brace of
+        dJ^{(t)}/ds^{(k)}), with the place of the first such definition: a later equation for
+        such a name states what it equals, a claim to judge, not a new definition."""
+        assert self.cell is not None
+        out: dict[Key, int] = {}
+        for e, (lhs, rhss) in zip(self.eqs, self.parsed, strict=True):
+            if isinstance(lhs, g.Atom) and e.rels and e.rels[0] == "=" and any(
+                    isinstance(n, (g.Deriv, g.Adj)) for x in rhss if isinstance(x, g.Node)
+                    for n in g.walk(x)):
+                key = read_atom(lhs, self.timed | set(self.cell.nodes)).key
+                out[key] = min(out.get(key, e.pos), e.pos)
+        return out
+
     def _aliases(self) -> list[Alias]:
         assert self.cell is not None
         out = []
+        self.adjoint_names = self._adjoint_names()
         for e, (lhs, rhss) in zip(self.eqs, self.parsed, strict=True):
             if e.segment.comment or not e.rels or e.rels[0] != "=" or \
                     not isinstance(lhs, g.Atom):
@@ -238,10 +268,14 @@ class DocumentJudge:
             if r.key in self.cell.nodes or r.key in self.cell.params or r.indices or \
                     r.key in self.premises.dists or e.pos in self.premises.at:
                 continue
+            if self.adjoint_names.get(r.key, e.pos) < e.pos and not any(
+                    isinstance(n, (g.Deriv, g.Adj)) for x in rhss if isinstance(x, g.Node)
+                    for n in g.walk(x)):
+                continue   # a claim about an adjoint's name
             good = [x for x in rhss if isinstance(x, g.Node) and
                     not any(isinstance(n, (g.Elided, g.Bar)) for n in g.walk(x))]
             if good:
-                out.append(Alias(r.key, good[0], e.pos, r.time is not None))
+                out.append(Alias(r.key, good[0], e.pos, r.time is not None, r.time))
         return out + self._pre_activations({a.key for a in out})
 
     def _pre_activations(self, named: set[Key]) -> list[Alias]:
@@ -300,11 +334,43 @@ class DocumentJudge:
         why = _outside(lhs) or _outside(rhs)
         if why:
             return "skipped", why, []
+        idle = self._idle_sum(rhs, rtoks)
+        if idle:
+            return "wrong", f"{idle[0]['what']}; corrected: {idle[0]['corrected']}", idle
         if self.cell is None:
             if e.pos in self.premises.unmatched:
                 return "skipped", self.premises.unmatched[e.pos], []
             return "skipped", f"no cell to judge against: {self.cell_error}", []
         return self._judge_value(e, lhs, rhs, k, rtoks, rel)
+
+    def _idle_sum(self, rhs, rtoks) -> list[dict]:
+        """``\\sum_{j} e^{\\theta_{[i]}}``: a sum over a unit index its body never reads, the
+        body reading another unit index instead: the index of the sum written as the other
+        (a softmax's denominator that is V times its numerator). Named whatever the line is,
+        a definition included."""
+        for n in g.walk(rhs):
+            if not isinstance(n, g.Big) or n.op != "sum" or not n.var or n.members is not None:
+                continue
+            var = n.var.strip()
+            atoms = [a for a in g.walk(n.body) if isinstance(a, g.Atom)]
+            units = {u for a in atoms for u in read_atom(a, self.timed).indices}
+            names = {a.base for a in atoms} | {s for a in atoms for s in (a.sub, a.sup) if s}
+            if var in units or any(var in re.findall(r"[A-Za-z]+", x) for x in names):
+                continue
+            other = sorted(units)
+            if len(other) != 1 or not rtoks:
+                continue
+            a0, b0 = n.body.span
+            body = self.text[a0:b0]
+            fixed = re.sub(r"\[\s*" + re.escape(other[0]) + r"\s*\]", f"[{var}]", body)
+            if fixed == body:
+                continue
+            src = self.text[rtoks[0].pos:rtoks[-1].end]
+            new = src[:a0 - rtoks[0].pos] + fixed + src[b0 - rtoks[0].pos:]
+            return [{"kind": "index",
+                     "what": f"the sum over {var} does not read {var}: {other[0]} for {var} in "
+                             f"its body", "corrected": re.sub(r"\s+", " ", new).strip()}]
+        return []
 
     def _problem(self, exc: g.SyntaxProblem, toks) -> tuple[str, str, list]:
         tok = exc.tok
@@ -332,15 +398,18 @@ class DocumentJudge:
             if not isinstance(den, g.Atom):
                 return "the derivative of the loss by an expression"
             r = read_atom(den, ev.timed)
+            loss = lhs.num if isinstance(lhs, g.Deriv) else None
             is_param = ev.param_of(r) is not None or r.key in self.premises.param_vector
             if is_param and r.time is None:
-                return [("the total gradient", lambda env: ev.loss_derivative(den, env, "all")),
+                return [("the total gradient", lambda env: ev.loss_derivative(
+                            den, ev.at_loss(loss, env), "all")),
                         ("its step-t part", lambda env: ev.loss_derivative(
-                            den, env, "all", "t"))]
+                            den, ev.at_loss(loss, env), "all", "t"))]
             vias = ["within", "later"] if rel == "+=" else self._vias(r)
             names = {"all": "the total adjoint", "within": "the adjoint through step t only",
                      "later": "the adjoint through the next step only"}
-            return [(names[v], (lambda env, v=v: ev.loss_derivative(den, env, v))) for v in vias]
+            return [(names[v], (lambda env, v=v: ev.loss_derivative(
+                den, ev.at_loss(loss, env), v))) for v in vias]
         if isinstance(lhs, g.Deriv):
             return [(f"the Jacobian ({m})", (lambda env, m=m: ev.jacobian(
                 lhs.num, lhs.den, Env(env.t, env.T, env.idx, m), m))) for m in ("step", "total")]
@@ -357,6 +426,8 @@ class DocumentJudge:
             if any(a.key == r.key and a.pos == e.pos for a in self.aliases):
                 return (f"a definition of {lhs.text} (a name the document introduces), read "
                         "into the cell")
+            if r.key in getattr(self, "adjoint_names", {}) and ev.alias(r.key) is not None:
+                return [("the adjoint the name stands for", lambda env: ev.eval(lhs, env))]
             if r.key in self.cell.params:
                 return f"{lhs.text} is a parameter; a statement about it is not judged"
             return f"{lhs.text} is not a quantity of the cell"
@@ -393,7 +464,7 @@ class DocumentJudge:
         written = meaning   # what the left-hand side claims before an accumulation is read
         rhs, meaning = self._accumulation(lhs, rhs, rel, meaning, ev)
         forward = _forward_mode(lhs, rhs)
-        modes = ["total"] if forward else ["step", "total"]
+        modes = ["total"] if forward else ["step", "total"] + (["partial"] if _paths(rhs) else [])
         try:
             ok, got = self._matches(ev, lhs, rhs, meaning, modes)
         except NotJudged as exc:
@@ -451,17 +522,23 @@ class DocumentJudge:
                         out.append(i)
         return out
 
-    def _envs(self, lhs: g.Node, ev: Evaluator, mode: str):
+    def _envs(self, lhs: g.Node, ev: Evaluator, mode: str, rhs=None):
         free = self._free(lhs, ev)
+        # a line at step (k) beside a loss J^{(t)}: t at k and after it
+        two = any(isinstance(a, g.Atom) and (read_atom(a, ev.timed).time or ("",))[0] == "k"
+                  for side in (lhs, rhs) if isinstance(side, g.Node) for a in g.walk(side))
         for t in self._times(ev.pos):
-            if not free:
-                yield Env(t, self.world.T, {}, mode)
-                continue
-            ranges = []
-            for i in free:
-                ranges.append(range(self._range(lhs, i, ev, t)))
-            for combo in itertools.product(*ranges):
-                yield Env(t, self.world.T, dict(zip(free, combo, strict=True)), mode)
+            for lt in ((t, t + 1) if two else (None,)):
+                if lt is not None and lt > self.world.T:
+                    continue
+                if not free:
+                    yield Env(t, self.world.T, {}, mode, lt=lt)
+                    continue
+                ranges = []
+                for i in free:
+                    ranges.append(range(self._range(lhs, i, ev, t)))
+                for combo in itertools.product(*ranges):
+                    yield Env(t, self.world.T, dict(zip(free, combo, strict=True)), mode, lt=lt)
 
     def _times(self, pos: int) -> tuple[int, ...]:
         """The steps a line is judged at: TIMES, or the one step the sentence just before it
@@ -495,7 +572,7 @@ class DocumentJudge:
         for mode in modes:
             for label, fn in meaning:
                 good = True
-                for env in self._envs(lhs, ev, mode):
+                for env in self._envs(lhs, ev, mode, rhs):
                     want = np.asarray(fn(env))
                     got = np.asarray(ev.eval(rhs, env))
                     if not _same(got, want):
@@ -551,8 +628,10 @@ class DocumentJudge:
 
     def _reread(self, new: str, start: int, end: int) -> g.Node | None:
         try:
-            return _unloss(g.read_side(_strip(tokenize(new, start)),
-                                       self.text[:start] + new + self.text[end:]), self.timed)
+            # a right-hand side that runs over rows (``\\\\ &+``): one expression
+            toks = [t for t in _strip(rows_joined(tokenize(new, start))) if t.text != "&"]
+            return self.names(_unloss(g.read_side(
+                toks, self.text[:start] + new + self.text[end:]), self.timed))
         except g.SyntaxProblem:
             return None
 
@@ -589,7 +668,7 @@ def _unloss(node, timed: set[Key]):
     if not isinstance(node, g.Node):
         return node
     if isinstance(node, g.Loss):
-        if Key(node.name) in timed:   # dC/dC_{t-1}: C is the cell's C (at t when bare)
+        if Key(node.name) in timed and node.step is None:   # dC/dC_{t-1}: the cell's C
             return g.Atom(node.name, node.sub, span=node.span)
         return node
     changes = {}
@@ -677,6 +756,17 @@ def _forward_mode(lhs, rhs) -> bool:
                 if t is not None and t[0] == "t" and t[1] < 0:
                     return True
     return False
+
+
+def _paths(rhs) -> bool:
+    """A sum over paths (``\\frac{\\partial L}{\\partial h_t} \\frac{\\partial h_t}{\\partial
+    h_{t-1}} + \\frac{\\partial L}{\\partial z_t} \\frac{\\partial z_t}{\\partial h_{t-1}}``): every
+    term holds a derivative of a quantity of the cell, and each such derivative is then
+    partial, the other paths held (the mode ``partial`` of the evaluator)."""
+    if not isinstance(rhs, g.Add) or len(rhs.terms) < 2:
+        return False
+    return all(any(isinstance(n, g.Deriv) and not isinstance(n.num, g.Loss) for n in g.walk(x))
+               for _, x in rhs.terms)
 
 
 def _outside(node) -> str | None:

@@ -86,6 +86,7 @@ class Slips:
             return
         yield from self._calls(rhs, start, src)
         yield from self._points(rhs, start, src)
+        yield from self._derivative_swaps(rhs, start, src)
         yield from self._transposes(rhs, start, src)
         yield from self._orders(rhs, start, src)
         yield from self._extras(rhs, start, src)
@@ -109,8 +110,9 @@ class Slips:
         out: list[tuple[str, str]] = []
         if r.key not in cell.nodes and r.key not in cell.params and r.time is not None:
             out += [("gate", _rename(a, k)) for k in cell.order]  # undefined: a node alike
-        if r.time is not None and r.time[0] == "t" and r.time[2] is None:
-            out += [("time", _retime(a, off)) for off in (-1, 0, 1) if off != r.time[1]]
+        if r.time is not None and r.time[0] in ("t", "k") and r.time[2] is None:
+            out += [("time", _retime(a, off, r.time[0])) for off in (-1, 0, 1)
+                    if off != r.time[1]]
         if r.time is not None:
             out += [("gate", _rename(a, k)) for k in [*cell.order, *cell.inputs] if k != r.key]
             hat = re.fullmatch(r"\\(?:hat|widehat|tilde)\{(.+)\}", a.base)
@@ -123,7 +125,62 @@ class Slips:
             for p, v in self.params.items():
                 if p != r.key and v.shape == shape:
                     out.append(("gate", p.latex))
+        if r.key not in cell.nodes and r.key not in cell.params and r.time is None:
+            out += [("gate", alt) for alt in self._named_alternatives(a)]
         return [(k, o) for k, o in out if o != a.text]
+
+    def _derivative_swaps(self, rhs: g.Node, start: int, src: str) -> Iterator[Slip]:
+        """A hand-written derivative of the other activation: ``x \\circ (1 - x)`` (the
+        sigmoid's, in its output) where ``1 - x^2`` (tanh's) is due, and the reverse; x a node
+        of the cell."""
+        op = re.search(r"\\odot|\\circ|\\cdot|\*", src)
+        op_text = f" {op.group()} " if op else " "
+        for n in g.walk(rhs):
+            if isinstance(n, g.Mul):
+                for x, y in zip(n.factors, n.factors[1:], strict=False):
+                    if self._node_atom(x) and isinstance(y, g.Add) and _one_minus(y) == x:
+                        a0, a1 = x.span[0] - start, y.span[1] - start
+                        xs = src[x.span[0] - start:x.span[1] - start]
+                        alt = f"(1-({xs})^2)"
+                        yield Slip("activation", _say("activation", src[a0:a1], alt),
+                                   src[:a0] + alt + src[a1:])
+            if isinstance(n, g.Add):
+                sq = _one_minus(n)
+                if isinstance(sq, g.Pow) and sq.exp == 2 and self._node_atom(sq.base):
+                    a0, a1 = n.span[0] - start, n.span[1] - start
+                    xs = src[sq.base.span[0] - start:sq.base.span[1] - start]
+                    inner = src[a0:a1]
+                    opened = inner.startswith("(")
+                    alt = f"{xs}{op_text}(1-{xs})"
+                    alt = f"({alt})" if opened else alt
+                    yield Slip("activation", _say("activation", inner, alt),
+                               src[:a0] + alt + src[a1:])
+
+    def _node_atom(self, x: g.Node) -> bool:
+        return isinstance(x, g.Atom) and read_atom(x, self.timed).key in self.cell.nodes
+
+    def _named_alternatives(self, a: g.Atom) -> list[str]:
+        """A name the author gives a part of one node (``\\delta_{z_{zt}}``, the adjoint of
+        z_t's pre-activation) put for the same name of another node (``\\delta_{z_{rt}}``),
+        in the author's own spelling of it."""
+        mine = _named_part(a, self.cell)
+        if mine is None or a.span == (0, 0):
+            return []
+        lead = _lead(self.text[a.span[0]:a.span[1]])
+        out: list[str] = []
+        for side in self.sides:
+            if not isinstance(side, g.Node):
+                continue
+            for b in g.walk(side):
+                if not isinstance(b, g.Atom) or b.base != a.base or b.span == (0, 0):
+                    continue
+                other = _named_part(b, self.cell)
+                txt = self.text[b.span[0]:b.span[1]]
+                if other is None or other[0] == mine[0] or other[1] != mine[1] or \
+                        _lead(txt) != lead or txt in out:
+                    continue
+                out.append(txt)
+        return out
 
     def _calls(self, rhs: g.Node, start: int, src: str) -> Iterator[Slip]:
         """A function replaced (\\sigma for \\tanh, \\sigma_y for \\sigma_h), a power or a
@@ -296,6 +353,9 @@ class Slips:
                     txt = re.sub(r"\s+", " ", self.text[p.span[0]:p.span[1]]).strip()
                     if txt and len(txt) < 120:
                         out[txt] = None
+                        whole = _whole_vectors(txt)
+                        if whole != txt:   # \delta_{t[i]} f_{[i]}: the vectors' product too
+                            out.setdefault(whole, None)
         return list(out)
 
     # -- the left-hand side ----------------------------------------------------------------
@@ -376,6 +436,39 @@ _KIND_WORDS = {"time": "wrong step", "gate": "wrong symbol", "activation": "wron
                "point": "wrong derivative form"}
 
 
+def _one_minus(n: g.Add) -> g.Node | None:
+    """x of ``1 - x``, or None."""
+    if len(n.terms) == 2 and isinstance(n.terms[0][1], g.Num) and n.terms[0][1].value == 1 \
+            and n.terms[0][0] == 1 and n.terms[1][0] == -1:
+        return n.terms[1][1]
+    return None
+
+
+def _named_part(a: g.Atom, cell: Cell) -> tuple[str, str] | None:
+    """(node, step) of a name whose subscript is a node and its step (``z_{z_t}``)."""
+    if a.sub is None or a.sup is not None:
+        return None
+    names = {k.latex for k in cell.nodes}
+    m = re.fullmatch(r"(.+)_(\{?t[^_]*)", a.sub)
+    if m is None or m.group(1) not in names:
+        return None
+    return m.group(1), m.group(2)
+
+
+def _whole_vectors(txt: str) -> str:
+    """An element's expression written for the whole vectors: its unit indices in square
+    brackets dropped (``\\delta_{t[i]}^{(k)} \\times f^{(k)}_{[i]}`` ->
+    ``\\delta_{t}^{(k)} \\times f^{(k)}``)."""
+    out = re.sub(r"_\{\s*\[\s*[a-z](?:\s*,\s*[a-z])*\s*\]\s*\}", "", txt)
+    return re.sub(r"\[\s*[a-z](?:\s*,\s*[a-z])*\s*\]", "", out)
+
+
+def _lead(text: str) -> str:
+    """What a symbol's spelling starts with (``\\delta`` of ``\\delta_{z_{zt}}``)."""
+    m = re.match(r"\\?[A-Za-z]+", text)
+    return m.group(0) if m else text
+
+
 def _say(kind: str, old: str, new: str) -> str:
     return f"{_KIND_WORDS.get(kind, 'wrong factor')}: {old} (should be {new})"
 
@@ -406,14 +499,17 @@ def _at(k: Key, style: str, off: int = 0) -> str:
     return f"{k.latex}_{{{t}}}" if off else f"{k.latex}_t"
 
 
-def _retime(a: g.Atom, off: int) -> str:
-    return _retimed(a, off).text
+def _retime(a: g.Atom, off: int, var: str = "t") -> str:
+    return _retimed(a, off, var).text
 
 
-def _retimed(a: g.Atom, off: int) -> g.Atom:
-    """The symbol at step t+off, its time written where the author writes it."""
-    t = "t" if off == 0 else f"t{off:+d}"
+def _retimed(a: g.Atom, off: int, var: str = "t") -> g.Atom:
+    """The symbol at step t+off (k+off where the author writes the step (k)), its time written
+    where the author writes it."""
+    t = var if off == 0 else f"{var}{off:+d}"
     sub, sup = a.sub, a.sup
+    if var == "k":
+        return g.Atom(a.base, sub, f"({t})", a.primes)
     if time_of(sub) is not None:
         sub = t
     elif time_of(sup) is not None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 SPACING = {r"\quad", r"\qquad", r"\displaystyle", r"\textstyle", r"\notag", r"\nonumber",
            r"\medspace", r"\thinspace", r"\thickspace", r"\negthinspace", r"\hfill",
            r"\displaybreak", r"\allowdisplaybreaks", r"\pagebreak", r"\nopagebreak",
-           r"\linebreak", r"\nolinebreak", r"\strut", r"\mathstrut"}
+           r"\linebreak", r"\nolinebreak", r"\strut", r"\mathstrut", r"\space", r"\enspace"}
 ESC_SPACING = {r"\,", r"\;", r"\:", r"\!", r"\>"}
 # spacing commands dropped together with their {argument} (\hspace{-117.45pt}, \phantom{=})
 SPACING_ARG = {r"\hspace", r"\hskip", r"\vspace", r"\kern", r"\mkern", r"\mskip",

@@ -99,6 +99,12 @@ class World:
         if isinstance(e, g.Stack):
             ds = [self._vdim(x, dims) for x in e.items]
             return None if None in ds else sum(ds)  # type: ignore[arg-type]
+        if isinstance(e, g.Mul) and self.cell.rows:
+            last = e.factors[-1]
+            if isinstance(last, g.Atom) and self.cell.params.get(
+                    read_atom(last, set(dims)).key) == "matrix":
+                shape = self._pshape.get(read_atom(last, set(dims)).key)
+                return shape[1] if shape else None
         if isinstance(e, g.Mul):
             first = e.factors[0]
             if isinstance(first, g.Atom) and self.cell.params.get(
@@ -119,6 +125,8 @@ class World:
             return
         if isinstance(e, g.Mul):
             fs = list(e.factors)
+            if self.cell.rows and self._row_product(e, d, dims):
+                return
             if isinstance(fs[0], g.Atom):
                 r = read_atom(fs[0], set(dims))
                 if r.time is None and self.cell.params.get(r.key) == "matrix":
@@ -134,12 +142,29 @@ class World:
         for c in g._children(e):
             self._assign(c, d, dims)
 
+    def _row_product(self, e: g.Mul, d: int, dims: dict[Key, int]) -> bool:
+        """``h_{t-1} W_z`` in a cell of row vectors: the matrix last, its rows the length of
+        what it multiplies."""
+        last = e.factors[-1]
+        if not isinstance(last, g.Atom):
+            return False
+        r = read_atom(last, set(dims))
+        if r.time is not None or self.cell.params.get(r.key) != "matrix":
+            return False
+        rest = e.factors[0] if len(e.factors) == 2 else g.Mul(e.factors[:-1], e.ops[:-1])
+        rows = self._vdim(rest, dims) or HIDDEN
+        self._pshape.setdefault(r.key, (rows, d))
+        self._assign(rest, rows, dims)
+        return True
+
     def pshape(self, k: Key) -> tuple[int, ...]:
         return self._pshape[k]
 
     # -- forward -----------------------------------------------------------------------------
-    def run(self, pert: Pert | None) -> tuple[dict, dict, complex]:
-        """Values (as step s+1 and the loss read them), values inside each step, the loss."""
+    def run(self, pert: Pert | None, loss_steps: frozenset | None = None
+            ) -> tuple[dict, dict, complex]:
+        """Values (as step s+1 and the loss read them), values inside each step, the loss (of
+        the steps ``loss_steps`` only where given: a per-step loss J^{(t)})."""
         cell = self.cell
         dtype = complex if pert is not None else float
         ext: dict[tuple[Key, int], np.ndarray] = {}
@@ -166,7 +191,7 @@ class World:
                     ext[(k, s)] = val
                 inner[(k, s)] = cur[k]
             for k in cell.outputs:
-                if (k, s) in self.loss_w:
+                if (k, s) in self.loss_w and (loss_steps is None or s in loss_steps):
                     loss = loss + self.step_loss(k, s, cur[k])
         return ext, inner, loss
 
@@ -223,17 +248,19 @@ class World:
 
     # -- derivatives ---------------------------------------------------------------------------
     def _directional(self, make: Callable[[np.ndarray], Pert], n: int,
-                     measure: Callable[[dict, dict, complex], np.ndarray]) -> np.ndarray:
+                     measure: Callable[[dict, dict, complex], np.ndarray],
+                     loss_steps: frozenset | None = None) -> np.ndarray:
         cols = []
         for j in range(n):
             e = np.zeros(n, dtype=complex)
             e[j] = 1j * H
-            ext, inner, loss = self.run(make(e))
+            ext, inner, loss = self.run(make(e), loss_steps)
             cols.append(np.asarray(measure(ext, inner, loss)).imag / H)
         return np.stack(cols, axis=-1)
 
-    def adjoint(self, k: Key, s: int, via: str = "all") -> np.ndarray:
-        key = ("adj", k, s, via)
+    def adjoint(self, k: Key, s: int, via: str = "all",
+                loss_steps: frozenset | None = None) -> np.ndarray:
+        key = ("adj", k, s, via, loss_steps)
         if key not in self._cache:
             if k in self.cell.inputs:
                 make = pert_maker("input", k, s)
@@ -241,21 +268,23 @@ class World:
                 make = pert_maker("state0", k, 0)
             else:
                 make = pert_maker("node", k, s, via)
-            self._cache[key] = self._directional(make, self.dims[k], lambda _e, _i, loss: loss)
+            self._cache[key] = self._directional(make, self.dims[k], lambda _e, _i, loss: loss,
+                                                 loss_steps)
         return self._cache[key]
 
     def grad_all(self, steps: frozenset | None = None) -> np.ndarray:
         """dE/dw for the parameter vector w."""
         return np.concatenate([self.grad(p, steps).reshape(-1) for p in self.param_keys()])
 
-    def grad(self, p: Key, steps: frozenset | None = None) -> np.ndarray:
-        key = ("grad", p, steps)
+    def grad(self, p: Key, steps: frozenset | None = None,
+             loss_steps: frozenset | None = None) -> np.ndarray:
+        key = ("grad", p, steps, loss_steps)
         if key not in self._cache:
             shape = self.params[p].shape
             n = int(np.prod(shape))
             self._cache[key] = self._directional(
                 lambda e: Pert("param", p, None, e, steps=steps), n,
-                lambda _e, _i, loss: loss).reshape(shape)
+                lambda _e, _i, loss: loss, loss_steps).reshape(shape)
         return self._cache[key]
 
 
@@ -377,6 +406,8 @@ def product(a, b, op: str):
     if a.ndim == 2 and b.ndim == 1:
         if a.shape[1] == b.shape[0]:
             return a @ b
+        if a.shape[1] == 1:   # x^T delta with x a row: a column times a row, an outer product
+            return np.outer(a[:, 0], b)
         if a.shape[0] == 1 and a.shape[1] * 1 == b.shape[0]:
             return a @ b
         raise ShapeError(f"{shape_text(a)} times {shape_text(b)}")
