@@ -574,10 +574,11 @@ def lstm_talwar() -> dict[tuple[int, int], str]:
             for p in range(N):
                 jac[p, p, :] = sig_f[p] * h_km1.detach()
             claim(129, 1, _close(torch.einsum("p,pij->ij", gf, jac), gWfk))
-            # (6.1.2): zero unless p = i, then sigma'(z_f[i]) h_[j]^{(k-1)}
+            # (6.1.2): zero unless p = i, then sigma'(z_f[i]) h_[j]^{(k-1)} (the cases open on
+            # the line after the left-hand side, 139: the line the row is reported at)
             for p in range(N):
                 (jf,) = torch.autograd.grad(f_k[p], V["Wfk"][k], retain_graph=True)
-                claim(138, 1, _close(jf, jac[p]))
+                claim(139, 1, _close(jf, jac[p]))
             # (6.1.1): through s^{(k)}, a sum over m, then its one term
             claim(150, 1, _close(gf, delta * s_km1))
             claim(150, 2, _close(gf, delta * s_km1))
@@ -598,7 +599,7 @@ def lstm_talwar() -> dict[tuple[int, int], str]:
                                             retain_graph=True)
                 want = torch.zeros(N, dtype=torch.float64)
                 want[p] = q1[p] * dtanh(s_km1[p])
-                claim(243, 1, _close(jh, want))
+                claim(244, 1, _close(jh, want))   # (7.0.2.1): its cases open on 244
             claim(253, 1, _close(gb, gamma1 * q1 * dtanh(s_km1)))
             # (7.1): the recursion, elementwise and in vectors
             rec = gamma1 * q1 * dtanh(s_km1) + delta * f_k

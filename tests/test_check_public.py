@@ -53,17 +53,16 @@ def test_public_fixture_agrees_with_autodiff(name: str) -> None:
 # forms, objective, distributions and the names the document defines), and statements that
 # are no equation, which issue 16 keeps skipped with their reason (a bound on an index such as
 # D2L's "t < T", an enumeration "t = 0, ..., T-1", an approximation with \\propto, an event
-# "xi_t = 0" of a random variable, math inside a comment). Counted with the non-equations, as
+# "xi_t = 0" of a random variable, math inside a comment), and an equation of another model
+# that the document quotes (Talwar's "(RNN Eq. 5.2)", labelled as a model's equation and reading
+# symbols that neither the author's cell nor the document defines: that model's equations are
+# in another post, so nothing in the document can judge it). Counted with the non-equations, as
 # before, the shares are 17/18, 18/24 and 34/37.
-_NOT_CLAIMS = ("read into the cell", "not an equation", "inside a comment")
+_NOT_CLAIMS = ("read into the cell", "not an equation", "inside a comment",
+               "an equation of another model, quoted")
 
-# below 0.9 and left out, measured with this checker (the fixtures are not read yet):
-_SHARE_GAPS = {
-    "lstm_talwar.md": "16 of 22 lines judged: the post's 'dummy variables' s_a, s_b (two copies "
-                      "of s^{(k-1)}, told apart in words only: 220, 227, 236, 253) and the "
-                      "quoted RNN Eq. 5.2 (178, another cell) are not read; the two cases "
-                      "(138, 243) are skipped as statements in words",
-}
+# below 0.9 and left out, measured with this checker
+_SHARE_GAPS: dict[str, str] = {}
 
 
 def _judged_share(rep) -> tuple[int, int]:
@@ -81,7 +80,8 @@ def test_public_fixture_judged_share(name: str) -> None:
     # measured: lstm_jaketae 34/37 (its \\sum_a {dL/dX}_a, the chain rule through m_t = W_a X +
     # b_a, which its X = (x_t | h_{t-1}) does not make the gates' pre-activation, and the
     # un-concatenation of dL/dX are not judged), lstm_saikrishnaponnam 17/17, rnn_d2l_bptt 18/18,
-    # gru_aiedu 39/39
+    # gru_aiedu 39/39, lstm_talwar 23/23 (its cases and its copies s_a, s_b of s^{(k-1)} read;
+    # the quoted RNN Eq. 5.2 left out)
     assert judged / lines >= 0.9, (judged, lines)
 
 

@@ -191,16 +191,25 @@ def _unwrap(toks: list[Tok]) -> list[Tok]:
 
 
 def _depth_row(row: list[Tok]) -> list[int]:
-    """Bracket depth before every token ({}, (), [])."""
+    """Bracket depth before every token ({}, (), [], and a ``cases`` environment, whose
+    conditions ``p = i`` are no relations of the row)."""
     d = 0
     out = []
-    for t in row:
+    for k, t in enumerate(row):
         if t.text in ("}", ")", "]", r"\}", r"\rangle"):
+            d -= 1
+        elif t.text == r"\end" and _cases_at(row, k):
             d -= 1
         out.append(d)
         if t.text in ("{", "(", "[", r"\{", r"\langle"):
             d += 1
+        elif t.text == r"\begin" and _cases_at(row, k):
+            d += 1
     return out
+
+
+def _cases_at(row: list[Tok], k: int) -> bool:
+    return "".join(t.text for t in row[k + 1:k + 8]) == "{cases}"
 
 
 def _relations(row: list[Tok]) -> list[tuple[int, int, str]]:

@@ -11,6 +11,7 @@ Read as a person would read it, in this order (``|`` alternatives, ``[]`` option
     postfix  := primary {^T | ^2 | ^{(..)} | '}              transpose, power, prime
     primary  := number | \\frac{a}{b} | derivative | adjoint | call | diag(..) | delta(a,b)
               | ( side ) | [ side ] | [ a, b ] (a stack) | { side } | atom | \\cdots
+              | \\begin{cases} side, & index rel index \\\\ ... \\end{cases}   by cases of units
     derivative := \\frac{\\partial u}{\\partial v} | \\frac{du}{dv} | \\nabla_{v} u
               | \\partial_{v} u | \\frac{d}{dv} u | \\frac{d\\sigma}{dv} (sigma' at v)
               | \\frac{\\partial u}{c \\cdot \\partial v} (a factor beside the variable)
@@ -167,6 +168,15 @@ class Prob(Node):
 @dataclass(frozen=True)
 class Stack(Node):
     items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Cases(Node):
+    """``\\begin{cases} v_1, & p = i \\\\ v_2, & p \\ne i \\end{cases}``: a value by cases of
+    unit indices. ``branches``: (condition, value); a condition is (index, relation, index)
+    with the relation one of ``= != < > <= >=``, or None for "otherwise"."""
+
+    branches: tuple[tuple[tuple[str, str, str] | None, Node], ...]
 
 
 @dataclass(frozen=True)
@@ -418,6 +428,9 @@ class Reader:
                 self.i += 1
                 of = self.postfix_atom_or_group()
                 return Adj(of, span=self.span(a))
+        env = _env_at(self.toks, self.i) if x == r"\begin" else None
+        if env is not None and env[0] == "cases":
+            return self.cases(env[1])
         if x in (r"\mathbb", ) and self.t(1) == "{" and self.t(2) == "1":
             raise self.fail("an indicator \\mathbb{1}: not a quantity of the cell", t)
         if x in ("(", "[", r"\lbrack", r"\{", r"\langle"):
@@ -437,6 +450,42 @@ class Reader:
         if fn is not None:
             return self.call(fn, a)
         return self.atom()
+
+    def cases(self, body: int) -> Node:
+        """``\\begin{cases} value, & condition \\\\ ... \\end{cases}`` (the ``&`` is gone
+        by now): each row split at its last top-level comma, or where its words begin."""
+        a = self.i
+        j, depth, after = body, 1, body
+        while j < len(self.toks):
+            env = _env_at(self.toks, j)
+            if env is not None and env[0] == "cases":
+                depth += 1 if self.toks[j].text == r"\begin" else -1
+                if depth == 0:
+                    after = env[1]
+                    break
+                j = env[1]
+                continue
+            j += 1
+        if depth:
+            raise self.fail(r"\begin{cases} without its \end{cases}", self.toks[a])
+        rows = _split_top(self.toks[body:j], {"\\\\", r"\cr"})
+        self.i = after
+        branches = []
+        for row in rows:
+            if not row:
+                continue
+            cut = _case_cut(row)
+            if cut is None:
+                raise self.fail("a case without its condition (value, & condition)", row[0])
+            value, cond = row[:cut], row[cut:]
+            while cond and cond[0].text == ",":
+                cond = cond[1:]
+            if not value:
+                raise self.fail("a case without its value", row[0])
+            branches.append((_condition(cond, self.fail), self.whole(value)))
+        if not branches:
+            raise self.fail("an empty \\begin{cases}", self.toks[a])
+        return Cases(tuple(branches), span=self.span(a))
 
     def operand(self) -> Node:
         """What ``\\partial_v`` or ``\\frac{d}{dv}`` differentiates: the factor that follows
@@ -811,6 +860,92 @@ class Reader:
         return Atom(base, sub, sup, primes, span=self.span(a))
 
 
+def _env_at(toks: list[Tok], i: int) -> tuple[str, int] | None:
+    """``\\begin{name}`` / ``\\end{name}`` at i: (name, the index after its closing brace)."""
+    if i + 2 >= len(toks) or toks[i].text not in (r"\begin", r"\end") or toks[i + 1].text != "{":
+        return None
+    j = _match(toks, i + 1)
+    if j >= len(toks) or toks[j].text != "}":
+        return None
+    return "".join(t.text for t in toks[i + 2:j]), j + 1
+
+
+def _split_top(toks: list[Tok], seps: set[str]) -> list[list[Tok]]:
+    """Tokens split at the separators outside every bracket and brace."""
+    out: list[list[Tok]] = [[]]
+    depth = 0
+    for tk in toks:
+        if tk.text in ("(", "[", "{"):
+            depth += 1
+        elif tk.text in (")", "]", "}"):
+            depth -= 1
+        if depth == 0 and tk.text in seps:
+            out.append([])
+            continue
+        out[-1].append(tk)
+    return out
+
+
+_CASE_WORDS = {r"\text", r"\mbox", r"\textrm", r"\textit", r"\quad", r"\qquad", r"\mathrm"}
+
+
+def _case_cut(row: list[Tok]) -> int | None:
+    """Where a row of cases turns from its value to its condition: the last top-level comma,
+    else the first words (``\\text{if}``, ``\\quad``) after the value."""
+    depth = 0
+    comma = None
+    for n, tk in enumerate(row):
+        if tk.text in ("(", "[", "{"):
+            depth += 1
+        elif tk.text in (")", "]", "}"):
+            depth -= 1
+        elif depth == 0 and tk.text == ",":
+            comma = n
+    if comma is not None and comma > 0:
+        return comma
+    for n, tk in enumerate(row):
+        if n > 0 and tk.text in _CASE_WORDS:
+            return n
+    return None
+
+
+_CASE_RELATIONS = {"=": "=", r"\ne": "!=", r"\neq": "!=", "!=": "!=", "<": "<", ">": ">",
+                   r"\lt": "<", r"\gt": ">", r"\le": "<=", r"\leq": "<=", r"\leqslant": "<=",
+                   r"\ge": ">=", r"\geq": ">=", r"\geqslant": ">="}
+_CASE_OTHERWISE = {"otherwise", "else", "elsewhere", "sonst", "sinon"}
+_CASE_LEADS = {"if", "for", "when", "where", "falls", "si"}
+
+
+def _condition(toks: list[Tok], fail) -> tuple[str, str, str] | None:
+    """A case's condition: (index, relation, index), or None for "otherwise"; words around it
+    (``\\text{if } p = i``, ``\\text{p $\\ne$ i}``) are dropped."""
+    skip = _CASE_WORDS | {"{", "}", "$", ",", ".", "~", r"\,", r"\;", r"\ ", r"\space"}
+    words: list[str] = []
+    last: Tok | None = None
+    for tk in toks:
+        if tk.text in skip:
+            last = None
+            continue
+        text = r"\ne" if tk.text == r"\not" else tk.text
+        if tk.text == "=" and words and words[-1] == r"\ne":
+            continue   # \not =
+        if last is not None and last.end == tk.pos and re.fullmatch(r"[A-Za-z]", tk.text) \
+                and re.fullmatch(r"[A-Za-z]+", words[-1]):
+            words[-1] += tk.text   # the letters of one word, one token each
+        else:
+            words.append(text)
+        last = tk
+    while words and words[0].lower() in _CASE_LEADS:
+        words = words[1:]
+    if len(words) == 1 and words[0].lower() in _CASE_OTHERWISE:
+        return None
+    if len(words) == 3 and words[1] in _CASE_RELATIONS and all(
+            re.fullmatch(r"[A-Za-z]|\\[a-z]+|\d+", w) for w in (words[0], words[2])):
+        return (words[0], _CASE_RELATIONS[words[1]], words[2])
+    raise fail("a case whose condition is not a relation of unit indices: "
+               + " ".join(t.text for t in toks), toks[0] if toks else None)
+
+
 def _members(grp: list[Tok]) -> tuple[str, tuple[str, ...]]:
     """``a \\in \\{f, i, c, o\\}``: the variable and the names it takes."""
     k = next(n for n, tk in enumerate(grp) if tk.text == r"\in")
@@ -961,4 +1096,6 @@ def _children(node: Node) -> tuple[Node, ...]:
         return (node.of,)
     if isinstance(node, Prob):
         return (node.var, node.value)
+    if isinstance(node, Cases):
+        return tuple(v for _, v in node.branches)
     return ()

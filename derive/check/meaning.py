@@ -101,6 +101,9 @@ class Evaluator(PremiseValues):
         # no verdict on the line
         self.unlinked: list[str] = []
         self._busy: set = set()   # the definitions being evaluated (one that reads itself)
+        # copies of a node the document differentiates by (s_a, s_b of s): copy -> (the node,
+        # its one reader), the document's one assignment (DocumentJudge._copy_readers)
+        self.copies: dict[Key, tuple[Key, tuple]] = {}
 
     # -- symbols -----------------------------------------------------------------------------
     def reading(self, a: g.Atom) -> Reading:
@@ -208,6 +211,9 @@ class Evaluator(PremiseValues):
         r = self.reading(a)
         if a.primes:
             return self.prime_of(a, r, env)
+        if r.key in self.copies and r.time is not None:   # a copy has its node's value
+            return self.pick(self.node(self.copies[r.key][0], self.step(r, env), env),
+                             r.indices, env, a)
         if r.key in self.premises.dists:
             which = ("rv", r.key, self.step(r, env) if r.time is not None else env.t)
             if which in env.override:
@@ -456,6 +462,33 @@ class Evaluator(PremiseValues):
         except KeyError:
             raise NotJudged(f"\\delta({e.a}, {e.b}) with an unbound index") from None
 
+    def _cases(self, e: g.Cases, env: Env) -> np.ndarray:
+        """The value of the first case whose condition holds at the line's unit indices (an
+        "otherwise" where none does)."""
+        rest = None
+        for cond, value in e.branches:
+            if cond is None:
+                rest = value if rest is None else rest
+                continue
+            a, rel, b = (self._case_index(cond[0], env), cond[1], self._case_index(cond[2], env))
+            if {"=": a == b, "!=": a != b, "<": a < b, ">": a > b, "<=": a <= b,
+                    ">=": a >= b}[rel]:
+                return self.eval(value, env)
+        if rest is None:
+            raise NotJudged("no case holds at " + ", ".join(
+                f"{k} = {v + 1}" for k, v in sorted(env.idx.items())))
+        return self.eval(rest, env)
+
+    @staticmethod
+    def _case_index(name: str, env: Env) -> int:
+        if name.isdigit():
+            raise NotJudged(f"a case's condition compares an index with the number {name} "
+                            "(where the document counts from is not read)")
+        if name not in env.idx:
+            raise NotJudged(f"a case's condition reads {name}, which the left-hand side does "
+                            "not index")
+        return env.idx[name]
+
     def _elided(self, e: g.Elided, env: Env) -> np.ndarray:
         raise NotJudged(f"an elided expression ({e.text}), not a whole value")
 
@@ -603,6 +636,12 @@ class Evaluator(PremiseValues):
         den = self.resolve(den, env)
         r = self.reading(den)
         at = None if env.loss_at is None else frozenset([env.loss_at])
+        if r.key in self.copies and r.time is not None:
+            node, reader = self.copies[r.key]
+            s = self.step(r, env)
+            if not 0 <= s <= env.T:
+                return np.zeros(self.w.dims[node])
+            return self.pick(self.w.copy_adjoint(node, s, reader, at), r.indices, env, den)
         if at is not None and (r.key in self.premises.param_vector or (
                 r.key not in self.cell.nodes and r.key not in self.cell.inputs and
                 self.param_of(r) is None)):
@@ -680,7 +719,7 @@ class Evaluator(PremiseValues):
         den = self.resolve(den, env)
         r = self.reading(den)
         key = ("jac", num, den, env.t, mode, tuple(sorted(env.idx.items())),
-               self.section(self.pos))
+               self.section(self.pos), tuple(sorted(self.copies.items(), key=str)))
         if key in self.w._cache and not env.override and not env.syms:
             return self.w._cache[key]
         out = self._jacobian(num, den, r, env, mode)
@@ -697,6 +736,21 @@ class Evaluator(PremiseValues):
                   mode: str) -> np.ndarray:
         assert isinstance(den, g.Atom)
         s_num = self._num_step(num, env)
+        if r.key in self.copies and r.time is not None:
+            # by a copy: through its one reader, everything after it recomputed
+            node, reader = self.copies[r.key]
+            s = self.step(r, env)
+            n = self.w.dims[node]
+            cols = []
+            if r.indices and r.indices[0] not in env.idx:
+                raise NotJudged(f"the index {r.indices[0]} of {den.text} is not bound")
+            for j in (range(n) if not r.indices else [env.idx[r.indices[0]]]):
+                d = np.zeros(n, dtype=complex)
+                d[j] = 1j * H
+                cols.append(self._measure(num, env, Pert("copy", node, s, d, reader=reader),
+                                          "total", s_num))
+            out = np.stack(cols, axis=-1)
+            return out[..., 0] if r.indices else out
         if r.key in self.cell.nodes or r.key in self.cell.inputs:
             s = self.step(r, env)
             n = self.w.dims[r.key]

@@ -129,8 +129,90 @@ class DocumentJudge:
         self.accumulated = self._accumulated()
         self.node_defs = self._node_defs() if self.cell else []
         sides = [x for lhs, rhss in self.parsed for x in (lhs, *rhss)]
+        self.copy_readers: dict[Key, tuple[Key, tuple]] = {}
+        self.copy_note = ""
+        self._scoring = False
         self.slips = Slips(self.cell, self.world.params, self.timed, sides, text) \
             if self.cell is not None and self.world is not None else None
+
+        if self.cell is not None and self.world is not None:
+            self._choose_copy_readers()
+
+    # -- copies ----------------------------------------------------------------------------------
+    def _copy_groups(self) -> dict[Key, list[Key]]:
+        """Copies of a node that the document differentiates by and never defines (the
+        "dummy variables" s_a^{(k-1)}, s_b^{(k-1)} of s^{(k-1)}): node -> its copies, in the
+        order written."""
+        assert self.cell is not None
+        cell = self.cell
+        defined = {a.key for a in self.aliases} | set(cell.nodes) | set(cell.params) | \
+            set(cell.inputs) | set(getattr(self, "adjoint_names", {}))
+        out: dict[Key, list[Key]] = {}
+        for lhs, rhss in self.parsed:
+            for side in (lhs, *rhss):
+                if not isinstance(side, g.Node):
+                    continue
+                for n in g.walk(side):
+                    den = n.den if isinstance(n, g.Deriv) else (
+                        n.of if isinstance(n, g.Adj) else None)
+                    if not isinstance(den, g.Atom):
+                        continue
+                    r = read_atom(den, self.timed | set(cell.nodes))
+                    node = Key(r.key.base)
+                    if r.key.name_sub is None or r.time is None or r.key in defined or \
+                            node not in cell.nodes or \
+                            not re.fullmatch(r"[A-Za-z0-9]{1,3}", r.key.name_sub):
+                        continue
+                    if r.key not in out.setdefault(node, []):
+                        out[node].append(r.key)
+        return out
+
+    def _mentions_copy(self, *sides) -> bool:
+        return any(isinstance(a, g.Atom) and
+                   read_atom(a, self.timed | set(self.cell.nodes)).key in self.copy_readers
+                   for side in sides if isinstance(side, g.Node) for a in g.walk(side))
+
+    def _choose_copy_readers(self) -> None:
+        """One reader for each copy, distinct within a node, for the whole document: each
+        assignment is tried on the lines that mention a copy, and the one under which most of
+        them hold is kept (the first, in the cell's order, among equals). Said in the detail
+        of every line that mentions a copy."""
+        assert self.world is not None
+        groups = self._copy_groups()
+        choices = []
+        for node, copies in groups.items():
+            readers = self.world.readers(node)
+            if len(readers) < len(copies):
+                continue
+            choices.append([[(c, (node, rd)) for c, rd in zip(copies, perm, strict=True)]
+                            for perm in itertools.permutations(readers, len(copies))])
+        if not choices:
+            return
+        options = list(itertools.islice(itertools.product(*choices), 120))
+        best, best_score, lines = None, -1, 0
+        self.copy_scores: list[int] = []
+        self._scoring = True
+        try:
+            for option in options:
+                self.copy_readers = {c: v for group in option for c, v in group}
+                score = lines = 0
+                for e, (lhs, rhss) in zip(self.eqs, self.parsed, strict=True):
+                    for k, (rtoks, rhs) in enumerate(zip(e.rhs, rhss, strict=True), 1):
+                        if self._mentions_copy(lhs, rhs):
+                            lines += 1
+                            score += self.judge(e, lhs, rhs, k, rtoks)[0] == "correct"
+                self.copy_scores.append(score)
+                if score > best_score:
+                    best, best_score = dict(self.copy_readers), score
+        finally:
+            self._scoring = False
+        self.copy_readers = best or {}
+        self.world._cache.clear()
+        self.copy_note = "the document's copies read as " + "; ".join(
+            f"{c.latex} = {node.latex} as {_reader_text(rd)} reads it"
+            for c, (node, rd) in self.copy_readers.items()) + \
+            f" (of {len(options)} assignments of copies to readers, the one under which the " \
+            f"most lines that mention a copy hold: {best_score} of {lines})"
 
     # -- reading -------------------------------------------------------------------------------
     def _read(self, toks):
@@ -240,6 +322,7 @@ class DocumentJudge:
     def _ev(self, pos: int) -> Evaluator:
         ev = Evaluator(self.world, self.aliases, self.timed, pos, self.section, self.premises)
         ev.node_defs = self.node_defs
+        ev.copies = self.copy_readers
         return ev
 
     def _adjoint_names(self) -> dict[Key, int]:
@@ -315,6 +398,9 @@ class DocumentJudge:
             for k, (rtoks, rhs) in enumerate(zip(e.rhs, rhss, strict=True), 1):
                 pos = rtoks[0].pos if rtoks else e.pos
                 verdict, detail, diffs = self.judge(e, lhs, rhs, k, rtoks)
+                if self.copy_note and verdict in ("correct", "wrong", "ill-typed") and \
+                        self._mentions_copy(lhs, rhs):
+                    detail = f"{detail}; {self.copy_note}" if detail else self.copy_note
                 out.append(Line(idx, k, verdict, detail, pos, lhs_text,
                                 _text(self.text, rtoks), diffs))
         return out
@@ -341,7 +427,40 @@ class DocumentJudge:
             if e.pos in self.premises.unmatched:
                 return "skipped", self.premises.unmatched[e.pos], []
             return "skipped", f"no cell to judge against: {self.cell_error}", []
+        quoted = self._quoted(e, lhs, rhs)
+        if quoted:
+            return "skipped", quoted, []
         return self._judge_value(e, lhs, rhs, k, rtoks, rel)
+
+    def _quoted(self, e: Equation, lhs, rhs) -> str | None:
+        """``\\text{(RNN Eq. 5.2) } \\frac{\\partial J}{\\partial W_h} = \\dots``: an equation
+        of another model, quoted: its row opens with a label that names a model's equation
+        (a word before "Eq." and its number), and it reads a symbol that neither the cell nor
+        the document defines (W_h of the RNN beside the author's LSTM). Not a claim about this
+        cell; its model's equations are not in the document."""
+        assert self.cell is not None
+        head = self.text[e.segment.start:e.pos]
+        head = re.split(r"\\\\|\$\$|\n\s*\n", head)[-1]
+        m = re.search(r"\\text\{\s*\(?\s*([A-Za-z][\w-]*)\s+(?:Eq|Eqn|Equation)\.?\s*"
+                      r"\(?([\d.]+\d)\)?\s*\)?\s*\}", head)
+        if m is None:
+            return None
+        cell = self.cell
+        known = set(cell.nodes) | set(cell.params) | set(cell.inputs) | set(cell.targets) | \
+            {a.key for a in self.aliases} | set(getattr(self, "adjoint_names", {})) | \
+            set(self.copy_readers)
+        ev = self._ev(e.pos)
+        for side in (lhs, rhs):
+            for a in g.walk(side):
+                if not isinstance(a, g.Atom):
+                    continue
+                r = ev.reading(a)
+                if r.key not in known and Key(r.key.base) not in known and \
+                        r.key not in self.premises.dists:
+                    return (f"an equation of another model, quoted ({m.group(1)} Eq. "
+                            f"{m.group(2)}: {r.key.latex} is not a symbol of this cell nor "
+                            "defined in the document), not a claim about this cell")
+        return None
 
     def _idle_sum(self, rhs, rtoks) -> list[dict]:
         """``\\sum_{j} e^{\\theta_{[i]}}``: a sum over a unit index its body never reads, the
@@ -382,7 +501,9 @@ class DocumentJudge:
         words = "".join(t.text for t in toks)
         if "," in words and ("\\dots" in words or "\\ldots" in words):
             return "skipped", "an enumeration (a, b, \\dots), not an equation", []
-        if r"\text" in words:
+        # words outside a \begin{cases} (whose conditions are words around a claim): the line
+        # states something in words, no equation between values
+        if r"\text" in re.sub(r"\\begin\{cases\}.*?\\end\{cases\}", "", words):
             return "skipped", "a statement in words (\\text{...}), not an equation", []
         return "skipped", f"not read ({where}: {msg})", []
 
@@ -478,6 +599,8 @@ class DocumentJudge:
                                      f"{d['what']}; corrected: {d['corrected']}"), diffs
             return "skipped", exc.reason, []
         except ShapeError as exc:
+            if self._scoring:
+                return "ill-typed", "", []
             diffs = self._name(e, lhs, rhs, rtoks, written, modes, rel=rel)
             fix = f"; {diffs[0]['what']}; corrected: {diffs[0]['corrected']}" if diffs else ""
             return "ill-typed", f"the shapes do not compose: {exc}{fix}", diffs
@@ -485,6 +608,8 @@ class DocumentJudge:
             return "skipped", f"not evaluated ({exc})", []
         if ok:
             return "correct", "", []
+        if self._scoring:
+            return "wrong", "", []
         if ev.unlinked:
             return "skipped", f"not judged: {ev.unlinked[0]}", []
         diffs = self._name(e, lhs, rhs, rtoks, written, modes, rel=rel)
@@ -661,6 +786,15 @@ class DocumentJudge:
                     return
             except (NotJudged, ShapeError, ValueError, IndexError, KeyError, ZeroDivisionError):
                 continue
+
+
+def _reader_text(reader: tuple) -> str:
+    """(node, lag) of :meth:`World.readers` in words."""
+    node, lag = reader
+    if node == "loss":
+        return "the loss of its step"
+    when = {0: "of the same step", 1: "of the next step"}.get(lag, f"{lag} steps later")
+    return f"{node.latex} {when}"
 
 
 def _unloss(node, timed: set[Key]):

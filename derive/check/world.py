@@ -34,12 +34,14 @@ HIDDEN, INPUT, READOUT = 3, 2, 2
 class Pert:
     """One perturbation: ``kind`` node | param | input | state0, what, at which step, how."""
 
-    kind: str                    # node | param | params | input | state0
+    kind: str                    # node | param | params | input | state0 | copy
     key: Key
     step: int | None
     delta: np.ndarray
     scope: str = "all"           # node: all | within | later
     steps: frozenset | None = None  # param, params: the steps that see it (None: all)
+    # copy: the one reader that sees the perturbed node, (node, lag) or ("loss", 0)
+    reader: tuple | None = None
 
 
 def pert_maker(kind: str, key: Key, step: int, scope: str = "all") -> Callable[[np.ndarray], Pert]:
@@ -192,7 +194,11 @@ class World:
                 inner[(k, s)] = cur[k]
             for k in cell.outputs:
                 if (k, s) in self.loss_w and (loss_steps is None or s in loss_steps):
-                    loss = loss + self.step_loss(k, s, cur[k])
+                    out = cur[k]
+                    if pert is not None and pert.kind == "copy" and pert.reader == ("loss", 0) \
+                            and pert.key == k and pert.step == s:
+                        out = out + pert.delta
+                    loss = loss + self.step_loss(k, s, out)
         return ext, inner, loss
 
     def step_loss(self, k: Key, s: int, value: np.ndarray) -> np.ndarray:
@@ -235,9 +241,11 @@ class World:
                    pert: Pert | None) -> np.ndarray:
         def lookup(key: Key, lag: int) -> np.ndarray:
             if key in self.cell.nodes:
-                if lag == 0:
-                    return cur[key]
-                return ext[(key, s - lag)]
+                v = cur[key] if lag == 0 else ext[(key, s - lag)]
+                if pert is not None and pert.kind == "copy" and pert.key == key and \
+                        pert.step == s - lag and pert.reader == (k, lag):
+                    v = v + pert.delta   # the copy only this reader reads
+                return v
             if key in params:
                 return params[key]
             v = self.inputs[(key, s)]
@@ -271,6 +279,33 @@ class World:
             self._cache[key] = self._directional(make, self.dims[k], lambda _e, _i, loss: loss,
                                                  loss_steps)
         return self._cache[key]
+
+    def copy_adjoint(self, k: Key, s: int, reader: tuple,
+                     loss_steps: frozenset | None = None) -> np.ndarray:
+        """dE/dk_s for a copy of k_s that only ``reader`` reads ((node, lag): the node of step
+        s + lag whose equation reads k at that lag; ("loss", 0): the loss of step s)."""
+        key = ("copy", k, s, reader, loss_steps)
+        if key not in self._cache:
+            self._cache[key] = self._directional(
+                lambda e: Pert("copy", k, s, e, reader=reader), self.dims[k],
+                lambda _e, _i, loss: loss, loss_steps)
+        return self._cache[key]
+
+    def readers(self, k: Key) -> list[tuple]:
+        """Who reads node k: (node, lag) for each node whose equation reads k at that lag, in
+        the cell's order, and ("loss", 0) where k is an output."""
+        out: list[tuple] = []
+        for n in self.cell.order:
+            for a in g.walk(self.cell.nodes[n]):
+                if isinstance(a, g.Atom):
+                    r = read_atom(a, set(self.cell.nodes) | set(self.cell.inputs))
+                    if r.key == k:
+                        lag = -r.time[1] if r.time is not None else 0
+                        if (n, lag) not in out:
+                            out.append((n, lag))
+        if k in self.cell.outputs:
+            out.append(("loss", 0))
+        return out
 
     def grad_all(self, steps: frozenset | None = None) -> np.ndarray:
         """dE/dw for the parameter vector w."""
