@@ -40,6 +40,16 @@ def test_bptt_notes_wrong_lines_are_named(bptt) -> None:
     assert "\\delta^t" in rows[60].detail and "o^{t}" in rows[60].detail
 
 
+def test_bptt_notes_node_value_named_from_its_own_equation(bptt) -> None:
+    # c^{t+1} = c^t: no slip explains it; the author's equation of c (line 17), retimed to
+    # step t+1 in the author's superscripts, names what the written side lacks
+    detail = _by_line(bptt)[23].detail
+    assert "own equation of c (line 17) at step t+1" in detail
+    assert "missing term a^{t+1} \\odot i^{t+1}" in detail
+    assert "missing factor f^{t+1} in c^t" in detail
+    assert detail.endswith("corrected: a^{t+1} \\odot i^{t+1} + c^{t} \\odot f^{t+1}")
+
+
 def test_bptt_notes_corrected_are_correct() -> None:
     text = (FIX / "lstm_bptt_notes.md").read_text()
     for old, new in [(r"[1 - \tanh(\hat{a}^t)]", r"[1 - \tanh^2(\hat{a}^t)]"),

@@ -40,11 +40,11 @@ from . import grammar as g
 from . import lexicon as lx
 from . import names
 from . import premises as pm
-from .cell import Cell, CellError, Key, build, read_atom, time_of
+from .cell import Cell, CellError, Key, atoms_of, build, has_derivative, read_atom, time_of
 from .document import Equation, equations, rows_joined, segments, underbrace_definitions
 from .meaning import Alias, Env, Evaluator, NotJudged
 from .parse import _strip, tokenize
-from .slips import Slips
+from .slips import Slips, _bracketed, _retime
 from .world import ShapeError, World
 
 TIMES = (2, 3)
@@ -617,7 +617,98 @@ class DocumentJudge:
             d = diffs[0]
             detail = d["what"] + (f"; corrected: {d['corrected']}" if d.get("corrected") else "")
             return "wrong", detail, diffs
+        own = self._own_equation(e, lhs, rtoks, written, modes, rel)
+        if own:
+            return "wrong", f"{own[0]['what']}; corrected: {own[0]['corrected']}", own
         return "wrong", f"the value differs from {meaning[0][0]}", []
+
+    def _own_equation(self, e, lhs, rtoks, meaning, modes, rel) -> list[dict]:
+        """``c^{t+1} = c^t``: a line that states a node's value at some step, no slip
+        explaining it, named from the document's own equation of that node retimed to the
+        line's step (its time written where the author writes it): the terms the written side
+        lacks or has too many, and the equation's right-hand side as the correction. Nothing
+        where the equation cannot be found, retimed or read, or where it does not give the
+        value claimed."""
+        assert self.cell is not None
+        if not isinstance(lhs, g.Atom) or not rtoks:
+            return []
+        ev = self._ev(e.pos + 1)
+        r = read_atom(lhs, ev.timed)
+        if r.key not in self.cell.nodes or r.indices or r.time is None or \
+                r.time[0] not in ("t", "k") or r.time[2] is not None:
+            return []
+        var, off = r.time[0], r.time[1]
+        found = self._own_source(r.key)
+        if found is None:
+            return []
+        own_eq, node = found
+        a0, a1 = node.span
+        if a1 <= a0:
+            return []
+        pieces: list[tuple[int, int, str]] = []
+        for a in g.walk(node):
+            if not isinstance(a, g.Atom):
+                continue
+            ra = read_atom(a, ev.timed)
+            if ra.time is None:
+                continue
+            if ra.time[0] != "t" or ra.time[2] is not None or a.span[1] <= a.span[0] or \
+                    not a0 <= a.span[0] <= a.span[1] <= a1:
+                return []   # a time this retiming does not write: not named
+            if off or var != "t":
+                # an argument's span holds its brackets (\tanh(c_t)): kept
+                pieces.append((a.span[0], a.span[1], _bracketed(
+                    self.text[a.span[0]:a.span[1]], _retime(a, ra.time[1] + off, var))))
+        new = self.text[a0:a1]
+        for p0, p1, txt in sorted(pieces, reverse=True):
+            new = new[:p0 - a0] + txt + new[p1 - a0:]
+        new = re.sub(r"\s+", " ", new).strip()
+        start, end = rtoks[0].pos, rtoks[-1].end
+        src = self.text[start:end]
+        if _plain(new) == _plain(src):
+            return []
+        fixed = self._reread(new, start, end)
+        written = self._reread(src, start, end)
+        if fixed is None or written is None:
+            return []
+        claim_rhs, claim = self._accumulation(lhs, fixed, rel, meaning, ev)
+        try:
+            if not self._matches(ev, lhs, claim_rhs, claim, modes)[0]:
+                return []
+        except (NotJudged, ShapeError, ValueError, IndexError, KeyError, ZeroDivisionError,
+                FloatingPointError):
+            return []
+        line = self.text.count("\n", 0, own_eq.pos) + 1
+        step = var if off == 0 else f"{var}{off:+d}"
+        lhs_src = _spaced(self.text[e.lhs[0].pos:e.lhs[-1].end]) if e.lhs else lhs.text
+        head = (f"the document's own equation of {r.key.latex} (line {line}) at step {step} "
+                f"gives {lhs_src} = {new}")
+        parts = _term_differences(self.text[:start] + new + self.text[end:], fixed,
+                                  self.text, written)
+        what = head + (": " + "; ".join(parts) if parts else "")
+        return [{"kind": "own", "what": what, "corrected": new}]
+
+    def _own_source(self, key: Key):
+        """The document's equation of a node and the right-hand side the cell read it from
+        (for a pre-activation z of ``a = act(z) = act(E)``, E): (equation, parsed node)."""
+        assert self.cell is not None
+        pos = self.cell.defined_at.get(key)
+        if pos is None:
+            return None
+        for e, (lhs, rhss) in zip(self.eqs, self.parsed, strict=True):
+            if e.pos != pos or not isinstance(lhs, g.Atom):
+                continue
+            ok = [x for x in rhss if isinstance(x, g.Node) and not has_derivative(x)
+                  and atoms_of(x)]
+            if not ok:
+                continue
+            if read_atom(lhs, self.timed).key == key:
+                return e, ok[0]
+            if len(ok) >= 2 and isinstance(ok[0], g.Call) and isinstance(ok[0].arg, g.Atom) \
+                    and isinstance(ok[-1], g.Call) and ok[-1].arg is not None and \
+                    read_atom(ok[0].arg, self.timed).key == key:
+                return e, ok[-1].arg
+        return None
 
     def _accumulation(self, lhs, rhs, rel, meaning, ev):
         """``dL/dC_t = dL/da_C \\cdot da_C/dC_t + dL/dC_t``: an adjoint that appears on its own
@@ -913,6 +1004,72 @@ def _outside(node) -> str | None:
 
 
 _NEAR = 120   # characters: a step fixed in words binds the equation that follows at once
+
+
+def _term_differences(own_text: str, own: g.Node, text: str, written: g.Node) -> list[str]:
+    """What a written right-hand side lacks or has too many against the one due, term by term
+    (a term written without some of its factors is named by the factors it lacks), in the
+    texts as written: ``own`` is read in ``own_text``, ``written`` in ``text``."""
+
+    def terms(src: str, n: g.Node) -> list[tuple[int, str, list[str]]] | None:
+        out = []
+        for sign, t in (n.terms if isinstance(n, g.Add) else ((1, n),)):
+            fs = t.factors if isinstance(t, g.Mul) else (t,)
+            if any(x.span[1] <= x.span[0] for x in (t, *fs)):
+                return None
+            out.append((sign, _spaced(src[t.span[0]:t.span[1]]),
+                        [_spaced(src[f.span[0]:f.span[1]]) for f in fs]))
+        return out
+
+    due, got = terms(own_text, own), terms(text, written)
+    if due is None or got is None:
+        return []
+    for t in list(got):
+        same = [d for d in due if d[0] == t[0] and _plain(d[1]) == _plain(t[1])]
+        if same:
+            due.remove(same[0])
+            got.remove(t)
+    factors: list[str] = []
+    for t in list(got):
+        mine = [_plain(f) for f in t[2]]
+        for d in due:
+            theirs = [_plain(f) for f in d[2]]
+            if d[0] != t[0] or len(theirs) == len(mine):
+                continue
+            small, big, word = (mine, d[2], "missing") if len(mine) < len(theirs) else \
+                (theirs, t[2], "extra")
+            rest = _less(big, small)
+            if rest is not None:
+                factors.append(f"{word} factor{'s' if len(rest) > 1 else ''} "
+                               f"{', '.join(rest)} in {t[1]}")
+                due.remove(d)
+                got.remove(t)
+                break
+    def signed(x: tuple[int, str, list[str]]) -> str:
+        return ("- " if x[0] < 0 else "") + x[1]
+
+    out = [f"missing term{'s' if len(due) > 1 else ''} {', '.join(map(signed, due))}"] \
+        if due else []
+    out += factors
+    if got:
+        out.append(f"extra term{'s' if len(got) > 1 else ''} {', '.join(map(signed, got))}")
+    return out
+
+
+def _less(big: list[str], small: list[str]) -> list[str] | None:
+    """The factors of ``big`` left once those of ``small`` are taken out (compared as plain
+    text); None where ``small`` holds one that ``big`` does not."""
+    rest = list(big)
+    for f in small:
+        hit = next((x for x in rest if _plain(x) == f), None)
+        if hit is None:
+            return None
+        rest.remove(hit)
+    return rest
+
+
+def _spaced(src: str) -> str:
+    return re.sub(r"\s+", " ", src).strip()
 
 
 def _plain(src: str) -> str:
