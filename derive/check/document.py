@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import lexicon as lx
-from .parse import Tok, _match, _strip, tokenize
+from .tokens import Tok, match_brace, strip_layout, tokenize
 
 _DISPLAY_ENVS = ("equation", "align", "gather", "multline", "eqnarray", "flalign",
                  "displaymath", "alignat", "math")
@@ -171,16 +171,16 @@ def _unwrap(toks: list[Tok]) -> list[Tok]:
                 j += 1
             if t.text in (r"\color", r"\colorbox", r"\textcolor") and j < len(toks) and \
                     toks[j].text == "{":
-                j = _match(toks, j) + 1  # the colour name
+                j = match_brace(toks, j) + 1  # the colour name
             if t.text in (r"\fbox", r"\colorbox"):
                 pass
             if j < len(toks) and toks[j].text == "{":
-                k = _match(toks, j)
+                k = match_brace(toks, j)
                 drop.update((j, k))
                 if t.text in (r"\underbrace", r"\overbrace") and k + 1 < len(toks) and \
                         toks[k + 1].text in ("_", "^"):
                     a = k + 2
-                    b = _match(toks, a) if a < len(toks) and toks[a].text == "{" else a
+                    b = match_brace(toks, a) if a < len(toks) and toks[a].text == "{" else a
                     drop.update(range(k + 1, b + 1))
             i = j
             continue
@@ -243,7 +243,7 @@ def _split_equations(row: list[Tok]) -> list[list[Tok]]:
             j = k
             if t.text == r"\text":
                 if k + 1 < len(row) and row[k + 1].text == "{":
-                    j = _match(row, k + 1)
+                    j = match_brace(row, k + 1)
                     words = "".join(x.text for x in row[k + 2:j]).strip(" ,.").lower()
                     if words not in ("and", "", ",", "or"):
                         k = j + 1
@@ -337,7 +337,7 @@ def _label_out(row: list[Tok]) -> list[Tok]:
     label the equation; the equation starts after them."""
     while len(row) > 3 and row[0].text in (r"\text", r"\textbf", r"\textit", r"\mbox") and \
             row[1].text == "{":
-        j = _match(row, 1)
+        j = match_brace(row, 1)
         if j + 1 >= len(row) or not _relations(row[j + 1:]) or _relations(row[j + 1:])[0][0] == 0:
             break
         row = row[j + 1:]
@@ -377,17 +377,17 @@ def underbrace_definitions(seg: Segment) -> list[Equation]:
     ``\\text{Local}``, names nothing). An element's name for an element's expression, with the
     same unit indices in brackets, names the whole vector too."""
     clean = _BLANK_IN_MATH.sub(lambda m: " " * len(m.group()), seg.text)
-    toks = _strip(tokenize(clean, seg.start))
+    toks = strip_layout(tokenize(clean, seg.start))
     out: list[Equation] = []
     for i, t in enumerate(toks):
         if t.text not in (r"\underbrace", r"\overbrace") or i + 1 >= len(toks) or \
                 toks[i + 1].text != "{":
             continue
-        k = _match(toks, i + 1)
+        k = match_brace(toks, i + 1)
         if k + 2 >= len(toks) or toks[k + 1].text not in ("_", "^"):
             continue
         a = k + 2
-        label = toks[a + 1:_match(toks, a)] if toks[a].text == "{" else [toks[a]]
+        label = toks[a + 1:match_brace(toks, a)] if toks[a].text == "{" else [toks[a]]
         content = _unwrap(toks[i + 2:k])
         dollars = [n for n, x in enumerate(label) if x.text == "$"]
         if label and label[0].text == r"\text" and len(dollars) == 2:
@@ -427,7 +427,7 @@ def equations(seg: Segment) -> list[Equation]:
     out: list[Equation] = []
     cur: Equation | None = None
     for row in _rows(toks):
-        row = _label_out(_trim(_strip(row)))
+        row = _label_out(_trim(strip_layout(row)))
         if not row:
             continue
         for piece in _split_equations(row):

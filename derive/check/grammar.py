@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from . import lexicon as lx
-from .parse import ACCENTS, Tok, _canon, _match
+from .tokens import ACCENTS, Tok, canon, match_brace
 
 
 class SyntaxProblem(Exception):
@@ -242,7 +242,7 @@ class Reader:
         if t.text != "{":
             self.i += 1
             return [t]
-        j = _match(self.toks, self.i)
+        j = match_brace(self.toks, self.i)
         if self.toks[j].text != "}":
             raise self.fail("unbalanced '{'", t)
         inner = self.toks[self.i + 1:j]
@@ -326,7 +326,7 @@ class Reader:
                 which = self.t()
                 self.i += 1
                 grp = self.group()
-                arg = _canon(grp)
+                arg = canon(grp)
                 if which == "_" and any(tk.text == r"\in" for tk in grp):
                     var, members = _members(grp)
                 elif which == "_":
@@ -349,7 +349,7 @@ class Reader:
             if self.t() == "^":
                 self.i += 1
                 sup = self.group()
-                txt = _canon(sup)
+                txt = canon(sup)
                 if txt in lx.TRANSPOSES and txt != "t":
                     node = Tr(node, span=self.span(a))
                 elif txt.isdigit():
@@ -413,9 +413,9 @@ class Reader:
         if x == "e" and t.kind == "letter" and self.t(1) == "^":
             grp_at = self.i + 2
             if grp_at < len(self.toks):
-                end = _match(self.toks, grp_at) if self.t(2) == "{" else grp_at
+                end = match_brace(self.toks, grp_at) if self.t(2) == "{" else grp_at
                 grp = self.toks[grp_at + 1:end] if self.t(2) == "{" else [self.toks[grp_at]]
-                txt = _canon(grp).replace(" ", "")
+                txt = canon(grp).replace(" ", "")
                 if grp and not _time_like(txt) and not re.fullmatch(r"[ijkmn]|\(.*\)", txt):
                     self.i = end + 1   # e^{-x}: the exponential
                     return Call("exp", self.whole(grp), span=self.span(a))
@@ -534,7 +534,7 @@ class Reader:
                     break
             j += 1
         inner = self.toks[self.i:j]
-        parts = _canon(inner).replace(r"\right", "").split(",")
+        parts = canon(inner).replace(r"\right", "").split(",")
         if len(parts) != 2:
             raise self.fail("expected \\delta(a, b)", self.toks[a])
         self.i = j + 1
@@ -665,8 +665,8 @@ class Reader:
         j = self.i + 1
         name = None
         if x in lx.NAMED_FUNCTION_CMDS and self.t(1) == "{":
-            k = _match(self.toks, self.i + 1)
-            word = _canon(self.toks[self.i + 2:k]).strip()
+            k = match_brace(self.toks, self.i + 1)
+            word = canon(self.toks[self.i + 2:k]).strip()
             j = k + 1
             if word.lower() in lx.ACTIVATIONS or word.lower() in ("diag", "relu"):
                 name = word.lower()
@@ -730,7 +730,7 @@ class Reader:
                 continue
             k += 1
             if k < len(self.toks) and self.toks[k].text == "{":
-                k = _match(self.toks, k) + 1
+                k = match_brace(self.toks, k) + 1
             else:
                 k += 1
         if k < len(self.toks) and self.toks[k].text in ("(", "[", r"\left"):
@@ -752,7 +752,7 @@ class Reader:
                 continue
             which = self.t()
             self.i += 1
-            arg = _canon(self.group())
+            arg = canon(self.group())
             if which == "_":
                 sub = arg
             elif arg in (r"\prime", "'"):
@@ -814,15 +814,15 @@ class Reader:
         elif t.kind == "cmd" and t.text in ACCENTS:
             if self.i + 1 >= len(self.toks):
                 raise self.fail(f"{t.text} without its argument", t)
-            j = _match(self.toks, self.i + 1) + 1 if self.t(1) == "{" else self.i + 2
-            base = _canon(self.toks[self.i:j])
+            j = match_brace(self.toks, self.i + 1) + 1 if self.t(1) == "{" else self.i + 2
+            base = canon(self.toks[self.i:j])
         elif t.kind == "cmd" and len(t.text) > 2 and t.text not in (
                 r"\frac", r"\partial", r"\sum", r"\prod", r"\left", r"\right", r"\text",
                 r"\begin", r"\end", r"\nabla", r"\mathbb"):
             base = t.text
             j = self.i + 1
         elif t.kind == "cmd" and t.text in lx.NAMED_FUNCTION_CMDS:
-            raise self.fail(f"{_canon(self.toks[self.i:self.i + 4])}...: words, not a symbol", t)
+            raise self.fail(f"{canon(self.toks[self.i:self.i + 4])}...: words, not a symbol", t)
         else:
             raise self.fail(f"unexpected {t.text!r}", t)
         self.i = j
@@ -839,7 +839,7 @@ class Reader:
             save = self.i
             self.i += 1
             arg_toks = self.group()
-            arg = _canon(arg_toks)
+            arg = canon(arg_toks)
             if which == "_":
                 if sub is not None:
                     self.i = save
@@ -864,7 +864,7 @@ def _env_at(toks: list[Tok], i: int) -> tuple[str, int] | None:
     """``\\begin{name}`` / ``\\end{name}`` at i: (name, the index after its closing brace)."""
     if i + 2 >= len(toks) or toks[i].text not in (r"\begin", r"\end") or toks[i + 1].text != "{":
         return None
-    j = _match(toks, i + 1)
+    j = match_brace(toks, i + 1)
     if j >= len(toks) or toks[j].text != "}":
         return None
     return "".join(t.text for t in toks[i + 2:j]), j + 1
@@ -949,7 +949,7 @@ def _condition(toks: list[Tok], fail) -> tuple[str, str, str] | None:
 def _members(grp: list[Tok]) -> tuple[str, tuple[str, ...]]:
     """``a \\in \\{f, i, c, o\\}``: the variable and the names it takes."""
     k = next(n for n, tk in enumerate(grp) if tk.text == r"\in")
-    var = _canon(grp[:k]).strip()
+    var = canon(grp[:k]).strip()
     inner = [tk for tk in grp[k + 1:] if tk.text not in (r"\{", r"\}", r"\lbrace", r"\rbrace")]
     names: list[list[Tok]] = [[]]
     for tk in inner:
@@ -957,7 +957,7 @@ def _members(grp: list[Tok]) -> tuple[str, tuple[str, ...]]:
             names.append([])
         else:
             names[-1].append(tk)
-    members = tuple(_canon(n).strip() for n in names if n)
+    members = tuple(canon(n).strip() for n in names if n)
     if not var or not members:
         raise SyntaxProblem("a sum over a set without its members", grp[0] if grp else None)
     return var, members

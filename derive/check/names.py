@@ -23,7 +23,7 @@ from collections.abc import Callable
 from . import grammar as g
 from . import lexicon as lx
 from .cell import Cell, Key, time_of
-from .parse import _strip, tokenize
+from .tokens import strip_layout, tokenize
 
 
 def reader(parsed: list, timed: set[Key]) -> Callable:
@@ -96,7 +96,7 @@ def output_adjoint(parsed: list, cell: Cell) -> Callable:
 def _symbol(script: str) -> g.Atom | None:
     """A subscript read as one symbol (``z_{zt}``, ``W_{h,t}``), or None."""
     try:
-        node = g.read_side(_strip(tokenize(script, 0)), script)
+        node = g.read_side(strip_layout(tokenize(script, 0)), script)
     except (g.SyntaxProblem, ValueError, IndexError):
         return None
     return node if isinstance(node, g.Atom) else None

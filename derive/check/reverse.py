@@ -43,8 +43,8 @@ from . import premises as pm
 from .cell import Cell, CellError, Key, atoms_of, build, has_derivative, read_atom, time_of
 from .document import Equation, equations, rows_joined, segments, underbrace_definitions
 from .meaning import Alias, Env, Evaluator, NotJudged
-from .parse import _strip, tokenize
 from .slips import Slips, _bracketed, _retime
+from .tokens import strip_layout, tokenize
 from .world import ShapeError, World
 
 TIMES = (2, 3)
@@ -845,7 +845,7 @@ class DocumentJudge:
     def _reread(self, new: str, start: int, end: int) -> g.Node | None:
         try:
             # a right-hand side that runs over rows (``\\\\ &+``): one expression
-            toks = [t for t in _strip(rows_joined(tokenize(new, start))) if t.text != "&"]
+            toks = [t for t in strip_layout(rows_joined(tokenize(new, start))) if t.text != "&"]
             return self.names(_unloss(g.read_side(
                 toks, self.text[:start] + new + self.text[end:]), self.timed))
         except g.SyntaxProblem:
