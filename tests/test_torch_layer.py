@@ -381,3 +381,37 @@ def test_on_cuda_equals_cudnn(cell):
     torch.testing.assert_close(o2, o1, atol=1e-10, rtol=0)
     for a, b in zip(g2, g1, strict=True):
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_unbatched_input_as_torch_nn_takes_it(cell):
+    """A 2-D input (T, input_size) is one sequence, with a (num_layers * dirs, hidden) initial
+    state, as torch.nn.LSTM/GRU take it: outputs and final states equal nn's."""
+    torch.manual_seed(0)
+    ref = NN[cell](3, 4, num_layers=2, bidirectional=True, dtype=F64)
+    ours = dt.RNN(cell, 3, 4, num_layers=2, bidirectional=True, dtype=F64)
+    ours.load_state_dict(ref.state_dict())
+    x = torch.randn(5, 3, dtype=F64)
+    S = 2 if cell == "lstm" else 1
+    hx = tuple(torch.randn(4, 4, dtype=F64) for _ in range(S))
+    hx = hx[0] if S == 1 else hx
+    (o1, h1), (o2, h2) = ref(x, hx), ours(x, hx)
+    torch.testing.assert_close(o2, o1, atol=1e-12, rtol=0)
+    for a, b in zip((h2,) if S == 1 else h2, (h1,) if S == 1 else h1, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_bad_input_is_said_in_the_layers_words():
+    m = dt.RNN("lstm", 3, 4)
+    with pytest.raises(ValueError, match="input.size\\(-1\\) must be equal to input_size. "
+                                         "Expected 3, got 7"):
+        m(torch.randn(5, 2, 7))
+    with pytest.raises(ValueError, match="input dtype \\(torch.float64\\) does not match"):
+        m(torch.randn(5, 2, 3, dtype=F64))
+    with pytest.raises(ValueError, match="initial h must have shape .* = \\(1, 2, 4\\), got "
+                                         "\\(1, 2, 5\\)"):
+        m(torch.randn(5, 2, 3), (torch.zeros(1, 2, 5), torch.zeros(1, 2, 4)))
+    with pytest.raises(ValueError, match="got 4-D"):
+        m(torch.randn(5, 3, 2, 3))
+    with pytest.raises(TypeError, match="got list"):
+        m([1, 2])

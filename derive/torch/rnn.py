@@ -198,9 +198,34 @@ class RNN(nn.Module):
         return super().load_state_dict(sd, strict=strict, assign=assign)
 
     # ------------------------------------------------------------------ forward
+    def _check_input(self, x: torch.Tensor, packed: bool) -> None:
+        """torch.nn.LSTM's checks, said in its words: a 3-D input (a packed sequence's data:
+        2-D) whose last size is input_size, in the parameters' dtype."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a tensor or a PackedSequence, got "
+                            f"{type(x).__name__}")
+        if x.dim() != (2 if packed else 3):
+            raise ValueError(f"input must be 2-D (unbatched: T, input_size) or 3-D "
+                             f"({'B, T' if self.batch_first else 'T, B'}, input_size), got "
+                             f"{x.dim()}-D of shape {tuple(x.shape)}")
+        if x.shape[-1] != self.input_size:
+            raise ValueError(f"input.size(-1) must be equal to input_size. Expected "
+                             f"{self.input_size}, got {x.shape[-1]}")
+        w = next(iter(self.parameters()), None)
+        if w is not None and x.dtype != w.dtype:
+            raise ValueError(f"input dtype ({x.dtype}) does not match the parameters' dtype "
+                             f"({w.dtype}): convert the input (input.to({w.dtype})) or the "
+                             f"module (module.to({x.dtype}))")
+
     def forward(self, input: torch.Tensor | PackedSequence, hx: Any = None,
                 lengths: torch.Tensor | None = None):
         packed = isinstance(input, PackedSequence)
+        unbatched = not packed and isinstance(input, torch.Tensor) and input.dim() == 2
+        if unbatched:  # one sequence (T, input_size), as torch.nn.LSTM takes it
+            out, h_n = self.forward(input.unsqueeze(1), _unbatched_hx(hx), lengths)
+            return out.squeeze(1), (h_n.squeeze(1) if isinstance(h_n, torch.Tensor)
+                                    else tuple(h.squeeze(1) for h in h_n))
+        self._check_input(input.data if packed else input, packed)
         if packed:
             sorted_idx, unsorted_idx = input.sorted_indices, input.unsorted_indices
             xs, lengths = pad_packed_sequence(input)
@@ -219,6 +244,12 @@ class RNN(nn.Module):
             init = [hx] if isinstance(hx, torch.Tensor) else list(hx)
             if len(init) != S:
                 raise ValueError(f"hx: the cell {self.cell!r} has {S} states {self.states}")
+            want = (self.num_layers * dirs, batch, self.hidden_size)
+            for s, h in zip(self.states, init, strict=True):
+                if tuple(h.shape) != want:
+                    raise ValueError(f"hx: the initial {s} must have shape (num_layers * "
+                                     f"num_directions, batch, hidden_size) = {want}, got "
+                                     f"{tuple(h.shape)}")
         finals: list[list[torch.Tensor]] = [[] for _ in range(S)]
         layer_in = xs
         for layer in range(self.num_layers):
@@ -243,6 +274,16 @@ class RNN(nn.Module):
         elif self.batch_first:
             out = out.transpose(0, 1)
         return out, (h_n[0] if S == 1 else h_n)
+
+
+def _unbatched_hx(hx: Any) -> Any:
+    """An unbatched initial state (num_layers * num_directions, hidden_size) with a batch of
+    one added."""
+    if hx is None:
+        return None
+    if isinstance(hx, torch.Tensor):
+        return hx.unsqueeze(1)
+    return tuple(h.unsqueeze(1) for h in hx)
 
 
 def _reverse(xs: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
