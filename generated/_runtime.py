@@ -334,9 +334,36 @@ _POOL = {"pid": None, "size": 0, "pool": None}
 _POOL_LOCK = _thread.allocate_lock()
 
 
+_LOCAL = _thread._local()  # the calling thread's chunk runner (chunk_runner), if any
+
+
+class chunk_runner:
+    """``with rt.chunk_runner(runner):`` the calling thread's whole-sequence kernels split and
+    run their batch chunks through ``runner`` instead of this module's thread pool:
+    ``runner.threads()`` is the number of chunks (in place of num_threads()), and
+    ``runner.run(fn, chunks, args)`` runs fn(lo, hi, *args(i)) for every chunk i, returning
+    False when it cannot (the pool runs them then). derive.torch hands the chunks to torch's
+    own OpenMP threads this way (derive/torch/openmp.py says why)."""
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def __enter__(self):
+        self.outer = getattr(_LOCAL, "runner", None)
+        _LOCAL.runner = self.runner
+        return self.runner
+
+    def __exit__(self, *exc):
+        _LOCAL.runner = self.outer
+        return False
+
+
 def num_threads():
-    """Threads for the batch split: $DERIVE_NUM_THREADS if set, else the CPUs this process may
-    run on."""
+    """Threads for the batch split: the chunk runner's (chunk_runner) when one is set, else
+    $DERIVE_NUM_THREADS if set, else the CPUs this process may run on."""
+    runner = getattr(_LOCAL, "runner", None)
+    if runner is not None:
+        return max(1, int(runner.threads()))
     env = os.environ.get("DERIVE_NUM_THREADS", "").strip()
     if env:
         try:
@@ -374,9 +401,13 @@ def _pool(workers):
 
 def run_chunks(fn, chunks, args):
     """fn(lo, hi, *args(i)) for every chunk i: chunk 0 on the calling thread, the others on a
-    shared pool of worker threads; returns when all are done (re-raising the first error)."""
+    shared pool of worker threads (or through the calling thread's chunk_runner); returns when
+    all are done (re-raising the first error)."""
     if len(chunks) == 1:
         fn(*chunks[0], *args(0))
+        return
+    runner = getattr(_LOCAL, "runner", None)
+    if runner is not None and runner.run(fn, chunks, args) is not False:
         return
     pool = _pool(len(chunks) - 1)
     futures = [pool.submit(fn, *chunks[i], *args(i)) for i in range(1, len(chunks))]

@@ -415,3 +415,67 @@ def test_bad_input_is_said_in_the_layers_words():
         m(torch.randn(5, 3, 2, 3))
     with pytest.raises(TypeError, match="got list"):
         m([1, 2])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "mgu"])
+def test_numba_chunks_on_torchs_openmp_team_equal_the_thread_pool(cell, monkeypatch):
+    """On Linux with torch's OpenMP backend the numba kernels' batch chunks run on torch's own
+    OpenMP team (derive/torch/openmp.py): more chunks than cores (3 torch threads, 7 rows), the
+    outputs and every gradient are bit for bit those of the kernels' own thread pool on the
+    same chunks, and the team did run every forward and backward."""
+    require("numba", "the numba backend")
+    import sys
+
+    from derive.torch import openmp
+
+    if sys.platform.startswith("linux") and "ATen parallel backend: OpenMP" in \
+            torch.__config__.parallel_info():
+        assert openmp.runner() is not None, "torch runs on OpenMP here, but no team was found"
+    if openmp.runner() is None:
+        pytest.skip("torch does not run on an OpenMP team here")
+    ran = []
+    real = openmp.TorchOpenMP.run
+
+    def counting(self, fn, chunks, args):
+        done = real(self, fn, chunks, args)
+        ran.append((fn.__name__, len(chunks), done))
+        return done
+
+    monkeypatch.setattr(openmp.TorchOpenMP, "run", counting)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        torch.manual_seed(0)
+        x = torch.randn(6, 7, 5, dtype=F64)
+        got = []
+        for team in (True, False):
+            if not team:
+                monkeypatch.setattr(openmp, "runner", lambda: None)
+                monkeypatch.setenv("DERIVE_NUM_THREADS", "3")
+            torch.manual_seed(1)
+            m = dt.RNN(cell, 5, 4, num_layers=2, bidirectional=True, dtype=F64,
+                       backend="numba")
+            xx = x.clone().requires_grad_()
+            out, _ = m(xx)
+            (out * torch.linspace(-1, 1, out.numel(), dtype=F64).view_as(out)).sum().backward()
+            got.append([out, xx.grad, *(p.grad for p in m.parameters())])
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*got, strict=True):
+        torch.testing.assert_close(a, b, atol=0, rtol=0)
+    # 2 layers x 2 directions, a forward and a backward each, all on the team in 3 chunks
+    assert len(ran) == 8 and all(n == 3 and done for _, n, done in ran), ran
+
+
+def test_openmp_runner_leaves_what_it_cannot_pass_to_the_pool():
+    """Arguments the trampoline cannot pass by address (a strided view, a read-only array, an
+    object) make the runner decline, and the kernels' pool runs the call."""
+    from derive.torch import openmp
+
+    a = np.zeros((4, 6))
+    assert openmp._kind(a) == ("a", 2, "float64")
+    assert openmp._kind(np.float32(1)) == ("s", "float32")
+    assert openmp._kind(True) == ("s", "bool_") and openmp._kind(3) == ("s", "int64")
+    assert openmp._kind(a[:, ::2]) is None
+    a.setflags(write=False)
+    assert openmp._kind(a) is None and openmp._kind(object()) is None

@@ -29,6 +29,7 @@ tangent.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable, Mapping
 from types import ModuleType
@@ -145,8 +146,10 @@ def _host_function(K: ModuleType, H: ModuleType) -> type[torch.autograd.Function
         @staticmethod
         def forward(ctx, xs, *args):
             params = {p: _array(a) for p, a in zip(names, args[S:], strict=True)}
-            hs, cache = H.forward(params, _array(xs),
-                                  {s: _array(a) for s, a in zip(states, args[:S], strict=True)})
+            with _threads(H):
+                hs, cache = H.forward(params, _array(xs),
+                                      {s: _array(a) for s, a in zip(states, args[:S],
+                                                                    strict=True)})
             # the final states get their own memory (hs[-1] is the kernel's S_h[T], which its
             # backward reads): nn.LSTM's h_n does not alias its output either
             out = (torch.from_numpy(hs),
@@ -165,16 +168,17 @@ def _host_function(K: ModuleType, H: ModuleType) -> type[torch.autograd.Function
                 return _differentiable_backward(K, xs, args, dhs, douts, ctx.needs_input_grad[0])
             params = {p: _array(a) for p, a in zip(names, args[S:], strict=True)}
             cache = ctx.cache
-            if cache.get("consumed"):  # a second backward (retain_graph): the cache again
-                _, cache = H.forward(params, _array(xs),
-                                     {s: _array(a) for s, a in zip(states, args[:S],
-                                                                   strict=True)})
             if dhs is None:
                 dhs = xs.new_zeros(xs.shape[:2] + (args[0].shape[-1],))
             dstate = {s: (np.zeros(args[k].shape, cache["xs"].dtype) if d is None else _array(d))
                       for k, (s, d) in enumerate(zip(states, douts, strict=True))}
-            g = H.backward(params, cache, _array(dhs), dstate=dstate,
-                           input_grad=ctx.needs_input_grad[0])
+            with _threads(H):
+                if cache.get("consumed"):  # a second backward (retain_graph): the cache again
+                    _, cache = H.forward(params, _array(xs),
+                                         {s: _array(a) for s, a in zip(states, args[:S],
+                                                                       strict=True)})
+                g = H.backward(params, cache, _array(dhs), dstate=dstate,
+                               input_grad=ctx.needs_input_grad[0])
             ctx.cache = cache
             dxs = torch.from_numpy(g[K.INPUT_GRAD]) if ctx.needs_input_grad[0] else None
             return (dxs, *(torch.from_numpy(g[K.STATE0_GRAD[s]]) for s in states),
@@ -194,6 +198,18 @@ def _host_function(K: ModuleType, H: ModuleType) -> type[torch.autograd.Function
 
     CellSequenceHost.__name__ = CellSequenceHost.__qualname__ = f"CellSequenceHost_{H.__name__}"
     return CellSequenceHost
+
+
+def _threads(H: ModuleType) -> Any:
+    """Where the numba kernel ``H`` splits its batch: on torch's own OpenMP team when there
+    is one to share (:mod:`derive.torch.openmp` measures why), else on the kernel's threads."""
+    from .openmp import runner
+
+    r = runner()
+    rt = getattr(H, "rt", None)
+    if r is None or not hasattr(rt, "chunk_runner"):  # (a package printed before the hook)
+        return contextlib.nullcontext()
+    return rt.chunk_runner(r)
 
 
 @functools.cache
