@@ -12,22 +12,31 @@ here:
   array with a time axis is a local of the step: the setting ``steps`` maps such an array to
   its local (``A_x[t, :, 0:n]`` prints ``A_x_t[:, 0:n]``; the JAX kernels' ``lax.scan`` bodies
   have no ``t`` to index with);
-* a write into columns of an array (:meth:`add_into`) makes a new array.
+* a write into columns of an array (:meth:`add_into`) makes a new array;
+* a sum of products of adjoint blocks with consecutive row blocks of one matrix
+  (``a @ W[0:2n] + b @ W[2n:3n]``: the GRU's carried adjoint, whose W_hn block reads r_t times
+  its own adjoint) prints as one product of the blocks side by side (``cat((a, b)) @ W[0:3n]``):
+  one matrix product per step, as autodiff of the forward's one product makes it. Measured
+  with JAX on the GRU at c3 (T=100, B=64, H=256), both variants and ``jax.grad`` through
+  ``lax.scan`` interleaved in one process: two products 0.931x jax.grad's time in float32 and
+  0.946x in float64, one product 0.905x and 0.932x. The setting ``merge_products``.
 
 :class:`~derive.codegen.jax_printer.JaxPrinter` is the same printer with JAX's table.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..spec.activations import ACTIVATIONS
-from .ir import ActDeriv, ActValue, At, BatchOuter, Cols, Expr, Var
+from .ir import ActDeriv, ActValue, At, BatchOuter, Cols, Dot, Expr, Signed, Var
 from .numpy_printer import ADD, ATOM, MUL, NumpyPrinter, _is_call
 
 
 class TorchPrinter(NumpyPrinter):
     """Prints IR expressions as torch code of the module alias ``_torch``."""
 
-    _default_settings: dict = {"steps": {}}
+    _default_settings: dict = {"steps": {}, "merge_products": True}
     lib = "torch"  # the activation facets read: torch, torch_deriv, torch_deriv_from_output
     module = "_torch"  # the printed module's name of the array library
 
@@ -46,6 +55,39 @@ class TorchPrinter(NumpyPrinter):
     def _print_At(self, e: At) -> tuple[str, int]:
         local = self._step_local(e.array, e.time)
         return (local, ATOM) if local is not None else super()._print_At(e)
+
+    # -- one product for consecutive row blocks of one matrix -------------------------------
+    def _print_Signed(self, e: Signed) -> tuple[str, int]:
+        if not self.settings["merge_products"]:
+            return super()._print_Signed(e)
+        terms: list[tuple[int, Expr]] = []
+        run: list[Dot] = []
+
+        def close() -> None:
+            if len(run) == 1:
+                terms.append((1, run[0]))
+            elif run:
+                terms.append((1, _Merged(tuple(run))))
+            run.clear()
+
+        for sign, t in e.terms:
+            if sign > 0 and isinstance(t, Dot) and t.transposed and t.rows is not None and (
+                    not run or (run[-1].matrix == t.matrix and run[-1].rows[1] == t.rows[0])):
+                run.append(t)
+                continue
+            close()
+            if sign > 0 and isinstance(t, Dot) and t.transposed and t.rows is not None:
+                run.append(t)
+            else:
+                terms.append((sign, t))
+        close()
+        return super()._print_Signed(Signed(tuple(terms)))
+
+    def _print__Merged(self, e: _Merged) -> tuple[str, int]:
+        first, last = e.dots[0], e.dots[-1]
+        blocks = self.concat([self.doprint(d.vec) for d in e.dots])
+        blocks = blocks if len(e.dots) == 1 else f"({blocks})"
+        return f"{blocks} @ {first.matrix}[{first.rows[0]}:{last.rows[1]}]", MUL
 
     # -- reductions -------------------------------------------------------------------------
     def _print_BatchOuter(self, e: BatchOuter) -> tuple[str, int]:
@@ -97,3 +139,11 @@ class TorchPrinter(NumpyPrinter):
 
     def where(self, cond: str, a: str, b: str) -> str:
         return f"{self.module}.where({cond}, {a}, {b})"
+
+
+@dataclass(frozen=True)
+class _Merged(Expr):
+    """Products M[r_k]^T v_k over consecutive row blocks r_k of one matrix, printed as one
+    (a printing device of :meth:`TorchPrinter._print_Signed`, not an IR node)."""
+
+    dots: tuple[Dot, ...]

@@ -19,7 +19,8 @@ On the CPU the same Function can run the cell's numba kernel instead (``backend=
 per statement per step, which costs 3x nn.LSTM's oneDNN kernel at B=64, H=256 in float32; the
 fused loops are within noise of it. The numba path takes only plain CPU tensors in float32 or
 float64 with no ``torch.func`` transform active and no mask; anything else, and every
-``jvp``, runs the torch kernels, which print the same derivation.
+``jvp``, runs the torch kernels, which print the same derivation. The fused loops split the
+batch over torch's own OpenMP team (:mod:`derive.torch.openmp`), not over threads of their own.
 
 References: BPTT (Werbos 1990) in adjoint form (stacked gate blocks, dL/dTheta =
 sum_t \\bar a_t v_t^T); forward mode as RTRL (Williams and Zipser 1989),
