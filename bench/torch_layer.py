@@ -3,7 +3,7 @@ on the CPU at the bench sizes, in one run; and the derived JAX functions (derive
 jax.grad through lax.scan of the same cell (the kernel's own forward scan, no custom rule).
 
     python bench/torch_layer.py [--configs c2,c3,c4] [--dtypes float32,float64] [--cells lstm,gru]
-                                [--backends auto,torch] [--no-jax] [--min-time S]
+                                [--backends auto,torch] [--no-jax] [--no-torch] [--min-time S]
 
 ``--backends``: what runs under derive.torch.RNN (``backend=``): auto (the fused numba loops on
 the CPU when numba is installed) and torch (the torch-printed kernels).
@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--cells", default="lstm,gru")
     ap.add_argument("--no-jax", action="store_true")
+    ap.add_argument("--no-torch", action="store_true", help="the JAX rows only")
     ap.add_argument("--backends", default="auto,torch",
                     help="derive.torch.RNN backends to time (auto: numba on the CPU)")
     ap.add_argument("--min-time", type=float, default=2.0)
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
     print(machine_text(machine_info()))
     print(f"{'what':28s} {'config':6s} {'dtype':8s} {'derived':>10s} {'peer':>10s} {'ratio':>6s}")
     sides = [(f"torch[{b}]", lambda cell, cfg, dt, b=b: torch_pair(cell, cfg, dt, b))
-             for b in args.backends.split(",")]
+             for b in ([] if args.no_torch else args.backends.split(","))]
     sides += [] if args.no_jax else [("jax", jax_pair)]
     for lib, make in sides:
         for c in args.configs.split(","):
